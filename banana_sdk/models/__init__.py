@@ -1,0 +1,1 @@
+"""The Nano-Banana model family."""

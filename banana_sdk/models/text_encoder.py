@@ -1,0 +1,53 @@
+"""Text encoder: token + position embeddings, pre-LN transformer blocks with GQA, phrase masking."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from banana_sdk.config import TextEncoderConfig, TokenizerConfig
+from banana_sdk.models.layers import MASK_VALUE, MLP, Attention
+
+
+class TextBlock(nn.Module):
+    def __init__(self, cfg: TextEncoderConfig) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(cfg.width)
+        self.attn = Attention(cfg.width, cfg.num_heads, cfg.num_kv_heads)
+        self.norm2 = nn.LayerNorm(cfg.width)
+        self.mlp = MLP(cfg.width, cfg.mlp_ratio)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.norm1(x), mask=mask)
+        return x + self.mlp(self.norm2(x))
+
+
+class TextEncoder(nn.Module):
+    """tokens (B, L) int32, segments (B, L) float32 -> context (B, L, width), context_mask (B, L).
+
+    Segments are phrase indices from the tokenizer (-1 on padding). With `phrase_attention`, a token
+    attends only to tokens of its own phrase (attribute binding: "red circle and blue square");
+    otherwise to every non-padding token. Padding attends to padding, so no softmax row is empty.
+    The mask is built with float arithmetic only (delegate-friendly): blocked = min(|s_i - s_j|, 1).
+    """
+
+    def __init__(self, cfg: TextEncoderConfig, tok: TokenizerConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.embed = nn.Embedding(tok.vocab_size, cfg.width)
+        self.pos = nn.Parameter(torch.zeros(1, tok.context_length, cfg.width))
+        self.blocks = nn.ModuleList(TextBlock(cfg) for _ in range(cfg.depth))
+        self.norm = nn.LayerNorm(cfg.width)
+        nn.init.normal_(self.pos, std=0.02)
+        nn.init.normal_(self.embed.weight, std=0.02)
+
+    def forward(self, tokens: torch.Tensor, segments: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        valid = torch.clamp(segments + 1.0, 0.0, 1.0)  # (B, L) 1 = token, 0 = padding
+        if not self.cfg.phrase_attention:
+            segments = valid  # two classes: tokens and padding
+        diff = torch.abs(segments.unsqueeze(2) - segments.unsqueeze(1))  # (B, L, L)
+        mask = (torch.clamp(diff, 0.0, 1.0) * MASK_VALUE).unsqueeze(1)  # (B, 1, L, L)
+        x = self.embed(tokens) + self.pos  # (B, L, width)
+        for block in self.blocks:
+            x = block(x, mask)
+        return self.norm(x), valid

@@ -1,0 +1,101 @@
+"""Convolutional VAE: 8x spatial downsampling (4 levels), GroupNorm + SiLU residual blocks."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from banana_sdk.config import VAEConfig
+
+
+class ResBlock(nn.Module):
+    def __init__(self, cin: int, cout: int, groups: int) -> None:
+        super().__init__()
+        self.norm1 = nn.GroupNorm(groups, cin)
+        self.conv1 = nn.Conv2d(cin, cout, 3, padding=1)
+        self.norm2 = nn.GroupNorm(groups, cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, padding=1)
+        self.skip = nn.Conv2d(cin, cout, 1) if cin != cout else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.conv1(F.silu(self.norm1(x)))
+        h = self.conv2(F.silu(self.norm2(h)))
+        return self.skip(x) + h
+
+
+class Encoder(nn.Module):
+    """image (B, 3, H, W) in [-1, 1] -> (mean, logvar), each (B, C, H/8, W/8)."""
+
+    def __init__(self, cfg: VAEConfig) -> None:
+        super().__init__()
+        chans = [cfg.base_channels * m for m in cfg.channel_mult]
+        self.conv_in = nn.Conv2d(3, chans[0], 3, padding=1)
+        layers: list[nn.Module] = []
+        cin = chans[0]
+        for level, cout in enumerate(chans):
+            for _ in range(cfg.num_res_blocks):
+                layers.append(ResBlock(cin, cout, cfg.norm_groups))
+                cin = cout
+            if level < len(chans) - 1:
+                layers.append(nn.Conv2d(cin, cin, 3, stride=2, padding=1))
+        self.down = nn.Sequential(*layers)
+        self.mid = ResBlock(cin, cin, cfg.norm_groups)
+        self.norm_out = nn.GroupNorm(cfg.norm_groups, cin)
+        self.conv_out = nn.Conv2d(cin, 2 * cfg.latent_channels, 3, padding=1)
+
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.mid(self.down(self.conv_in(image)))
+        mean, logvar = self.conv_out(F.silu(self.norm_out(h))).chunk(2, dim=1)
+        return mean, torch.clamp(logvar, -30.0, 20.0)
+
+
+class Upsample(nn.Module):
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(channels, channels, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
+
+
+class Decoder(nn.Module):
+    """latent (B, C, h, w) -> image (B, 3, 8h, 8w) in about [-1, 1]."""
+
+    def __init__(self, cfg: VAEConfig) -> None:
+        super().__init__()
+        chans = [cfg.base_channels * m for m in cfg.channel_mult][::-1]
+        self.conv_in = nn.Conv2d(cfg.latent_channels, chans[0], 3, padding=1)
+        self.mid = ResBlock(chans[0], chans[0], cfg.norm_groups)
+        layers: list[nn.Module] = []
+        cin = chans[0]
+        for level, cout in enumerate(chans):
+            for _ in range(cfg.num_res_blocks):
+                layers.append(ResBlock(cin, cout, cfg.norm_groups))
+                cin = cout
+            if level < len(chans) - 1:
+                layers.append(Upsample(cin))
+        self.up = nn.Sequential(*layers)
+        self.norm_out = nn.GroupNorm(cfg.norm_groups, cin)
+        self.conv_out = nn.Conv2d(cin, 3, 3, padding=1)
+
+    def forward(self, latent: torch.Tensor) -> torch.Tensor:
+        h = self.up(self.mid(self.conv_in(latent)))
+        return self.conv_out(F.silu(self.norm_out(h)))
+
+
+class VAE(nn.Module):
+    def __init__(self, cfg: VAEConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.encoder = Encoder(cfg)
+        self.decoder = Decoder(cfg)
+
+    def encode(self, image: torch.Tensor) -> torch.Tensor:
+        """image (B, 3, H, W) in [-1, 1] -> scaled latent mean (B, C, H/8, W/8)."""
+        mean, _ = self.encoder(image)
+        return mean * self.cfg.latent_scale
+
+    def decode(self, latent: torch.Tensor) -> torch.Tensor:
+        """scaled latent (B, C, h, w) -> image (B, 3, 8h, 8w)."""
+        return self.decoder(latent / self.cfg.latent_scale)

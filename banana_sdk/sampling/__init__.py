@@ -1,0 +1,1 @@
+"""Samplers: teacher (Euler) and multistep latent consistency (LCM)."""
