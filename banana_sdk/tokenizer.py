@@ -111,6 +111,13 @@ class Tokenizer:
         ids[length - 1], segments[length - 1] = EOS_ID, seg
         return Encoded(ids=ids, segments=segments, length=length)
 
+    def unconditional(self) -> Encoded:
+        """The empty prompt [BOS][EOS]: the unconditional input for classifier-free guidance."""
+        ids = np.full(self.context_length, PAD_ID, dtype=np.int32)
+        segments = np.full(self.context_length, -1, dtype=np.int32)
+        ids[:2], segments[:2] = (BOS_ID, EOS_ID), 0
+        return Encoded(ids=ids, segments=segments, length=2)
+
     def spec(self) -> dict[str, object]:
         """What a bundle manifest records so another runtime can reproduce `encode`."""
         return {

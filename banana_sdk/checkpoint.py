@@ -1,0 +1,101 @@
+"""Checkpoint directories: `config.json` (versioned) + `model.safetensors`.
+
+Layout of a checkpoint dir written by `save_checkpoint`:
+    config.json        {"format": "banana-checkpoint", "schema_version": 1, "model": {...}, "extra": {...}}
+    model.safetensors  all parameters (fp32 or fp16), keys = `BananaModel.state_dict()` names
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save
+
+from banana_sdk.config import ModelConfig
+from banana_sdk.errors import BananaError, CheckpointError
+from banana_sdk.fileio import atomic_write_bytes, atomic_write_json, sha256_file
+from banana_sdk.models.model import BananaModel, build_model
+
+CHECKPOINT_FORMAT = "banana-checkpoint"
+CHECKPOINT_SCHEMA_VERSION = 1
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+
+
+def save_checkpoint(
+    model: BananaModel, directory: str | Path, dtype: torch.dtype = torch.float32,
+    extra: dict[str, Any] | None = None,
+) -> Path:
+    """Write weights then config (each atomically) into `directory`; returns it."""
+    directory = Path(directory)
+    state = {k: v.detach().to("cpu", dtype).contiguous() for k, v in model.state_dict().items()}
+    atomic_write_bytes(directory / WEIGHTS_FILE, save(state, metadata={"format": CHECKPOINT_FORMAT}))
+    atomic_write_json(directory / CONFIG_FILE, {
+        "format": CHECKPOINT_FORMAT,
+        "schema_version": CHECKPOINT_SCHEMA_VERSION,
+        "model": model.config.to_dict(),
+        "extra": extra or {},
+    })
+    return directory
+
+
+def read_checkpoint_config(directory: str | Path) -> tuple[ModelConfig, dict[str, Any]]:
+    """(config, extra) of a checkpoint dir; CheckpointError says what is wrong."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise CheckpointError(f"checkpoint directory {str(directory)!r} does not exist")
+    path = directory / CONFIG_FILE
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CheckpointError(f"{path} is missing: not a banana checkpoint directory") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{path} is corrupt: {exc}") from None
+    if not isinstance(meta, dict) or meta.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{path} is not a banana checkpoint config")
+    if meta.get("schema_version", 0) > CHECKPOINT_SCHEMA_VERSION:
+        raise CheckpointError(f"{path} has schema {meta['schema_version']}; upgrade banana-sdk")
+    try:
+        config = ModelConfig.from_dict(meta["model"])
+    except (BananaError, KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{path}: invalid model config ({exc})") from None
+    return config, dict(meta.get("extra") or {})
+
+
+def load_checkpoint(directory: str | Path, device: str = "cpu") -> tuple[BananaModel, dict[str, Any]]:
+    """(model in eval mode with fp32 weights, extra) from a checkpoint dir."""
+    directory = Path(directory)
+    config, extra = read_checkpoint_config(directory)
+    weights = directory / WEIGHTS_FILE
+    if not weights.is_file():
+        raise CheckpointError(f"{weights} is missing")
+    try:
+        state = load_file(str(weights), device=device)
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{weights} is corrupt: {exc}") from None
+    model = build_model(config, device)
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        raise CheckpointError(
+            f"{weights} does not match config {config.name!r}: "
+            f"missing {missing[:3]}{'...' if len(missing) > 3 else ''}, "
+            f"unexpected {unexpected[:3]}{'...' if len(unexpected) > 3 else ''}"
+        )
+    for key, tensor in state.items():
+        if tuple(tensor.shape) != tuple(expected[key].shape):
+            raise CheckpointError(
+                f"{weights}: {key} has shape {tuple(tensor.shape)}, config needs {tuple(expected[key].shape)}"
+            )
+    model.load_state_dict({k: v.float() for k, v in state.items()})
+    return model.eval(), extra
+
+
+def weights_hash(directory: str | Path) -> str:
+    """sha256 of a checkpoint's weights file (identifies the base model of bundles and peels)."""
+    return sha256_file(Path(directory) / WEIGHTS_FILE)

@@ -1,0 +1,1 @@
+"""Converters: PyTorch -> LiteRT bundles."""

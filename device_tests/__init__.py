@@ -1,0 +1,1 @@
+"""Device harness over adb, and the simulated device."""
