@@ -16,6 +16,7 @@ from banana_sdk.errors import BananaError
 # command groups contributed by each layer: (module, attribute)
 _COMMAND_MODULES = (
     "banana_sdk.commands",
+    "banana_sdk.appbuild",
     "converters.commands",
     "device_tests.commands",
 )

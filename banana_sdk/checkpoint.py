@@ -99,3 +99,31 @@ def load_checkpoint(directory: str | Path, device: str = "cpu") -> tuple[BananaM
 def weights_hash(directory: str | Path) -> str:
     """sha256 of a checkpoint's weights file (identifies the base model of bundles and peels)."""
     return sha256_file(Path(directory) / WEIGHTS_FILE)
+
+
+def load_component(directory: str | Path, name: str) -> torch.nn.Module:
+    """One component (`text_encoder`, `denoiser`, `vae`) with its weights, nothing else loaded."""
+    from safetensors import safe_open
+
+    from banana_sdk.models.model import build_component
+
+    directory = Path(directory)
+    config, _ = read_checkpoint_config(directory)
+    module = build_component(config, name, "meta")
+    prefix = f"{name}."
+    weights = directory / WEIGHTS_FILE
+    try:
+        with safe_open(str(weights), framework="pt") as handle:
+            state = {k[len(prefix):]: handle.get_tensor(k).float() for k in handle.keys() if k.startswith(prefix)}
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{weights} is unreadable: {exc}") from None
+    expected = module.state_dict()
+    if set(state) != set(expected):
+        raise CheckpointError(f"{weights}: {name} weights do not match config {config.name!r}")
+    for key, tensor in state.items():
+        if tuple(tensor.shape) != tuple(expected[key].shape):
+            raise CheckpointError(f"{weights}: {prefix}{key} has shape {tuple(tensor.shape)}, "
+                                  f"config needs {tuple(expected[key].shape)}")
+    module = module.to_empty(device="cpu")
+    module.load_state_dict(state)
+    return module.eval()

@@ -1,0 +1,49 @@
+"""PyTorch signature module -> fp32 .tflite file through litert-torch."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from converters.errors import ConversionError
+
+LIGHTWEIGHT_PARAMS = 50_000_000  # above this, export with lazy constants (lower peak memory)
+
+
+def export_signature(module: nn.Module, name: str, inputs: dict[str, np.ndarray], path: Path) -> None:
+    """Trace `module` on `inputs` and write a one-signature fp32 .tflite to `path` (not atomic: a temp path)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import litert_torch
+
+    litert_torch.config.show_progress = False
+    params = sum(p.numel() for p in module.parameters())
+    sample = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in inputs.items()}
+    try:
+        converter = litert_torch.Converter().signature(name, module.eval(), sample_kwargs=sample)
+        with torch.no_grad(), contextlib.redirect_stdout(None):
+            model = converter.convert(lightweight_conversion=params > LIGHTWEIGHT_PARAMS)
+        model.export(str(path))
+    except OSError:
+        raise
+    except Exception as exc:  # litert-torch raises many types; report one line
+        raise ConversionError(f"litert-torch could not convert {name}: {type(exc).__name__}: {exc}") from None
+
+
+def check_block_divisibility(module: nn.Module, block_size: int) -> None:
+    """INT4 blockwise needs every linear/embedding input width divisible by the block size."""
+    for layer_name, layer in module.named_modules():
+        width = None
+        if isinstance(layer, nn.Linear):
+            width = layer.in_features
+        elif isinstance(layer, nn.Embedding):
+            width = layer.embedding_dim
+        if width is not None and width % block_size:
+            raise ConversionError(
+                f"int4 block size {block_size} does not divide the input width {width} of layer "
+                f"{layer_name!r}; choose a block size that divides it (32, 64, 128, 256)"
+            )

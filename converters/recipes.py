@@ -1,0 +1,113 @@
+"""Quantization recipes: the one place where `--quant` is mapped to what ai-edge-quantizer does.
+
+Facts measured with litert-torch 0.10 / ai-edge-quantizer 0.10 (and re-checked from the written file by
+`converters.flatbuffer`, never assumed):
+- INT4 is accepted only as *dynamic-range* blockwise (block 32/64/128/256) and only on FULLY_CONNECTED and
+  EMBEDDING_LOOKUP; on CONV_2D it is silently left fp32, and weight-only INT4 is silently a no-op.
+- So `int4` = INT4 blockwise on FC/embedding + INT8 channelwise on CONV_2D, fp32 elsewhere.
+- `int8` = dynamic-range INT8 channelwise on every op the quantizer supports.
+- `fp16` = float16 weights (FLOAT_CASTING) on every supported op, fp32 compute.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+from converters.errors import ConversionError
+
+
+class Quant(str, Enum):
+    FP32 = "fp32"
+    FP16 = "fp16"
+    INT8 = "int8"
+    INT4 = "int4"
+
+
+BLOCK_SIZES = (32, 64, 128, 256)  # INT4 block sizes ai-edge-quantizer accepts
+
+
+class Scheme(str, Enum):
+    """How one op type's constant weights are stored."""
+
+    DYNAMIC_INT8_CHANNELWISE = "dynamic_int8_channelwise"
+    DYNAMIC_INT4_BLOCKWISE = "dynamic_int4_blockwise"
+    FLOAT16 = "float16"
+
+
+@dataclass(frozen=True)
+class OpRule:
+    op: str  # TFLite builtin op name, or "*" for every supported op
+    scheme: Scheme  # storage of that op's weights
+
+
+@dataclass(frozen=True)
+class GateThreshold:
+    min_psnr_db: float  # lowest acceptable PSNR of LiteRT vs PyTorch fp32, over the reference's range
+    min_cosine: float  # lowest acceptable cosine similarity of the flattened outputs
+
+
+# Defaults measured on random and trained weights of tiny/demo (see README "Accuracy gate"): fp32 and fp16
+# differ from PyTorch only by kernel rounding; int8/int4 thresholds sit below the worst signature we saw.
+DEFAULT_GATE: dict[Quant, GateThreshold] = {
+    Quant.FP32: GateThreshold(min_psnr_db=60.0, min_cosine=0.99999),
+    Quant.FP16: GateThreshold(min_psnr_db=40.0, min_cosine=0.9999),
+    Quant.INT8: GateThreshold(min_psnr_db=25.0, min_cosine=0.99),
+    Quant.INT4: GateThreshold(min_psnr_db=20.0, min_cosine=0.98),
+}
+
+
+def parse_quant(value: str) -> Quant:
+    """Quant from its name; the error lists valid names."""
+    try:
+        return Quant(value)
+    except ValueError:
+        raise ConversionError(f"unknown quantization {value!r}; choose from {[q.value for q in Quant]}") from None
+
+
+def check_block_size(quant: Quant, block_size: int) -> None:
+    """Reject block sizes the quantizer does not accept (before any work)."""
+    if quant is Quant.INT4 and block_size not in BLOCK_SIZES:
+        raise ConversionError(f"int4 block size must be one of {list(BLOCK_SIZES)}, got {block_size}")
+
+
+def recipe_rules(quant: Quant, block_size: int = 32) -> list[OpRule]:
+    """The op rules of a recipe (empty for fp32)."""
+    check_block_size(quant, block_size)
+    if quant is Quant.FP32:
+        return []
+    if quant is Quant.FP16:
+        return [OpRule("*", Scheme.FLOAT16)]
+    if quant is Quant.INT8:
+        return [OpRule("*", Scheme.DYNAMIC_INT8_CHANNELWISE)]
+    return [
+        OpRule("FULLY_CONNECTED", Scheme.DYNAMIC_INT4_BLOCKWISE),
+        OpRule("EMBEDDING_LOOKUP", Scheme.DYNAMIC_INT4_BLOCKWISE),
+        OpRule("CONV_2D", Scheme.DYNAMIC_INT8_CHANNELWISE),
+    ]
+
+
+def quantize_model(float_model: bytes, quant: Quant, block_size: int = 32) -> bytes:
+    """Apply a recipe to a serialized fp32 model; returns the quantized flatbuffer."""
+    rules = recipe_rules(quant, block_size)
+    if not rules:
+        return float_model
+    from ai_edge_quantizer import qtyping, quantizer
+    from ai_edge_quantizer.algorithm_manager import AlgorithmName
+
+    granularity = {32: qtyping.QuantGranularity.BLOCKWISE_32, 64: qtyping.QuantGranularity.BLOCKWISE_64,
+                   128: qtyping.QuantGranularity.BLOCKWISE_128, 256: qtyping.QuantGranularity.BLOCKWISE_256}
+    q = quantizer.Quantizer(float_model)
+    for rule in rules:
+        op = qtyping.TFLOperationName.ALL_SUPPORTED if rule.op == "*" else qtyping.TFLOperationName(rule.op)
+        if rule.scheme is Scheme.FLOAT16:
+            q.add_weight_only_config(".*", op, 16, qtyping.QuantGranularity.CHANNELWISE,
+                                     AlgorithmName.FLOAT_CASTING)
+        elif rule.scheme is Scheme.DYNAMIC_INT8_CHANNELWISE:
+            q.add_dynamic_config(".*", op, 8, qtyping.QuantGranularity.CHANNELWISE)
+        else:
+            q.add_dynamic_config(".*", op, 4, granularity[block_size])
+    try:
+        return bytes(q.quantize(enable_progress_report=False, enable_progress_bar=False).quantized_model)
+    except (ValueError, RuntimeError) as exc:
+        raise ConversionError(f"quantization ({quant.value}) failed: {exc}") from None
