@@ -17,6 +17,7 @@ from banana_sdk.errors import BananaError
 _COMMAND_MODULES = (
     "banana_sdk.commands",
     "banana_sdk.appbuild",
+    "banana_sdk.peels.commands",
     "converters.commands",
     "device_tests.commands",
 )

@@ -52,8 +52,8 @@ class GateThreshold:
 DEFAULT_GATE: dict[Quant, GateThreshold] = {
     Quant.FP32: GateThreshold(min_psnr_db=60.0, min_cosine=0.99999),
     Quant.FP16: GateThreshold(min_psnr_db=40.0, min_cosine=0.9999),
-    Quant.INT8: GateThreshold(min_psnr_db=25.0, min_cosine=0.99),
-    Quant.INT4: GateThreshold(min_psnr_db=20.0, min_cosine=0.98),
+    Quant.INT8: GateThreshold(min_psnr_db=25.0, min_cosine=0.98),
+    Quant.INT4: GateThreshold(min_psnr_db=20.0, min_cosine=0.95),
 }
 
 

@@ -1,1 +1,1 @@
-"""peels."""
+"""Peels: LoRA add-ons for the Nano-Banana denoiser (and optionally the text encoder)."""

@@ -1,0 +1,59 @@
+"""Peel configuration and the layers a peel may target."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import nn
+
+from banana_sdk.errors import BananaError
+
+PEEL_SCHEMA_VERSION = 1
+# module-name suffixes inside each denoiser block (GQA: k and v are narrower than q and o)
+DENOISER_TARGETS = ("attn.q", "attn.k", "attn.v", "attn.o", "cross.q", "cross.k", "cross.v", "cross.o",
+                    "mlp.fc1", "mlp.fc2")
+TEXT_TARGETS = ("attn.q", "attn.k", "attn.v", "attn.o", "mlp.fc1", "mlp.fc2")
+RANK_BUCKETS = (4, 8, 16)  # runtime-peel signature ranks; zero tensors mean "no peel"
+
+
+class PeelError(BananaError):
+    """A peel that cannot be used: wrong base, bad rank or targets, corrupt file, insane weights."""
+
+
+@dataclass(frozen=True)
+class PeelConfig:
+    rank: int = 4  # low-rank dimension r of every adapted linear
+    alpha: float = 4.0  # update scale numerator: delta W = (alpha / rank) * B @ A
+    targets: tuple[str, ...] = DENOISER_TARGETS  # block-relative linear names to adapt in the denoiser
+    text_encoder: bool = False  # also adapt the text encoder's attention and MLP linears
+
+    @property
+    def scale(self) -> float:
+        return self.alpha / self.rank
+
+
+def check_config(config: PeelConfig) -> None:
+    """Reject ranks no bucket holds and unknown target names before any work."""
+    if not 1 <= config.rank <= max(RANK_BUCKETS):
+        raise PeelError(f"peel rank {config.rank} is larger than any runtime bucket {list(RANK_BUCKETS)}")
+    unknown = sorted(set(config.targets) - set(DENOISER_TARGETS))
+    if unknown:
+        raise PeelError(f"unknown peel target(s) {unknown}; valid: {list(DENOISER_TARGETS)}")
+    if not config.targets:
+        raise PeelError("a peel needs at least one target")
+
+
+def target_modules(model: nn.Module, config: PeelConfig) -> dict[str, nn.Linear]:
+    """{full module name: nn.Linear} of every layer the peel adapts, in a fixed order."""
+    suffixes = [f"denoiser.blocks.{{}}.{t}" for t in config.targets]
+    out: dict[str, nn.Linear] = {}
+    for i in range(len(model.denoiser.blocks)):
+        for pattern in suffixes:
+            name = pattern.format(i)
+            out[name] = model.get_submodule(name)
+    if config.text_encoder:
+        for i in range(len(model.text_encoder.blocks)):
+            for t in TEXT_TARGETS:
+                name = f"text_encoder.blocks.{i}.{t}"
+                out[name] = model.get_submodule(name)
+    return out

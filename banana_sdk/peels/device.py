@@ -1,0 +1,88 @@
+"""Runtime peel files for a bundle: exactly the low-rank tensors the `denoise_r{R}` signatures take.
+
+A runtime peel file (safetensors) holds `lora_a` = concat_i A_i (r, in_i) and `lora_b` = concat_i
+B_i * (alpha / r) (out_i, r) over the bundle's `peel_layout` (every denoiser target, zeros where the peel
+does not adapt a layer), at the peel's own rank r, plus metadata (base hash, rank, name). At run time the
+host runtime or the app scales B by the user's weight, stacks several files along the rank axis and pads
+to the smallest bucket that fits: no reconversion, no reload of the base.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from safetensors import SafetensorError, safe_open
+from safetensors.numpy import save
+
+from banana_sdk.fileio import atomic_write_bytes
+from banana_sdk.peels.config import PEEL_SCHEMA_VERSION, PeelError
+from banana_sdk.peels.lora import Peel
+from banana_sdk.peels.runtime import LayerSlot, bucket_for, pack
+
+
+def layout_from_manifest(manifest: dict) -> tuple[list[LayerSlot], tuple[int, ...]]:
+    """(slots, buckets) a bundle's manifest declares; PeelError if the bundle has no runtime peels."""
+    info = manifest.get("peels")
+    if not info or not info.get("buckets"):
+        raise PeelError("this bundle has no runtime-peel signatures; convert it with --peel-buckets 4,8,16")
+    slots = [LayerSlot(s["name"], int(s["in"]), int(s["out"])) for s in info["layout"]]
+    return slots, tuple(int(b) for b in info["buckets"])
+
+
+def export_runtime(peel: Peel, slots: list[LayerSlot], path: str | Path) -> Path:
+    """Write the runtime form of `peel` for a layout (scale folded into B, weight 1)."""
+    missing = sorted(set(peel.tensors) - {s.name for s in slots})
+    if missing:
+        raise PeelError(f"peel {peel.name!r} adapts layers the bundle cannot take at run time: {missing[:3]}")
+    a, b = pack([(peel, 1.0)], slots, peel.config.rank)
+    meta = {"format": "banana-runtime-peel", "schema_version": str(PEEL_SCHEMA_VERSION), "name": peel.name,
+            "base_hash": peel.base_hash, "base_model": peel.base_model, "rank": str(peel.config.rank)}
+    atomic_write_bytes(Path(path), save({"lora_a": a, "lora_b": b}, metadata=meta))
+    return Path(path)
+
+
+def load_runtime(path: str | Path) -> tuple[dict[str, str], np.ndarray, np.ndarray]:
+    """(metadata, lora_a, lora_b) of a runtime peel file."""
+    path = Path(path)
+    if not path.is_file():
+        raise PeelError(f"peel file {str(path)!r} does not exist")
+    try:
+        with safe_open(str(path), framework="numpy") as handle:
+            meta = handle.metadata() or {}
+            a, b = handle.get_tensor("lora_a"), handle.get_tensor("lora_b")
+    except (SafetensorError, OSError, ValueError, KeyError) as exc:
+        raise PeelError(f"{path} is not a readable runtime peel ({exc})") from None
+    if meta.get("format") != "banana-runtime-peel":
+        raise PeelError(f"{path} is not a runtime peel; export it with `banana peel export --bundle`")
+    if not (np.isfinite(a).all() and np.isfinite(b).all()):
+        raise PeelError(f"{path}: peel weights are not finite")
+    return meta, a, b
+
+
+def stack_runtime(
+    files: list[tuple[dict[str, str], np.ndarray, np.ndarray, float]], slots: list[LayerSlot], buckets: tuple[int, ...],
+) -> tuple[int, np.ndarray, np.ndarray]:
+    """(bucket, lora_a, lora_b): weighted runtime peels stacked along rank and zero-padded to a bucket."""
+    ranks = [int(meta["rank"]) for meta, _, _, _ in files]
+    bucket = bucket_for(sum(ranks), buckets) if files else min(buckets)
+    a_out, b_out = [], []
+    oa = [0] * len(files)
+    ob = [0] * len(files)
+    for slot in slots:
+        a = np.zeros((bucket, slot.in_features), np.float32)
+        b = np.zeros((slot.out_features, bucket), np.float32)
+        offset = 0
+        for k, ((_, fa, fb, weight), r) in enumerate(zip(files, ranks, strict=True)):
+            na, nb = r * slot.in_features, r * slot.out_features
+            a[offset:offset + r] = fa[oa[k]:oa[k] + na].reshape(r, slot.in_features)
+            b[:, offset:offset + r] = fb[ob[k]:ob[k] + nb].reshape(slot.out_features, r) * weight
+            oa[k] += na
+            ob[k] += nb
+            offset += r
+        a_out.append(a.ravel())
+        b_out.append(b.ravel())
+    for k, (_, fa, fb, _) in enumerate(files):
+        if oa[k] != fa.size or ob[k] != fb.size:
+            raise PeelError(f"runtime peel {files[k][0].get('name')!r} does not match this bundle's layout")
+    return bucket, np.concatenate(a_out), np.concatenate(b_out)

@@ -1,0 +1,82 @@
+"""Peel files: safetensors with metadata (schema, base model id + hash, rank, alpha, targets)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save
+
+from banana_sdk.fileio import atomic_write_bytes
+from banana_sdk.peels.config import PEEL_SCHEMA_VERSION, PeelConfig, PeelError, check_config
+from banana_sdk.peels.lora import Peel
+
+MAX_ABS_VALUE = 1.0e3  # larger LoRA entries mean a diverged or foreign file
+
+
+def save_peel(peel: Peel, path: str | Path) -> Path:
+    """Write `peel` atomically as fp32 safetensors; keys `<layer>.lora_A` (r, in) / `<layer>.lora_B` (out, r)."""
+    path = Path(path)
+    tensors = {}
+    for layer, (a, b) in peel.tensors.items():
+        tensors[f"{layer}.lora_A"] = a.detach().float().contiguous()
+        tensors[f"{layer}.lora_B"] = b.detach().float().contiguous()
+    metadata = {
+        "format": "banana-peel", "schema_version": str(PEEL_SCHEMA_VERSION), "name": peel.name,
+        "base_model": peel.base_model, "base_hash": peel.base_hash, "rank": str(peel.config.rank),
+        "alpha": str(peel.config.alpha), "targets": json.dumps(list(peel.config.targets)),
+        "text_encoder": json.dumps(peel.config.text_encoder),
+    }
+    atomic_write_bytes(path, save(tensors, metadata=metadata))
+    return path
+
+
+def load_peel(path: str | Path) -> Peel:
+    """Read and validate a peel file; PeelError says what is wrong."""
+    path = Path(path)
+    if not path.is_file():
+        raise PeelError(f"peel file {str(path)!r} does not exist")
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            meta = handle.metadata() or {}
+            raw = {k: handle.get_tensor(k) for k in handle.keys()}
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise PeelError(f"{path} is not a readable safetensors file ({exc})") from None
+    if meta.get("format") != "banana-peel":
+        raise PeelError(f"{path} is not a banana peel (metadata format {meta.get('format')!r})")
+    if int(meta.get("schema_version", 0)) > PEEL_SCHEMA_VERSION:
+        raise PeelError(f"{path} has peel schema {meta['schema_version']}; upgrade banana-sdk")
+    try:
+        config = PeelConfig(rank=int(meta["rank"]), alpha=float(meta["alpha"]),
+                            targets=tuple(json.loads(meta["targets"])),
+                            text_encoder=bool(json.loads(meta.get("text_encoder", "false"))))
+    except (KeyError, ValueError, TypeError) as exc:
+        raise PeelError(f"{path}: peel metadata is incomplete ({exc})") from None
+    check_config(config)
+    tensors = {}
+    for key in sorted(raw):
+        if not key.endswith(".lora_A"):
+            continue
+        layer = key[: -len(".lora_A")]
+        a, b = raw[key].float(), raw.get(f"{layer}.lora_B")
+        if b is None:
+            raise PeelError(f"{path}: {layer} has lora_A but no lora_B")
+        b = b.float()
+        if a.shape[0] != config.rank or b.shape[1] != config.rank:
+            raise PeelError(f"{path}: {layer} has rank {a.shape[0]}/{b.shape[1]}, metadata says {config.rank}")
+        for t in (a, b):
+            if not torch.isfinite(t).all() or t.abs().max() > MAX_ABS_VALUE:
+                raise PeelError(f"{path}: {layer} has weights outside a sane range (non-finite or > {MAX_ABS_VALUE})")
+        tensors[layer] = (a, b)
+    if not tensors:
+        raise PeelError(f"{path} holds no LoRA tensors")
+    return Peel(meta.get("name", path.stem), config, meta.get("base_hash", ""), meta.get("base_model", ""), tensors)
+
+
+def check_base(peel: Peel, base_hash: str, what: str) -> None:
+    """Refuse a peel trained on other weights, naming the base it needs."""
+    if peel.base_hash != base_hash:
+        raise PeelError(f"peel {peel.name!r} was made for base {peel.base_model!r} ({peel.base_hash[:12]}...), "
+                        f"not for {what} ({base_hash[:12]}...)")

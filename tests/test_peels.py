@@ -1,0 +1,163 @@
+"""Peels: attach/detach, stacking, merge, file round trip, PEFT import, runtime packing, bad input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from cli_helpers import assert_one_line_error, run_cli
+
+from banana_sdk.checkpoint import weights_hash
+from banana_sdk.models.model import build_model
+from banana_sdk.peels.config import PeelConfig, PeelError, check_config
+from banana_sdk.peels.device import export_runtime, load_runtime, stack_runtime
+from banana_sdk.peels.io import check_base, load_peel, save_peel
+from banana_sdk.peels.lora import Peel, PeelStack, merge
+from banana_sdk.peels.peft import import_state_dict
+from banana_sdk.peels.runtime import DenoisePeelSignature, pack, runtime_layers
+from banana_sdk.presets import get_preset
+
+
+def _inputs() -> tuple[torch.Tensor, ...]:
+    g = torch.Generator().manual_seed(0)
+    return (torch.randn(1, 4, 8, 8, generator=g), torch.tensor([0.6]), torch.randn(1, 32, 32, generator=g),
+            torch.ones(1, 32), torch.zeros(1, 5, 32), torch.zeros(1, 5))
+
+
+def _peel(model, name: str = "p", rank: int = 4, seed: int = 0, targets=None) -> Peel:  # noqa: ANN001
+    config = PeelConfig(rank=rank, alpha=rank * 2.0, **({"targets": targets} if targets else {}))
+    peel = Peel.init(name, model, config, "basehash", seed=seed)
+    with torch.no_grad():
+        for _, b in peel.tensors.values():
+            b.normal_(0, 0.05, generator=torch.Generator().manual_seed(seed + 1))
+    return peel
+
+
+@pytest.fixture
+def model():  # noqa: ANN201
+    return build_model(get_preset("tiny"))
+
+
+def test_attach_detach_restores_base_bit_for_bit(model) -> None:  # noqa: ANN001
+    x = _inputs()
+    with torch.no_grad():
+        base = model.denoiser(*x)
+        stack = PeelStack(model)
+        stack.attach(_peel(model), 0.8)
+        changed = model.denoiser(*x)
+        stack.detach("p")
+        after = model.denoiser(*x)
+    assert not torch.allclose(base, changed) and torch.equal(base, after)
+
+
+def test_merge_equals_attached_and_stacking_adds(model) -> None:  # noqa: ANN001
+    x = _inputs()
+    p1, p2 = _peel(model, "a", seed=1), _peel(model, "b", rank=8, seed=2, targets=("attn.q", "mlp.fc1"))
+    with torch.no_grad():
+        stack = PeelStack(model)
+        stack.attach(p1, 0.8)
+        stack.attach(p2, 0.5)
+        attached = model.denoiser(*x)
+        stack.detach_all()
+        merged = merge(model, [(p1, 0.8), (p2, 0.5)]).denoiser(*x)
+    torch.testing.assert_close(merged, attached, rtol=1e-5, atol=1e-5)
+    assert stack.attached == {}
+
+
+def test_runtime_packing_matches_attached(model) -> None:  # noqa: ANN001
+    x = _inputs()
+    p1, p2 = _peel(model, "a", seed=1), _peel(model, "b", seed=2, targets=("cross.k", "cross.v"))
+    sig = DenoisePeelSignature(model.denoiser, 8)
+    with torch.no_grad():
+        stack = PeelStack(model)
+        stack.attach(p1, 0.8)
+        stack.attach(p2, 0.5)
+        attached = model.denoiser(*x)
+        stack.detach_all()
+        a, b = pack([(p1, 0.8), (p2, 0.5)], sig.flat.slots, 8)
+        runtime = sig(*x, torch.from_numpy(a), torch.from_numpy(b))["velocity"]
+        zero = sig(*x, torch.zeros(a.size), torch.zeros(b.size))["velocity"]
+        base = model.denoiser(*x)
+    torch.testing.assert_close(runtime, attached, rtol=1e-5, atol=1e-5)
+    assert torch.equal(zero, base)
+
+
+def test_runtime_files_stack_like_pack(model, tmp_path: Path) -> None:  # noqa: ANN001
+    slots = runtime_layers(model.denoiser)
+    p1, p2 = _peel(model, "a", seed=1), _peel(model, "b", seed=2, targets=("mlp.fc2",))
+    f1 = load_runtime(export_runtime(p1, slots, tmp_path / "a.rt"))
+    f2 = load_runtime(export_runtime(p2, slots, tmp_path / "b.rt"))
+    bucket, a, b = stack_runtime([(*f1, 0.8), (*f2, 0.5)], slots, (4, 8, 16))
+    ea, eb = pack([(p1, 0.8), (p2, 0.5)], slots, 8)
+    assert bucket == 8
+    np.testing.assert_allclose(a, ea, rtol=1e-6)
+    np.testing.assert_allclose(b, eb, rtol=1e-6, atol=1e-7)
+    with pytest.raises(PeelError, match="larger than any runtime bucket"):
+        stack_runtime([(*f1, 1.0)] * 5, slots, (4, 8, 16))
+
+
+def test_file_round_trip_and_validation(model, tmp_path: Path) -> None:  # noqa: ANN001
+    peel = _peel(model, "style")
+    path = save_peel(peel, tmp_path / "style.safetensors")
+    loaded = load_peel(path)
+    assert loaded.config == peel.config and loaded.base_hash == "basehash" and loaded.name == "style"
+    for layer, (a, b) in peel.tensors.items():
+        assert torch.equal(loaded.tensors[layer][0], a.detach()) and torch.equal(loaded.tensors[layer][1], b.detach())
+    with pytest.raises(PeelError, match="made for base"):
+        check_base(loaded, "otherhash", "demo")
+    (tmp_path / "bad.safetensors").write_bytes(path.read_bytes()[:200])
+    with pytest.raises(PeelError, match="not a readable"):
+        load_peel(tmp_path / "bad.safetensors")
+    with torch.no_grad():
+        next(iter(peel.tensors.values()))[1][0, 0] = float("nan")
+    save_peel(peel, tmp_path / "nan.safetensors")
+    with pytest.raises(PeelError, match="sane range"):
+        load_peel(tmp_path / "nan.safetensors")
+
+
+def test_config_checks() -> None:
+    with pytest.raises(PeelError, match="larger than any runtime bucket"):
+        check_config(PeelConfig(rank=32))
+    with pytest.raises(PeelError, match="unknown peel target.*attn.x"):
+        check_config(PeelConfig(targets=("attn.x",)))
+
+
+def test_peft_import_maps_keys(model) -> None:  # noqa: ANN001
+    peel = _peel(model, seed=3)
+    state = {}
+    for layer, (a, b) in peel.tensors.items():
+        state[f"base_model.model.{layer}.lora_A.weight"] = a.detach()
+        state[f"base_model.model.{layer}.lora_B.weight"] = b.detach()
+    imported = import_state_dict(state, "peft", "basehash", "tiny", alpha=peel.config.alpha)
+    assert imported.config == peel.config
+    diffusers_style = {"transformer_blocks.1.attn2.to_out.0.lora.down.weight": torch.zeros(4, 64),
+                       "transformer_blocks.1.attn2.to_out.0.lora.up.weight": torch.zeros(64, 4)}
+    assert list(import_state_dict(diffusers_style, "d", "h", "tiny").tensors) == ["denoiser.blocks.1.cross.o"]
+    with pytest.raises(PeelError, match="cannot map LoRA key"):
+        import_state_dict({"unet.down.0.lora_A.weight": torch.zeros(4, 8)}, "x", "h", "tiny")
+
+
+def test_cli_merge_and_info(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    from banana_sdk.pipeline import Pipeline
+
+    base = Pipeline.from_pretrained(tiny_checkpoint).model
+    peel = Peel.init("s", base, PeelConfig(rank=4), weights_hash(tiny_checkpoint))
+    with torch.no_grad():
+        for _, b in peel.tensors.values():
+            b.fill_(0.01)
+    path = save_peel(peel, tmp_path / "s.safetensors")
+    result = run_cli("peel", "info", path)
+    assert result.code == 0 and "rank 4" in result.out
+    out = tmp_path / "merged"
+    assert run_cli("peel", "merge", "--model", tiny_checkpoint, "--peel", f"{path}:0.5", "--out", out).code == 0
+    merged = Pipeline.from_pretrained(out).model
+    layer = "denoiser.blocks.0.attn.q"
+    expected = base.get_submodule(layer).weight + 0.5 * peel.delta(layer)
+    torch.testing.assert_close(merged.get_submodule(layer).weight, expected)
+    foreign = Peel.init("f", base, PeelConfig(rank=4), "another-base")
+    fpath = save_peel(foreign, tmp_path / "f.safetensors")
+    assert_one_line_error(run_cli("peel", "merge", "--model", tiny_checkpoint, "--peel", fpath, "--out",
+                                  tmp_path / "never"), "made for base")
+    assert not (tmp_path / "never").exists()
