@@ -1,0 +1,54 @@
+package com.banana.sdk.app
+
+import android.os.Bundle
+import android.util.Log
+import android.view.WindowManager
+import androidx.activity.ComponentActivity
+import androidx.lifecycle.lifecycleScope
+import com.banana.sdk.core.android.AndroidDevices
+import com.banana.sdk.core.android.AndroidThermalProbe
+import com.banana.sdk.core.android.LiteRtEngine
+import com.banana.sdk.core.bench.BenchmarkRunner
+import kotlinx.coroutines.Dispatchers
+import kotlinx.coroutines.launch
+import kotlinx.coroutines.withContext
+
+/**
+ * The harness's entry point (docs/DESIGN.md §6): reads the `am start` extras, runs
+ * [BenchmarkRunner] off the main thread, which writes `<files>/results/<run_id>.json`
+ * atomically, then finishes. All logic lives in banana-core, where the JVM tests cover it.
+ */
+class BenchmarkActivity : ComponentActivity() {
+    override fun onCreate(savedInstanceState: Bundle?) {
+        super.onCreate(savedInstanceState)
+        if (savedInstanceState != null) return // a recreated activity must not start a second run
+        window.addFlags(WindowManager.LayoutParams.FLAG_KEEP_SCREEN_ON)
+        val extras = intent.extras
+        val values: Map<String, Any?> =
+            extras
+                ?.keySet()
+                ?.associateWith { key ->
+                    @Suppress("DEPRECATION") // typed getters would hide a wrong extra type behind a default
+                    extras.get(key)
+                }.orEmpty()
+        val filesRoot = getExternalFilesDir(null) ?: filesDir
+        lifecycleScope.launch(Dispatchers.Default) {
+            LiteRtEngine().use { engine ->
+                val runner =
+                    BenchmarkRunner(
+                        engine,
+                        AndroidDevices.profile(this@BenchmarkActivity),
+                        AndroidThermalProbe(this@BenchmarkActivity),
+                        filesRoot,
+                    )
+                val file = runner.execute(values)
+                Log.i(TAG, "wrote $file")
+            }
+            withContext(Dispatchers.Main) { finish() }
+        }
+    }
+
+    private companion object {
+        const val TAG = "BananaBenchmark"
+    }
+}

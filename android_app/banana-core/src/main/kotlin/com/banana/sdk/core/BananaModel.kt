@@ -1,0 +1,336 @@
+package com.banana.sdk.core
+
+import kotlinx.coroutines.Dispatchers
+import kotlinx.coroutines.currentCoroutineContext
+import kotlinx.coroutines.ensureActive
+import kotlinx.coroutines.flow.Flow
+import kotlinx.coroutines.flow.FlowCollector
+import kotlinx.coroutines.flow.flow
+import kotlinx.coroutines.flow.flowOn
+import kotlinx.coroutines.sync.Mutex
+import kotlinx.coroutines.sync.withLock
+import java.io.File
+
+/**
+ * The SDK's model: a verified bundle, the delegate chosen per signature, and text-to-image
+ * generation as a [Flow] of progress then one image. Apps never see LiteRT.
+ *
+ * Stages follow docs/DESIGN.md: tokenizer -> text_encoder -> sampler loop over denoise ->
+ * vae_decode -> 8-bit RGB; with [Residency.ONE_AT_A_TIME] each component is loaded, run and freed
+ * in turn. One generation runs at a time.
+ */
+class BananaModel private constructor(
+    val bundle: VerifiedBundle,
+    private val engine: Engine,
+    private val device: DeviceProfile,
+    private val options: ModelOptions,
+    private val clock: () -> Long,
+) : AutoCloseable {
+    val manifest: BundleManifest = bundle.manifest
+    val residency: Residency =
+        options.residency ?: Residency.auto(manifest.signatures.values.sumOf { manifest.files.getValue(it.file).bytes }, device)
+    private val tokenizer =
+        Tokenizer(Tokenizer.parseVocabulary(bundle.file(manifest.tokenizer.vocabFile).readText(Charsets.UTF_8)), manifest.tokenizer)
+    private val peelSet = PeelSet(manifest)
+    private val sessions = HashMap<String, EngineSession>()
+    private val chosen = HashMap<String, Delegate>()
+    private val reports = LinkedHashMap<String, DelegateReport>()
+    private val mutex = Mutex()
+    private var closed = false
+
+    init {
+        checkShapes(manifest)
+    }
+
+    /** Per signature: the delegate asked for, the one in use, and why they differ (after first load). */
+    val delegateReports: Map<String, DelegateReport> get() = synchronized(this) { LinkedHashMap(reports) }
+
+    /** Image sides this bundle can generate (its signatures have static shapes). */
+    val supportedSizes: List<Int> get() = listOf(manifest.image.size)
+
+    val peels: List<Peel> get() = synchronized(this) { peelSet.peels }
+
+    /** Attaches [peel] at run time; [PeelException] if it is for another base or this bundle lacks its inputs. */
+    fun attachPeel(peel: Peel) = synchronized(this) { peelSet.attach(peel) }
+
+    fun detachPeel(name: String): Boolean = synchronized(this) { peelSet.detach(name) }
+
+    /**
+     * Validates everything first (typed exceptions, before any work), then returns a cold flow:
+     * [GenerationEvent.Progress] per stage/step, then one [GenerationEvent.Image].
+     */
+    fun generate(
+        prompt: String,
+        config: GenerationConfig = GenerationConfig(),
+    ): Flow<GenerationEvent> {
+        val job = prepare(prompt, config)
+        return flow { mutex.withLock { execute(job, this) } }.flowOn(Dispatchers.Default)
+    }
+
+    /** Compiles every signature now (the runner measures load separately); returns ms per signature. */
+    fun loadAll(): Map<String, Double> =
+        synchronized(this) {
+            ensureOpen()
+            REQUIRED.associateWith { name ->
+                val start = clock()
+                session(name)
+                ms(start)
+            }
+        }
+
+    override fun close() =
+        synchronized(this) {
+            sessions.values.forEach { it.close() }
+            sessions.clear()
+            closed = true
+        }
+
+    private class Job(
+        val prompt: Encoded,
+        val unconditional: Encoded?, // set when guidance != 1
+        val steps: Int,
+        val seed: Long,
+        val guidance: Double,
+        val sampler: Sampler,
+    )
+
+    private fun prepare(
+        prompt: String,
+        config: GenerationConfig,
+    ): Job {
+        ensureOpen()
+        val sampler = Samplers.forKind(manifest.sampler.kind)
+        val size = config.size ?: manifest.image.size
+        if (size != manifest.image.size) {
+            throw ConfigException(
+                "this bundle generates ${manifest.image.size}x${manifest.image.size} images only, got size $size; " +
+                    "convert a bundle for that size",
+            )
+        }
+        val steps = config.steps ?: manifest.sampler.defaultSteps
+        val lo = maxOf(manifest.sampler.minSteps, sampler.minSteps)
+        val hi = minOf(manifest.sampler.maxSteps, sampler.maxSteps)
+        if (steps !in lo..hi) throw ConfigException("this bundle's ${sampler.kind.id} sampler takes $lo-$hi steps, got $steps")
+        if (config.seed < 0) throw ConfigException("seed must be an integer in [0, ${Long.MAX_VALUE}], got ${config.seed}")
+        val guidance = config.guidanceScale ?: manifest.sampler.guidanceScale
+        if (!guidance.isFinite() || guidance < 0.0) throw ConfigException("guidance scale must be a finite number >= 0, got $guidance")
+        val encoded = tokenizer.encode(prompt)
+        return Job(encoded, if (guidance != 1.0) tokenizer.unconditional() else null, steps, config.seed, guidance, sampler)
+    }
+
+    private suspend fun execute(
+        job: Job,
+        out: FlowCollector<GenerationEvent>,
+    ) {
+        val start = clock()
+        val loads = LinkedHashMap<String, Double>()
+        // 1. prompt -> context (plus the empty prompt when guiding)
+        val text = acquire(TEXT_ENCODER, loads)
+        val textStart = clock()
+        val contexts = listOfNotNull(job.prompt, job.unconditional).map { encodeText(text, it) }
+        val textMs = ms(textStart)
+        release(TEXT_ENCODER)
+        out.emit(GenerationEvent.Progress(Stage.TEXT, 1, 1))
+        // 2. the sampler drives the denoiser; guidance combines two passes
+        val denoise = acquire(DENOISE, loads)
+        val sig = manifest.signature(DENOISE)
+        val fixed = fixedDenoiseInputs(sig)
+        val latentSpec = sig.input("latent")!!
+        val stepMs = ArrayList<Double>(job.steps)
+        var last = clock()
+        val velocity: VelocityFn = { x, t ->
+            currentCoroutineContext().ensureActive()
+            val v = denoiseOnce(denoise, sig, fixed, contexts[0], x, t)
+            if (contexts.size == 1) {
+                v
+            } else {
+                val vu = denoiseOnce(denoise, sig, fixed, contexts[1], x, t)
+                val g = job.guidance.toFloat()
+                FloatArray(v.size) { i -> vu[i] + g * (v[i] - vu[i]) }
+            }
+        }
+        val latent =
+            job.sampler.sample(velocity, latentSpec.elementCount, job.steps, job.seed, manifest.sampler.shift) { i, n ->
+                val now = clock()
+                stepMs += (now - last) / 1e6
+                last = now
+                out.emit(GenerationEvent.Progress(Stage.DENOISE, i + 1, n))
+            }
+        release(DENOISE)
+        // 3. decode and convert to 8-bit RGB
+        val decoder = acquire(VAE_DECODE, loads)
+        val decodeStart = clock()
+        val decSig = manifest.signature(VAE_DECODE)
+        val imageOut = output(decoder.run(mapOf("latent" to Tensor.F32(latentSpec.shape.toIntArray(), latent))), decSig, "image")
+        val image = ImageConversion.toRgb(imageOut.data, manifest.image.size, manifest.image.size)
+        val decodeMs = ms(decodeStart)
+        release(VAE_DECODE)
+        out.emit(GenerationEvent.Progress(Stage.DECODE, 1, 1))
+        out.emit(GenerationEvent.Image(image, latent, RunTimings(ms(start), textMs, stepMs, decodeMs, loads)))
+    }
+
+    private fun encodeText(
+        session: EngineSession,
+        encoded: Encoded,
+    ): Pair<Tensor.F32, Tensor.F32> {
+        val sig = manifest.signature(TEXT_ENCODER)
+        val l = encoded.ids.size
+        val inputs =
+            mapOf(
+                "tokens" to Tensor.I32(intArrayOf(1, l), encoded.ids),
+                "segments" to Tensor.F32(intArrayOf(1, l), FloatArray(l) { encoded.segments[it].toFloat() }),
+            )
+        val outputs = session.run(inputs)
+        return output(outputs, sig, "context") to output(outputs, sig, "context_mask")
+    }
+
+    /** Denoise inputs that do not change between steps: no subjects, attached peels, zeros for other extras. */
+    private fun fixedDenoiseInputs(sig: SignatureSpec): Map<String, Tensor> {
+        val bound = synchronized(this) { peelSet.boundInputs() }
+        return sig.inputs
+            .filter { it.name !in STEP_INPUTS }
+            .associate { spec -> spec.name to (bound[spec.name] ?: Tensor.zeros(spec)) }
+    }
+
+    private fun denoiseOnce(
+        session: EngineSession,
+        sig: SignatureSpec,
+        fixed: Map<String, Tensor>,
+        context: Pair<Tensor.F32, Tensor.F32>,
+        x: FloatArray,
+        t: Double,
+    ): FloatArray {
+        val inputs =
+            fixed +
+                mapOf(
+                    "latent" to Tensor.F32(sig.input("latent")!!.shape.toIntArray(), x),
+                    "t" to Tensor.F32(intArrayOf(1), floatArrayOf(t.toFloat())),
+                    "context" to context.first,
+                    "context_mask" to context.second,
+                )
+        return output(session.run(inputs), sig, "velocity").data
+    }
+
+    private fun output(
+        outputs: Map<String, Tensor>,
+        sig: SignatureSpec,
+        name: String,
+    ): Tensor.F32 {
+        val spec = sig.output(name)!!
+        val t = outputs[name] ?: throw EngineException("${sig.name} returned no output '$name'")
+        if (t !is Tensor.F32 || t.elementCount != spec.elementCount) {
+            throw EngineException(
+                "${sig.name} output '$name' has ${t.elementCount} ${t.dtype.id} values, expected ${spec.elementCount} float32",
+            )
+        }
+        return t
+    }
+
+    private fun acquire(
+        name: String,
+        loads: MutableMap<String, Double>,
+    ): EngineSession =
+        synchronized(this) {
+            ensureOpen()
+            sessions[name] ?: run {
+                val start = clock()
+                session(name).also { loads[name] = ms(start) }
+            }
+        }
+
+    private fun release(name: String) =
+        synchronized(this) {
+            if (residency == Residency.ONE_AT_A_TIME) sessions.remove(name)?.close()
+        }
+
+    /** The compiled [name], loading it with delegate fallback the first time. Caller holds the lock. */
+    private fun session(name: String): EngineSession {
+        sessions[name]?.let { return it }
+        val sig = manifest.signature(name)
+        val file = bundle.file(sig.file)
+        chosen[name]?.let { delegate ->
+            return engine.load(file, sig, EngineOptions(delegate, options.threads)).also { sessions[name] = it }
+        }
+        val plan = DelegateChooser.plan(options.delegate, sig.delegatePlan, device, engine.availableDelegates())
+        val failures = LinkedHashMap<Delegate, String>()
+        for (delegate in plan.order) {
+            val session =
+                try {
+                    engine.load(file, sig, EngineOptions(delegate, options.threads))
+                } catch (e: EngineException) {
+                    failures[delegate] = e.message ?: "failed to load"
+                    continue
+                }
+            chosen[name] = delegate
+            reports[name] = DelegateReport(options.delegate.id, delegate, plan.fallbackReason(delegate, failures))
+            sessions[name] = session
+            return session
+        }
+        throw EngineException(
+            "cannot load $name on any delegate: " +
+                (plan.skipped.map { "${it.key.id}: ${it.value}" } + failures.map { "${it.key.id}: ${it.value}" }).joinToString("; "),
+        )
+    }
+
+    private fun ensureOpen() {
+        if (closed) throw IllegalStateException("this BananaModel is closed")
+    }
+
+    private fun ms(start: Long): Double = (clock() - start) / 1e6
+
+    companion object {
+        const val TEXT_ENCODER = "text_encoder"
+        const val DENOISE = "denoise"
+        const val VAE_DECODE = "vae_decode"
+        val REQUIRED = listOf(TEXT_ENCODER, DENOISE, VAE_DECODE)
+        private val STEP_INPUTS = setOf("latent", "t", "context", "context_mask")
+
+        /** Verifies every file of [directory] against its manifest, then opens it. */
+        fun open(
+            directory: File,
+            engine: Engine,
+            device: DeviceProfile,
+            options: ModelOptions = ModelOptions(),
+            clock: () -> Long = System::nanoTime,
+        ): BananaModel = open(BundleVerifier.verify(directory), engine, device, options, clock)
+
+        fun open(
+            bundle: VerifiedBundle,
+            engine: Engine,
+            device: DeviceProfile,
+            options: ModelOptions = ModelOptions(),
+            clock: () -> Long = System::nanoTime,
+        ): BananaModel = BananaModel(bundle, engine, device, options, clock)
+
+        /** Rejects a manifest whose signature shapes do not chain together (docs/DESIGN.md §1). */
+        fun checkShapes(m: BundleManifest) {
+            val l = m.tokenizer.contextLength
+            val latent = listOf(1, m.image.latentChannels, m.image.latentSize, m.image.latentSize)
+            val text = m.signature(TEXT_ENCODER)
+            val den = m.signature(DENOISE)
+            val dec = m.signature(VAE_DECODE)
+            val ct = text.output("context")!!.shape.last()
+            val expected =
+                listOf(
+                    text.input("tokens")!! to TensorSpec("tokens", listOf(1, l), DType.INT32),
+                    text.input("segments")!! to TensorSpec("segments", listOf(1, l), DType.FLOAT32),
+                    text.output("context")!! to TensorSpec("context", listOf(1, l, ct), DType.FLOAT32),
+                    text.output("context_mask")!! to TensorSpec("context_mask", listOf(1, l), DType.FLOAT32),
+                    den.input("latent")!! to TensorSpec("latent", latent, DType.FLOAT32),
+                    den.input("t")!! to TensorSpec("t", listOf(1), DType.FLOAT32),
+                    den.input("context")!! to TensorSpec("context", listOf(1, l, ct), DType.FLOAT32),
+                    den.input("context_mask")!! to TensorSpec("context_mask", listOf(1, l), DType.FLOAT32),
+                    den.output("velocity")!! to TensorSpec("velocity", latent, DType.FLOAT32),
+                    dec.input("latent")!! to TensorSpec("latent", latent, DType.FLOAT32),
+                    dec.output("image")!! to TensorSpec("image", listOf(1, m.image.size, m.image.size, 3), DType.FLOAT32),
+                )
+            for ((actual, want) in expected) {
+                if (actual != want) {
+                    throw ManifestException(
+                        "manifest.json: ${want.name} is ${actual.shape} ${actual.dtype.id}, expected ${want.shape} ${want.dtype.id}",
+                    )
+                }
+            }
+        }
+    }
+}

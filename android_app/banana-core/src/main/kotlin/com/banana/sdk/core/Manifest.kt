@@ -1,0 +1,270 @@
+package com.banana.sdk.core
+
+import com.banana.sdk.core.json.Json
+import com.banana.sdk.core.json.JsonFields
+import com.banana.sdk.core.json.JsonObject
+import com.banana.sdk.core.json.JsonSyntaxException
+
+/** Element type of a signature tensor (docs/DESIGN.md §1 uses only these two). */
+enum class DType(
+    val id: String,
+) {
+    FLOAT32("float32"),
+    INT32("int32"),
+}
+
+data class TensorSpec(
+    val name: String, // signature input/output name
+    val shape: List<Int>, // static shape, every dimension >= 1
+    val dtype: DType, // element type
+) {
+    val elementCount: Int get() = shape.fold(1) { acc, d -> acc * d }
+}
+
+data class SignatureSpec(
+    val name: String, // "text_encoder" | "denoise" | "vae_decode" (later issues add more)
+    val file: String, // the .tflite holding exactly this signature
+    val inputs: List<TensorSpec>, // in manifest order
+    val outputs: List<TensorSpec>, // in manifest order
+    val delegatePlan: List<Delegate>?, // optional preferred delegate order from pre-flight
+) {
+    fun input(name: String): TensorSpec? = inputs.firstOrNull { it.name == name }
+
+    fun output(name: String): TensorSpec? = outputs.firstOrNull { it.name == name }
+}
+
+data class ImageSpec(
+    val size: Int, // output side in pixels the signatures were converted for
+    val latentChannels: Int, // C of the latent
+    val latentSize: Int, // h = w of the latent
+    val downsample: Int, // pixels per latent pixel along one side
+)
+
+data class SamplerSpec(
+    val kind: SamplerKind, // lcm (distilled) or euler (teacher)
+    val defaultSteps: Int, // steps when the caller gives none
+    val minSteps: Int, // fewest steps the bundle accepts
+    val maxSteps: Int, // most steps the bundle accepts
+    val shift: Double, // timestep shift s of t' = s t / (1 + (s - 1) t)
+    val guidanceScale: Double, // classifier-free guidance; 1.0 = one conditional pass
+)
+
+data class TokenizerSpec(
+    val kind: String, // "banana-words-bytes"
+    val version: Int, // algorithm version; newer than ours is refused
+    val contextLength: Int, // L: tokens incl. BOS/EOS
+    val vocabSize: Int, // embedding rows
+    val padId: Int,
+    val bosId: Int,
+    val eosId: Int,
+    val byteOffset: Int, // id of byte 0
+    val wordOffset: Int, // id of the first vocabulary word
+    val separatorWords: List<String>, // words that end a phrase ("and")
+    val separatorBytes: List<Int>, // bytes that end a phrase (',')
+    val vocabFile: String, // word list inside the bundle
+)
+
+data class FileEntry(
+    val sha256: String, // lower-case hex
+    val bytes: Long, // size
+)
+
+data class BundleManifest(
+    val schemaVersion: Int,
+    val createdBy: String,
+    val modelName: String,
+    val weightsSha256: String?, // identifies the base weights (null for random-weight presets); peels must match
+    val image: ImageSpec,
+    val sampler: SamplerSpec,
+    val tokenizer: TokenizerSpec,
+    val signatures: Map<String, SignatureSpec>,
+    val files: Map<String, FileEntry>, // every bundle file except manifest.json
+    val raw: JsonObject, // the whole document, for fields this reader does not model
+) {
+    fun signature(name: String): SignatureSpec = signatures.getValue(name)
+}
+
+/** Reads manifest.json (docs/DESIGN.md §5), rejecting anything this SDK cannot run safely. */
+object ManifestParser {
+    const val SCHEMA_VERSION = 1
+    const val FORMAT = "banana-bundle"
+    const val FILE_NAME = "manifest.json"
+    const val TOKENIZER_KIND = "banana-words-bytes"
+    const val TOKENIZER_VERSION = 1
+
+    /** Inputs and outputs each core signature must declare (docs/DESIGN.md §1). */
+    val REQUIRED_IO: Map<String, Pair<List<String>, List<String>>> =
+        mapOf(
+            "text_encoder" to (listOf("tokens", "segments") to listOf("context", "context_mask")),
+            "denoise" to
+                (listOf("latent", "t", "context", "context_mask", "subjects", "subject_mask") to listOf("velocity")),
+            "vae_decode" to (listOf("latent") to listOf("image")),
+        )
+
+    private val SHA256 = Regex("[0-9a-f]{64}")
+
+    private fun fail(message: String): Nothing = throw ManifestException("manifest.json: $message")
+
+    fun parse(text: String): BundleManifest {
+        val root =
+            try {
+                Json.parse(text)
+            } catch (e: JsonSyntaxException) {
+                throw ManifestException("manifest.json is not valid JSON (${e.message}); re-export the bundle", e)
+            }
+        val doc = JsonFields(root as? JsonObject ?: fail("the top level must be an object"), "", ::fail)
+        val version = doc.int("schema_version")
+        if (version > SCHEMA_VERSION) {
+            fail("schema_version $version is newer than this SDK reads ($SCHEMA_VERSION); update the app")
+        }
+        if (version < 1) fail("schema_version $version is not a valid version")
+        val format = doc.string("format")
+        if (format != FORMAT) fail("format is '$format', expected '$FORMAT'")
+        val files = parseFiles(doc.obj("files"))
+        val model = doc.obj("model")
+        val weights = model.optionalString("weights_sha256") // null: converted from a random-weight preset
+        if (weights != null && !SHA256.matches(weights)) fail("model.weights_sha256 must be 64 lower-case hex digits or null")
+        val image = parseImage(doc.obj("image"))
+        val tokenizer = parseTokenizer(doc.obj("tokenizer"))
+        if (tokenizer.vocabFile !in files) fail("tokenizer.vocab_file '${tokenizer.vocabFile}' is not listed in files")
+        val signatures = parseSignatures(doc.obj("signatures"), files)
+        return BundleManifest(
+            schemaVersion = version,
+            createdBy = doc.optionalString("created_by") ?: "",
+            modelName = model.string("name"),
+            weightsSha256 = weights,
+            image = image,
+            sampler = parseSampler(doc.obj("sampler")),
+            tokenizer = tokenizer,
+            signatures = signatures,
+            files = files,
+            raw = doc.obj,
+        )
+    }
+
+    /** True for a plain file name inside the bundle directory (no path, no hidden or special name). */
+    fun isSafeFileName(name: String): Boolean =
+        name.isNotEmpty() && name.length <= 255 && !name.startsWith('.') && name != FILE_NAME &&
+            name.none { it == '/' || it == '\\' || it == '\u0000' || it == ':' }
+
+    private fun parseFiles(obj: JsonFields): Map<String, FileEntry> {
+        if (obj.obj.fields.isEmpty()) fail("files lists no files")
+        return obj.obj.fields.keys.associateWith { name ->
+            if (!isSafeFileName(name)) fail("files entry '$name' is not a plain file name inside the bundle")
+            val entry = obj.obj(name)
+            val sha = entry.string("sha256")
+            if (!SHA256.matches(sha)) fail("${entry.child("sha256")} must be 64 lower-case hex digits")
+            val bytes = entry.long("bytes")
+            if (bytes < 0) fail("${entry.child("bytes")} must not be negative")
+            FileEntry(sha, bytes)
+        }
+    }
+
+    private fun parseImage(obj: JsonFields): ImageSpec {
+        val image = ImageSpec(obj.int("size"), obj.int("latent_channels"), obj.int("latent_size"), obj.int("downsample"))
+        if (image.size <= 0 || image.latentChannels <= 0 || image.latentSize <= 0 || image.downsample <= 0) {
+            fail("image sizes must be positive")
+        }
+        if (image.latentSize * image.downsample != image.size) {
+            fail("image.latent_size ${image.latentSize} x downsample ${image.downsample} != size ${image.size}")
+        }
+        return image
+    }
+
+    private fun parseSampler(obj: JsonFields): SamplerSpec {
+        val kindId = obj.string("kind")
+        val kind = SamplerKind.parse(kindId) ?: fail("sampler.kind '$kindId' is unknown; choose from ${SamplerKind.ids}")
+        val prediction = obj.optionalString("prediction") ?: "velocity"
+        if (prediction != "velocity") fail("sampler.prediction '$prediction' is not supported (only 'velocity')")
+        val spec =
+            SamplerSpec(
+                kind,
+                obj.int("default_steps"),
+                obj.int("min_steps"),
+                obj.int("max_steps"),
+                obj.double("shift"),
+                obj.double("guidance_scale"),
+            )
+        val sampler = Samplers.forKind(kind)
+        if (spec.minSteps < sampler.minSteps || spec.minSteps > spec.defaultSteps ||
+            spec.defaultSteps > spec.maxSteps || spec.maxSteps > sampler.maxSteps
+        ) {
+            fail(
+                "sampler steps must satisfy ${sampler.minSteps} <= min_steps <= default_steps <= max_steps <= " +
+                    "${sampler.maxSteps}, got ${spec.minSteps}/${spec.defaultSteps}/${spec.maxSteps}",
+            )
+        }
+        if (!(spec.shift > 0.0) || !spec.shift.isFinite()) fail("sampler.shift must be positive, got ${spec.shift}")
+        if (!spec.guidanceScale.isFinite()) fail("sampler.guidance_scale must be finite")
+        return spec
+    }
+
+    private fun parseTokenizer(obj: JsonFields): TokenizerSpec {
+        val kind = obj.string("kind")
+        if (kind != TOKENIZER_KIND) fail("tokenizer.kind '$kind' is not supported (only '$TOKENIZER_KIND')")
+        val version = obj.int("version")
+        if (version > TOKENIZER_VERSION) {
+            fail("tokenizer.version $version is newer than this SDK reads ($TOKENIZER_VERSION); update the app")
+        }
+        val spec =
+            TokenizerSpec(
+                kind,
+                version,
+                obj.int("context_length"),
+                obj.int("vocab_size"),
+                obj.int("pad_id"),
+                obj.int("bos_id"),
+                obj.int("eos_id"),
+                obj.int("byte_offset"),
+                obj.int("word_offset"),
+                obj.strings("separator_words"),
+                obj.ints("separator_bytes"),
+                obj.string("vocab_file"),
+            )
+        if (spec.contextLength < 2) fail("tokenizer.context_length must be at least 2 (BOS + EOS)")
+        if (spec.wordOffset != spec.byteOffset + 256) fail("tokenizer.word_offset must be byte_offset + 256")
+        if (spec.separatorBytes.any { it !in 0..255 }) fail("tokenizer.separator_bytes must be bytes 0..255")
+        return spec
+    }
+
+    private fun parseSignatures(
+        obj: JsonFields,
+        files: Map<String, FileEntry>,
+    ): Map<String, SignatureSpec> {
+        val signatures =
+            obj.obj.fields.keys.associateWith { name ->
+                val sig = obj.obj(name)
+                val file = sig.string("file")
+                if (file !in files) fail("${sig.child("file")} '$file' is not listed in files")
+                val plan =
+                    sig.optionalArray("delegate_plan")?.let { sig.strings("delegate_plan") }?.map { id ->
+                        Delegate.parse(id)
+                            ?: fail("${sig.child("delegate_plan")} names unknown delegate '$id'; choose from ${Delegate.ids}")
+                    }
+                SignatureSpec(name, file, tensors(sig, "inputs"), tensors(sig, "outputs"), plan)
+            }
+        for ((name, io) in REQUIRED_IO) {
+            val sig = signatures[name] ?: fail("signatures.$name is missing; the bundle needs ${REQUIRED_IO.keys}")
+            val missingIn = io.first.filter { sig.input(it) == null }
+            val missingOut = io.second.filter { sig.output(it) == null }
+            if (missingIn.isNotEmpty()) fail("signatures.$name lacks inputs $missingIn")
+            if (missingOut.isNotEmpty()) fail("signatures.$name lacks outputs $missingOut")
+        }
+        return signatures
+    }
+
+    private fun tensors(
+        sig: JsonFields,
+        key: String,
+    ): List<TensorSpec> =
+        sig.objects(key).map { t ->
+            val dtypeId = t.string("dtype")
+            val dtype =
+                DType.entries.firstOrNull { it.id == dtypeId }
+                    ?: fail("${t.child("dtype")} '$dtypeId' is not supported; choose from ${DType.entries.map { it.id }}")
+            val shape = t.ints("shape")
+            if (shape.isEmpty() || shape.any { it < 1 }) fail("${t.child("shape")} must be positive dimensions, got $shape")
+            if (shape.fold(1L) { acc, d -> acc * d } > Int.MAX_VALUE) fail("${t.child("shape")} is too large")
+            TensorSpec(t.string("name"), shape, dtype)
+        }
+}

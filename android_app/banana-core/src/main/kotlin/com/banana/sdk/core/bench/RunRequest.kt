@@ -1,0 +1,142 @@
+package com.banana.sdk.core.bench
+
+import com.banana.sdk.core.ConfigException
+import com.banana.sdk.core.DelegateRequest
+import com.banana.sdk.core.PeelReader
+
+/** Intent-extra types of the runner contract (docs/DESIGN.md §6). */
+enum class ExtraType(
+    val id: String,
+) {
+    STRING("string"),
+    INT("int"),
+    LONG("long"),
+}
+
+/**
+ * One benchmark request as the harness sends it with `am start` extras, checked exactly as
+ * `device_tests/contract.py` (normative) checks it: every extra but `peels` and `subjects` is
+ * required, unknown extras are refused, and an extra of the wrong type is refused with the `am start`
+ * flag to use, never silently defaulted.
+ */
+data class RunRequest(
+    val bundle: String, // bundle directory on the device
+    val prompt: String, // the prompt, one literal argument
+    val steps: Int, // denoising steps
+    val size: Int, // image side in pixels
+    val seed: Long, // noise seed
+    val delegate: DelegateRequest, // auto | gpu | npu | nnapi | cpu
+    val threads: Int, // XNNPACK threads
+    val warmup: Int, // untimed runs first
+    val runs: Int, // timed runs
+    val runId: String, // names results/<run_id>.json
+    val peels: List<Pair<String, Float>>, // (peel directory, weight); optional extra
+    val subjects: List<String>, // subject files; optional extra
+) {
+    /** One contract extra: key, `am` type, and whether the activity refuses to run without it. */
+    data class Extra(
+        val name: String,
+        val type: ExtraType,
+        val required: Boolean,
+    )
+
+    companion object {
+        /** The contract's extras, in the documented order. */
+        val EXTRAS: List<Extra> =
+            listOf(
+                Extra("bundle", ExtraType.STRING, true),
+                Extra("prompt", ExtraType.STRING, true),
+                Extra("steps", ExtraType.INT, true),
+                Extra("size", ExtraType.INT, true),
+                Extra("seed", ExtraType.LONG, true),
+                Extra("delegate", ExtraType.STRING, true),
+                Extra("threads", ExtraType.INT, true),
+                Extra("warmup", ExtraType.INT, true),
+                Extra("runs", ExtraType.INT, true),
+                Extra("run_id", ExtraType.STRING, true),
+                Extra("peels", ExtraType.STRING, false),
+                Extra("subjects", ExtraType.STRING, false),
+            )
+        private val BY_NAME = EXTRAS.associateBy { it.name }
+        private val RUN_ID = Regex("[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+        /** True if [runId] can name a result file (the contract's RUN_ID_PATTERN). */
+        fun isValidRunId(runId: String): Boolean = RUN_ID.matches(runId)
+
+        /** Parses Intent extras (key -> String/Int/Long as Android delivers them). */
+        fun fromExtras(extras: Map<String, Any?>): RunRequest {
+            val unknown = extras.keys.filter { it !in BY_NAME }.sorted()
+            if (unknown.isNotEmpty()) throw ConfigException("unknown extras $unknown; the runner takes ${BY_NAME.keys.sorted()}")
+            val missing = EXTRAS.filter { it.required && extras[it.name] == null }.map { it.name }
+            if (missing.isNotEmpty()) {
+                throw ConfigException("missing extras $missing (am start ... ${flag(missing.first())} ${missing.first()} <value>)")
+            }
+            val runId = string(extras, "run_id")!!
+            if (!isValidRunId(runId)) throw ConfigException("run_id '$runId' must match ${RUN_ID.pattern}")
+            val bundle = string(extras, "bundle")!!
+            if (!bundle.startsWith("/")) throw ConfigException("bundle must be an absolute device path, got '$bundle'")
+            return RunRequest(
+                bundle = bundle,
+                prompt = string(extras, "prompt")!!,
+                steps = atLeast(extras, "steps", 1),
+                size = atLeast(extras, "size", 8),
+                seed = long(extras, "seed")!!,
+                delegate = DelegateRequest.parse(string(extras, "delegate")!!),
+                threads = atLeast(extras, "threads", 1),
+                warmup = atLeast(extras, "warmup", 0),
+                runs = atLeast(extras, "runs", 1),
+                runId = runId,
+                peels = string(extras, "peels")?.let { PeelReader.parseList(it) }.orEmpty(),
+                subjects =
+                    string(extras, "subjects")
+                        ?.split(',')
+                        ?.map { it.trim() }
+                        ?.filter { it.isNotEmpty() }
+                        .orEmpty(),
+            )
+        }
+
+        private fun flag(name: String): String =
+            when (BY_NAME.getValue(name).type) {
+                ExtraType.STRING -> "--es"
+                ExtraType.INT -> "--ei"
+                ExtraType.LONG -> "--el"
+            }
+
+        private fun wrongType(
+            name: String,
+            value: Any,
+        ): Nothing =
+            throw ConfigException(
+                "extra '$name' must be ${BY_NAME.getValue(name).type.id} (am start ${flag(name)} $name ...), " +
+                    "got ${value::class.simpleName} '$value'",
+            )
+
+        private fun atLeast(
+            extras: Map<String, Any?>,
+            name: String,
+            low: Int,
+        ): Int {
+            val value = extras[name]?.let { it as? Int ?: wrongType(name, it) }!!
+            if (value < low) throw ConfigException("$name must be an integer >= $low, got $value")
+            return value
+        }
+
+        private fun string(
+            extras: Map<String, Any?>,
+            name: String,
+        ): String? = extras[name]?.let { it as? String ?: wrongType(name, it) }
+
+        private fun long(
+            extras: Map<String, Any?>,
+            name: String,
+        ): Long? =
+            extras[name]?.let {
+                when (it) {
+                    is Long -> it
+                    is Int -> it.toLong()
+                    else -> wrongType(name, it)
+                }
+            }
+    }
+}
