@@ -52,7 +52,7 @@ def latency(bundles: dict[str, Path], source: list[str], steps: int, runs: int, 
         lite = LiteRTPipeline.load(bundle, threads=threads)
         runners[f"LiteRT {quant}"] = lambda lite=lite: lite.run("a red circle top left", steps=steps, seed=0)
     samples: dict[str, list[float]] = {k: [] for k in runners}
-    for name, fn in runners.items():
+    for fn in runners.values():
         fn()  # warm-up
     for _ in range(runs):
         for name, fn in runners.items():
