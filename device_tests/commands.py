@@ -1,0 +1,161 @@
+"""`banana devices | push | profile | report | sim start`: parse arguments, call the library, print."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from banana_sdk.errors import ConfigError
+from device_tests.contract import Delegate
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def devices(as_json: bool) -> None:
+    """List attached devices: model, SoC, ABI, API level, RAM, sample app installed."""
+    from device_tests.adb import Adb
+    from device_tests.devices import list_devices
+
+    found = list_devices(Adb())
+    if as_json:
+        click.echo(json.dumps([d.to_dict() for d in found], indent=2))
+        return
+    if not found:
+        click.echo("no devices attached (USB debugging, `adb connect HOST:PORT`, or `banana sim start`)")
+        return
+    click.echo(f"{'SERIAL':<22} {'STATE':<9} {'MODEL':<24} {'SOC':<18} {'ABI':<12} {'API':>3} {'RAM':>7}  APP  SIM")
+    for d in found:
+        ram = f"{d.ram_mb / 1024:.1f}G" if d.ram_mb else "?"
+        click.echo(f"{d.serial:<22} {d.state:<9} {d.model[:24]:<24} {d.soc[:18]:<18} {d.abi:<12} "
+                   f"{d.sdk or '?':>3} {ram:>7}  {'yes' if d.app_installed else 'no ':<4} "
+                   f"{'yes' if d.simulated else 'no'}")
+
+
+@click.command()
+@click.option("--bundle", type=click.Path(path_type=Path), required=True, help="Bundle directory.")
+@click.option("--serial", help="Device serial, comma list, or `all` (default: ANDROID_SERIAL or the only one).")
+def push(bundle: Path, serial: str | None) -> None:
+    """Push a bundle to /data/local/tmp/banana/<hash>/ (unchanged files skipped, all verified)."""
+    from device_tests.adb import Adb
+    from device_tests.devices import resolve_serials
+    from device_tests.push import bundle_files, push_bundle
+
+    bundle_files(bundle)
+    adb = Adb()
+    for s in resolve_serials(adb, serial):
+        r = push_bundle(adb.device(s), bundle)
+        click.echo(f"{s}: {len(r.pushed)} pushed ({r.bytes_pushed / 1e6:.2f} MB, {r.mb_per_s:.1f} MB/s), "
+                   f"{len(r.skipped)} unchanged -> {r.remote_dir} (verified)")
+
+
+@click.command()
+@click.option("--bundle", type=click.Path(path_type=Path), required=True, help="Bundle directory.")
+@click.option("--serial", help="Device serial, comma list, or `all` (in parallel).")
+@click.option("--prompt", default=None, help="Prompt (default: the demo prompt).")
+@click.option("--steps", type=int, default=None, help="Denoising steps (default: the bundle's).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--runs", type=int, default=5, show_default=True, help="Timed runs (per launch when sustained).")
+@click.option("--warmup", type=int, default=1, show_default=True, help="Untimed runs first.")
+@click.option("--threads", type=int, default=4, show_default=True, help="CPU threads on the device.")
+@click.option("--delegate", type=click.Choice([d.value for d in Delegate]), default="auto", show_default=True)
+@click.option("--sustained", default=None, help="Run continuously this long (e.g. 10m) and find the throttle onset.")
+@click.option("--cooldown", "cooldown_c", type=float, default=38.0, show_default=True,
+              help="Wait until skin/battery <= this many C before measuring.")
+@click.option("--no-cooldown", is_flag=True, help="Skip the cool-down gate.")
+@click.option("--cooldown-timeout", type=float, default=300.0, show_default=True, help="Seconds.")
+@click.option("--no-telemetry", is_flag=True, help="No 1 Hz thermal/memory sampling (overhead baseline).")
+@click.option("--throttle-rise", type=float, default=10.0, show_default=True, help="Percent latency rise = throttling.")
+@click.option("--timeout", type=float, default=600.0, show_default=True, help="Seconds per launch.")
+@click.option("--reconnect-timeout", type=float, default=20.0, show_default=True,
+              help="Seconds a device may be away (unplugged, adb restarting) before its run is given up.")
+@click.option("--benchmark-model", type=click.Path(path_type=Path), default=None,
+              help="Use LiteRT's benchmark_model binary (per graph) instead of the sample app.")
+@click.option("-o", "--out", type=click.Path(path_type=Path), required=True, help="Run file (RUN.json).")
+def profile(bundle: Path, serial: str | None, prompt: str | None, steps: int | None, seed: int, runs: int,
+            warmup: int, threads: int, delegate: str, sustained: str | None, cooldown_c: float, no_cooldown: bool,
+            cooldown_timeout: float, no_telemetry: bool, throttle_rise: float, timeout: float,
+            reconnect_timeout: float, benchmark_model: Path | None, out: Path) -> None:
+    """Push BUNDLE and measure it on devices: latency, memory, thermals; writes RUN.json (+ journal)."""
+    from device_tests import profile as prof
+    from device_tests.adb import Adb
+
+    settings = prof.ProfileSettings(
+        prompt=prompt if prompt is not None else prof.DEFAULT_PROMPT, steps=steps, seed=seed,
+        delegate=Delegate(delegate), threads=threads, warmup=warmup, runs=runs,
+        sustained_s=prof.parse_duration(sustained) if sustained else None,
+        cooldown_c=None if no_cooldown else cooldown_c, cooldown_timeout_s=cooldown_timeout,
+        telemetry_interval_s=None if no_telemetry else 1.0, throttle_rise_pct=throttle_rise, timeout_s=timeout,
+        benchmark_model=benchmark_model)
+    if not reconnect_timeout >= 0:
+        raise ConfigError(f"--reconnect-timeout must be >= 0, got {reconnect_timeout}")
+    result = prof.profile(bundle, out, serial, settings, Adb(reconnect_s=reconnect_timeout),
+                          command=["banana", *sys.argv[1:]])
+    for d in result["devices"]:
+        e2e = d["stats"]["e2e_ms"]
+        line = f"{d['serial']}: {len(d['runs'])} runs"
+        if e2e:
+            line += f", e2e median {e2e['median']:.1f} ms (p90 {e2e['p90']:.1f})"
+        onset = (d.get("sustained") or {}).get("throttle_onset")
+        if d.get("sustained"):
+            line += f", throttle onset {onset['t_s']:.0f} s" if onset else ", no throttling detected"
+        click.echo(line + (" [simulated]" if d["simulated"] else ""))
+    click.echo(f"wrote {out}")
+
+
+@click.command()
+@click.argument("runs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("-o", "--out", type=click.Path(path_type=Path), required=True, help="HTML file to write.")
+def report(runs: tuple[Path, ...], out: Path) -> None:
+    """Render RUN.json files (or the journal of a run that died) into one HTML report."""
+    from device_tests.report import write_report
+
+    click.echo(f"wrote {write_report(list(runs), out)}")
+
+
+@click.group()
+def sim() -> None:
+    """The simulated Android device (a real adb endpoint on loopback)."""
+
+
+@sim.command("start")
+@click.option("--profile", "profile_name", default="midrange", show_default=True, help="midrange or flagship.")
+@click.option("--port", type=int, default=None, help="adb port (default: a free emulator port 5555-5585).")
+@click.option("--lifetime", default="1h", show_default=True, help="Stop by itself after this long.")
+@click.option("--no-app", is_flag=True, help="Simulate a phone without the sample app.")
+@click.option("--abi", default=None, help="Primary ABI to report (e.g. armeabi-v7a for a wrong-ABI phone).")
+@click.option("--storage-mb", type=float, default=None, help="Free storage on /data.")
+@click.option("--thermal-speedup", type=float, default=1.0, show_default=True,
+              help="Thermal seconds per real second (heat up in seconds, not minutes).")
+@click.option("--start-temp", type=float, default=None, help="Initial temperature in C (default: ambient).")
+@click.option("--write-mbps", type=float, default=None, help="Limit push speed to this many MB/s (a slow link).")
+def sim_start(profile_name: str, port: int | None, lifetime: str, no_app: bool, abi: str | None,
+              storage_mb: float | None, thermal_speedup: float, start_temp: float | None,
+              write_mbps: float | None) -> None:
+    """Run a simulated device in the foreground until Ctrl-C or its lifetime ends."""
+    from device_tests.adb_server import server_port
+    from device_tests.profile import parse_duration
+    from device_tests.sim.device import SimOptions
+    from device_tests.sim.profiles import get_profile, with_abi
+    from device_tests.sim.run import run_simulator
+    from device_tests.sim.server import EMULATOR_PORTS, free_port
+
+    with_abi(get_profile(profile_name), abi)  # unknown names fail here, listing the choices
+    options = SimOptions(profile_name, not no_app, abi, storage_mb, thermal_speedup, start_temp, write_mbps)
+    chosen = port if port is not None else free_port(emulator=True)
+
+    def ready(server) -> None:  # noqa: ANN001
+        how = ("the adb server finds it by itself" if server.port in EMULATOR_PORTS
+               else f"run `adb connect 127.0.0.1:{server.port}`")
+        click.echo(f"simulated {profile_name} device {server.serial} listening on 127.0.0.1:{server.port} ({how}); "
+                   f"Ctrl-C to stop", err=False)
+
+    try:
+        run_simulator(options, chosen, parse_duration(lifetime), None, server_port(), ready)
+    except KeyboardInterrupt:
+        click.echo("simulator stopped")
+
+
+COMMANDS = (devices, push, profile, report, sim)

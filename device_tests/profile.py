@@ -1,0 +1,234 @@
+"""`banana profile`: push a bundle, run it on one or many devices, record latency, memory and thermals.
+
+Per device: describe -> check ABI/app -> push (hash-skipped, verified) -> cool-down gate -> cpufreq
+time_in_state -> telemetry at 1 Hz in the background -> launches of the runner (one, or back to back for
+`--sustained`) -> time_in_state again. Every step is a journal event (appended and fsynced at once) and the
+run JSON is written atomically at the end, complete or not; devices run in parallel threads.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import threading
+import time
+import uuid
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from banana_sdk import __version__
+from banana_sdk.errors import BananaError, ConfigError
+from banana_sdk.fileio import atomic_write_json
+from device_tests import benchmark_tool
+from device_tests.adb import Adb
+from device_tests.contract import Delegate, RunRequest
+from device_tests.cooldown import cool_down
+from device_tests.devices import check_runnable, describe, resolve_serials
+from device_tests.errors import DeviceError
+from device_tests.journal import Journal, journal_path
+from device_tests.push import bundle_files, manifest_summary, push_bundle
+from device_tests.run_file import RUN_FORMAT, RUN_SCHEMA_VERSION
+from device_tests.run_record import DeviceRun
+from device_tests.runner import launch
+from device_tests.telemetry import TelemetrySampler, read_time_in_state
+
+DEFAULT_PROMPT = "a small red circle top left and a large blue square bottom right"
+
+
+@dataclass(frozen=True)
+class ProfileSettings:
+    prompt: str = DEFAULT_PROMPT  # what to draw (reaches the app as one literal argument)
+    steps: int | None = None  # denoising steps; None: the bundle's default
+    seed: int = 0  # noise seed
+    delegate: Delegate = Delegate.AUTO  # accelerator asked for
+    threads: int = 4  # CPU threads for XNNPACK
+    warmup: int = 1  # untimed runs before the timed ones (first launch only)
+    runs: int = 5  # timed runs per launch
+    sustained_s: float | None = None  # run back-to-back launches for this long; None: one launch
+    cooldown_c: float | None = 38.0  # wait until skin/battery <= this before measuring; None: no gate
+    cooldown_timeout_s: float = 300.0  # give up waiting (and say so) after this long
+    telemetry_interval_s: float | None = 1.0  # sampling period; None: no telemetry (overhead baseline)
+    throttle_rise_pct: float = 10.0  # latency rise that counts as throttling (with status >= LIGHT)
+    timeout_s: float = 600.0  # per launch
+    benchmark_model: Path | None = None  # run LiteRT's benchmark_model binary instead of the app
+
+    def check(self) -> None:
+        """ConfigError for out-of-range values, before any device work."""
+        positive = {"threads": self.threads, "runs": self.runs, "timeout_s": self.timeout_s,
+                    "cooldown_timeout_s": self.cooldown_timeout_s}
+        for name, value in positive.items():
+            if not value > 0:
+                raise ConfigError(f"{name} must be positive, got {value}")
+        if self.warmup < 0:
+            raise ConfigError(f"warmup must be >= 0, got {self.warmup}")
+        if self.steps is not None and self.steps < 1:
+            raise ConfigError(f"steps must be >= 1, got {self.steps}")
+        if self.sustained_s is not None and not (0 < self.sustained_s < 24 * 3600):
+            raise ConfigError(f"sustained duration must be between 0 and 24 h, got {self.sustained_s} s")
+        if self.telemetry_interval_s is not None and not self.telemetry_interval_s >= 0.1:
+            raise ConfigError(f"telemetry interval must be >= 0.1 s, got {self.telemetry_interval_s}")
+        if self.throttle_rise_pct <= 0 or not math.isfinite(self.throttle_rise_pct):
+            raise ConfigError(f"throttle rise must be a positive percentage, got {self.throttle_rise_pct}")
+        if self.benchmark_model is not None and not Path(self.benchmark_model).is_file():
+            raise ConfigError(f"--benchmark-model {self.benchmark_model} is not a file")
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["delegate"] = self.delegate.value
+        out["benchmark_model"] = str(self.benchmark_model) if self.benchmark_model else None
+        return out
+
+
+def parse_duration(text: str) -> float:
+    """`10m`, `90s`, `1h`, `45` (seconds) -> seconds; ConfigError otherwise."""
+    units = {"s": 1, "m": 60, "h": 3600}
+    raw = text.strip().lower()
+    scale = units.get(raw[-1:], None)
+    number = raw[:-1] if scale else raw
+    try:
+        value = float(number) * (scale or 1)
+    except ValueError:
+        raise ConfigError(f"duration {text!r} is not like 90s, 10m or 1h") from None
+    if not (value > 0 and math.isfinite(value)):
+        raise ConfigError(f"duration {text!r} must be positive")
+    return value
+
+
+def profile_device(adb: Adb, serial: str, bundle: Path, settings: ProfileSettings, journal: Journal,
+                   manifest: dict[str, Any]) -> DeviceRun:
+    """Profile one device; errors end its run (marked incomplete, everything measured kept)."""
+    run = DeviceRun(serial)
+
+    def emit(kind: str, **data: Any) -> None:
+        run.apply(journal.write(kind, serial, **data))
+
+    emit("plan", sustained_s=settings.sustained_s)
+    device = adb.device(serial)
+    restarts = adb.server_restarts
+    sampler = None
+    try:
+        info = describe(device)
+        emit("device", info=info.to_dict())
+        check_runnable(info, need_app=settings.benchmark_model is None)
+        pushed = push_bundle(device, bundle)
+        emit("push", push=pushed.to_dict())
+        if settings.cooldown_c is not None:
+            gate = cool_down(device, settings.cooldown_c, settings.cooldown_timeout_s)
+            emit("cooldown", cooldown=gate.to_dict())
+            if not gate.reached:
+                emit("note", text=gate.message)
+        emit("time_in_state", when="before", policies=read_time_in_state(device))
+        t0 = time.monotonic()
+        if settings.telemetry_interval_s:
+            sampler = TelemetrySampler(device, lambda s: emit("telemetry", sample=s.to_dict()),
+                                       settings.telemetry_interval_s, t0).start()
+        if settings.benchmark_model is not None:
+            _run_benchmark_model(device, info.abilist, pushed.remote_dir, manifest, settings, emit)
+        else:
+            _run_app(device, pushed.remote_dir, manifest, settings, emit, t0)
+        if sampler:
+            sampler.stop()
+            sampler = None
+        emit("time_in_state", when="after", policies=read_time_in_state(device))
+        emit("end", complete=True)
+    except BananaError as exc:
+        if sampler:
+            sampler.stop()
+        emit("error", message=str(exc), type=type(exc).__name__)
+        emit("end", complete=False)
+    finally:
+        if adb.server_restarts > restarts:
+            emit("note", text=f"the adb server was restarted {adb.server_restarts - restarts} time(s) during the run")
+    return run
+
+
+def _run_app(device, remote_dir: str, manifest: dict, settings: ProfileSettings, emit, t0: float) -> None:  # noqa: ANN001
+    tag = f"r{time.strftime('%Y%m%d%H%M%S')}-{uuid.uuid4().hex[:6]}"
+    steps = settings.steps or int(manifest["sampler"]["default_steps"])
+    size = int(manifest["image"]["size"])
+    deadline = t0 + (settings.sustained_s or 0.0)
+    k = 0
+    while True:
+        request = RunRequest(bundle=remote_dir, prompt=settings.prompt, steps=steps, size=size, seed=settings.seed,
+                             delegate=settings.delegate, threads=settings.threads,
+                             warmup=settings.warmup if k == 0 else 0, runs=settings.runs, run_id=f"{tag}-{k}")
+        done = launch(device, request, settings.timeout_s)
+        emit("launch_result", result=done.result, started_s=round(done.started_t - t0, 4),
+             finished_s=round(done.finished_t - t0, 4))
+        k += 1
+        if settings.sustained_s is None or time.monotonic() >= deadline:
+            return
+
+
+def _run_benchmark_model(device, abilist, remote_dir: str, manifest: dict, settings: ProfileSettings, emit) -> None:  # noqa: ANN001
+    benchmark_tool.push_binary(device, Path(settings.benchmark_model), tuple(abilist))
+    for name, sig in sorted(manifest["signatures"].items()):
+        result = benchmark_tool.run_graph(device, f"{remote_dir}/{sig['file']}", name, settings.threads,
+                                          settings.warmup, settings.runs, settings.delegate is Delegate.GPU,
+                                          settings.timeout_s)
+        emit("benchmark_model", result=result)
+
+
+def build_run_json(runs: list[DeviceRun], bundle: dict[str, Any], settings: dict[str, Any], started: float,
+                   command: list[str] | None = None) -> dict[str, Any]:
+    """The run file: settings, bundle, one summary per device, and all ExecuTorch-style records."""
+    devices = [r.summary(bundle, settings) for r in runs]
+    return {
+        "schema_version": RUN_SCHEMA_VERSION, "format": RUN_FORMAT, "created_by": f"banana-sdk {__version__}",
+        "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
+        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "command": command, "bundle": bundle,
+        "settings": settings, "complete": all(d["complete"] for d in devices),
+        "simulated": any(d["simulated"] for d in devices), "devices": devices,
+        "records": [rec for d in devices for rec in d["records"]],
+    }
+
+
+def profile(bundle: Path, out: Path, serial: str | None, settings: ProfileSettings, adb: Adb | None = None,
+            command: list[str] | None = None) -> dict[str, Any]:
+    """Profile `bundle` on the selected devices, write `out` (RUN.json) and return its content.
+
+    Raises DeviceError after writing `out` when any device failed (its partial results are in `out`).
+    """
+    settings.check()
+    bundle = Path(bundle)
+    bundle_files(bundle)  # BundleError before touching any device
+    manifest = json.loads((bundle / "manifest.json").read_text(encoding="utf-8"))
+    adb = adb or Adb()
+    serials = resolve_serials(adb, serial)
+    out = Path(out)
+    jpath = journal_path(out)
+    if jpath.exists():
+        os.replace(jpath, jpath.with_name(jpath.stem + ".prev.jsonl"))
+    journal = Journal(jpath)
+    started = time.time()
+    info = manifest_summary(bundle)
+    journal.write("start", bundle=info, settings=settings.to_dict(), serials=serials, command=command)
+    runs: dict[str, DeviceRun] = {}
+    crashes: list[BaseException] = []
+
+    def work(s: str) -> None:
+        try:
+            runs[s] = profile_device(adb, s, bundle, settings, journal, manifest)
+        except BaseException as exc:  # a bug: keep the other devices' results, re-raise below
+            crashes.append(exc)
+            runs[s] = DeviceRun(s, error=f"internal error: {type(exc).__name__}: {exc}")
+
+    threads = [threading.Thread(target=work, args=(s,), name=f"profile-{s}") for s in serials]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    journal.close()
+    result = build_run_json([runs[s] for s in serials], info, settings.to_dict(), started, command)
+    atomic_write_json(out, result)
+    if crashes:
+        raise crashes[0]
+    failed = [d for d in result["devices"] if not d["complete"]]
+    if failed:
+        details = "; ".join(f"{d['serial']}: {' '.join(str(d['error']).split())} ({len(d['runs'])} timed runs kept)"
+                            for d in failed)
+        raise DeviceError(f"{len(failed)} of {len(serials)} device(s) did not finish; run marked incomplete in {out}: "
+                          f"{details}")
+    return result

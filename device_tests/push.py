@@ -1,0 +1,149 @@
+"""Push a bundle to `/data/local/tmp/banana/<bundle-hash>/`: skip files already there, verify after.
+
+The files pushed are exactly the manifest's `files` plus `manifest.json` (written last, so a directory
+without a manifest is never mistaken for a complete bundle). File names go to the device literally
+(quotes, `;`, `$()`, newlines and all); names that could leave the bundle directory are refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from banana_sdk.fileio import sha256_file
+from device_tests.adb import Device
+from device_tests.contract import DEVICE_ROOT
+from device_tests.errors import DeviceCommandError, StorageFull
+from device_tests.parsers import parse_df_available_kb
+
+MANIFEST = "manifest.json"
+SECTION = "---banana-hash---"
+HASH_BATCH = 64  # files per sha256sum round trip
+
+
+@dataclass(frozen=True)
+class BundleFile:
+    name: str  # file name inside the bundle
+    local: Path  # path on the host
+    sha256: str  # expected content hash
+    size: int  # bytes
+
+
+@dataclass
+class PushReport:
+    serial: str  # device
+    remote_dir: str  # bundle directory on the device
+    bundle_hash: str  # identifies the bundle content
+    pushed: list[str] = field(default_factory=list)  # files sent
+    skipped: list[str] = field(default_factory=list)  # files already on the device with the same sha256
+    bytes_pushed: int = 0  # payload bytes sent
+    seconds: float = 0.0  # wall time of the transfers
+    verified: bool = False  # every file's sha256 on the device matched after the push
+
+    @property
+    def mb_per_s(self) -> float:
+        return self.bytes_pushed / 1e6 / self.seconds if self.seconds > 0 else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "mb_per_s": self.mb_per_s}
+
+
+def check_name(name: str) -> str:
+    """A bundle file name must stay inside the bundle directory; anything else is sent literally."""
+    from converters.errors import BundleError
+
+    if not isinstance(name, str) or not name or name in (".", "..") or "/" in name or "\0" in name:
+        raise BundleError(f"bundle file name {name!r} would leave the bundle directory; refusing to push it")
+    return name
+
+
+def bundle_files(bundle_dir: Path) -> tuple[str, list[BundleFile]]:
+    """(bundle hash, files in push order) of a bundle dir; BundleError when it is missing or corrupt."""
+    from converters.bundle import load_manifest
+    from converters.errors import BundleError
+
+    manifest = load_manifest(bundle_dir)
+    entries = manifest.get("files")
+    if not isinstance(entries, dict) or not entries:
+        raise BundleError(f"{bundle_dir / MANIFEST} lists no files")
+    files = []
+    for name, entry in sorted(entries.items()):
+        check_name(name)
+        local = bundle_dir / name
+        if not local.is_file():
+            raise BundleError(f"bundle file {local} is missing; convert the bundle again")
+        digest = sha256_file(local)
+        if digest != entry.get("sha256"):
+            raise BundleError(f"bundle file {local} does not match its manifest sha256; convert the bundle again")
+        files.append(BundleFile(name, local, digest, local.stat().st_size))
+    raw = (bundle_dir / MANIFEST).read_bytes()
+    files.append(BundleFile(MANIFEST, bundle_dir / MANIFEST, hashlib.sha256(raw).hexdigest(), len(raw)))
+    return hashlib.sha256(raw).hexdigest()[:16], files
+
+
+def remote_hashes(device: Device, paths: list[str]) -> dict[str, str | None]:
+    """sha256 of each device path (None when absent); one `sha256sum` per file, batched per round trip."""
+    out: dict[str, str | None] = {}
+    for start in range(0, len(paths), HASH_BATCH):
+        batch = paths[start:start + HASH_BATCH]
+        commands: list[list[str]] = []
+        for path in batch:
+            commands += [["sha256sum", path], ["echo", SECTION]]
+        text = device.script(commands).stdout
+        sections = text.split(SECTION + "\n")
+        for path, section in zip(batch, sections, strict=False):
+            head = section[:64]
+            out[path] = head if len(head) == 64 and all(c in "0123456789abcdef" for c in head) else None
+    return out
+
+
+def free_kb(device: Device, path: str) -> int | None:
+    result = device.shell(["df", "-k", path], check=False)
+    return parse_df_available_kb(result.stdout) if result.returncode == 0 else None
+
+
+def push_bundle(device: Device, bundle_dir: Path, verify: bool = True) -> PushReport:
+    """Push `bundle_dir` to the device (skipping identical files), verify, return what happened."""
+    bundle_hash, files = bundle_files(Path(bundle_dir))
+    remote_dir = f"{DEVICE_ROOT}/{bundle_hash}"
+    report = PushReport(device.serial, remote_dir, bundle_hash)
+    remote = {f.name: f"{remote_dir}/{f.name}" for f in files}
+    have = remote_hashes(device, list(remote.values()))
+    todo = [f for f in files if have.get(remote[f.name]) != f.sha256]
+    report.skipped = [f.name for f in files if f not in todo]
+    need_kb = sum(f.size for f in todo) // 1024 + 1
+    available = free_kb(device, DEVICE_ROOT.rsplit("/", 1)[0])
+    if todo and available is not None and need_kb > available:
+        raise StorageFull(f"{device.serial} has {available / 1024:.1f} MiB free under {remote_dir}, the bundle needs "
+                          f"{need_kb / 1024:.1f} MiB more; free space on the device (e.g. `adb shell rm -r "
+                          f"{DEVICE_ROOT}/<old-hash>`) and push again")
+    if todo:
+        device.shell(["mkdir", "-p", remote_dir])
+        manifest_last = sorted(todo, key=lambda f: f.name == MANIFEST)
+        start = time.perf_counter()
+        with device.sync() as sync:
+            for f in manifest_last:
+                report.bytes_pushed += sync.push(f.local, remote[f.name])
+                report.pushed.append(f.name)
+        report.seconds = time.perf_counter() - start
+    if verify:
+        after = remote_hashes(device, list(remote.values()))
+        bad = [f.name for f in files if after.get(remote[f.name]) != f.sha256]
+        if bad:
+            raise DeviceCommandError(f"verification failed on {device.serial}: {', '.join(map(repr, bad))} differ from "
+                                     "the bundle after the push; push again")
+        report.verified = True
+    return report
+
+
+def manifest_summary(bundle_dir: Path) -> dict[str, Any]:
+    """What a run record says about the bundle (model, quantization, size)."""
+    data = json.loads((Path(bundle_dir) / MANIFEST).read_text(encoding="utf-8"))
+    return {"path": str(Path(bundle_dir).resolve()), "model": data.get("model", {}).get("name"),
+            "quantization": data.get("quantization", {}).get("recipe"), "image_size": data.get("image", {}).get("size"),
+            "default_steps": data.get("sampler", {}).get("default_steps"),
+            "signatures": sorted(data.get("signatures", {}))}

@@ -1,0 +1,244 @@
+"""`banana report RUN.json... -o report.html`: one self-contained HTML page with tables and SVG plots.
+
+Sections: devices side by side, per-component latency breakdown, and per device the latency over time
+against temperature (thermal status shaded, throttle onset marked), memory, cool-down, cpufreq residency
+and the raw samples. A run from a simulated device says so in a banner that stays on screen and repeats
+on every printed page, and again on each device.
+"""
+
+from __future__ import annotations
+
+import time
+from html import escape
+from pathlib import Path
+from typing import Any
+
+from banana_sdk.fileio import atomic_write_bytes
+from device_tests.errors import ReportError
+from device_tests.parsers import THERMAL_STATUS
+from device_tests.run_file import load_run
+from device_tests.svg import PALETTE, STATUS_COLORS, Chart, Series, line_chart, stacked_bars
+
+SIM_NOTE = ("SIMULATED DEVICE — these numbers come from Banana-SDK's simulated phone running real LiteRT inference "
+            "on the host CPU, with simulated slow-down and thermals; they are not measurements of a phone.")
+CSS = """
+body{font-family:sans-serif;margin:0 24px 24px;color:#222}
+table{border-collapse:collapse;margin:8px 0 16px}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}
+th:first-child,td:first-child{text-align:left}th{background:#f3f3f3}
+.sim{position:sticky;top:0;background:#ffe3e3;color:#900;border:2px solid #c00;padding:6px 10px;font-weight:bold;
+z-index:9}.badge{background:#c00;color:#fff;padding:1px 6px;border-radius:3px;font-size:12px;margin-left:8px}
+.err{color:#a00}.note{color:#850}section{border-top:1px solid #ddd;margin-top:18px}
+@media print{.sim{position:fixed;top:0;left:0;right:0}body{margin-top:60px}}
+"""
+
+
+def _num(value: Any, digits: int = 1) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return escape(str(value))
+
+
+def _stat(stats: dict, key: str, field: str = "median", digits: int = 1) -> str:
+    block = stats.get(key)
+    return _num(block.get(field) if block else None, digits)
+
+
+def _device_name(d: dict) -> str:
+    info = d.get("info") or {}
+    return f"{d['serial']} ({info.get('model') or 'unknown'})"
+
+
+def _side_by_side(devices: list[tuple[dict, dict]]) -> str:
+    rows: list[tuple[str, list[str]]] = []
+
+    def row(label: str, fn: Any) -> None:
+        rows.append((label, [fn(run, d) for run, d in devices]))
+
+    row("model", lambda r, d: escape((d.get("info") or {}).get("model", "")))
+    row("SoC", lambda r, d: escape((d.get("info") or {}).get("soc", "")))
+    row("ABI / Android", lambda r, d: escape(f"{(d.get('info') or {}).get('abi', '')} / "
+                                             f"{(d.get('info') or {}).get('release', '')}"))
+    row("RAM (MiB)", lambda r, d: _num((d.get("info") or {}).get("ram_mb")))
+    row("simulated", lambda r, d: "yes" if d.get("simulated") else "no")
+    row("bundle", lambda r, d: escape(f"{r['bundle'].get('model')} {r['bundle'].get('quantization')} "
+                                      f"{r['bundle'].get('image_size')}px"))
+    row("delegate used", lambda r, d: escape(", ".join(sorted({(x.get("delegate") or {}).get("used") or "?"
+                                                              for x in d.get("launches", [])})) or "–"))
+    s = "stats"
+    row("cold load (ms)", lambda r, d: _stat(d[s], "load_ms"))
+    row("first image (ms)", lambda r, d: _stat(d[s], "first_image_ms"))
+    for field in ("min", "median", "p90", "trimmed_mean"):
+        row(f"end-to-end {field} (ms)", lambda r, d, f=field: _stat(d[s], "e2e_ms", f))
+    row("text encoder median (ms)", lambda r, d: _stat(d[s], "text_ms", digits=2))
+    row("denoise step median (ms)", lambda r, d: _stat(d[s], "denoise_step_ms", digits=2))
+    row("decode median (ms)", lambda r, d: _stat(d[s], "decode_ms", digits=2))
+    row("timed runs", lambda r, d: str(len(d.get("runs", []))))
+    row("peak PSS (MiB)", lambda r, d: _num(d[s].get("peak_pss_mb")))
+    row("max thermal status", lambda r, d: _status(d[s].get("max_thermal_status")))
+    row("max skin (°C)", lambda r, d: _num(d[s].get("max_skin_c")))
+    row("throttle onset", lambda r, d: _onset(d))
+    row("first vs last window", lambda r, d: _windows(d))
+    row("result", lambda r, d: "complete" if d.get("complete") else f'<span class="err">incomplete: '
+                                                                       f'{escape(d.get("error") or "")}</span>')
+    head = "".join(f"<th>{escape(_device_name(d))}</th>" for _, d in devices)
+    body = "".join(f"<tr><td>{escape(label)}</td>{''.join(f'<td>{c}</td>' for c in cells)}</tr>"
+                   for label, cells in rows)
+    return f"<table><tr><th>metric</th>{head}</tr>{body}</table>"
+
+
+def _status(value: Any) -> str:
+    return f"{value} {THERMAL_STATUS[value]}" if isinstance(value, int) and 0 <= value < 7 else "–"
+
+
+def _onset(d: dict) -> str:
+    sustained = d.get("sustained")
+    if not sustained:
+        return "– (not a sustained run)"
+    onset = sustained.get("throttle_onset")
+    if not onset:
+        return "none detected"
+    return (f"{onset['t_s']:.1f} s: {onset['latency_ms']:.1f} ms vs {onset['baseline_ms']:.1f} ms "
+            f"(+{onset['rise_pct']:.0f}%, status {_status(onset['thermal_status'])})")
+
+
+def _windows(d: dict) -> str:
+    windows = (d.get("sustained") or {}).get("windows")
+    if not windows:
+        return "–"
+    return (f"{windows['first']['median']:.1f} → {windows['last']['median']:.1f} ms "
+            f"({windows['change_pct']:+.0f}%, {windows['window_s']:.0f} s windows)")
+
+
+def _bands(telemetry: list[dict]) -> list[tuple[float, float, str]]:
+    bands = []
+    for a, b in zip(telemetry, telemetry[1:] + telemetry[-1:], strict=True):
+        status = a.get("thermal_status") or 0
+        if status:
+            bands.append((a["t"], max(b["t"], a["t"] + 0.5), STATUS_COLORS[min(status, 6)]))
+    return bands
+
+
+def _timeline(d: dict) -> str:
+    runs, tele = d.get("runs", []), d.get("telemetry", [])
+    if not runs and not tele:
+        return "<p>No timed runs or telemetry.</p>"
+    series = [Series("end-to-end latency (ms)", [(r["t"], r["e2e_ms"]) for r in runs], PALETTE[0], "left", True)]
+    skin = [(s["t"], max(x["value_c"] for x in s["sensors"] if x["type"] == 3)) for s in tele
+            if any(x["type"] == 3 for x in s.get("sensors", []))]
+    cpu = [(s["t"], max(x["value_c"] for x in s["sensors"] if x["type"] == 0)) for s in tele
+           if any(x["type"] == 0 for x in s.get("sensors", []))]
+    battery = [(s["t"], s["battery_c"]) for s in tele if s.get("battery_c") is not None]
+    series += [Series("skin (°C)", skin, PALETTE[1], "right"),
+               Series("CPU (°C)", cpu, PALETTE[3], "right", dashed=True),
+               Series("battery (°C)", battery, PALETTE[2], "right", dashed=True)]
+    vlines = []
+    onset = (d.get("sustained") or {}).get("throttle_onset")
+    if onset and runs:
+        vlines.append((runs[0]["t"] + onset["t_s"], "throttle onset"))
+    chart = Chart("Latency over time against temperature (shading: thermal status)", "time since start (s)",
+                  "latency (ms)", "temperature (°C)", [s for s in series if s.points], _bands(tele), vlines)
+    return line_chart(chart)
+
+
+def _memory(d: dict) -> str:
+    pss = [(s["t"], s["pss_kb"] / 1024) for s in d.get("telemetry", []) if s.get("pss_kb") is not None]
+    if not pss:
+        return ""
+    return line_chart(Chart("App memory (PSS)", "time since start (s)", "PSS (MiB)",
+                            series=[Series("PSS (MiB)", pss, PALETTE[4], markers=True)], height=220))
+
+
+def _device_section(run: dict, d: dict) -> str:
+    badge = '<span class="badge">SIMULATED</span>' if d.get("simulated") else ""
+    parts = [f"<section><h2>{escape(_device_name(d))}{badge}</h2>"]
+    if d.get("simulated"):
+        parts.append(f'<p class="err">{escape(SIM_NOTE)}</p>')
+    if d.get("error"):
+        parts.append(f'<p class="err">Run incomplete: {escape(d["error"])}</p>')
+    parts += [f'<p class="note">{escape(n)}</p>' for n in d.get("notes", [])]
+    push = d.get("push")
+    if push:
+        parts.append(f"<p>Bundle at <code>{escape(push['remote_dir'])}</code>: {len(push['pushed'])} file(s) pushed "
+                     f"({push['bytes_pushed'] / 1e6:.2f} MB, {push['mb_per_s']:.1f} MB/s), {len(push['skipped'])} "
+                     f"unchanged, verified: {'yes' if push['verified'] else 'no'}.</p>")
+    for gate in d.get("cooldown", []):
+        parts.append(f"<p>Cool-down gate: {escape(gate['message'])}.</p>")
+    parts.append(_timeline(d))
+    parts.append(_memory(d))
+    parts.append(_time_in_state(d))
+    if d.get("benchmark_model"):
+        rows = "".join(f"<tr><td>{escape(b['graph_name'])}</td><td>{b['init_us'] / 1e3:.2f}</td>"
+                       f"<td>{b['first_us'] / 1e3:.2f}</td><td>{b['inference_avg_us'] / 1e3:.3f}</td>"
+                       f"<td>{_num(b.get('peak_memory_mb'))}</td></tr>" for b in d["benchmark_model"])
+        parts.append("<h3>benchmark_model</h3><table><tr><th>graph</th><th>init (ms)</th><th>first (ms)</th>"
+                     f"<th>avg (ms)</th><th>peak memory (MB)</th></tr>{rows}</table>")
+    parts.append(_raw_runs(d))
+    parts.append("</section>")
+    return "".join(parts)
+
+
+def _time_in_state(d: dict) -> str:
+    delta = (d.get("time_in_state") or {}).get("delta_s")
+    if not delta:
+        return ""
+    rows = []
+    for policy, freqs in delta.items():
+        text = ", ".join(f"{int(f) // 1000} MHz: {s:.1f} s" for f, s in freqs.items() if s > 0) or "idle"
+        rows.append(f"<tr><td>{escape(policy)}</td><td>{escape(text)}</td></tr>")
+    return ("<h3>CPU frequency residency during the measurement</h3><table><tr><th>policy</th>"
+            f"<th>time at each clock</th></tr>{''.join(rows)}</table>")
+
+
+def _raw_runs(d: dict) -> str:
+    runs = d.get("runs", [])
+    if not runs:
+        return ""
+    rows = "".join(f"<tr><td>{k}</td><td>{r['t']:.2f}</td><td>{r['e2e_ms']:.2f}</td><td>{r['text_ms']:.2f}</td>"
+                   f"<td>{', '.join(f'{x:.2f}' for x in r['denoise_ms'])}</td><td>{r['decode_ms']:.2f}</td></tr>"
+                   for k, r in enumerate(runs))
+    return (f"<details><summary>All {len(runs)} timed runs (raw samples)</summary><table><tr><th>#</th>"
+            "<th>t (s)</th><th>e2e (ms)</th><th>text (ms)</th><th>denoise steps (ms)</th><th>decode (ms)</th></tr>"
+            f"{rows}</table></details>")
+
+
+def render(runs: list[dict[str, Any]], sources: list[str]) -> str:
+    """The HTML page for one or more runs."""
+    devices = [(run, d) for run in runs for d in run["devices"]]
+    simulated = any(d.get("simulated") for _, d in devices)
+    title = "Banana-SDK device report" + (" — SIMULATED DEVICE" if simulated else "")
+    parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{escape(title)}</title>"
+             f"<style>{CSS}</style></head><body>"]
+    if simulated:
+        parts.append(f'<div class="sim">{escape(SIM_NOTE)}</div>')
+    parts.append(f"<h1>{escape(title)}</h1><p>Generated {escape(time.strftime('%Y-%m-%d %H:%M:%S'))} from "
+                 f"{escape(', '.join(sources))}. Prompt: <code>{escape(str(runs[0]['settings'].get('prompt')))}</code>."
+                 "</p>")
+    for run in runs:
+        if not run.get("complete", False):
+            parts.append(f'<p class="err">Run started {escape(str(run.get("started_at")))} is incomplete.</p>')
+    parts.append("<h2>Devices side by side</h2>" + _side_by_side(devices))
+    with_runs = [(r, d) for r, d in devices if d["stats"].get("e2e_ms")]
+    if with_runs:
+        names = [_device_name(d) for _, d in with_runs]
+        segments = {key: [d["stats"][stat]["median"] if d["stats"].get(stat) else 0.0 for _, d in with_runs]
+                    for key, stat in (("text encoder", "text_ms"), ("denoise (all steps)", "denoise_total_ms"),
+                                      ("VAE decode", "decode_ms"))}
+        parts.append(stacked_bars("Per-component latency (medians)", names, segments, "ms"))
+    parts += [_device_section(run, d) for run, d in devices]
+    if simulated:
+        parts.append(f'<p class="err">{escape(SIM_NOTE)}</p>')
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def write_report(inputs: list[Path], out: Path) -> Path:
+    """Render the runs in `inputs` into `out` (written atomically); returns `out`."""
+    if not inputs:
+        raise ReportError("give at least one RUN.json (or RUN.journal.jsonl)")
+    if Path(out).suffix.lower() not in (".html", ".htm"):
+        raise ReportError(f"the report is HTML; name it *.html, got {str(out)!r}")
+    runs = [load_run(Path(p)) for p in inputs]
+    atomic_write_bytes(out, render(runs, [str(p) for p in inputs]).encode("utf-8"))
+    return Path(out)

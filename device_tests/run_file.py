@@ -1,0 +1,60 @@
+"""Read a run: RUN.json as written at the end, or the journal of a run that died (rebuilt from its events)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from device_tests.errors import ReportError
+from device_tests.journal import read_journal
+from device_tests.run_record import DeviceRun
+
+RUN_FORMAT = "banana-profile-run"
+RUN_SCHEMA_VERSION = 1
+
+
+def load_run(path: Path) -> dict[str, Any]:
+    """A run dict from RUN.json or RUN.journal.jsonl; ReportError when it is neither."""
+    path = Path(path)
+    if path.suffix == ".jsonl":
+        return run_from_journal(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ReportError(f"cannot read {path}: {exc.strerror}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ReportError(f"{path} is not JSON ({exc}); if the run died, pass its .journal.jsonl instead") from None
+    if not isinstance(data, dict) or data.get("format") != RUN_FORMAT:
+        raise ReportError(f"{path} is not a banana profile run (format {RUN_FORMAT!r})")
+    version = data.get("schema_version")
+    if not isinstance(version, int) or version > RUN_SCHEMA_VERSION:
+        raise ReportError(f"{path} has run schema {version}; this SDK reads <= {RUN_SCHEMA_VERSION}")
+    if not isinstance(data.get("devices"), list):
+        raise ReportError(f"{path} has no device list")
+    return data
+
+
+def run_from_journal(path: Path) -> dict[str, Any]:
+    """Rebuild the run from its journal; devices without an `end` event are incomplete."""
+    from device_tests.profile import build_run_json
+
+    events = read_journal(path)
+    start = next((e for e in events if e["kind"] == "start"), None)
+    if start is None:
+        raise ReportError(f"{path} has no start event; it is not a run journal")
+    runs: dict[str, DeviceRun] = {}
+    for serial in start.get("serials", []):
+        runs[serial] = DeviceRun(serial)
+    for event in events:
+        serial = event.get("serial")
+        if serial is None or event["kind"] == "start":
+            continue
+        runs.setdefault(serial, DeviceRun(serial)).apply(event)
+    for run in runs.values():
+        if not run.complete and run.error is None:
+            run.error = "the run ended without finishing (rebuilt from its journal)"
+    result = build_run_json(list(runs.values()), start["bundle"], start["settings"], start["wall"],
+                            start.get("command"))
+    result["rebuilt_from_journal"] = str(path)
+    return result

@@ -1,0 +1,116 @@
+"""A device's part of a profile run, rebuilt from journal events; and its summary for RUN.json.
+
+The profiler writes events to the journal and applies the same events here, so a RUN.json written at the
+end and one rebuilt from the journal of a run that died (`banana report RUN.journal.jsonl`) are the same.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from device_tests.records import executorch_records
+from device_tests.stats import summarize
+from device_tests.sustained import compare_windows, throttle_onset, window_s_for
+from device_tests.telemetry import time_in_state_delta
+
+
+@dataclass
+class DeviceRun:
+    serial: str  # adb serial
+    info: dict[str, Any] | None = None  # DeviceInfo.to_dict()
+    push: dict[str, Any] | None = None  # PushReport.to_dict()
+    cooldown: list[dict[str, Any]] = field(default_factory=list)  # CooldownResult per gate
+    launches: list[dict[str, Any]] = field(default_factory=list)  # per launch: load_ms, first_image_ms, delegate, ...
+    warmup: list[dict[str, Any]] = field(default_factory=list)  # RUN records, untimed
+    runs: list[dict[str, Any]] = field(default_factory=list)  # RUN records + t (s since measurement start), launch
+    telemetry: list[dict[str, Any]] = field(default_factory=list)  # Sample.to_dict() at 1 Hz
+    time_in_state: dict[str, Any] = field(default_factory=dict)  # before / after
+    benchmark_model: list[dict[str, Any]] = field(default_factory=list)  # per graph, parsed tool output
+    notes: list[str] = field(default_factory=list)  # things the reader must know (restarts, timeouts)
+    error: str | None = None  # why the run stopped early
+    complete: bool = False  # every planned measurement finished
+    sustained_s: float | None = None  # planned sustained duration
+
+    def apply(self, event: dict[str, Any]) -> None:
+        """Fold one journal event into the record."""
+        kind = event["kind"]
+        if kind == "device":
+            self.info = event["info"]
+        elif kind == "push":
+            self.push = event["push"]
+        elif kind == "cooldown":
+            self.cooldown.append(event["cooldown"])
+        elif kind == "telemetry":
+            self.telemetry.append(event["sample"])
+        elif kind == "launch_result":
+            self._apply_result(event)
+        elif kind == "time_in_state":
+            self.time_in_state[event["when"]] = event["policies"]
+        elif kind == "benchmark_model":
+            self.benchmark_model.append(event["result"])
+        elif kind == "note":
+            self.notes.append(event["text"])
+        elif kind == "error":
+            self.error = event["message"]
+        elif kind == "end":
+            self.complete = bool(event["complete"])
+        elif kind == "plan":
+            self.sustained_s = event.get("sustained_s")
+
+    def _apply_result(self, event: dict[str, Any]) -> None:
+        result = event["result"]
+        index = len(self.launches)
+        self.launches.append({"load_ms": result["load_ms"], "first_image_ms": result["first_image_ms"],
+                              "delegate": result["delegate"], "image": result["image"],
+                              "thermal": result["thermal"], "started_s": event["started_s"],
+                              "finished_s": event["finished_s"]})
+        self.warmup.extend({**run, "launch": index} for run in result["warmup"])
+        # run end times: back from the moment the result was seen, each run ends one e2e after the previous
+        end = event["finished_s"]
+        stamped = []
+        for run in reversed(result["runs"]):
+            stamped.append({**run, "t": round(end - run["e2e_ms"] / 1e3, 4), "launch": index,
+                            "thermal_status": result["thermal"]["status"]})
+            end -= run["e2e_ms"] / 1e3
+        self.runs.extend(reversed(stamped))
+
+    # ---- summary
+    def summary(self, bundle: dict[str, Any], settings: dict[str, Any]) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "serial": self.serial, "info": self.info, "simulated": bool(self.info and self.info.get("simulated")),
+            "complete": self.complete, "error": self.error, "notes": self.notes, "push": self.push,
+            "cooldown": self.cooldown, "launches": self.launches, "warmup": self.warmup, "runs": self.runs,
+            "telemetry": self.telemetry, "benchmark_model": self.benchmark_model,
+        }
+        out["stats"] = self.stats()
+        if "before" in self.time_in_state and "after" in self.time_in_state:
+            out["time_in_state"] = {**self.time_in_state, "delta_s": time_in_state_delta(
+                self.time_in_state["before"], self.time_in_state["after"])}
+        if self.sustained_s and self.runs:
+            window = window_s_for(self.sustained_s)
+            out["sustained"] = {"duration_s": self.sustained_s, "window_s": window,
+                                "windows": compare_windows(self.runs, window),
+                                "throttle_onset": throttle_onset(self.runs, self.telemetry, window,
+                                                                 settings.get("throttle_rise_pct", 10.0))}
+        out["records"] = executorch_records(self, out, bundle)
+        return out
+
+    def stats(self) -> dict[str, Any]:
+        runs = self.runs
+        steps = [ms for r in runs for ms in r["denoise_ms"]]
+        pss = [s["pss_kb"] for s in self.telemetry if s.get("pss_kb") is not None]
+        skin = [s for s in self.telemetry if any(x["type"] == 3 for x in s.get("sensors", []))]
+        return {
+            "e2e_ms": summarize([r["e2e_ms"] for r in runs]),
+            "text_ms": summarize([r["text_ms"] for r in runs]),
+            "denoise_step_ms": summarize(steps),
+            "denoise_total_ms": summarize([sum(r["denoise_ms"]) for r in runs]),
+            "decode_ms": summarize([r["decode_ms"] for r in runs]),
+            "load_ms": summarize([sum(launch["load_ms"].values()) for launch in self.launches]),
+            "first_image_ms": summarize([launch["first_image_ms"] for launch in self.launches]),
+            "peak_pss_mb": max(pss) / 1024.0 if pss else None,
+            "max_thermal_status": max((s["thermal_status"] for s in self.telemetry
+                                       if s.get("thermal_status") is not None), default=None),
+            "max_skin_c": max((x["value_c"] for s in skin for x in s["sensors"] if x["type"] == 3), default=None),
+        }

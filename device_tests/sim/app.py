@@ -1,0 +1,211 @@
+"""The simulated sample app: `BenchmarkActivity` executing the runner contract with real LiteRT inference.
+
+`am start` launches a run in a thread (the app's "process"); the run loads the bundle from the device
+filesystem, generates with the bundle's graphs on this host's CPU, and writes the contract's result file
+atomically. The phone's slowness is simulated by sleeping after each graph call: a call that took `w`
+seconds of wall time is stretched to `w / (speed * freq_cap)`, where `speed` is the profile's speed and
+`freq_cap` the thermal model's clock cap; the call's real CPU time heats the thermal model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import itertools
+import json
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+from banana_sdk.errors import BananaError
+from device_tests.contract import (
+    ACTIVITY,
+    COMPONENT,
+    FILES_DIR,
+    PACKAGE,
+    SCHEMA_VERSION,
+    AmStart,
+    Delegate,
+    RunRequest,
+    result_path,
+)
+from device_tests.errors import ContractError
+
+if TYPE_CHECKING:
+    from device_tests.sim.device import SimDevice
+
+MAX_GAP_S = 0.5  # host work between graph calls longer than this is not part of a generation
+LAUNCH_MS = 40  # simulated activity launch time reported by `am start -W`
+_pids = itertools.count(5100)
+
+
+class Cancelled(Exception):
+    """The app was force-stopped mid-run."""
+
+
+class ThrottledBackend:
+    """A `Backend` that runs the bundle's graphs and stretches each call to the simulated phone's speed."""
+
+    def __init__(self, inner: Any, device: SimDevice, cancel: threading.Event) -> None:
+        self.inner = inner
+        self.config = inner.config
+        self.device = device
+        self.cancel = cancel
+        self._last_end: float | None = None  # when the previous graph call (and its stretch) ended
+
+    def begin(self) -> None:
+        """A generation starts now: host work until the first graph call is stretched with it."""
+        self._last_end = time.perf_counter()
+
+    def call(self, fn: Any, *args: Any) -> Any:
+        if self.cancel.is_set():
+            raise Cancelled()
+        cpu0, wall0 = time.process_time(), time.perf_counter()
+        # host work since the previous graph call (sampler, tokenizer) runs on the phone's CPU too
+        gap = wall0 - self._last_end if self._last_end is not None and wall0 - self._last_end < MAX_GAP_S else 0.0
+        out = fn(*args)
+        cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+        self.device.thermal.add_cpu_time(cpu / self.device.profile.speed)  # the phone's CPU time
+        cap = self.device.thermal.state().freq_cap
+        time.sleep((wall + gap) * (1.0 / (self.device.profile.speed * cap) - 1.0))
+        self._last_end = time.perf_counter()
+        return out
+
+    def encode_text(self, tokens, segments):  # noqa: ANN001, ANN201
+        return self.call(self.inner.encode_text, tokens, segments)
+
+    def denoise(self, latent, t, context, context_mask, subjects, subject_mask):  # noqa: ANN001, ANN201
+        return self.call(self.inner.denoise, latent, t, context, context_mask, subjects, subject_mask)
+
+    def decode(self, latent):  # noqa: ANN001, ANN201
+        return self.call(self.inner.decode, latent)
+
+
+class SimApp:
+    """`com.banana.sdk.app` on the simulated device."""
+
+    def __init__(self, device: SimDevice, installed: bool) -> None:
+        self.device = device
+        self.installed = installed  # False simulates a phone without the sample app
+        self.pid: int | None = None  # set while a run is in progress
+        self._cancel = threading.Event()
+        self._lock = threading.Lock()
+
+    # ---- am start / force-stop
+    def start(self, am: AmStart, out: Any) -> int:
+        """Handle `am start`; `out(text)` prints. Returns am's exit status."""
+        full = f"{PACKAGE}/{PACKAGE}{ACTIVITY}"
+        if am.component not in (COMPONENT, full):
+            out(f"Error: Activity not started, unable to resolve Intent {{ cmp={am.component} }}\n")
+            return 1
+        out(f"Starting: Intent {{ cmp={COMPONENT}{' (has extras)' if am.extras else ''} }}\n")
+        if not self.installed:
+            out(f"Error type 3\nError: Activity class {{{full}}} does not exist.\n")
+            return 1
+        if am.stop_first:
+            self.stop()
+        with self._lock:
+            if self.pid is not None:
+                out("Warning: Activity not started, intent has been delivered to currently running top-most "
+                    "instance.\n")
+                return 0
+            self.pid = next(_pids)
+            self._cancel = threading.Event()
+        started = time.perf_counter()
+        threading.Thread(target=self._main, args=(am.extras, started, self._cancel), daemon=True,
+                         name="sim-benchmark-activity").start()
+        if am.wait:
+            time.sleep(LAUNCH_MS / 1e3)
+            out(f"Status: ok\nLaunchState: COLD\nActivity: {COMPONENT}\nTotalTime: {LAUNCH_MS}\n"
+                f"WaitTime: {LAUNCH_MS + 3}\nComplete\n")
+        return 0
+
+    def stop(self) -> None:
+        """`am force-stop`: the run ends at its next graph call and writes nothing."""
+        with self._lock:
+            self._cancel.set()
+            self.pid = None
+
+    # ---- the activity
+    def _main(self, extras: dict[str, Any], started: float, cancel: threading.Event) -> None:
+        try:
+            self._activity(extras, started, cancel)
+        finally:  # the process ends only after the result file is in place
+            with self._lock:
+                if self._cancel is cancel:
+                    self.pid = None
+
+    def _activity(self, extras: dict[str, Any], started: float, cancel: threading.Event) -> None:
+        log = self.device.log
+        run_id = extras.get("run_id") if isinstance(extras.get("run_id"), str) else None
+        log.append("I BenchmarkActivity: request " + json.dumps(extras, ensure_ascii=True))
+        self.device.thermal.set_busy(True)
+        try:
+            request = RunRequest.from_extras(extras)
+            result = self._benchmark(request, started, cancel)
+        except Cancelled:
+            log.append("I BenchmarkActivity: force-stopped; no result written")
+            return
+        except (BananaError, ContractError) as exc:
+            result = _error_result(run_id or "", str(exc))
+        except Exception as exc:  # a crash: like a real app, it dies without a result
+            log.append(f"E AndroidRuntime: FATAL EXCEPTION: main {type(exc).__name__}: {exc}")
+            return
+        finally:
+            self.device.thermal.set_busy(False)
+        if run_id is None:
+            log.append("E BenchmarkActivity: no valid run_id extra; result not written")
+            return
+        try:
+            self.device.fs.write_bytes(result_path(run_id), (json.dumps(result, indent=1) + "\n").encode())
+        except (OSError, ContractError) as exc:
+            log.append(f"E BenchmarkActivity: cannot write result: {exc}")
+            return
+        log.append(f"I BenchmarkActivity: run {run_id} finished with status {result['status']}")
+
+    def _benchmark(self, req: RunRequest, started: float, cancel: threading.Event) -> dict[str, Any]:
+        from banana_sdk.pipeline import generate_with
+        from converters.runtime import LiteRTPipeline
+
+        fs = self.device.fs
+        if fs.stat(req.bundle) is None or fs.stat(f"{req.bundle}/manifest.json") is None:
+            raise ContractError(f"bundle not found on the device: {req.bundle}")
+        load0 = time.perf_counter()
+        pipeline = LiteRTPipeline.load(fs.host_path(req.bundle), threads=req.threads, check_files=False)
+        stretch = 1.0 / (self.device.profile.speed * self.device.thermal.state().freq_cap)
+        time.sleep((time.perf_counter() - load0) * (stretch - 1.0))
+        load_ms = {name: ms * stretch for name, ms in pipeline.load_ms.items()}
+        if req.size != pipeline.size:
+            raise ContractError(f"bundle was converted for {pipeline.size}px images, asked for {req.size}px")
+        backend = ThrottledBackend(pipeline, self.device, cancel)
+        used = Delegate.CPU.value
+        fallback = None if req.delegate in (Delegate.AUTO, Delegate.CPU) else (
+            f"the simulated device has no {req.delegate.value} delegate; ran on CPU (XNNPACK)")
+        first_image_ms, runs, warm, image = None, [], [], None
+        for k in range(req.warmup + req.runs):
+            backend.begin()
+            gen = generate_with(backend, req.prompt, req.steps, req.seed, None)
+            if first_image_ms is None:
+                first_image_ms = (time.perf_counter() - started) * 1e3
+            record = {"e2e_ms": gen.e2e_ms, "text_ms": gen.text_ms, "denoise_ms": list(gen.denoise_ms),
+                      "decode_ms": gen.decode_ms}
+            (warm if k < req.warmup else runs).append(record)
+            image = gen.image
+        png = io.BytesIO()
+        image.save(png, format="PNG")
+        image_path = f"{FILES_DIR}/images/{req.run_id}.png"
+        fs.write_bytes(image_path, png.getvalue())
+        state = self.device.thermal.state()
+        return {
+            "schema_version": SCHEMA_VERSION, "run_id": req.run_id, "status": "ok", "error": None,
+            "delegate": {"requested": req.delegate.value, "used": used, "fallback_reason": fallback},
+            "load_ms": load_ms, "first_image_ms": first_image_ms, "warmup": warm, "runs": runs,
+            "image": {"path": image_path, "sha256": hashlib.sha256(png.getvalue()).hexdigest()},
+            "thermal": {"headroom": round(state.headroom, 4), "status": state.status},
+        }
+
+
+def _error_result(run_id: str, message: str) -> dict[str, Any]:
+    return {"schema_version": SCHEMA_VERSION, "run_id": run_id, "status": "error", "error": message,
+            "delegate": None, "load_ms": {}, "first_image_ms": None, "warmup": [], "runs": [], "image": None,
+            "thermal": None}

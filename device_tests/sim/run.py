@@ -1,0 +1,49 @@
+"""Run one simulated device until it is stopped or its lifetime ends (foreground, in this process)."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+from device_tests.sim.device import SimDevice, SimOptions
+from device_tests.sim.server import EMULATOR_PORTS, SimServer, announce, free_port
+
+
+def _preload() -> None:
+    """Import the inference stack in the background, like Android's zygote preloads classes."""
+    try:
+        import converters.runtime  # noqa: F401
+    except ImportError:
+        pass
+
+
+def run_simulator(
+    options: SimOptions, port: int = 0, lifetime_s: float = 3600.0, data_dir: str | Path | None = None,
+    announce_adb_port: int | None = None, on_ready: Callable[[SimServer], None] | None = None,
+) -> None:
+    """Serve a simulated device on 127.0.0.1:`port` (0: any free port) for at most `lifetime_s` seconds.
+
+    The device's storage lives in `data_dir` (kept), or in a temp dir removed at the end.
+    """
+    port = port or free_port()
+    owned = data_dir is None
+    root = Path(tempfile.mkdtemp(prefix="banana-sim-")) if owned else Path(data_dir)
+    try:
+        device = SimDevice(options, root, serial=f"BSIM{port}")
+        server = SimServer(device, port, lifetime_s)
+        server.start()
+        if announce_adb_port is not None and server.port in EMULATOR_PORTS:
+            announce(announce_adb_port, server.port)
+        threading.Thread(target=_preload, daemon=True, name="sim-preload").start()
+        if on_ready is not None:
+            on_ready(server)
+        try:
+            server.wait()
+        finally:
+            server.stop()
+    finally:
+        if owned:
+            shutil.rmtree(root, ignore_errors=True)
