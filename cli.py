@@ -18,6 +18,10 @@ _COMMAND_MODULES = (
     "banana_sdk.commands",
     "banana_sdk.appbuild",
     "banana_sdk.peels.commands",
+    "banana_sdk.subjects.commands",
+    "banana_sdk.upscale.commands",
+    "banana_sdk.train_commands",
+    "converters.preflight.commands",
     "converters.commands",
     "device_tests.commands",
 )
@@ -34,8 +38,8 @@ def _register() -> None:
         try:
             module = importlib.import_module(name)
         except ModuleNotFoundError as exc:
-            if exc.name == name:
-                continue
+            if exc.name is not None and name.startswith(exc.name):
+                continue  # that layer is not installed in this checkout
             raise
         for command in getattr(module, "COMMANDS", ()):
             banana.add_command(command)

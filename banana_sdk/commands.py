@@ -37,14 +37,21 @@ def save_png(image, out: Path) -> None:  # noqa: ANN001
 @click.option("--prompt", required=True, help="What to draw.")
 @click.option("--steps", type=int, default=None, help="Denoising steps (default: the model's).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Noise seed.")
-@click.option("--size", type=int, default=None, help="Image side in pixels (multiple of 8).")
+@click.option("--size", type=int, default=None,
+              help="Image side in pixels (multiple of 8). Above the model's size, up to 4096: generated at the "
+                   "model's size, then upscaled through tiles (e.g. --size 4096).")
 @click.option("--sampler", type=click.Choice(["lcm", "euler"]), default=None, help="Sampler.")
 @click.option("--guidance", type=float, default=None, help="Classifier-free guidance scale.")
 @click.option("--threads", type=int, default=2, show_default=True, help="LiteRT CPU threads.")
+@click.option("--subject", "subject_names", multiple=True,
+              help="A subject (`banana subject add`) named in the prompt; repeatable, up to 5.")
+@click.option("--subjects-dir", type=click.Path(path_type=Path), default=None,
+              help="Subject store (default: $BANANA_SUBJECTS or ~/.banana/subjects).")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Output PNG path.")
 def generate(
     preset: str | None, model_dir: Path | None, bundle: Path | None, prompt: str, steps: int | None,
-    seed: int, size: int | None, sampler: str | None, guidance: float | None, threads: int, out: Path,
+    seed: int, size: int | None, sampler: str | None, guidance: float | None, threads: int,
+    subject_names: tuple[str, ...], subjects_dir: Path | None, out: Path,
 ) -> None:
     """Generate one image from a preset, a checkpoint or a LiteRT bundle."""
     sources = [s for s in (preset, model_dir, bundle) if s is not None]
@@ -53,16 +60,34 @@ def generate(
     if bundle is not None:
         from converters.runtime import LiteRTPipeline
 
-        result = LiteRTPipeline.load(bundle, threads=threads).run(
-            prompt, steps=steps, seed=seed, size=size, sampler=sampler, guidance_scale=guidance
-        )
-        note = f"LiteRT bundle {bundle}"
+        pipe = LiteRTPipeline.load(bundle, threads=threads)
+        backend, base, note = pipe, pipe.size, f"LiteRT bundle {bundle}"
     else:
         from banana_sdk.pipeline import Pipeline
 
         pipe = Pipeline.from_preset(preset) if preset else Pipeline.from_pretrained(model_dir)
-        result = pipe.run(prompt, steps=steps, seed=seed, size=size, sampler=sampler, guidance_scale=guidance)
+        backend, base = pipe.backend, pipe.config.image_size
         note = f"model {pipe.config.name}" + ("" if pipe.trained else " (UNTRAINED random weights)")
+    subjects = subject_mask = None
+    if subject_names:
+        from banana_sdk.subjects import subject_inputs
+
+        subjects, subject_mask = subject_inputs(prompt, subject_names, pipe.config, subjects_dir)
+    if size is not None and size > base:
+        from banana_sdk.upscale import generate_4k
+
+        result = generate_4k(pipe, prompt, size, steps=steps, seed=seed, sampler=sampler, guidance_scale=guidance,
+                             subjects=subjects, subject_mask=subject_mask, threads=threads)
+        note += f", generated at {base} px and upscaled through tiles"
+    elif subjects is not None:
+        from banana_sdk.pipeline import generate_with
+
+        if bundle is not None and size not in (None, base):
+            raise ConfigError(f"this bundle was converted for {base}x{base}; convert again with --size {size}")
+        result = generate_with(backend, prompt, steps, seed, size, sampler, guidance,
+                               subjects=subjects, subject_mask=subject_mask)
+    else:
+        result = pipe.run(prompt, steps=steps, seed=seed, size=size, sampler=sampler, guidance_scale=guidance)
     save_png(result.image, out)
     click.echo(f"wrote {out} ({result.image.width}x{result.image.height}, {note}, {result.e2e_ms:.0f} ms)")
 

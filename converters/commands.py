@@ -6,12 +6,20 @@ from pathlib import Path
 
 import click
 
+from banana_sdk.errors import ConfigError
 from converters.recipes import BLOCK_SIZES, Quant
 
 
 @click.command()
 @click.option("--preset", help="Preset name (random weights).")
 @click.option("--model", "model_dir", type=click.Path(path_type=Path), help="Checkpoint directory.")
+@click.option("--diffusers", "diffusers_dir", type=click.Path(path_type=Path),
+              help="Local diffusers pipeline folder (model_index.json + component folders).")
+@click.option("--module", "factory", help="Any nn.Module: pkg.mod:factory or path/to/file.py:factory.")
+@click.option("--example-inputs", help="With --module: NAME:DIMS[:DTYPE[:LOW..HIGH]],... or a .npz file.")
+@click.option("--signature", help="With --module: the signature (and file) name.")
+@click.option("--factory-kwargs", help="With --module: JSON object of keyword arguments for the factory.")
+@click.option("--name", help="With --diffusers: model name recorded in the manifest (default: folder name).")
 @click.option("--quant", default="fp32", show_default=True, help=f"One of {[q.value for q in Quant]}.")
 @click.option("--block-size", type=int, default=32, show_default=True,
               help=f"INT4 block size, one of {list(BLOCK_SIZES)}.")
@@ -21,29 +29,70 @@ from converters.recipes import BLOCK_SIZES, Quant
 @click.option("--min-psnr", type=float, default=None, help="Override the gate's PSNR threshold (dB).")
 @click.option("--min-cosine", type=float, default=None, help="Override the gate's cosine threshold.")
 @click.option("--threads", type=int, default=2, show_default=True, help="LiteRT threads for the gate.")
-def convert(preset, model_dir, quant, block_size, size, out, force, min_psnr, min_cosine, threads) -> None:  # noqa: ANN001
-    """Convert a preset or checkpoint to a LiteRT bundle (one .tflite per signature + manifest)."""
+def convert(
+    preset, model_dir, diffusers_dir, factory, example_inputs, signature, factory_kwargs, name, quant,  # noqa: ANN001
+    block_size, size, out, force, min_psnr, min_cosine, threads,  # noqa: ANN001
+) -> None:
+    """Convert a preset, checkpoint, diffusers pipeline or any nn.Module to a LiteRT bundle."""
     from converters.bundle import load_manifest
-    from converters.convert import convert as run
 
-    run(out, preset=preset, model_dir=model_dir, quant=quant, block_size=block_size, size=size, force=force,
-        min_psnr=min_psnr, min_cosine=min_cosine, threads=threads, progress=True)
+    sources = [s for s in (preset, model_dir, diffusers_dir, factory) if s is not None]
+    if len(sources) != 1:
+        raise ConfigError("give exactly one of --preset, --model, --diffusers, --module")
+    module_only = {"--example-inputs": example_inputs, "--signature": signature, "--factory-kwargs": factory_kwargs}
+    if factory is None and any(v is not None for v in module_only.values()):
+        raise ConfigError(f"{', '.join(k for k, v in module_only.items() if v is not None)} only go with --module")
+    if name is not None and diffusers_dir is None:
+        raise ConfigError("--name only goes with --diffusers")
+    common = dict(quant=quant, block_size=block_size, force=force, min_psnr=min_psnr, min_cosine=min_cosine,
+                  threads=threads, progress=True)
+    if diffusers_dir is not None:
+        from converters.byom.convert_diffusers import convert_diffusers
+
+        convert_diffusers(out, diffusers_dir, size=size, name=name, **common)
+    elif factory is not None:
+        from converters.byom.module import convert_module
+
+        if example_inputs is None or signature is None:
+            raise ConfigError("--module needs --example-inputs and --signature")
+        if size is not None:
+            raise ConfigError("--size does not apply to --module (the example inputs fix every shape)")
+        convert_module(out, factory, example_inputs, signature, factory_kwargs=factory_kwargs, **common)
+    else:
+        from converters.convert import convert as run
+
+        run(out, preset=preset, model_dir=model_dir, size=size, **common)
     manifest = load_manifest(out)
     total = sum(f["bytes"] for f in manifest["files"].values())
-    for name, gate in manifest["gate"].items():
-        click.echo(f"  {name:<13} PSNR {gate['psnr_db']:7.2f} dB  cosine {gate['cosine']:.6f}")
+    for sig, gate in manifest["gate"].items():
+        click.echo(f"  {sig:<13} PSNR {gate['psnr_db']:7.2f} dB  cosine {gate['cosine']:.6f}")
     click.echo(f"wrote bundle {out} ({quant}, {total / 2**20:.2f} MiB)")
 
 
 @click.command()
 @click.argument("bundle", type=click.Path(path_type=Path))
 @click.option("--model", "model_dir", type=click.Path(path_type=Path), help="Checkpoint to re-run the gate against.")
+@click.option("--diffusers", "diffusers_dir", type=click.Path(path_type=Path),
+              help="Diffusers pipeline folder to re-run the gate against (bundles made with --diffusers).")
 @click.option("--ops", "show_ops", is_flag=True, help="List every op type with its count.")
-def verify(bundle: Path, model_dir: Path | None, show_ops: bool) -> None:
+def verify(bundle: Path, model_dir: Path | None, diffusers_dir: Path | None, show_ops: bool) -> None:
     """Check a bundle: schema, sha256 of every file, ops and weight types per signature, the gate."""
+    from converters.bundle import load_manifest
     from converters.verify import verify
 
+    if model_dir is not None and diffusers_dir is not None:
+        raise ConfigError("give at most one of --model, --diffusers")
+    kind = (load_manifest(bundle)["model"] or {}).get("kind", "banana")
+    if model_dir is not None and kind != "banana":
+        raise ConfigError(f"--model re-runs the gate against a banana checkpoint; this bundle is of kind {kind!r}"
+                          + (" (use --diffusers DIR)" if kind == "diffusers" else ""))
     report = verify(bundle, model_dir)
+    source = model_dir
+    if diffusers_dir is not None:
+        from converters.byom.convert_diffusers import verify_diffusers
+
+        report.gate.update(verify_diffusers(bundle, diffusers_dir))
+        source = diffusers_dir
     click.echo(f"bundle {bundle}: {len(report.files_ok)} files, sha256 ok")
     for name, ops in report.ops.items():
         click.echo(f"  {name}: {sum(ops.values())} ops; weights {report.storage[name]}")
@@ -51,7 +100,7 @@ def verify(bundle: Path, model_dir: Path | None, show_ops: bool) -> None:
             click.echo("    " + ", ".join(f"{op} x{n}" for op, n in ops.items()))
         if name in report.gate:
             g = report.gate[name]
-            click.echo(f"    gate vs {model_dir}: PSNR {g['psnr_db']:.2f} dB, cosine {g['cosine']:.6f}, passed")
+            click.echo(f"    gate vs {source}: PSNR {g['psnr_db']:.2f} dB, cosine {g['cosine']:.6f}, passed")
 
 
 COMMANDS = (convert, verify)

@@ -1,25 +1,32 @@
-"""`banana convert`: a preset or checkpoint -> a LiteRT bundle, one signature at a time.
+"""`banana convert`: a list of signature jobs -> a LiteRT bundle, one signature at a time.
 
-Per signature: build just that component -> export fp32 to a temp file -> PyTorch reference outputs ->
-free the torch module -> quantize from the file -> write atomically -> read the written file back (op
-and weight types) -> accuracy gate on the ai-edge-litert Interpreter. Work happens in a hidden staging
+`convert_jobs` is the generic engine (our presets and checkpoints use it through `convert`; diffusers
+pipelines and arbitrary modules through `converters.byom`). Per signature: build just that component ->
+reference outputs (the model's own forward) -> rewrite + export fp32 to a temp file -> free the torch module
+-> quantize from the file -> write atomically -> read the written file back (op and weight types) ->
+accuracy gate on the ai-edge-litert Interpreter. Work happens in a hidden staging
 dir beside the output; the manifest is written last and the staging dir replaces the output only when
 every signature passed, so a failed run never leaves a half-written bundle or touches the old one.
-Re-runs skip signatures whose inputs (weights, config, recipe, size) are unchanged.
+Re-runs skip signatures whose job key (weights, config, recipe, size, gate) is unchanged.
 """
 
 from __future__ import annotations
 
 import errno
+import functools
 import gc
 import hashlib
 import json
 import os
 import shutil
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import numpy as np
+from torch import nn
 
 from banana_sdk import __version__
 from banana_sdk.checkpoint import load_component, read_checkpoint_config, weights_hash
@@ -44,11 +51,14 @@ from converters.errors import ConversionError
 from converters.export import check_block_divisibility, export_signature
 from converters.flatbuffer import read_graph
 from converters.gate import gate_signature, require, run_tflite
+from converters.isolate import export_isolated
 from converters.postprocess import fix_zero_block_scales
+from converters.preflight.plan import delegate_plan
 from converters.recipes import DEFAULT_GATE, GateThreshold, Quant, Scheme, parse_quant, quantize_model, recipe_rules
-from converters.signatures import SIGNATURES, torch_outputs
+from converters.signatures import SIGNATURES, SignatureSpec, torch_outputs
 
-GATE_SEED = 1234  # seed of the gate's example inputs
+GATE_SEED = 1234
+ISOLATE_PARAMS = 200_000_000  # components above this export in a child process  # seed of the gate's example inputs
 
 
 @dataclass(frozen=True)
@@ -109,6 +119,25 @@ def _progress(total: int, enabled: bool):  # noqa: ANN202
                 bar_format="{desc:<28} {bar} {n_fmt}/{total_fmt} [{elapsed}<{remaining}]")
 
 
+@dataclass(frozen=True)
+class SignatureJob:
+    """One signature to convert: how to build it, feed it and judge it."""
+
+    name: str  # signature key and file stem
+    key: str  # sha256 of everything that determines the file (equal key + file sha256 = skip on re-run)
+    inputs: Callable[[], dict[str, np.ndarray]]  # seeded example inputs: export trace and gate
+    load: Callable[[], nn.Module]  # the bare component (called only when the signature is not skipped)
+    wrap: Callable[[nn.Module], nn.Module]  # component -> exportable signature module (rewrites go here)
+    reference: Callable[[nn.Module, dict[str, np.ndarray]], dict[str, np.ndarray]] | None = None
+    # ^ the gate's PyTorch reference from the bare component (the model's own forward); None = the wrapped module
+    notes: Callable[[nn.Module], dict[str, Any]] | None = None  # facts about the wrapped module for the record
+    isolated: Callable[[], nn.Module] | None = None  # picklable builder of the wrapped module: export it in a
+    # ^ child process (big models: the parent never holds the torch weights, see converters/isolate.py)
+
+
+ManifestFn = Callable[[dict[str, dict[str, Any]], Path], dict[str, Any]]  # (records, staging) -> manifest
+
+
 def convert(
     out: Path, *, preset: str | None = None, model_dir: Path | None = None, quant: str = "fp32",
     block_size: int = 32, size: int | None = None, force: bool = False, min_psnr: float | None = None,
@@ -125,22 +154,57 @@ def convert(
     _check_output_dir(out, force)
     if q is Quant.INT4:
         check_block_divisibility(build_model(cfg, "meta"), block_size)
+    threshold = gate_threshold(q, min_psnr, min_cosine)
+    jobs = [_preset_job(source, spec, q, block_size, size, threshold) for spec in SIGNATURES.values()]
+    vocab = ("\n".join(vocabulary()) + "\n").encode()
+    return convert_jobs(out, jobs, q, block_size, threshold,
+                        lambda records, staging: _manifest(source, q, block_size, size, records, staging),
+                        extra_files={"vocab.txt": vocab}, force=force, threads=threads, progress=progress)
+
+
+def gate_threshold(q: Quant, min_psnr: float | None, min_cosine: float | None) -> GateThreshold:
+    """The recipe's default gate with the user's overrides."""
     base = DEFAULT_GATE[q]
-    threshold = GateThreshold(min_psnr if min_psnr is not None else base.min_psnr_db,
-                              min_cosine if min_cosine is not None else base.min_cosine)
+    return GateThreshold(min_psnr if min_psnr is not None else base.min_psnr_db,
+                         min_cosine if min_cosine is not None else base.min_cosine)
+
+
+def _wrapped_component(source: Source, spec: SignatureSpec) -> nn.Module:
+    """Top-level (picklable) builder of a preset/checkpoint signature module, for isolated export."""
+    return spec.wrap(source.component(spec.component))
+
+
+def _preset_job(
+    source: Source, spec: SignatureSpec, q: Quant, block: int, size: int, th: GateThreshold,
+) -> SignatureJob:
+    params = sum(p.numel() for p in build_component(source.config, spec.component, "meta").parameters())
+    isolated = functools.partial(_wrapped_component, source, spec) if params > ISOLATE_PARAMS else None
+    return SignatureJob(name=spec.name, key=_signature_key(source, q, block, size, spec.name, th),
+                        inputs=lambda: spec.inputs(source.config, size, GATE_SEED),
+                        load=lambda: source.component(spec.component), wrap=spec.wrap, isolated=isolated)
+
+
+def convert_jobs(
+    out: Path, jobs: list[SignatureJob], q: Quant, block_size: int, threshold: GateThreshold,
+    manifest: ManifestFn, *, extra_files: dict[str, bytes] | None = None, force: bool = False, threads: int = 2,
+    progress: bool = False,
+) -> Path:
+    """The engine: convert every job into a staging dir beside `out`, write `extra_files` and the manifest
+    (built by `manifest(records, staging)`), then swap the staging dir in. Nothing is left on failure."""
+    out = Path(out)
+    _check_output_dir(out, force)
     staging = out.parent / f".{out.name}.partial"
     staging.mkdir(parents=True, exist_ok=True)
     previous = load_manifest(out) if is_bundle(out) else None
-    bar = _progress(3 * len(SIGNATURES), progress)
+    bar = _progress(3 * len(jobs), progress)
     try:
         records = {}
-        for name, spec in SIGNATURES.items():
-            key = _signature_key(source, q, block_size, size, name, threshold)
-            records[name] = _convert_signature(source, spec, key, q, block_size, size, threshold, staging,
-                                               out, previous, threads, bar)
-        atomic_write_bytes(staging / "vocab.txt", ("\n".join(vocabulary()) + "\n").encode())
-        manifest = _manifest(source, q, block_size, size, records, staging)
-        atomic_write_json(staging / MANIFEST, manifest)
+        for job in jobs:
+            records[job.name] = _convert_signature(job, q, block_size, threshold, staging, out, previous,
+                                                   threads, bar)
+        for name, data in (extra_files or {}).items():
+            atomic_write_bytes(staging / name, data)
+        atomic_write_json(staging / MANIFEST, manifest(records, staging))
         for stamp in staging.glob("*.stamp.json"):
             stamp.unlink()
         _swap_in(staging, out)
@@ -155,6 +219,12 @@ def convert(
     finally:
         bar.close()
     return out
+
+
+def job_key(**parts: Any) -> str:
+    """sha256 of JSON-able key parts (plus the bundle schema version)."""
+    blob = json.dumps({**parts, "bundle_schema": BUNDLE_SCHEMA_VERSION}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()
 
 
 def _signature_key(source: Source, q: Quant, block: int, size: int, name: str, th: GateThreshold) -> str:
@@ -183,25 +253,43 @@ def _reuse(name: str, key: str, staging: Path, out: Path, previous: dict[str, An
 
 
 def _convert_signature(
-    source: Source, spec, key: str, q: Quant, block: int, size: int, threshold: GateThreshold,  # noqa: ANN001
-    staging: Path, out: Path, previous: dict | None, threads: int, bar,  # noqa: ANN001
+    job: SignatureJob, q: Quant, block: int, threshold: GateThreshold, staging: Path, out: Path,
+    previous: dict | None, threads: int, bar,  # noqa: ANN001
 ) -> dict[str, Any]:
-    name = spec.name
-    record = _reuse(name, key, staging, out, previous)
+    name = job.name
+    record = _reuse(name, job.key, staging, out, previous)
     if record is not None:
         bar.set_description_str(f"{name}: current, skipped")
         bar.update(3)
         return {**record, "skipped": True}
     # 1. export fp32 (the torch module lives only inside this block)
     bar.set_description_str(f"{name}: export")
-    inputs = spec.inputs(source.config, size, GATE_SEED)
+    inputs = job.inputs()
     float_path = staging / f".{name}.fp32.tflite"
-    module = source.component(spec.component)
-    wrapped = spec.wrap(module)
+    if job.isolated is not None:
+        reference = export_isolated(job.isolated, name, inputs, float_path)
+        return _finish_signature(job, q, block, threshold, staging, inputs, reference, None, threads, bar)
+    module = job.load()
+    own = job.reference(module, inputs) if job.reference is not None else None
+    wrapped = job.wrap(module)
+    notes = job.notes(wrapped) if job.notes is not None else None
+    if q is Quant.INT4:
+        check_block_divisibility(wrapped, block)
     export_signature(wrapped, name, inputs, float_path)
-    reference = torch_outputs(wrapped, inputs)
+    reference = own if own is not None else torch_outputs(wrapped, inputs)
     del module, wrapped
     gc.collect()
+    return _finish_signature(job, q, block, threshold, staging, inputs, reference, notes, threads, bar)
+
+
+def _finish_signature(
+    job: SignatureJob, q: Quant, block: int, threshold: GateThreshold, staging: Path,
+    inputs: dict[str, np.ndarray], reference: dict[str, np.ndarray], notes: dict[str, Any] | None, threads: int,
+    bar,  # noqa: ANN001
+) -> dict[str, Any]:
+    """Quantize the exported fp32 file, write it, verify its types and gate it against `reference`."""
+    name = job.name
+    float_path = staging / f".{name}.fp32.tflite"
     bar.update(1)
     # 2. quantize from the serialized file, write atomically
     bar.set_description_str(f"{name}: quantize {q.value}")
@@ -219,19 +307,26 @@ def _convert_signature(
     result = gate_signature(name, reference, run_tflite(target, name, inputs, threads), threshold)
     require(result)
     bar.update(1)
-    record = {"key": key, "sha256": sha256_file(target), "storage": storage, "gate": result.to_dict(),
+    record = {"key": job.key, "sha256": sha256_file(target), "storage": storage, "gate": result.to_dict(),
               "io": signature_io(target, name)}
+    if notes is not None:
+        record["notes"] = notes
     atomic_write_json(staging / f"{name}.stamp.json", record)
     return record
+
+
+def bundle_files(staging: Path) -> dict[str, dict[str, Any]]:
+    """The manifest's `files`: every finished file of the staging dir (not the manifest, stamps, temps)."""
+    return {p.name: file_entry(p) for p in sorted(staging.iterdir())
+            if p.is_file() and not p.name.startswith(".") and not p.name.endswith(".stamp.json")
+            and p.name != MANIFEST}
 
 
 def _manifest(source: Source, q: Quant, block: int, size: int, records: dict, staging: Path) -> dict[str, Any]:
     cfg = source.config
     sampler = get_sampler(cfg.sampler.kind)
     tokenizer = Tokenizer(cfg.tokenizer.context_length, cfg.tokenizer.vocab_size)
-    files = {p.name: file_entry(p) for p in sorted(staging.iterdir())
-             if p.is_file() and not p.name.startswith(".") and not p.name.endswith(".stamp.json")
-             and p.name != MANIFEST}
+    files = bundle_files(staging)
     return {
         "schema_version": BUNDLE_SCHEMA_VERSION,
         "format": BUNDLE_FORMAT,
@@ -249,6 +344,7 @@ def _manifest(source: Source, q: Quant, block: int, size: int, records: dict, st
         "tokenizer": tokenizer.spec(),
         "signatures": {n: r["io"] for n, r in records.items()},
         "gate": {n: r["gate"] for n, r in records.items()},
+        "delegate_plan": delegate_plan(staging),
         "build": {n: {"key": r["key"], "sha256": r["sha256"], "storage": r["storage"], "gate": r["gate"],
                       "io": r["io"]} for n, r in records.items()},
         "files": files,

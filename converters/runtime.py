@@ -2,6 +2,8 @@
 
 `LiteRTPipeline` is a `banana_sdk.pipeline.Backend`, so generation shares the tokenizer, samplers and
 image conversion with the PyTorch pipeline: images differ only where the converted graphs differ.
+Bundles converted from a diffusers pipeline (`model.kind == "diffusers"`) generate through
+`converters.byom.runtime.DiffusersGenerator` on the same runners.
 """
 
 from __future__ import annotations
@@ -28,10 +30,19 @@ class LiteRTPipeline:
 
         self.bundle = bundle
         self.manifest = manifest
-        try:
-            self.config = ModelConfig.from_dict(manifest["model"]["config"])
-        except (BananaError, KeyError, TypeError) as exc:
-            raise BundleError(f"{bundle}: manifest model config is invalid ({exc})") from None
+        self.kind = manifest["model"].get("kind", "banana") if isinstance(manifest["model"], dict) else "banana"
+        if self.kind == "module":
+            raise BundleError(f"{bundle} holds one converted module ({', '.join(manifest['signatures'])}), not a "
+                              "text-to-image pipeline; check it with `banana verify`")
+        self.config: ModelConfig | None = None
+        if self.kind == "banana":
+            try:
+                self.config = ModelConfig.from_dict(manifest["model"]["config"])
+            except (BananaError, KeyError, TypeError) as exc:
+                raise BundleError(f"{bundle}: manifest model config is invalid ({exc})") from None
+        elif self.kind != "diffusers":
+            raise BundleError(f"{bundle}: model kind {self.kind!r} is unknown; this SDK runs "
+                              "['banana', 'diffusers', 'module'] bundles")
         self.size = int(manifest["image"]["size"])
         self.load_ms: dict[str, float] = {}
         self._runners = {}
@@ -44,6 +55,11 @@ class LiteRTPipeline:
                 first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
                 raise BundleError(f"{bundle / sig['file']}: LiteRT cannot load it ({first_line})") from None
             self.load_ms[name] = (time.perf_counter() - start) * 1e3
+        self._diffusers = None
+        if self.kind == "diffusers":
+            from converters.byom.runtime import DiffusersGenerator
+
+            self._diffusers = DiffusersGenerator(bundle, manifest, self._runners)
 
     @classmethod
     def load(cls, bundle: str | Path, threads: int = 2, check_files: bool = True) -> LiteRTPipeline:
@@ -78,6 +94,8 @@ class LiteRTPipeline:
         sampler: str | None = None, guidance_scale: float | None = None, callback: StepCallback | None = None,
     ) -> Generation:
         """Generate one image at the bundle's fixed size (other sizes need another conversion)."""
+        if self._diffusers is not None:
+            return self._diffusers.run(prompt, steps, seed, size, sampler, guidance_scale, callback)
         if size is not None and size != self.size:
             raise ConfigError(f"this bundle was converted for {self.size}x{self.size}; "
                               f"convert again with --size {size} for that size")

@@ -177,3 +177,13 @@ def test_generate_from_bundle_cli(bundle_factory, tmp_path: Path) -> None:  # no
                           "not a bundle")
     bad = json.loads((bundle_factory("int4") / "manifest.json").read_text())
     assert bad["model"]["weights_sha256"]
+
+
+def test_isolated_export_gives_the_same_bundle(bundle_factory, tiny_checkpoint: Path, tmp_path: Path,  # noqa: ANN001
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """Big components export in a spawned child process; the bundle is identical to the in-process one."""
+    import converters.convert as conv
+
+    monkeypatch.setattr(conv, "ISOLATE_PARAMS", 0)
+    out = convert(tmp_path / "iso", model_dir=tiny_checkpoint, quant="fp32")
+    assert load_manifest(out)["files"] == load_manifest(bundle_factory("fp32"))["files"]

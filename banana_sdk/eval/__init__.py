@@ -1,1 +1,1 @@
-"""eval."""
+"""ShapeEval: scores images against ShapeWorld prompts (attributes, count, identity, Fréchet distance)."""

@@ -71,6 +71,13 @@ class MLP(nn.Module):
         return self.fc2(F.gelu(self.fc1(x)))
 
 
+def clamp_unit(x: torch.Tensor) -> torch.Tensor:
+    """clamp(x, 0, 1) as relu(x) - relu(x - 1): the same function, but exported as RELU/SUB instead of
+    RELU_0_TO_1 (which the LiteRT GPU accelerator and NNAPI do not take). Bit-exact where x - 1 is exact
+    (|x| < 2**24 integers, and all x in [0, 2]): masks built from integer segment ids."""
+    return F.relu(x) - F.relu(x - 1.0)
+
+
 def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     """adaLN: x (B, T, D) * (1 + scale) + shift, shift/scale (B, 1, D)."""
     return x * (1.0 + scale) + shift

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from banana_sdk.config import TextEncoderConfig, TokenizerConfig
-from banana_sdk.models.layers import MASK_VALUE, MLP, Attention
+from banana_sdk.models.layers import MASK_VALUE, MLP, Attention, clamp_unit
 
 
 class TextBlock(nn.Module):
@@ -28,7 +28,9 @@ class TextEncoder(nn.Module):
     Segments are phrase indices from the tokenizer (-1 on padding). With `phrase_attention`, a token
     attends only to tokens of its own phrase (attribute binding: "red circle and blue square");
     otherwise to every non-padding token. Padding attends to padding, so no softmax row is empty.
-    The mask is built with float arithmetic only (delegate-friendly): blocked = min(|s_i - s_j|, 1).
+    The mask is built with float arithmetic only (delegate-friendly): blocked = clamp(|s_i - s_j|, 0, 1),
+    with the clamp written as relu(x) - relu(x - 1) (`clamp_unit`; exact for the integer segments) because
+    torch.clamp(x, 0, 1) becomes RELU_0_TO_1, which neither the LiteRT GPU accelerator nor NNAPI accepts.
     """
 
     def __init__(self, cfg: TextEncoderConfig, tok: TokenizerConfig) -> None:
@@ -42,11 +44,11 @@ class TextEncoder(nn.Module):
         nn.init.normal_(self.embed.weight, std=0.02)
 
     def forward(self, tokens: torch.Tensor, segments: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        valid = torch.clamp(segments + 1.0, 0.0, 1.0)  # (B, L) 1 = token, 0 = padding
+        valid = clamp_unit(segments + 1.0)  # (B, L) 1 = token, 0 = padding
         if not self.cfg.phrase_attention:
             segments = valid  # two classes: tokens and padding
         diff = torch.abs(segments.unsqueeze(2) - segments.unsqueeze(1))  # (B, L, L)
-        mask = (torch.clamp(diff, 0.0, 1.0) * MASK_VALUE).unsqueeze(1)  # (B, 1, L, L)
+        mask = (clamp_unit(diff) * MASK_VALUE).unsqueeze(1)  # (B, 1, L, L)
         x = self.embed(tokens) + self.pos  # (B, L, width)
         for block in self.blocks:
             x = block(x, mask)

@@ -1,0 +1,133 @@
+"""The reference encoder: reference images -> one subject token (the denoiser's subject-slot input).
+
+Two halves, split where the artifacts are:
+1. A fixed descriptor (this module, no weights, versioned): what the subject looks like, from a plain-
+   background reference image. `DESCRIPTOR_DIM` = 128 features:
+       64  soft colour histogram of the subject's pixels (4 x 4 x 4 RGB bins, trilinear votes, sums to 1)
+       64  the subject's silhouette: its foreground mask cropped to its bounding box, area-resampled to 8 x 8
+   standardised (zero mean, unit variance over the 128), then mapped to the model's text width by a fixed
+   map (`projection`: identity at 128, zero-padding above, orthonormal folding below). Several references
+   average their descriptors first. The subject file stores the resulting token, so the app only reads numbers.
+2. The learned half lives in the model: the denoiser's `subject_proj` (and cross-attention) is fine-tuned
+   by `banana_sdk.subjects.train` to read these tokens. It is saved in the model checkpoint and converted
+   into `denoise.tflite` with everything else, so it passes through the converter, its gate and INT4.
+
+Why a fixed descriptor rather than a learned CNN: the learned part must travel with the checkpoint and
+the bundle; the denoiser's subject pathway already does, so no extra weights file, loader or signature is
+needed, and a subject file stays valid for any model trained on this descriptor.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+from PIL import Image
+from scipy import ndimage
+
+from banana_sdk.errors import BananaError
+
+DESCRIPTOR_KIND = "colour-silhouette"  # recorded in subject files
+DESCRIPTOR_VERSION = 1  # bump when the features change (old subject files are then refused)
+DESCRIPTOR_DIM = 128  # features per reference
+REFERENCE_SIZE = 128  # reference images are exactly this square size, RGB
+FG_THRESHOLD = 48.0  # max |channel - background| (0-255) above which a pixel belongs to the subject
+MIN_FG_FRACTION = 0.002  # a reference whose subject covers less of the image shows nothing usable
+HIST_BINS = 4  # colour histogram bins per channel
+SILHOUETTE = 8  # silhouette grid side
+
+
+class SubjectError(BananaError):
+    """A subject that cannot be defined, stored, found or bound (bad reference, unknown name, no slot)."""
+
+
+def check_reference(image: Image.Image, what: str = "reference image") -> np.ndarray:
+    """The (REFERENCE_SIZE, REFERENCE_SIZE, 3) uint8 pixels of a valid reference, else SubjectError."""
+    if image.mode != "RGB":
+        raise SubjectError(f"{what} has mode {image.mode}; references must be RGB (convert it, e.g. "
+                           f"`image.convert('RGB')`, flattening any transparency onto a plain background)")
+    if image.size != (REFERENCE_SIZE, REFERENCE_SIZE):
+        raise SubjectError(f"{what} is {image.size[0]}x{image.size[1]}; references must be "
+                           f"{REFERENCE_SIZE}x{REFERENCE_SIZE} (the subject on a plain background)")
+    return np.asarray(image, dtype=np.uint8)
+
+
+def _background(pixels: np.ndarray) -> np.ndarray:
+    """The plain background colour: the median of the image's border pixels."""
+    border = np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])
+    return np.median(border.astype(np.float32), axis=0)
+
+
+def _colour_histogram(colours: np.ndarray) -> np.ndarray:
+    """(N, 3) 0-255 -> (HIST_BINS ** 3,) trilinear-vote histogram, sums to 1."""
+    pos = np.clip(colours / 255.0 * (HIST_BINS - 1), 0, HIST_BINS - 1)  # bin-centre coordinates
+    lo = np.minimum(np.floor(pos).astype(np.int64), HIST_BINS - 2)
+    frac = pos - lo
+    hist = np.zeros((HIST_BINS,) * 3, dtype=np.float64)
+    for corner in range(8):
+        offs = [(corner >> axis) & 1 for axis in range(3)]
+        weight = np.prod([frac[:, a] if o else 1 - frac[:, a] for a, o in enumerate(offs)], axis=0)
+        np.add.at(hist, (lo[:, 0] + offs[0], lo[:, 1] + offs[1], lo[:, 2] + offs[2]), weight)
+    return (hist / max(hist.sum(), 1e-9)).reshape(-1)
+
+
+def _silhouette(mask: np.ndarray) -> np.ndarray:
+    """Bounding-box crop of a bool mask, area-resampled to SILHOUETTE x SILHOUETTE coverage in [0, 1]."""
+    ys, xs = np.nonzero(mask)
+    crop = mask[ys.min():ys.max() + 1, xs.min():xs.max() + 1].astype(np.uint8) * 255
+    side = SILHOUETTE * 8
+    big = Image.fromarray(crop, mode="L").resize((side, side), Image.Resampling.BILINEAR)
+    small = np.asarray(big, dtype=np.float32).reshape(SILHOUETTE, 8, SILHOUETTE, 8).mean(axis=(1, 3))
+    return (small / 255.0).reshape(-1)
+
+
+def describe(pixels: np.ndarray, what: str = "reference image") -> np.ndarray:
+    """(DESCRIPTOR_DIM,) float64 raw descriptor of one (S, S, 3) uint8 reference."""
+    dist = np.abs(pixels.astype(np.float32) - _background(pixels)).max(axis=2)
+    mask = dist > FG_THRESHOLD
+    if mask.mean() < MIN_FG_FRACTION:
+        raise SubjectError(f"{what} shows no subject: it is a plain background (need the subject drawn on it)")
+    labels, count = ndimage.label(mask, structure=np.ones((3, 3), bool))
+    if count > 1:  # the subject is the largest component (holes such as eyes filled); specks are ignored
+        sizes = ndimage.sum(mask, labels, index=range(1, count + 1))
+        mask = labels == (int(np.argmax(sizes)) + 1)
+    mask = ndimage.binary_fill_holes(mask)
+    hist = _colour_histogram(pixels[mask].astype(np.float64))
+    return np.concatenate([hist * HIST_BINS**3 / 8.0, 2.0 * _silhouette(mask) - 1.0])  # similar scales
+
+
+@lru_cache(maxsize=8)
+def projection(width: int) -> np.ndarray:
+    """(width, DESCRIPTOR_DIM) float32 fixed map to a model's text width, simple enough for the app to mirror:
+    width >= 128: the token, zero-padded, times sqrt(width / 128) (unit variance per element);
+    width < 128: feature j is added into element j mod width, each sum divided by sqrt(its count)
+    (orthonormal rows, so a standardised token keeps unit variance)."""
+    if width < 1:
+        raise SubjectError(f"text width must be positive, got {width}")
+    mat = np.zeros((width, DESCRIPTOR_DIM), dtype=np.float64)
+    if width >= DESCRIPTOR_DIM:
+        mat[np.arange(DESCRIPTOR_DIM), np.arange(DESCRIPTOR_DIM)] = np.sqrt(width / DESCRIPTOR_DIM)
+    else:
+        rows = np.arange(DESCRIPTOR_DIM) % width
+        mat[rows, np.arange(DESCRIPTOR_DIM)] = 1.0
+        mat /= np.sqrt(mat.sum(axis=1, keepdims=True))
+    return mat.astype(np.float32)
+
+
+def standardise(descriptor: np.ndarray) -> np.ndarray:
+    """Zero mean, unit variance over the features (text-context scale), float32."""
+    d = descriptor - descriptor.mean()
+    return (d / max(float(d.std()), 1e-6)).astype(np.float32)
+
+
+def encode_references(images: list[np.ndarray], names: list[str] | None = None) -> np.ndarray:
+    """(DESCRIPTOR_DIM,) float32 subject token from one or more validated reference pixel arrays."""
+    if not images:
+        raise SubjectError("a subject needs at least one reference image")
+    names = names or [f"reference image {i + 1}" for i in range(len(images))]
+    return standardise(np.mean([describe(im, n) for im, n in zip(images, names, strict=True)], axis=0))
+
+
+def token_for_width(token: np.ndarray, width: int) -> np.ndarray:
+    """A DESCRIPTOR_DIM token mapped to a model's text width (float32)."""
+    return projection(width) @ token.astype(np.float32)

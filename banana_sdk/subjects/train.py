@@ -1,0 +1,234 @@
+"""Training stage `subject`: teach a trained model's denoiser to read subject tokens.
+
+Runs on any finished stage (teacher, distilled student or DQAT student) and changes only the subject
+pathway: the denoiser's `subject_proj` (plus, with `tune_cross`, each block's cross-attention key/value
+projections). With only `subject_proj` trained, a prompt without subjects gives bit-identical results
+(masked slots are inert), so the stage cannot hurt what LCD and DQAT achieved.
+
+Data: ShapeWorld scenes with characters (encoded once by the model's VAE and cached like the teacher's).
+Each character in a caption fills the next slot (caption order = first mention, as in `binding.py`) with
+a token made like `banana subject add` makes it: the descriptor of `references` renders of that character
+alone at random places, averaged.
+
+Objective: for distilled students (`x0`), the clean estimate x0 = x_t - t v at the LCM sampler's grid
+times against the true latent; for teachers (`flow`), the rectified-flow velocity loss. With `quantized`,
+the text encoder and denoiser run on weights fake-quantized exactly as `--quant int4` stores them
+(`training/fakequant.py`), the trained ones with straight-through gradients: what is learnt survives INT4.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.func import functional_call
+
+from banana_sdk.data.dataset import ShapeWorld
+from banana_sdk.data.render import render_scene
+from banana_sdk.data.world import CHARACTERS, Scene, SceneObject, WorldConfig, fit_to_context
+from banana_sdk.models.model import BananaModel
+from banana_sdk.subjects.encoder import DESCRIPTOR_KIND, DESCRIPTOR_VERSION, REFERENCE_SIZE, describe, projection
+from banana_sdk.tokenizer import Tokenizer
+from banana_sdk.training.common import LoopConfig, TrainingError
+from banana_sdk.training.data import LatentSet
+from banana_sdk.training.distributed import DistInfo, distributed_context
+from banana_sdk.training.fakequant import QuantSpec, check_block_size, quantized_parameters
+from banana_sdk.training.loop import Stage, prepare_run_dir, run_stage
+from banana_sdk.training.teacher import load_stage_model, sample_logit_normal
+
+SUBJECT_WORLD = WorldConfig(min_objects=1, max_objects=5, character_prob=0.6, texture_prob=0.0)  # many characters
+SUBJECT_WORLD_SEED = 9  # ShapeWorld seed of the subject-stage scenes
+REFERENCE_SEED = 19  # seed of the reference renders
+CHARACTER_NAMES = tuple(CHARACTERS)  # index order of the character table
+
+
+class Objective(str, Enum):
+    AUTO = "auto"  # x0 for distilled/DQAT students, flow for teachers
+    X0 = "x0"  # clean-estimate MSE at the LCM grid times
+    FLOW = "flow"  # rectified-flow velocity MSE at logit-normal times
+
+
+@dataclass(frozen=True)
+class SubjectStageConfig:
+    init: Path  # run directory of the model to fine-tune (teacher, distill or qat)
+    latents: int = 3000  # ShapeWorld scenes encoded (those without a character are dropped)
+    cache: Path | None = Path("out/cache")  # where encoded latents are cached (None = no cache)
+    objective: Objective = Objective.AUTO  # see module docstring
+    grid: int = 8  # x0 objective: times j / grid, j = 1..grid
+    tune_cross: bool = False  # also fine-tune the cross-attention key/value projections (changes text keys)
+    quantized: bool = True  # train through INT4 fake-quantized weights (the converter's int4 recipe)
+    block_size: int = 32  # INT4 block size (the converter's --block-size)
+    references: int = 3  # reference renders averaged into each token (drawn from a bank of `bank` per character)
+    bank: int = 8  # reference renders per character
+
+
+def reference_scene(name: str, rng: np.random.Generator) -> Scene:
+    """Character `name` alone in a random cell with a random jitter (a reference picture)."""
+    cell = int(rng.integers(9))
+    row, col = divmod(cell, 3)
+    dx, dy = rng.uniform(-0.02, 0.02, size=2)
+    return Scene((SceneObject(cell=cell, cx=(col + 0.5) / 3 + float(dx), cy=(row + 0.5) / 3 + float(dy),
+                              character=name),))
+
+
+def reference_bank(count: int, seed: int = REFERENCE_SEED) -> np.ndarray:
+    """(characters, count, DESCRIPTOR_DIM) raw descriptors of reference renders of each character."""
+    rng = np.random.default_rng(seed)
+    return np.stack([np.stack([describe(render_scene(reference_scene(name, rng), REFERENCE_SIZE))
+                               for _ in range(count)]) for name in CHARACTER_NAMES]).astype(np.float32)
+
+
+def scene_slots(scene: Scene, slots: int) -> list[int]:
+    """Character indices of a scene in caption order (first mention), at most `slots`."""
+    return [CHARACTER_NAMES.index(o.character) for o in scene.objects if o.character][:slots]
+
+
+class SubjectSet:
+    """Encoded character scenes: latents, tokens, segments, and each row's characters in slot order."""
+
+    def __init__(self, latents: LatentSet, characters: torch.Tensor, bank: torch.Tensor, width: int,
+                 references: int) -> None:
+        self.data, self.characters, self.bank, self.references = latents, characters, bank, references
+        self.projection = torch.from_numpy(projection(width))
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    @classmethod
+    def build(cls, model: BananaModel, cfg: SubjectStageConfig, info: DistInfo) -> SubjectSet:
+        config = model.config
+        tokenizer = Tokenizer(config.tokenizer.context_length, config.tokenizer.vocab_size)
+        world = ShapeWorld(fit_to_context(SUBJECT_WORLD, config.tokenizer.context_length), SUBJECT_WORLD_SEED,
+                           config.image_size)
+        data = LatentSet.cached(cfg.cache, model.vae, world, tokenizer, cfg.latents, info)
+        slots = config.denoiser.max_subjects
+        table = torch.full((len(data), slots), -1, dtype=torch.long)
+        for row in range(len(data)):  # LatentSet row r of this rank is scene rank + r * world_size
+            for k, c in enumerate(scene_slots(world.scene(info.rank + row * info.world_size), slots)):
+                table[row, k] = c
+        keep = (table >= 0).any(dim=1)
+        if not keep.any():
+            raise TrainingError(f"none of the {cfg.latents} scenes has a character; raise --latents")
+        data = LatentSet(data.latents[keep], data.tokens[keep], data.segments[keep])
+        bank = torch.from_numpy(reference_bank(cfg.bank))
+        return cls(data, table[keep], bank, config.text.width, cfg.references)
+
+    def batch(self, step: int, local_batch: int, seed: int, device: torch.device) -> dict[str, torch.Tensor]:
+        n = len(self)
+        gen = torch.Generator().manual_seed(seed * 7919 + step)
+        idx = torch.randint(0, n, (local_batch,), generator=gen)
+        chars = self.characters[idx]  # (B, S), -1 = empty slot
+        picks = torch.randint(0, self.bank.shape[1], (*chars.shape, self.references), generator=gen)
+        raw = self.bank[chars.clamp(min=0)[..., None], picks].mean(dim=2)  # (B, S, D) averaged references
+        raw = raw - raw.mean(dim=-1, keepdim=True)
+        token = raw / raw.std(dim=-1, unbiased=False, keepdim=True).clamp(min=1e-6)  # = encoder.standardise
+        mask = (chars >= 0).float()
+        subjects = (token @ self.projection.T) * mask[..., None]
+        return {"latents": self.data.latents[idx].float().to(device), "tokens": self.data.tokens[idx].to(device),
+                "segments": self.data.segments[idx].to(device), "subjects": subjects.to(device),
+                "subject_mask": mask.to(device)}
+
+
+def trained_modules(model: BananaModel, tune_cross: bool) -> dict[str, nn.Module]:
+    """{parameter prefix in the denoiser: module} of what the stage trains."""
+    out: dict[str, nn.Module] = {"subject_proj": model.denoiser.subject_proj}
+    if tune_cross:
+        for i, block in enumerate(model.denoiser.blocks):
+            out[f"blocks.{i}.cross.k"] = block.cross.k
+            out[f"blocks.{i}.cross.v"] = block.cross.v
+    return out
+
+
+class SubjectObjective(nn.Module):
+    def __init__(self, model: BananaModel, cfg: SubjectStageConfig, objective: Objective) -> None:
+        super().__init__()
+        self.denoiser = model.denoiser
+        self.parts = nn.ModuleDict({k.replace(".", "_"): m for k, m in trained_modules(model, cfg.tune_cross).items()})
+        self.prefixes = list(trained_modules(model, cfg.tune_cross))
+        self.refs = [model]  # the text encoder and VAE stay frozen: not submodules of the objective
+        self.cfg, self.objective = cfg, objective
+        self.spec = QuantSpec(block_size=cfg.block_size) if cfg.quantized else None
+        with torch.no_grad():  # frozen weights as the bundle stores them, computed once
+            self.text_params = self._params(model.text_encoder)
+            trained = tuple(f"{p}." for p in self.prefixes)
+            self.frozen = {k: v for k, v in self._params(model.denoiser).items() if not k.startswith(trained)}
+
+    def _params(self, module: nn.Module) -> dict[str, torch.Tensor]:
+        if self.spec is None:
+            return {k: v.detach() for k, v in module.named_parameters()}
+        return {k: v.detach() for k, v in quantized_parameters(module, self.spec).items()}
+
+    def _denoiser_params(self) -> dict[str, torch.Tensor]:
+        params = dict(self.frozen)
+        for prefix, module in zip(self.prefixes, self.parts.values(), strict=True):
+            own = quantized_parameters(module, self.spec) if self.spec is not None else dict(module.named_parameters())
+            params.update({f"{prefix}.{k}": v for k, v in own.items()})
+        return params
+
+    def forward(self, batch: dict[str, torch.Tensor], generator: torch.Generator):  # noqa: ANN201
+        model = self.refs[0]
+        x0, b, device = batch["latents"], batch["latents"].shape[0], batch["latents"].device
+        with torch.no_grad():
+            context, mask = functional_call(model.text_encoder, self.text_params, (batch["tokens"], batch["segments"]))
+        if self.objective is Objective.X0:
+            t = torch.randint(1, self.cfg.grid + 1, (b,), generator=generator, device=device).float() / self.cfg.grid
+        else:
+            t = sample_logit_normal(b, generator, device)
+        eps = torch.randn(x0.shape, generator=generator, device=device)
+        tt = t[:, None, None, None]
+        xt = (1 - tt) * x0 + tt * eps
+        v = functional_call(self.denoiser, self._denoiser_params(),
+                            (xt, t, context, mask, batch["subjects"], batch["subject_mask"])).float()
+        error = v - (eps - x0)
+        loss = (tt * error).pow(2).mean() if self.objective is Objective.X0 else error.pow(2).mean()
+        return loss, {"mse": loss.detach()}
+
+
+def build_subject_stage(cfg: SubjectStageConfig, info: DistInfo, seed: int) -> Stage:
+    """The `subject` stage for the shared training loop."""
+    if not 1 <= cfg.grid <= 1000 or cfg.references < 1 or cfg.bank < 1 or cfg.latents < info.world_size:
+        raise TrainingError("grid must be 1-1000, references and bank >= 1, latents >= the number of processes")
+    model, extra = load_stage_model(Path(cfg.init), "model to teach subjects (--init)")
+    stage = extra.get("stage")
+    if stage not in ("teacher", "distill", "qat", "subject"):
+        raise TrainingError(f"{cfg.init} is a {stage!r} run; train subjects on a teacher, distill or qat run")
+    if model.config.denoiser.max_subjects < 1:
+        raise TrainingError(f"model {model.config.name!r} has no subject slots (max_subjects = 0)")
+    objective = Objective(cfg.objective)
+    if objective is Objective.AUTO:
+        objective = Objective.FLOW if stage == "teacher" else Objective.X0
+    if cfg.quantized:
+        check_block_size(model.denoiser, cfg.block_size)
+    model.to(info.device).requires_grad_(False).eval()
+    parts = trained_modules(model, cfg.tune_cross)
+    for module in parts.values():
+        module.requires_grad_(True)
+    data = SubjectSet.build(model, cfg, info)
+    record = {k: (str(v) if isinstance(v, Path) else v.value if isinstance(v, Enum) else v)
+              for k, v in dataclasses.asdict(cfg).items()}
+    kept = {k: extra[k] for k in ("recipe", "distilled_guidance", "quantization_aware") if k in extra}
+    return Stage(
+        name="subject", model=model, objective=SubjectObjective(model, cfg, objective),
+        trained=nn.ModuleDict({k.replace(".", "_"): m for k, m in parts.items()}),
+        batches=lambda step, b: data.batch(step, b, seed + 3, info.device), export_config=model.config,
+        arguments={**record, "objective": objective.value},
+        extra={**kept, "subjects": {"encoder": DESCRIPTOR_KIND, "version": DESCRIPTOR_VERSION,
+                                    "trained": sorted(parts), "base_stage": stage}},
+    )
+
+
+def train_subjects(cfg: SubjectStageConfig, loop: LoopConfig, out: str | Path, device: str = "auto",
+                   threads: int = 0, resume: bool = False, force: bool = False) -> dict[str, Any] | None:
+    """Run the stage (like `training.stages.train_stage`, until it lists "subject"); rank 0 returns the summary."""
+    prepare_run_dir(Path(out), resume, force)
+    with distributed_context(device, threads) as info:
+        loop.validate(info.world_size)
+        stage = build_subject_stage(cfg, info, loop.seed)
+        summary = run_stage(stage, loop, Path(out), info, resume=resume, force=force)
+        return summary if info.is_main else None

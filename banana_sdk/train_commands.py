@@ -1,0 +1,144 @@
+"""`banana train {vae,teacher,distill,qat}` and `banana eval`: parse, call one library function, print.
+
+Training runs single-process as is, or data-parallel under torchrun with the same arguments:
+    torchrun --nproc_per_node 2 -m cli train teacher --init out/vae --out out/teacher
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from banana_sdk.errors import ConfigError
+from banana_sdk.presets import PRESETS
+
+# per stage: defaults of (steps, batch, lr, warmup, ema) - the demo recipe overrides what it needs
+_DEFAULTS = {
+    "vae": (2000, 32, 1e-3, 100, 0.0),
+    "teacher": (6000, 64, 5e-4, 300, 0.999),
+    "distill": (1500, 64, 1e-4, 100, 0.0),
+    "qat": (500, 64, 2e-5, 50, 0.0),
+}
+
+
+def _loop_options(stage: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    steps, batch, lr, warmup, ema = _DEFAULTS[stage]
+    options = [
+        click.option("--out", type=click.Path(path_type=Path), required=True, help="Run directory to write."),
+        click.option("--steps", type=int, default=steps, show_default=True, help="Optimizer steps in total."),
+        click.option("--batch", type=int, default=batch, show_default=True, help="Global batch per step."),
+        click.option("--lr", type=float, default=lr, show_default=True, help="Peak learning rate."),
+        click.option("--warmup", type=int, default=warmup, show_default=True, help="Warm-up steps."),
+        click.option("--ema", type=float, default=ema, show_default=True, help="EMA decay of exported weights."),
+        click.option("--seed", type=int, default=0, show_default=True, help="Seed of init, noise and data order."),
+        click.option("--save-every", type=int, default=500, show_default=True, help="Steps between checkpoints."),
+        click.option("--log-every", type=int, default=50, show_default=True, help="Steps between log records."),
+        click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto", show_default=True),
+        click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True),
+        click.option("--threads", type=int, default=0, show_default=True,
+                     help="CPU threads per process (0 = cores / processes)."),
+        click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint."),
+        click.option("--force", is_flag=True, help="Replace a run already in --out."),
+    ]
+
+    def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
+        for option in reversed(options):
+            fn = option(fn)
+        return fn
+
+    return decorate
+
+
+def _run(stage: str, common: dict[str, Any], **stage_args: Any) -> None:
+    from banana_sdk.training.common import LoopConfig, Precision
+    from banana_sdk.training.stages import train_stage
+
+    loop = LoopConfig(
+        steps=common["steps"], batch_size=common["batch"], lr=common["lr"], warmup=common["warmup"],
+        ema_decay=common["ema"], save_every=common["save_every"], log_every=common["log_every"],
+        seed=common["seed"], precision=Precision(common["precision"]),
+    )
+    summary = train_stage(stage, loop, common["out"], device=common["device"], threads=common["threads"],
+                          resume=common["resume"],
+                          force=common["force"], **stage_args)
+    if summary is not None:
+        click.echo(json.dumps(summary))
+
+
+@click.group()
+def train() -> None:
+    """Train the demo model family on ShapeWorld: vae -> teacher -> distill -> qat."""
+
+
+@train.command("vae")
+@click.option("--preset", default="demo", show_default=True, help=f"Architecture: {', '.join(PRESETS)}.")
+@click.option("--crop", type=int, default=64, show_default=True, help="Random crop side (0 = whole image).")
+@click.option("--character-prob", type=float, default=0.5, show_default=True,
+              help="Chance an object is a character in the VAE's scenes.")
+@_loop_options("vae")
+def train_vae(preset: str, crop: int, character_prob: float, **common: Any) -> None:
+    """Stage 1: the 8x VAE on rendered scenes."""
+    _run("vae", common, preset=preset, crop=crop, character_prob=character_prob)
+
+
+@train.command("teacher")
+@click.option("--init", "init", type=click.Path(path_type=Path), required=True, help="Trained VAE run directory.")
+@click.option("--preset", default=None, help="Architecture (default: the VAE run's).")
+@click.option("--latents", type=int, default=40000, show_default=True, help="Scenes in the encoded training set.")
+@click.option("--cache", type=click.Path(path_type=Path), default=Path("out/cache"), show_default=True,
+              help="Where encoded latents are cached.")
+@_loop_options("teacher")
+def train_teacher(init: Path, preset: str | None, latents: int, cache: Path, **common: Any) -> None:
+    """Stage 2: the teacher (text encoder + denoiser), rectified flow with caption dropout for CFG."""
+    _run("teacher", common, init=init, preset=preset, latents=latents, cache=cache)
+
+
+@train.command("distill")
+@click.option("--teacher", type=click.Path(path_type=Path), required=True, help="Trained teacher run directory.")
+@click.option("--guidance", type=float, default=3.0, show_default=True, help="Teacher CFG scale folded in.")
+@click.option("--latents", type=int, default=40000, show_default=True, help="Scenes in the encoded training set.")
+@click.option("--cache", type=click.Path(path_type=Path), default=Path("out/cache"), show_default=True,
+              help="Where encoded latents are cached.")
+@_loop_options("distill")
+def train_distill(teacher: Path, guidance: float, latents: int, cache: Path, **common: Any) -> None:
+    """Stage 3: latent consistency distillation into a 1-8 step student."""
+    _run("distill", common, teacher=teacher, guidance=guidance, latents=latents, cache=cache)
+
+
+@train.command("qat")
+@click.option("--student", type=click.Path(path_type=Path), required=True, help="Distilled student run directory.")
+@click.option("--block-size", type=int, default=32, show_default=True, help="INT4 block size (the converter's).")
+@click.option("--latents", type=int, default=40000, show_default=True, help="Scenes in the encoded training set.")
+@click.option("--cache", type=click.Path(path_type=Path), default=Path("out/cache"), show_default=True,
+              help="Where encoded latents are cached.")
+@_loop_options("qat")
+def train_qat(student: Path, block_size: int, latents: int, cache: Path, **common: Any) -> None:
+    """Stage 4: DQAT - distill the fp32 student into its INT4 fake-quantized self."""
+    _run("qat", common, student=student, block_size=block_size, latents=latents, cache=cache)
+
+
+@click.command("eval")
+@click.option("--model", "model_dir", type=click.Path(path_type=Path), help="Checkpoint directory (PyTorch).")
+@click.option("--bundle", type=click.Path(path_type=Path), help="LiteRT bundle directory.")
+@click.option("--steps", type=int, default=None, help="Denoising steps (default: the model's).")
+@click.option("--samples", type=int, default=100, show_default=True, help="Prompts to generate and score.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the prompts and the noise.")
+@click.option("--sampler", type=click.Choice(["lcm", "euler"]), default=None, help="Sampler (default: model's).")
+@click.option("--guidance", type=float, default=None, help="CFG scale (default: the model's).")
+def eval_command(model_dir: Path | None, bundle: Path | None, steps: int | None, samples: int, seed: int,
+                 sampler: str | None, guidance: float | None) -> None:
+    """Score generated images against their prompts with ShapeEval; prints one JSON object."""
+    from banana_sdk.eval.evaluate import evaluate_source
+
+    if (model_dir is None) == (bundle is None):
+        raise ConfigError("give exactly one of --model, --bundle")
+    report = evaluate_source(model_dir=model_dir, bundle=bundle, steps=steps, samples=samples, seed=seed,
+                             sampler=sampler, guidance_scale=guidance)
+    click.echo(json.dumps(report))
+
+
+COMMANDS = (train, eval_command)

@@ -1,0 +1,52 @@
+"""The stage registry: `train_stage(name, ...)` builds the stage and runs the shared loop in one call."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from banana_sdk.training.common import LoopConfig, TrainingError
+from banana_sdk.training.distributed import DistInfo, distributed_context
+from banana_sdk.training.loop import Stage, prepare_run_dir, run_stage
+
+
+def _vae(info: DistInfo, loop: LoopConfig, preset: str, **kw: Any) -> Stage:
+    from banana_sdk.presets import get_preset
+    from banana_sdk.training.vae import VAEStageConfig, build_vae_stage
+
+    return build_vae_stage(get_preset(preset), VAEStageConfig(**kw), info, loop.seed)
+
+
+def _teacher(info: DistInfo, loop: LoopConfig, **kw: Any) -> Stage:
+    from banana_sdk.training.teacher import TeacherStageConfig, build_teacher_stage
+
+    return build_teacher_stage(TeacherStageConfig(**kw), info, loop.seed)
+
+
+def _distill(info: DistInfo, loop: LoopConfig, **kw: Any) -> Stage:
+    from banana_sdk.training.distill import DistillStageConfig, build_distill_stage
+
+    return build_distill_stage(DistillStageConfig(**kw), info, loop.seed)
+
+
+def _qat(info: DistInfo, loop: LoopConfig, **kw: Any) -> Stage:
+    from banana_sdk.training.qat import QATStageConfig, build_qat_stage
+
+    return build_qat_stage(QATStageConfig(**kw), info, loop.seed)
+
+
+STAGES: dict[str, Callable[..., Stage]] = {"vae": _vae, "teacher": _teacher, "distill": _distill, "qat": _qat}
+
+
+def train_stage(name: str, loop: LoopConfig, out: str | Path, device: str = "auto", threads: int = 0,
+                resume: bool = False, force: bool = False, **stage_args: Any) -> dict[str, Any] | None:
+    """Run stage `name` (in this process's share of a torchrun job); rank 0 returns the summary."""
+    if name not in STAGES:
+        raise TrainingError(f"unknown training stage {name!r}; choose from {sorted(STAGES)}")
+    prepare_run_dir(Path(out), resume, force)  # refuse early, before any expensive set-up
+    with distributed_context(device, threads) as info:
+        loop.validate(info.world_size)
+        stage = STAGES[name](info, loop, **stage_args)
+        summary = run_stage(stage, loop, Path(out), info, resume=resume, force=force)
+        return summary if info.is_main else None

@@ -1,0 +1,179 @@
+"""A local diffusers pipeline folder: read and validate it, then load one component at a time.
+
+Layout (what `DiffusionPipeline.save_pretrained` writes): `model_index.json` naming each component's
+library and class, and one subfolder per component with its config and weights. Everything is checked
+before any weight is loaded, and every problem is a one-line `ConversionError` that names what is missing
+or unsupported. Loading is local only (`local_files_only`, `HF_HUB_OFFLINE`): the folder is all there is.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from banana_sdk.fileio import sha256_file
+from converters.byom.tokenizer import ClipBPETokenizer, read_vocab_merges
+from converters.errors import BundleError, ConversionError
+
+# our role -> the model_index.json keys that may fill it (first present wins)
+ROLES: dict[str, tuple[str, ...]] = {
+    "text_encoder": ("text_encoder",),
+    "tokenizer": ("tokenizer",),
+    "denoiser": ("unet", "transformer"),
+    "vae": ("vae",),
+    "scheduler": ("scheduler",),
+}
+# our role -> classes we convert (models: each tested end to end through the gate; schedulers: each read
+# into the stored DDPM table and checked against its own `alphas_cumprod`)
+SUPPORTED: dict[str, tuple[str, ...]] = {
+    "text_encoder": ("CLIPTextModel",),
+    "tokenizer": ("CLIPTokenizer", "CLIPTokenizerFast"),
+    "denoiser": ("PixArtTransformer2DModel", "UNet2DConditionModel"),
+    "vae": ("AutoencoderKL",),
+    "scheduler": ("DDIMScheduler", "DDPMScheduler", "DPMSolverMultistepScheduler", "EulerDiscreteScheduler",
+                  "LCMScheduler", "PNDMScheduler"),
+}
+WEIGHT_FILES = ("diffusion_pytorch_model.safetensors", "model.safetensors", "diffusion_pytorch_model.bin",
+                "pytorch_model.bin", "diffusion_pytorch_model.safetensors.index.json",
+                "model.safetensors.index.json")
+CONFIG_FILES = {"scheduler": "scheduler_config.json", "tokenizer": "tokenizer_config.json"}
+
+
+@dataclass(frozen=True)
+class Component:
+    role: str  # our role: text_encoder, tokenizer, denoiser, vae, scheduler
+    folder: str  # its subfolder (the model_index.json key), e.g. "unet" or "transformer"
+    library: str  # "diffusers" or "transformers"
+    class_name: str  # class named in model_index.json
+    config: dict[str, Any] = field(default_factory=dict)  # its config.json / scheduler_config.json
+
+
+@dataclass(frozen=True)
+class PipelineFolder:
+    path: Path  # the pipeline folder
+    pipeline_class: str  # model_index.json `_class_name`
+    components: dict[str, Component]  # by role
+
+    def __getitem__(self, role: str) -> Component:
+        return self.components[role]
+
+    def weights_sha256(self) -> str:
+        """sha256 over model_index.json and every file of every component folder (names and contents)."""
+        digest = hashlib.sha256()
+        files = [self.path / "model_index.json"]
+        for comp in self.components.values():
+            files += sorted(p for p in (self.path / comp.folder).rglob("*") if p.is_file())
+        for p in files:
+            digest.update(f"{p.relative_to(self.path)}\0{sha256_file(p)}\n".encode())
+        return digest.hexdigest()
+
+    def load(self, role: str) -> nn.Module:
+        """Load one model component (eval mode, fp32) from the folder, nothing downloaded."""
+        os.environ["HF_HUB_OFFLINE"] = "1"
+        comp = self.components[role]
+        import diffusers
+        import transformers
+
+        cls = getattr(diffusers if comp.library == "diffusers" else transformers, comp.class_name)
+        extra = {"low_cpu_mem_usage": False} if comp.library == "diffusers" else {}  # no `accelerate` needed
+        diffusers.utils.logging.disable_progress_bar()
+        transformers.utils.logging.disable_progress_bar()
+        try:
+            model = cls.from_pretrained(self.path / comp.folder, local_files_only=True, **extra)
+        except Exception as exc:  # from_pretrained raises many types (safetensors, config, shape); one line
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ConversionError(f"{self.path / comp.folder}: cannot load {comp.class_name} "
+                                  f"({type(exc).__name__}: {first})") from None
+        return model.float().eval()
+
+
+def _read_json(path: Path, what: str) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConversionError(f"{path} is missing ({what})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ConversionError(f"{path} is not valid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise ConversionError(f"{path} must hold a JSON object ({what})")
+    return data
+
+
+def read_pipeline(directory: str | Path) -> PipelineFolder:
+    """Validate a pipeline folder without loading weights; ConversionError says what is missing."""
+    path = Path(directory)
+    if not path.is_dir():
+        raise ConversionError(f"--diffusers {str(path)!r} does not exist or is not a directory")
+    if not (path / "model_index.json").is_file():
+        raise ConversionError(f"{path} is not a diffusers pipeline folder: model_index.json is missing "
+                              "(write one with DiffusionPipeline.save_pretrained)")
+    index = _read_json(path / "model_index.json", "the pipeline index")
+    components = {}
+    for role, keys in ROLES.items():
+        key = next((k for k in keys if isinstance(index.get(k), list) and index[k][:1] != [None]), None)
+        if key is None:
+            names = " or ".join(repr(k) for k in keys)
+            raise ConversionError(f"{path}/model_index.json lists no {names} component; a bundle needs a "
+                                  f"{role.replace('_', ' ')} ({', '.join(SUPPORTED[role])})")
+        entry = index[key]
+        if len(entry) != 2 or not all(isinstance(x, str) for x in entry):
+            raise ConversionError(f"{path}/model_index.json: {key!r} must be [library, class], got {entry}")
+        library, class_name = entry
+        if class_name not in SUPPORTED[role]:
+            raise ConversionError(f"{key}: {class_name} is not supported; supported {role.replace('_', ' ')} "
+                                  f"classes: {', '.join(SUPPORTED[role])}")
+        folder = path / key
+        if not folder.is_dir():
+            raise ConversionError(f"{path} is incomplete: the {key}/ folder named in model_index.json is missing")
+        components[role] = Component(role, key, library, class_name, _component_config(folder, role))
+    return PipelineFolder(path, str(index.get("_class_name", "DiffusionPipeline")), components)
+
+
+def _component_config(folder: Path, role: str) -> dict[str, Any]:
+    if role == "tokenizer":
+        has_pair = (folder / "vocab.json").is_file() and (folder / "merges.txt").is_file()
+        if not has_pair and not (folder / "tokenizer.json").is_file():
+            raise ConversionError(f"{folder} has no tokenizer files: needs vocab.json + merges.txt or tokenizer.json")
+        config = folder / "tokenizer_config.json"
+        return _read_json(config, "tokenizer settings") if config.is_file() else {}
+    config = _read_json(folder / CONFIG_FILES.get(role, "config.json"), f"the {role} config")
+    if role != "scheduler" and not any((folder / w).is_file() for w in WEIGHT_FILES):
+        raise ConversionError(f"{folder} has no weights (expected {WEIGHT_FILES[0]} or {WEIGHT_FILES[1]})")
+    return config
+
+
+def _token_text(value: Any, default: str) -> str:
+    """A special token from tokenizer_config.json: a string or {"content": ...}."""
+    if isinstance(value, dict):
+        value = value.get("content")
+    return value if isinstance(value, str) else default
+
+
+def read_tokenizer(pipe: PipelineFolder, max_positions: int) -> ClipBPETokenizer:
+    """The pipeline's CLIP BPE tokenizer (vocab.json + merges.txt, else tokenizer.json's BPE model)."""
+    comp = pipe["tokenizer"]
+    folder = pipe.path / comp.folder
+    try:
+        if (folder / "vocab.json").is_file() and (folder / "merges.txt").is_file():
+            vocab, merges = read_vocab_merges(folder / "vocab.json", folder / "merges.txt")
+        else:
+            model = _read_json(folder / "tokenizer.json", "the tokenizer").get("model", {})
+            if model.get("type") != "BPE" or model.get("end_of_word_suffix") != "</w>":
+                raise ConversionError(f"{folder}/tokenizer.json is not a CLIP BPE tokenizer (model type "
+                                      f"{model.get('type')!r}, end_of_word_suffix {model.get('end_of_word_suffix')!r})")
+            vocab = model.get("vocab", {})
+            merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in model.get("merges", [])]
+        cfg = comp.config
+        length = cfg.get("model_max_length")
+        length = max_positions if not isinstance(length, int) or length > max_positions else length
+        eos = _token_text(cfg.get("eos_token"), "<|endoftext|>")
+        return ClipBPETokenizer(vocab, merges, length, _token_text(cfg.get("bos_token"), "<|startoftext|>"), eos,
+                                _token_text(cfg.get("pad_token"), eos), _token_text(cfg.get("unk_token"), eos))
+    except BundleError as exc:
+        raise ConversionError(f"{folder}: {exc}") from None

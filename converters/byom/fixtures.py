@@ -1,0 +1,139 @@
+"""Diffusers pipeline folders built locally from configs with random weights (how diffusers tests itself).
+
+Nothing is downloaded: the CLIP BPE vocabulary is learned here from a few prompts, every model is built
+from a config with seeded random weights and written with `save_pretrained`. Used by the tests and by
+`benchmarks/bench_byom.py`; the presets are named like the pipelines they imitate.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+from converters.byom.tokenizer import END_OF_WORD, byte_to_unicode, merges_text
+
+BOS, EOS = "<|startoftext|>", "<|endoftext|>"
+CORPUS = (  # prompts the toy vocabulary is learned from
+    "a photo of a red banana on a blue table, studio light",
+    "a small red circle top left and a large blue square bottom right",
+    "an astronaut riding a horse on the moon, high quality photograph",
+    "a watercolor painting of a cat sleeping under a green tree",
+)
+
+
+@dataclass(frozen=True)
+class PipelineSpec:
+    name: str  # preset name
+    kind: str  # "sd" (UNet, CFG teacher) or "dit" (PixArt transformer, LCM-distilled, no guidance)
+    text_width: int  # CLIP hidden size (= cross-attention width)
+    text_layers: int  # CLIP transformer layers
+    denoiser_width: int  # UNet first block channels / DiT hidden size
+    denoiser_depth: int  # UNet layers per block / DiT blocks
+    heads: int  # attention heads of the denoiser
+    image_size: int  # default output side in pixels
+    vae_channels: tuple[int, ...]  # VAE block channels (4 levels = 8x)
+    lcm_guidance_embedding: bool = False  # UNet only: LCM-distilled with a guidance-scale embedding
+
+
+PRESETS = {
+    "tiny-sd": PipelineSpec("tiny-sd", "sd", 32, 2, 32, 1, 8, 64, (16, 32, 32, 32)),
+    "tiny-lcm-sd": PipelineSpec("tiny-lcm-sd", "sd", 32, 2, 32, 1, 8, 64, (16, 32, 32, 32), True),
+    "tiny-dit": PipelineSpec("tiny-dit", "dit", 32, 2, 32, 2, 4, 64, (16, 32, 32, 32)),
+    "mobile-dit": PipelineSpec("mobile-dit", "dit", 256, 6, 384, 12, 6, 256, (32, 64, 128, 128)),
+}
+
+
+def learn_bpe(corpus: tuple[str, ...] = CORPUS, merges: int = 120) -> tuple[dict[str, int], list[tuple[str, str]]]:
+    """A CLIP-layout vocabulary (256 byte symbols, the same with `</w>`, merged symbols, BOS, EOS)."""
+    table = byte_to_unicode()
+    words = Counter(w for line in corpus for w in line.lower().replace(",", " ,").split())
+    split = {w: [table[b] for b in w.encode()] for w in words}
+    for w, chars in split.items():
+        split[w] = chars[:-1] + [chars[-1] + END_OF_WORD]
+    vocab = {c: i for i, c in enumerate(table.values())}
+    for c in table.values():
+        vocab[c + END_OF_WORD] = len(vocab)
+    learned: list[tuple[str, str]] = []
+    for _ in range(merges):
+        pairs = Counter()
+        for w, symbols in split.items():
+            for pair in zip(symbols, symbols[1:], strict=False):
+                pairs[pair] += words[w]
+        if not pairs:
+            break
+        best = min(pairs, key=lambda p: (-pairs[p], p))
+        learned.append(best)
+        vocab.setdefault(best[0] + best[1], len(vocab))
+        for w, symbols in split.items():
+            out, j = [], 0
+            while j < len(symbols):
+                if j + 1 < len(symbols) and (symbols[j], symbols[j + 1]) == best:
+                    out.append(symbols[j] + symbols[j + 1])
+                    j += 2
+                else:
+                    out.append(symbols[j])
+                    j += 1
+            split[w] = out
+    vocab[BOS] = len(vocab)
+    vocab[EOS] = len(vocab)
+    return vocab, learned
+
+
+def build_pipeline(directory: Path, preset: str = "tiny-sd", seed: int = 0) -> Path:
+    """Write a diffusers pipeline folder for `preset` with seeded random weights; returns `directory`."""
+    import torch
+    from diffusers import AutoencoderKL, LCMScheduler, PixArtTransformer2DModel, PNDMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    spec = PRESETS[preset]
+    directory = Path(directory)
+    vocab, merges = learn_bpe()
+    tokenizer = CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=77)
+    torch.manual_seed(seed)
+    text = CLIPTextModel(CLIPTextConfig(
+        vocab_size=len(vocab), hidden_size=spec.text_width, intermediate_size=2 * spec.text_width,
+        num_attention_heads=4, num_hidden_layers=spec.text_layers, max_position_embeddings=77,
+        bos_token_id=vocab[BOS], eos_token_id=vocab[EOS], pad_token_id=vocab[EOS]))
+    vae = AutoencoderKL(
+        in_channels=3, out_channels=3, latent_channels=4, block_out_channels=spec.vae_channels,
+        down_block_types=["DownEncoderBlock2D"] * len(spec.vae_channels),
+        up_block_types=["UpDecoderBlock2D"] * len(spec.vae_channels), layers_per_block=1,
+        norm_num_groups=8, sample_size=spec.image_size, scaling_factor=0.18215)
+    latent = spec.image_size // 2 ** (len(spec.vae_channels) - 1)
+    schedule = dict(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+                    clip_sample=False, set_alpha_to_one=False, steps_offset=1)
+    if spec.kind == "sd":
+        width = spec.denoiser_width
+        denoiser = UNet2DConditionModel(
+            sample_size=latent, in_channels=4, out_channels=4, layers_per_block=spec.denoiser_depth,
+            block_out_channels=(width, 2 * width), down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+            up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), cross_attention_dim=spec.text_width,
+            attention_head_dim=spec.heads, norm_num_groups=min(32, width),
+            time_cond_proj_dim=spec.text_width if spec.lcm_guidance_embedding else None)
+        scheduler = (LCMScheduler(**schedule, original_inference_steps=50) if spec.lcm_guidance_embedding
+                     else PNDMScheduler(**{k: v for k, v in schedule.items() if k != "clip_sample"},
+                                        skip_prk_steps=True))
+        from diffusers import StableDiffusionPipeline
+
+        pipe = StableDiffusionPipeline(vae=vae, text_encoder=text, tokenizer=tokenizer, unet=denoiser,
+                                       scheduler=scheduler, safety_checker=None, feature_extractor=None,
+                                       requires_safety_checker=False)
+    else:
+        from diffusers import PixArtAlphaPipeline
+
+        denoiser = PixArtTransformer2DModel(
+            sample_size=latent, num_layers=spec.denoiser_depth, patch_size=2, in_channels=4, out_channels=8,
+            num_attention_heads=spec.heads, attention_head_dim=spec.denoiser_width // spec.heads,
+            cross_attention_dim=spec.denoiser_width, caption_channels=spec.text_width, attention_bias=True,
+            activation_fn="gelu-approximate", num_embeds_ada_norm=1000, norm_type="ada_norm_single",
+            norm_elementwise_affine=False, norm_eps=1e-6)
+        scheduler = LCMScheduler(**{**schedule, "steps_offset": 0}, original_inference_steps=50)
+        pipe = PixArtAlphaPipeline(tokenizer=tokenizer, text_encoder=text, vae=vae, transformer=denoiser,
+                                   scheduler=scheduler)
+    pipe.save_pretrained(directory, safe_serialization=True)
+    if spec.kind == "sd":  # SD folders on disk usually carry vocab.json + merges.txt beside tokenizer.json
+        (directory / "tokenizer" / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
+        (directory / "tokenizer" / "merges.txt").write_text(merges_text(merges), encoding="utf-8")
+    return directory

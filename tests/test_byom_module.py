@@ -1,0 +1,155 @@
+"""`banana convert --module`: a vision model from transformers (nobody here wrote it) and bad input."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from cli_helpers import Result, assert_one_line_error, run_cli
+
+from converters.bundle import load_manifest
+from converters.byom.module import convert_module, make_inputs, parse_example_inputs
+from converters.errors import ConversionError
+from converters.gate import run_tflite
+
+FACTORY = textwrap.dedent('''
+    """User code: a small ResNet image classifier from transformers, random weights."""
+    import torch
+    from transformers import ResNetConfig, ResNetForImageClassification
+
+
+    def build(num_labels=10):
+        torch.manual_seed(0)
+        return ResNetForImageClassification(ResNetConfig(
+            num_channels=3, embedding_size=16, hidden_sizes=[16, 32], depths=[1, 1], layer_type="basic",
+            num_labels=num_labels))
+
+
+    def broken():
+        raise ValueError("checkpoint shards do not match the config")
+
+
+    def not_a_module():
+        return 42
+''')
+SPEC = "pixel_values:1x3x64x64"
+
+
+def _cli(capsys: pytest.CaptureFixture[str], *args: object) -> Result:
+    """`banana ARGS` in-process through the real entry point (`cli.main`): exit code, stdout, stderr."""
+    from cli import main
+
+    capsys.readouterr()
+    code = main([str(a) for a in args])
+    captured = capsys.readouterr()
+    return Result(code, captured.out, captured.err)
+
+
+@pytest.fixture(scope="module")
+def factory_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("user") / "myvision.py"
+    path.write_text(FACTORY)
+    return path
+
+
+@pytest.fixture(scope="module")
+def int4_bundle(tmp_path_factory: pytest.TempPathFactory, factory_file: Path) -> Path:
+    out = tmp_path_factory.mktemp("bundles") / "resnet-int4"
+    result = run_cli("convert", "--module", f"{factory_file}:build", "--example-inputs", SPEC,
+                     "--signature", "classifier", "--quant", "int4", "--out", out)
+    assert result.code == 0, result.err[-3000:]
+    assert "classifier" in result.out
+    return out
+
+
+def test_module_bundle_runs_like_the_module(
+    int4_bundle: Path, factory_file: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    m = load_manifest(int4_bundle)
+    assert m["model"]["kind"] == "module" and m["model"]["class"].endswith("ResNetForImageClassification")
+    assert set(m["files"]) == {"classifier.tflite"}
+    sig = m["signatures"]["classifier"]
+    assert [t["name"] for t in sig["inputs"]] == ["pixel_values"]
+    assert sig["outputs"] == [{"name": "logits", "shape": [1, 10], "dtype": "float32"}]
+    storage = m["quantization"]["per_signature"]["classifier"]
+    assert set(storage["CONV_2D"]) == {"int8_channelwise"} and set(storage["FULLY_CONNECTED"]) == {"int4_blockwise_32"}
+    assert m["gate"]["classifier"]["cosine"] >= 0.95
+    assert m["example_inputs"] == {"seed": 1234, "inputs": [{"name": "pixel_values", "shape": [1, 3, 64, 64],
+                                                            "dtype": "float32", "low": None, "high": None}]}
+    # a fresh input the gate never saw: LiteRT logits follow the eager module's
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("user_vision", factory_file)
+    user = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(user)
+    x = make_inputs(parse_example_inputs(SPEC), seed=77)
+    with torch.no_grad():
+        expected = user.build().eval()(torch.from_numpy(x["pixel_values"])).logits.numpy()
+    got = run_tflite(int4_bundle / "classifier.tflite", "classifier", x)["logits"]
+    cos = float((got * expected).sum() / np.linalg.norm(got) / np.linalg.norm(expected))
+    assert cos > 0.95
+    result = _cli(capsys, "verify", int4_bundle)
+    assert result.code == 0 and "classifier" in result.out
+    assert_one_line_error(_cli(capsys, "generate", "--bundle", int4_bundle, "--prompt", "a cat", "--out",
+                                  int4_bundle.parent / "x.png"), "one converted module", "verify")
+
+
+def test_importable_factory_kwargs_and_npz_inputs(factory_file: Path, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(factory_file.parent))
+    npz = tmp_path / "inputs.npz"
+    np.savez(npz, pixel_values=np.random.default_rng(0).random((1, 3, 32, 32)))  # float64 -> float32
+    out = convert_module(tmp_path / "b", "myvision:build", str(npz), "labels7", factory_kwargs='{"num_labels": 7}')
+    m = load_manifest(out)
+    assert m["signatures"]["labels7"]["outputs"][0]["shape"] == [1, 7]
+    assert m["signatures"]["labels7"]["inputs"][0]["shape"] == [1, 3, 32, 32]
+    assert m["gate"]["labels7"]["psnr_db"] >= 60.0 and m["model"]["factory_kwargs"] == {"num_labels": 7}
+    assert m["example_inputs"]["inputs"][0]["file"] == "inputs.npz"
+
+
+def test_example_input_spec_parsing() -> None:
+    specs = parse_example_inputs("ids:1x77:int32:0..9, x:2x3, y:4:float32:-1..1")
+    assert [(s.name, s.shape, s.dtype) for s in specs] == [("ids", (1, 77), "int32"), ("x", (2, 3), "float32"),
+                                                         ("y", (4,), "float32")]
+    arrays = make_inputs(specs)
+    assert arrays["ids"].dtype == np.int32 and arrays["ids"].min() >= 0 and arrays["ids"].max() <= 9
+    assert np.abs(arrays["y"]).max() <= 1.0
+    np.testing.assert_array_equal(make_inputs(specs)["x"], arrays["x"])  # seeded
+    for bad, message in (("x", "NAME:DIMS"), ("x:1xa", "dims"), ("x:0x3", "positive"), ("x:1x3:int64", "int64"),
+                         ("x:1:int32:5..1", "LOW..HIGH"), ("x:1,x:2", "twice"), ("1x:3", "NAME:DIMS")):
+        with pytest.raises(ConversionError, match=message):
+            parse_example_inputs(bad)
+
+
+def test_bad_module_input_is_one_line_and_writes_nothing(
+    factory_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    out = tmp_path / "out"
+    assert_one_line_error(run_cli("convert", "--module", f"{factory_file}:broken", "--example-inputs", SPEC,
+                                  "--signature", "c", "--out", out),
+                          "factory", "broken", "raised ValueError: checkpoint shards do not match")
+    assert_one_line_error(_cli(capsys, "convert", "--module", f"{factory_file}:build", "--example-inputs",
+                                  "pixel_values:1x4x64x64", "--signature", "c", "--out", out),
+                          "do not fit ResNetForImageClassification.forward", "[1, 4, 64, 64]")
+    assert_one_line_error(_cli(capsys, "convert", "--module", f"{factory_file}:build", "--out", out),
+                          "--example-inputs and --signature")
+    cases = (
+        (f"{factory_file}:not_a_module", SPEC, "returned int, not a torch.nn.Module"),
+        (f"{factory_file}:missing", SPEC, "no callable 'missing'"),
+        ("no_such_pkg.models:build", SPEC, "cannot import no_such_pkg.models: ModuleNotFoundError"),
+        ("just_a_name", SPEC, "MODULE:FACTORY"),
+        (f"{factory_file}:build", "image:1x3x64x64", "['image'] are not parameters of ResNetForImageClassification"),
+        (f"{factory_file}:build", str(tmp_path / "none.npz"), "cannot read it"),
+    )
+    for factory, inputs, message in cases:
+        with pytest.raises(ConversionError, match=message.replace("[", r"\[").replace("]", r"\]")):
+            convert_module(out, factory, inputs, "c")
+    with pytest.raises(ConversionError, match="identifier"):
+        convert_module(out, f"{factory_file}:build", SPEC, "bad-name")
+    with pytest.raises(ConversionError, match="JSON"):
+        convert_module(out, f"{factory_file}:build", SPEC, "c", factory_kwargs="{num_labels: 3}")
+    assert list(tmp_path.iterdir()) == []
+
