@@ -29,9 +29,11 @@ from converters.recipes import BLOCK_SIZES, Quant
 @click.option("--min-psnr", type=float, default=None, help="Override the gate's PSNR threshold (dB).")
 @click.option("--min-cosine", type=float, default=None, help="Override the gate's cosine threshold.")
 @click.option("--threads", type=int, default=2, show_default=True, help="LiteRT threads for the gate.")
+@click.option("--upscaler", type=click.Path(path_type=Path), default=None,
+              help="Upscaler dir (e.g. banana_sdk/weights/upscaler): add the tile signatures for 4K output.")
 def convert(
     preset, model_dir, diffusers_dir, factory, example_inputs, signature, factory_kwargs, name, quant,  # noqa: ANN001
-    block_size, size, out, force, min_psnr, min_cosine, threads,  # noqa: ANN001
+    block_size, size, out, force, min_psnr, min_cosine, threads, upscaler,  # noqa: ANN001
 ) -> None:
     """Convert a preset, checkpoint, diffusers pipeline or any nn.Module to a LiteRT bundle."""
     from converters.bundle import load_manifest
@@ -44,6 +46,8 @@ def convert(
         raise ConfigError(f"{', '.join(k for k, v in module_only.items() if v is not None)} only go with --module")
     if name is not None and diffusers_dir is None:
         raise ConfigError("--name only goes with --diffusers")
+    if upscaler is not None and (diffusers_dir is not None or factory is not None):
+        raise ConfigError("--upscaler goes with --preset or --model")
     common = dict(quant=quant, block_size=block_size, force=force, min_psnr=min_psnr, min_cosine=min_cosine,
                   threads=threads, progress=True)
     if diffusers_dir is not None:
@@ -61,7 +65,7 @@ def convert(
     else:
         from converters.convert import convert as run
 
-        run(out, preset=preset, model_dir=model_dir, size=size, **common)
+        run(out, preset=preset, model_dir=model_dir, size=size, upscaler=upscaler, **common)
     manifest = load_manifest(out)
     total = sum(f["bytes"] for f in manifest["files"].values())
     for sig, gate in manifest["gate"].items():

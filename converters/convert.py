@@ -142,8 +142,12 @@ def convert(
     out: Path, *, preset: str | None = None, model_dir: Path | None = None, quant: str = "fp32",
     block_size: int = 32, size: int | None = None, force: bool = False, min_psnr: float | None = None,
     min_cosine: float | None = None, threads: int = 2, progress: bool = False, seed: int = 0,
+    upscaler: Path | None = None,
 ) -> Path:
-    """Convert a preset (random weights) or checkpoint dir to a bundle at `out`; returns `out`."""
+    """Convert a preset (random weights) or checkpoint dir to a bundle at `out`; returns `out`.
+
+    With `upscaler` (an upscaler dir, e.g. banana_sdk/weights/upscaler) the bundle also carries the fixed-shape
+    tile signatures and the manifest's `upscale` section (4K output, `converters.tiles`)."""
     out = Path(out)
     q = parse_quant(quant)
     recipe_rules(q, block_size)  # rejects bad block sizes before any work
@@ -156,9 +160,14 @@ def convert(
         check_block_divisibility(build_model(cfg, "meta"), block_size)
     threshold = gate_threshold(q, min_psnr, min_cosine)
     jobs = [_preset_job(source, spec, q, block_size, size, threshold) for spec in SIGNATURES.values()]
+    manifest: ManifestFn = lambda records, staging: _manifest(source, q, block_size, size, records, staging)  # noqa: E731
+    if upscaler is not None:
+        from banana_sdk.upscale.config import default_tiles
+        from converters.tiles import with_tiles
+
+        jobs, manifest = with_tiles(jobs, manifest, upscaler, default_tiles(size), size, q, block_size, threshold)
     vocab = ("\n".join(vocabulary()) + "\n").encode()
-    return convert_jobs(out, jobs, q, block_size, threshold,
-                        lambda records, staging: _manifest(source, q, block_size, size, records, staging),
+    return convert_jobs(out, jobs, q, block_size, threshold, manifest,
                         extra_files={"vocab.txt": vocab}, force=force, threads=threads, progress=progress)
 
 
