@@ -29,11 +29,14 @@ from converters.recipes import BLOCK_SIZES, Quant
 @click.option("--min-psnr", type=float, default=None, help="Override the gate's PSNR threshold (dB).")
 @click.option("--min-cosine", type=float, default=None, help="Override the gate's cosine threshold.")
 @click.option("--threads", type=int, default=2, show_default=True, help="LiteRT threads for the gate.")
+@click.option("--npu", "npu_soc", default=None,
+              help="Also compile a Qualcomm NPU variant per signature for this SoC, e.g. SM8650 (needs the QNN "
+                   "libraries: python -m converters.preflight.npu --fetch).")
 @click.option("--upscaler", type=click.Path(path_type=Path), default=None,
               help="Upscaler dir (e.g. banana_sdk/weights/upscaler): add the tile signatures for 4K output.")
 def convert(
     preset, model_dir, diffusers_dir, factory, example_inputs, signature, factory_kwargs, name, quant,  # noqa: ANN001
-    block_size, size, out, force, min_psnr, min_cosine, threads, upscaler,  # noqa: ANN001
+    block_size, size, out, force, min_psnr, min_cosine, threads, npu_soc, upscaler,  # noqa: ANN001
 ) -> None:
     """Convert a preset, checkpoint, diffusers pipeline or any nn.Module to a LiteRT bundle."""
     from converters.bundle import load_manifest
@@ -48,6 +51,10 @@ def convert(
         raise ConfigError("--name only goes with --diffusers")
     if upscaler is not None and (diffusers_dir is not None or factory is not None):
         raise ConfigError("--upscaler goes with --preset or --model")
+    if npu_soc is not None:
+        from converters.preflight.npu import check_npu_request
+
+        npu_soc = check_npu_request(npu_soc, quant)
     common = dict(quant=quant, block_size=block_size, force=force, min_psnr=min_psnr, min_cosine=min_cosine,
                   threads=threads, progress=True)
     if diffusers_dir is not None:
@@ -66,6 +73,11 @@ def convert(
         from converters.convert import convert as run
 
         run(out, preset=preset, model_dir=model_dir, size=size, upscaler=upscaler, **common)
+    if npu_soc is not None:
+        from converters.preflight.npu import add_npu_variants
+
+        for sig, r in add_npu_variants(out, npu_soc).items():
+            click.echo(f"  {sig:<13} NPU {npu_soc}: {r['offloaded']}/{r['total']} ops -> {r['file']}")
     manifest = load_manifest(out)
     total = sum(f["bytes"] for f in manifest["files"].values())
     for sig, gate in manifest["gate"].items():
