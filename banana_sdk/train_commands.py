@@ -41,6 +41,8 @@ def _loop_options(stage: str) -> Callable[[Callable[..., Any]], Callable[..., An
         click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True),
         click.option("--threads", type=int, default=0, show_default=True,
                      help="CPU threads per process (0 = cores / processes)."),
+        click.option("--stop-after", type=int, default=None,
+                     help="End after this step (checkpointed) on the --steps schedule; --resume continues."),
         click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint."),
         click.option("--force", is_flag=True, help="Replace a run already in --out."),
     ]
@@ -60,7 +62,7 @@ def _run(stage: str, common: dict[str, Any], **stage_args: Any) -> None:
     loop = LoopConfig(
         steps=common["steps"], batch_size=common["batch"], lr=common["lr"], warmup=common["warmup"],
         ema_decay=common["ema"], save_every=common["save_every"], log_every=common["log_every"],
-        seed=common["seed"], precision=Precision(common["precision"]),
+        seed=common["seed"], precision=Precision(common["precision"]), stop_after=common["stop_after"],
     )
     summary = train_stage(stage, loop, common["out"], device=common["device"], threads=common["threads"],
                           resume=common["resume"],

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from cli_helpers import assert_one_line_error
 from scipy import ndimage
-from train_cli import run_banana
+from test_train_helpers import run_banana
 
 from banana_sdk.data.world import BACKGROUND
 from banana_sdk.eval.detect import detect

@@ -6,14 +6,14 @@ import json
 import sys
 
 from cli_helpers import ROOT
-from train_cli import run_banana
+from test_train_helpers import run_banana
 
 from banana_sdk.checkpoint import load_checkpoint
 from banana_sdk.training.common import LoopConfig, Precision
 from banana_sdk.training.stages import train_stage
 
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-            str(ROOT / "tests" / "train_cli.py")]
+            str(ROOT / "tests" / "test_train_helpers.py")]
 
 
 def test_teacher_trains_data_parallel_on_two_processes(tmp_path):

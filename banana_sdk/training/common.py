@@ -66,6 +66,7 @@ class LoopConfig:
     log_every: int = 50  # steps between log.jsonl records
     seed: int = 0  # seeds weights init, noise and data order (with the rank)
     precision: Precision = Precision.AUTO  # compute precision
+    stop_after: int | None = None  # end this invocation after this step (checkpointed); resume continues
 
     def validate(self, world_size: int) -> LoopConfig:
         """Return self or raise TrainingError naming the bad argument."""
@@ -79,6 +80,8 @@ class LoopConfig:
             (0.0 <= self.ema_decay < 1.0, f"--ema must be in [0, 1), got {self.ema_decay}"),
             (self.save_every >= 1, f"--save-every must be >= 1, got {self.save_every}"),
             (self.seed >= 0, f"--seed must be >= 0, got {self.seed}"),
+            (self.stop_after is None or 1 <= self.stop_after <= self.steps,
+             f"--stop-after must be in [1, --steps], got {self.stop_after}"),
         ]
         for ok, message in checks:
             if not ok:

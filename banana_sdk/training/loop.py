@@ -162,12 +162,15 @@ def run_stage(stage: Stage, loop: LoopConfig, run_dir: Path, info: DistInfo, res
                     "elapsed_s": round(elapsed + now - t_start, 1),
                 })
             t_mark, samples_since = now, 0
-        if done % loop.save_every == 0 or done == loop.steps:
+        stopping = loop.stop_after is not None and done >= loop.stop_after
+        if done % loop.save_every == 0 or done == loop.steps or stopping:
             save(done)
             last_saved = done
+        if stopping:
+            break
     bar.close()
     total = elapsed + time.perf_counter() - t_start
-    return {"stage": stage.name, "steps": loop.steps, "resumed_from": start if resuming else None,
+    return {"stage": stage.name, "step": last_saved, "steps": loop.steps, "resumed_from": start if resuming else None,
             "elapsed_s": round(total, 1), "loss": smooth, "out": str(run_dir)}
 
 

@@ -28,5 +28,5 @@ def run_banana(*args: object, timeout: float = 600, env: dict[str, str] | None =
     return Result(proc.returncode, proc.stdout, proc.stderr)
 
 
-if __name__ == "__main__":  # `torchrun ... tests/train_cli.py train ...` (one process per rank)
+if __name__ == "__main__":  # `torchrun ... tests/test_train_helpers.py train ...` (one process per rank)
     exec(_BOOT)
