@@ -54,6 +54,22 @@ class Generation:
     e2e_ms: float = 0.0  # prompt in -> image out
 
 
+class StepTimer:
+    """A sampler step callback that records each step's wall time (ms) and forwards to `callback`."""
+
+    def __init__(self, callback: StepCallback | None = None) -> None:
+        self.callback = callback
+        self.step_ms: list[float] = []
+        self._last = time.perf_counter()
+
+    def __call__(self, i: int, n: int) -> None:
+        now = time.perf_counter()
+        self.step_ms.append((now - self._last) * 1e3)
+        self._last = now
+        if self.callback is not None:
+            self.callback(i, n)
+
+
 def generate_with(
     backend: Backend,
     prompt: str,
@@ -100,19 +116,10 @@ def generate_with(
         v_uncond = backend.denoise(x, t, *contexts[1], subjects, no_subjects)
         return v_uncond + scale * (v - v_uncond)
 
-    step_times: list[float] = []
-    last = [time.perf_counter()]
-
-    def on_step(i: int, n: int) -> None:
-        now = time.perf_counter()
-        step_times.append((now - last[0]) * 1e3)
-        last[0] = now
-        if callback is not None:
-            callback(i, n)
-
     shape = (1, cfg.vae.latent_channels, size // cfg.downsample, size // cfg.downsample)
-    last[0] = time.perf_counter()
-    latent = sampler_obj.sample(model_fn, shape, steps, seed, cfg.sampler.shift, on_step)
+    timer = StepTimer(callback)
+    latent = sampler_obj.sample(model_fn, shape, steps, seed, cfg.sampler.shift, timer)
+    step_times = timer.step_ms
     # 3. decode and convert to 8-bit RGB
     t0 = time.perf_counter()
     image = backend.decode(latent)

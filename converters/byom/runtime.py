@@ -17,7 +17,7 @@ import numpy as np
 
 from banana_sdk.errors import ConfigError
 from banana_sdk.imageio import to_pil
-from banana_sdk.pipeline import Generation
+from banana_sdk.pipeline import Generation, StepTimer
 from banana_sdk.sampling.base import DDPM_SAMPLERS, StepCallback, check_steps, get_sampler
 from banana_sdk.sampling.ddpm import DDPMSchedule
 from banana_sdk.sampling.noise import check_seed
@@ -102,17 +102,9 @@ class DiffusersGenerator:
             out_uncond = self.denoise(x, t, *uncond, scale)
             return out_uncond + scale * (out - out_uncond)
 
-        step_times: list[float] = []
-        last = [time.perf_counter()]
-
-        def on_step(i: int, n: int) -> None:
-            now = time.perf_counter()
-            step_times.append((now - last[0]) * 1e3)
-            last[0] = now
-            if callback is not None:
-                callback(i, n)
-
-        latent = sampler_obj.sample(model_fn, self.latent_shape, steps, seed, 1.0, on_step)
+        timer = StepTimer(callback)
+        latent = sampler_obj.sample(model_fn, self.latent_shape, steps, seed, 1.0, timer)
+        step_times = timer.step_ms
         # 3. decode (latent scaling is inside the graph) and convert to 8-bit RGB
         t0 = time.perf_counter()
         image = np.array(self.runners["vae_decode"](latent=latent.astype(np.float32))["image"])
