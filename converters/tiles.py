@@ -22,7 +22,7 @@ import numpy as np
 
 from banana_sdk.errors import ConfigError
 from banana_sdk.upscale.chain import reachable_sizes
-from banana_sdk.upscale.config import MAX_SIZE, TileConfig, UpscaleError
+from banana_sdk.upscale.config import MAX_SIZE, TileConfig, UpscaleError, UpscalerConfig
 from banana_sdk.upscale.model import read_upscaler_config, upscaler_identity
 from banana_sdk.upscale.signatures import UPSCALE_TILE, tile_signature_specs
 from converters.bundle import load_manifest
@@ -124,8 +124,9 @@ def bundle_tiles(manifest: dict[str, Any], bundle: Path | str = "bundle") -> tup
     if not isinstance(section, dict) or UPSCALE_TILE not in manifest.get("signatures", {}):
         raise BundleError(f"{bundle} has no {UPSCALE_TILE} signature, so it cannot upscale; convert it again "
                           "with the upscaler (tile signatures) to generate above its base size")
-    try:
-        return TileConfig.from_dict(section), int(section["scale"])
+    try:  # validated against the upscaler's receptive radius, as the app does (tiles must match untiled)
+        upscaler = UpscalerConfig.from_dict(section["upscaler"]["config"])
+        return TileConfig.from_dict(section).validate(upscaler), int(section["scale"])
     except (UpscaleError, KeyError, TypeError, ValueError) as exc:
         raise BundleError(f"{bundle}: manifest section {UPSCALE_SECTION!r} is invalid ({exc})") from None
 

@@ -234,3 +234,17 @@ def test_cli_upscale_image_and_bad_input(tmp_path: Path, capsys: pytest.CaptureF
         err = capsys.readouterr().err.strip().splitlines()
         assert code == 1 and len(err) == 1 and err[0].startswith("error:") and fragment in err[0], err
     assert not (tmp_path / "bad.png").exists()
+
+
+def test_a_manifest_tile_margin_below_the_receptive_radius_is_refused(tiled_bundle: Path) -> None:
+    """The runtime validates the manifest's tile config against the upscaler, as the app does."""
+    from converters.bundle import load_manifest
+    from converters.errors import BundleError
+    from converters.tiles import bundle_tiles
+
+    manifest = load_manifest(tiled_bundle)
+    tiles, scale = bundle_tiles(manifest, tiled_bundle)
+    assert (tiles.tile, tiles.margin, scale) == (48, 4, 4)
+    manifest["upscale"]["margin"] = 0
+    with pytest.raises(BundleError, match="receptive radius"):
+        bundle_tiles(manifest, tiled_bundle)
