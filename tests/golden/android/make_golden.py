@@ -24,8 +24,14 @@ from typing import Any
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[3]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+OUT_DIR = Path(__file__).resolve().parent
+for _path in (ROOT, OUT_DIR):  # banana_sdk, and the generator modules beside this file
+    if str(_path) not in sys.path:
+        sys.path.insert(0, str(_path))
+
+from peel_vectors import peel_vectors  # noqa: E402
+from subject_vectors import subject_vectors  # noqa: E402
+from tile_vectors import tile_vectors  # noqa: E402
 
 from banana_sdk.config import ModelConfig  # noqa: E402
 from banana_sdk.errors import PromptError  # noqa: E402
@@ -37,7 +43,6 @@ from banana_sdk.sampling.noise import _mix, gaussian  # noqa: E402
 from banana_sdk.sampling.schedule import time_grid  # noqa: E402
 from banana_sdk.tokenizer import Tokenizer  # noqa: E402
 
-OUT_DIR = Path(__file__).resolve().parent
 VOCAB = ROOT / "banana_sdk" / "assets" / "vocab.txt"
 DESIGN = ROOT / "docs" / "DESIGN.md"
 GOLDEN = np.uint64(0x9E3779B97F4A7C15)
@@ -283,18 +288,53 @@ def _summary(m: dict[str, Any]) -> dict[str, Any]:
         "context_length": m["tokenizer"]["context_length"], "vocab_size": m["tokenizer"]["vocab_size"],
         "signatures": {name: {"file": s["file"], "inputs": [[t["name"], t["shape"], t["dtype"]] for t in s["inputs"]],
                               "outputs": [[t["name"], t["shape"], t["dtype"]] for t in s["outputs"]],
-                              "delegate_plan": s.get("delegate_plan")}
+                              "delegate_plan": _plan_summary(m.get("delegate_plan", {}).get(name))}
                        for name, s in m["signatures"].items()},
         "files": {name: e["sha256"] for name, e in m["files"].items()},
     }
 
 
+def _plan_entry(order: list[str], delegated: int, total: int, nnapi_min_api: int | None) -> dict[str, Any]:
+    """One signature's entry of `manifest["delegate_plan"]`, laid out as converters/preflight/plan.py writes it
+    (docs/DESIGN.md §5.1; checked against a real `banana convert --preset tiny --quant int4` manifest)."""
+    full = {"delegated": total, "total": total, "partitions": 1, "boundary_bytes": 0}
+    none = {"delegated": 0, "total": total, "partitions": 0, "boundary_bytes": 0}
+    nnapi = full if nnapi_min_api is not None else none
+    return {
+        "order": order, "nnapi_max_api": 34, "nnapi_min_api": nnapi_min_api,
+        "gpu": {"backend": "mldrift", **full}, "gpu_opencl": none, "nnapi": {"api30": nnapi, "api34": nnapi},
+        "npu": {"vendor": "qualcomm", "source": "table", "delegated": delegated, "total": total,
+                "partitions": 1 if delegated == total else min(delegated, 37),
+                "boundary_bytes": 0 if delegated in (0, total) else 4312576},
+    }
+
+
+DELEGATE_PLAN = {
+    "denoise": _plan_entry(["npu", "gpu", "cpu"], 249, 249, None),
+    "text_encoder": _plan_entry(["gpu", "cpu"], 0, 73, None),
+    "vae_decode": _plan_entry(["gpu", "nnapi", "cpu"], 97, 135, 30),
+}
+
+
+def _plan_summary(entry: dict[str, Any] | None) -> dict[str, Any] | None:
+    """What the Kotlin parser must extract from one signature's delegate plan (None: no plan, default order)."""
+    if entry is None:
+        return None
+    return {"order": entry["order"], "nnapi_min_api": entry.get("nnapi_min_api"),
+            "nnapi_max_api": entry.get("nnapi_max_api")}
+
+
 def manifest_vectors() -> dict[str, Any]:
     payloads = _bundle_payloads()
     base = reference_manifest(_file_entries(payloads))
+    with_plan = _mutate(base, "delegate_plan", DELEGATE_PLAN)
     valid = [
         ("reference", base),
-        ("with_delegate_plan", _mutate(base, "signatures.denoise.delegate_plan", ["npu", "gpu", "cpu"])),
+        ("with_delegate_plan", with_plan),
+        ("delegate_plan_partial", _mutate(base, "delegate_plan", {"denoise": DELEGATE_PLAN["denoise"]})),
+        ("delegate_plan_for_other_signature_ignored",
+         _mutate(with_plan, ("delegate_plan", "upscale_tile"), {"order": ["tpu"]})),
+        ("signature_level_plan_ignored", _mutate(base, "signatures.denoise.delegate_plan", ["npu", "gpu", "cpu"])),
         ("unknown_fields_ignored", _mutate(base, "future_field", {"anything": [1, 2]})),
         ("older_schema_field_absent_gate", _mutate(base, "gate", delete=True)),
         ("preset_without_weights_hash", _mutate(base, "model.weights_sha256", None)),
@@ -326,7 +366,18 @@ def manifest_vectors() -> dict[str, Any]:
          "sub/x.bin"),
         ("bad_sha_format", _mutate(base, ("files", "vocab.txt"), {"sha256": "xyz", "bytes": 3}), "sha256"),
         ("negative_bytes", _mutate(base, ("files", "vocab.txt"), {"sha256": sha_other, "bytes": -1}), "bytes"),
-        ("unknown_delegate", _mutate(base, "signatures.denoise.delegate_plan", ["tpu", "cpu"]), "tpu"),
+        ("unknown_delegate", _mutate(with_plan, "delegate_plan.denoise.order", ["tpu", "cpu"]), "'tpu'"),
+        ("delegate_plan_not_object", _mutate(base, "delegate_plan", [["gpu", "cpu"]]), "delegate_plan"),
+        ("delegate_plan_entry_is_list", _mutate(with_plan, "delegate_plan.denoise", ["gpu", "cpu"]),
+         "delegate_plan.denoise"),
+        ("delegate_plan_without_order", _mutate(with_plan, "delegate_plan.denoise.order", delete=True),
+         "delegate_plan.denoise.order"),
+        ("delegate_plan_order_not_list", _mutate(with_plan, "delegate_plan.denoise.order", "gpu"),
+         "delegate_plan.denoise.order"),
+        ("delegate_plan_order_not_strings", _mutate(with_plan, "delegate_plan.denoise.order", [1, 2]),
+         "delegate_plan.denoise.order[0]"),
+        ("delegate_plan_nnapi_api_not_int", _mutate(with_plan, "delegate_plan.vae_decode.nnapi_min_api", "30"),
+         "delegate_plan.vae_decode.nnapi_min_api"),
         ("unknown_sampler", _mutate(base, "sampler.kind", "ddim"), "ddim"),
         ("steps_out_of_order", _mutate(base, "sampler.min_steps", 9), "steps"),
         ("bad_shift", _mutate(base, "sampler.shift", 0.0), "shift"),
@@ -457,6 +508,9 @@ GENERATORS = {
     "bundle.json": bundle_vectors,
     "pipeline.json": pipeline_vectors,
     "contract.json": contract_vectors,
+    "peels.json": peel_vectors,
+    "subjects.json": subject_vectors,
+    "tiles.json": tile_vectors,
 }
 
 

@@ -9,8 +9,8 @@ import com.banana.sdk.core.FileBundleStore
 import com.banana.sdk.core.GenerationConfig
 import com.banana.sdk.core.GenerationEvent
 import com.banana.sdk.core.ModelOptions
-import com.banana.sdk.core.PeelReader
 import com.banana.sdk.core.RgbImage
+import com.banana.sdk.core.RuntimePeelReader
 import com.banana.sdk.core.android.AndroidDevices
 import com.banana.sdk.core.android.LiteRtEngine
 import kotlinx.coroutines.Dispatchers
@@ -22,10 +22,10 @@ import kotlinx.coroutines.launch
 import kotlinx.coroutines.withContext
 import java.io.File
 
-/** A peel found on the device, and whether it is attached. */
+/** A runtime peel file found on the device, and whether it is attached. */
 data class PeelOption(
-    val name: String, // directory name
-    val path: String, // directory holding peel.json
+    val name: String, // file name without .safetensors
+    val path: String, // the runtime peel file (`banana peel export --bundle`)
     val attached: Boolean,
 )
 
@@ -57,6 +57,7 @@ class GenerateViewModel(
     private val shared = application.getExternalFilesDir(null) ?: application.filesDir
     private val engine = LiteRtEngine()
     private var model: BananaModel? = null
+    private val attachedPeels = HashMap<String, String>() // peel file path -> attached peel name
     private val _state = MutableStateFlow(UiState())
     val state: StateFlow<UiState> = _state.asStateFlow()
 
@@ -69,10 +70,9 @@ class GenerateViewModel(
         background {
             val sources = IMPORT_DIRS.map { File(it) } + File(shared, "import")
             val importable = sources.flatMap { dir -> dir.listFiles()?.filter { File(it, "manifest.json").isFile }.orEmpty() }
-            val attached = model?.peels?.map { it.name }.orEmpty()
             val peels =
-                File(shared, "peels").listFiles()?.filter { File(it, PeelReader.FILE_NAME).isFile }.orEmpty().map {
-                    PeelOption(it.name, it.path, it.name in attached)
+                File(shared, "peels").listFiles()?.filter { it.name.endsWith(RuntimePeelReader.SUFFIX) }.orEmpty().sorted().map {
+                    PeelOption(it.name.removeSuffix(RuntimePeelReader.SUFFIX), it.path, it.path in attachedPeels)
                 }
             _state.update { it.copy(bundles = store.installed(), importable = importable.map { f -> f.path }, peels = peels) }
         }
@@ -90,6 +90,7 @@ class GenerateViewModel(
         background {
             model?.close()
             model = null
+            attachedPeels.clear()
             val m = BananaModel.open(store.open(name), engine, AndroidDevices.profile(getApplication()), ModelOptions())
             model = m
             val sampler = m.manifest.sampler
@@ -116,7 +117,15 @@ class GenerateViewModel(
     fun togglePeel(option: PeelOption) =
         background {
             val m = model ?: return@background
-            if (option.attached) m.detachPeel(option.name) else m.attachPeel(PeelReader.read(File(option.path)))
+            val attachedName = attachedPeels[option.path]
+            if (attachedName != null) {
+                m.detachPeel(attachedName)
+                attachedPeels.remove(option.path)
+            } else {
+                val peel = RuntimePeelReader.read(File(option.path))
+                m.attachPeel(peel)
+                attachedPeels[option.path] = peel.name
+            }
             refresh()
         }
 
@@ -135,7 +144,7 @@ class GenerateViewModel(
                             it.copy(
                                 image = event.image,
                                 latencyMs = event.timings.e2eMs,
-                                delegate = m.delegateReports["denoise"]?.used?.id,
+                                delegate = m.delegateReports[m.denoiseSignature]?.used?.id,
                             )
                         }
                     }

@@ -42,3 +42,24 @@ class EngineException(
     message: String,
     cause: Throwable? = null,
 ) : BananaException(message, cause)
+
+/** A subject that cannot be read, found or bound to the denoiser's subject slots. */
+open class SubjectException(
+    message: String,
+    cause: Throwable? = null,
+) : BananaException(message, cause)
+
+/** More subjects than the model has slots (docs/DESIGN.md §7: at most 5). */
+class TooManySubjectsException(
+    message: String,
+) : SubjectException(message)
+
+/** A subject name that is not in the subject store. */
+class UnknownSubjectException(
+    message: String,
+) : SubjectException(message)
+
+/** An upscaled size the bundle cannot reach, a bad tile configuration, or a bundle without tile signatures. */
+class UpscaleException(
+    message: String,
+) : BananaException(message)

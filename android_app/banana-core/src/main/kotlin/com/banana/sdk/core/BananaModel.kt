@@ -45,15 +45,33 @@ class BananaModel private constructor(
     /** Per signature: the delegate asked for, the one in use, and why they differ (after first load). */
     val delegateReports: Map<String, DelegateReport> get() = synchronized(this) { LinkedHashMap(reports) }
 
-    /** Image sides this bundle can generate (its signatures have static shapes). */
-    val supportedSizes: List<Int> get() = listOf(manifest.image.size)
+    /**
+     * Image sides this bundle can generate: its base size (the signatures have static shapes) and, with the
+     * `upscale_tile` signature, the sizes the tiled upscaling chain reaches (docs/DESIGN.md §5.2).
+     */
+    val supportedSizes: List<Int>
+        get() {
+            if (UpscaleSpec.SECTION !in manifest.raw.fields) return listOf(manifest.image.size)
+            val spec = UpscaleSpec.fromManifest(manifest)
+            return listOf(manifest.image.size) + UpscaleChain.reachableSizes(manifest.image.size, spec.tiles, spec.scale)
+        }
 
-    val peels: List<Peel> get() = synchronized(this) { peelSet.peels }
+    /** The attached runtime peels with their weights, in stacking order. */
+    val peels: List<WeightedPeel> get() = synchronized(this) { peelSet.peels }
 
-    /** Attaches [peel] at run time; [PeelException] if it is for another base or this bundle lacks its inputs. */
-    fun attachPeel(peel: Peel) = synchronized(this) { peelSet.attach(peel) }
+    /**
+     * Attaches [peel] with [weight] at run time (replacing one of the same name); [PeelException] if the bundle has
+     * no runtime-peel signatures, the peel is for another base, or the attached ranks no longer fit a bucket.
+     */
+    fun attachPeel(
+        peel: RuntimePeel,
+        weight: Float = 1f,
+    ) = synchronized(this) { peelSet.attach(peel, weight) }
 
     fun detachPeel(name: String): Boolean = synchronized(this) { peelSet.detach(name) }
+
+    /** The denoise signature generations use now: `denoise`, or `denoise_r{R}` while peels are attached. */
+    val denoiseSignature: String get() = synchronized(this) { peelSet.binding()?.signature ?: DENOISE }
 
     /**
      * Validates everything first (typed exceptions, before any work), then returns a cold flow:
@@ -71,7 +89,7 @@ class BananaModel private constructor(
     fun loadAll(): Map<String, Double> =
         synchronized(this) {
             ensureOpen()
-            REQUIRED.associateWith { name ->
+            listOf(TEXT_ENCODER, denoiseSignature, VAE_DECODE).associateWith { name ->
                 val start = clock()
                 session(name)
                 ms(start)
@@ -92,6 +110,9 @@ class BananaModel private constructor(
         val seed: Long,
         val guidance: Double,
         val sampler: Sampler,
+        val subjects: SubjectInputs?, // null: no subjects (zero inputs)
+        val size: Int, // output side in pixels
+        val chain: List<ChainStep>, // upscaling passes after the decoder; empty at the base size
     )
 
     private fun prepare(
@@ -100,13 +121,15 @@ class BananaModel private constructor(
     ): Job {
         ensureOpen()
         val sampler = Samplers.forKind(manifest.sampler.kind)
-        val size = config.size ?: manifest.image.size
-        if (size != manifest.image.size) {
+        val base = manifest.image.size
+        val size = config.size ?: base
+        if (size != base && UpscaleSpec.SECTION !in manifest.raw.fields) {
             throw ConfigException(
-                "this bundle generates ${manifest.image.size}x${manifest.image.size} images only, got size $size; " +
-                    "convert a bundle for that size",
+                "this bundle generates ${base}x$base images only, got size $size; " +
+                    "convert a bundle for that size, or with the upscaler for larger ones",
             )
         }
+        val chain = if (size == base) emptyList() else upscalePlan(size)
         val steps = config.steps ?: manifest.sampler.defaultSteps
         val lo = maxOf(manifest.sampler.minSteps, sampler.minSteps)
         val hi = minOf(manifest.sampler.maxSteps, sampler.maxSteps)
@@ -115,7 +138,16 @@ class BananaModel private constructor(
         val guidance = config.guidanceScale ?: manifest.sampler.guidanceScale
         if (!guidance.isFinite() || guidance < 0.0) throw ConfigException("guidance scale must be a finite number >= 0, got $guidance")
         val encoded = tokenizer.encode(prompt)
-        return Job(encoded, if (guidance != 1.0) tokenizer.unconditional() else null, steps, config.seed, guidance, sampler)
+        val slots = manifest.signature(DENOISE).input(SubjectInputs.SUBJECTS)!!.shape
+        val subjects = config.subjects.takeIf { it.isNotEmpty() }?.let { SubjectBinding.bind(prompt, it, slots[1], slots[2]) }
+        val unconditional = if (guidance != 1.0) tokenizer.unconditional() else null
+        return Job(encoded, unconditional, steps, config.seed, guidance, sampler, subjects, size, chain)
+    }
+
+    /** The tiled passes from the base size to [size] (UpscaleException lists the reachable sizes). */
+    private fun upscalePlan(size: Int): List<ChainStep> {
+        val spec = UpscaleSpec.fromManifest(manifest)
+        return UpscaleChain.plan(manifest.image.size, size, spec.tiles, spec.scale)
     }
 
     private suspend fun execute(
@@ -131,10 +163,16 @@ class BananaModel private constructor(
         val textMs = ms(textStart)
         release(TEXT_ENCODER)
         out.emit(GenerationEvent.Progress(Stage.TEXT, 1, 1))
-        // 2. the sampler drives the denoiser; guidance combines two passes
-        val denoise = acquire(DENOISE, loads)
-        val sig = manifest.signature(DENOISE)
-        val fixed = fixedDenoiseInputs(sig)
+        // 2. the sampler drives the denoiser (denoise_r{R} with the stacked peels); guidance combines two passes,
+        // the unconditional one with the subject mask zeroed
+        val binding = synchronized(this) { peelSet.binding() }
+        val denoiseName = binding?.signature ?: DENOISE
+        val denoise = acquire(denoiseName, loads)
+        val sig = manifest.signature(denoiseName)
+        val fixed = fixedDenoiseInputs(sig, binding, job.subjects)
+        val fixedUncond =
+            job.subjects?.let { fixed + (SubjectInputs.SUBJECT_MASK to Tensor.F32(it.mask.shape, FloatArray(it.mask.elementCount))) }
+                ?: fixed
         val latentSpec = sig.input("latent")!!
         val stepMs = ArrayList<Double>(job.steps)
         var last = clock()
@@ -144,7 +182,7 @@ class BananaModel private constructor(
             if (contexts.size == 1) {
                 v
             } else {
-                val vu = denoiseOnce(denoise, sig, fixed, contexts[1], x, t)
+                val vu = denoiseOnce(denoise, sig, fixedUncond, contexts[1], x, t)
                 val g = job.guidance.toFloat()
                 FloatArray(v.size) { i -> vu[i] + g * (v[i] - vu[i]) }
             }
@@ -156,17 +194,50 @@ class BananaModel private constructor(
                 last = now
                 out.emit(GenerationEvent.Progress(Stage.DENOISE, i + 1, n))
             }
-        release(DENOISE)
+        release(denoiseName)
         // 3. decode and convert to 8-bit RGB
         val decoder = acquire(VAE_DECODE, loads)
         val decodeStart = clock()
         val decSig = manifest.signature(VAE_DECODE)
         val imageOut = output(decoder.run(mapOf("latent" to Tensor.F32(latentSpec.shape.toIntArray(), latent))), decSig, "image")
-        val image = ImageConversion.toRgb(imageOut.data, manifest.image.size, manifest.image.size)
+        val baseImage = ImageConversion.toRgb(imageOut.data, manifest.image.size, manifest.image.size)
         val decodeMs = ms(decodeStart)
         release(VAE_DECODE)
         out.emit(GenerationEvent.Progress(Stage.DECODE, 1, 1))
-        out.emit(GenerationEvent.Image(image, latent, RunTimings(ms(start), textMs, stepMs, decodeMs, loads)))
+        // 4. above the base size: tiled upscaling passes over the 8-bit image, converted once at the end
+        val upscaleMs = ArrayList<Double>()
+        val image = if (job.chain.isEmpty()) baseImage else upscale(baseImage, job, loads, upscaleMs, out)
+        out.emit(GenerationEvent.Image(image, latent, RunTimings(ms(start), textMs, stepMs, decodeMs, loads, upscaleMs)))
+    }
+
+    /** The base image through the `upscale_tile` chain (`banana_sdk.upscale.chain.generate_upscaled`). */
+    private suspend fun upscale(
+        baseImage: RgbImage,
+        job: Job,
+        loads: MutableMap<String, Double>,
+        passMs: MutableList<Double>,
+        out: FlowCollector<GenerationEvent>,
+    ): RgbImage {
+        val spec = UpscaleSpec.fromManifest(manifest)
+        val session = acquire(UpscaleSpec.SIGNATURE, loads)
+        val sig = manifest.signature(UpscaleSpec.SIGNATURE)
+        val t = spec.tiles.tile
+        val tileFn = { tile: FloatArray ->
+            output(session.run(mapOf("image" to Tensor.F32(intArrayOf(1, t, t, 3), tile))), sig, "upscaled").data
+        }
+        // pil_to_float: uint8 / 127.5 - 1 in float32
+        val pixels = FloatArray(baseImage.rgb.size) { (baseImage.rgb[it].toInt() and 0xFF) / 127.5f - 1f }
+        var last = clock()
+        val result =
+            UpscaleChain.upscale(pixels, baseImage.width, job.size, spec.tiles, spec.scale, tileFn) { n, total ->
+                currentCoroutineContext().ensureActive()
+                val now = clock()
+                passMs += (now - last) / 1e6
+                last = now
+                out.emit(GenerationEvent.Progress(Stage.UPSCALE, n, total))
+            }
+        release(UpscaleSpec.SIGNATURE)
+        return ImageConversion.toRgb(result, job.size, job.size)
     }
 
     private fun encodeText(
@@ -184,9 +255,13 @@ class BananaModel private constructor(
         return output(outputs, sig, "context") to output(outputs, sig, "context_mask")
     }
 
-    /** Denoise inputs that do not change between steps: no subjects, attached peels, zeros for other extras. */
-    private fun fixedDenoiseInputs(sig: SignatureSpec): Map<String, Tensor> {
-        val bound = synchronized(this) { peelSet.boundInputs() }
+    /** Denoise inputs that do not change between steps: bound subjects, stacked peels, zeros for anything else. */
+    private fun fixedDenoiseInputs(
+        sig: SignatureSpec,
+        peels: PeelBinding?,
+        subjects: SubjectInputs?,
+    ): Map<String, Tensor> {
+        val bound = peels?.inputs.orEmpty() + subjects?.inputs.orEmpty()
         return sig.inputs
             .filter { it.name !in STEP_INPUTS }
             .associate { spec -> spec.name to (bound[spec.name] ?: Tensor.zeros(spec)) }
@@ -310,6 +385,7 @@ class BananaModel private constructor(
             val den = m.signature(DENOISE)
             val dec = m.signature(VAE_DECODE)
             val ct = text.output("context")!!.shape.last()
+            val slots = den.input("subjects")!!.shape.let { if (it.size == 3) it[1] else 0 }
             val expected =
                 listOf(
                     text.input("tokens")!! to TensorSpec("tokens", listOf(1, l), DType.INT32),
@@ -320,6 +396,8 @@ class BananaModel private constructor(
                     den.input("t")!! to TensorSpec("t", listOf(1), DType.FLOAT32),
                     den.input("context")!! to TensorSpec("context", listOf(1, l, ct), DType.FLOAT32),
                     den.input("context_mask")!! to TensorSpec("context_mask", listOf(1, l), DType.FLOAT32),
+                    den.input("subjects")!! to TensorSpec("subjects", listOf(1, slots, ct), DType.FLOAT32),
+                    den.input("subject_mask")!! to TensorSpec("subject_mask", listOf(1, slots), DType.FLOAT32),
                     den.output("velocity")!! to TensorSpec("velocity", latent, DType.FLOAT32),
                     dec.input("latent")!! to TensorSpec("latent", latent, DType.FLOAT32),
                     dec.output("image")!! to TensorSpec("image", listOf(1, m.image.size, m.image.size, 3), DType.FLOAT32),

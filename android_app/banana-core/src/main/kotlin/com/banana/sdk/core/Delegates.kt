@@ -17,6 +17,16 @@ enum class Delegate(
     }
 }
 
+/**
+ * One signature's entry of the manifest's `delegate_plan` (docs/DESIGN.md §5.1, written by
+ * converters/preflight/plan.py from the pre-flight of the finished `.tflite`).
+ */
+data class ManifestDelegatePlan(
+    val order: List<Delegate>, // "order": delegates to try, first to last; the converter always ends it with cpu
+    val nnapiMinApi: Int?, // "nnapi_min_api": lowest Android API level on which NNAPI takes the whole signature; null = none
+    val nnapiMaxApi: Int?, // "nnapi_max_api": highest API level NNAPI is offered on (34: deprecated from Android 15)
+)
+
 /** What a caller asks for: a specific delegate, or [AUTO] (the manifest's plan, else the default order). */
 enum class DelegateRequest(
     val id: String,
@@ -76,23 +86,24 @@ data class DelegateReport(
 )
 
 /**
- * Picks delegates: the manifest's per-signature `delegate_plan` when present, else
- * GPU -> NPU -> NNAPI (API <= 34 only; deprecated from Android 15) -> CPU. A specific request goes
+ * Picks delegates: the `order` of the manifest's `delegate_plan` entry for the signature when present, else
+ * GPU -> NPU -> NNAPI -> CPU. NNAPI is offered only on API levels up to the plan's `nnapi_max_api` (default 34:
+ * deprecated from Android 15) and, when the plan gives one, from its `nnapi_min_api`. A specific request goes
  * first and falls back along the same order. CPU (XNNPACK) always closes the list.
  */
 object DelegateChooser {
     val DEFAULT_ORDER = listOf(Delegate.GPU, Delegate.NPU, Delegate.NNAPI, Delegate.CPU)
 
-    /** Highest API level on which NNAPI is still offered (Android 14). */
+    /** Highest API level on which NNAPI is still offered (Android 14) when the manifest does not say. */
     const val NNAPI_MAX_API = 34
 
     fun plan(
         request: DelegateRequest,
-        manifestPlan: List<Delegate>?,
+        manifestPlan: ManifestDelegatePlan?,
         device: DeviceProfile,
         available: Set<Delegate>,
     ): DelegatePlan {
-        val preferred = (manifestPlan?.takeIf { it.isNotEmpty() } ?: DEFAULT_ORDER).distinct()
+        val preferred = (manifestPlan?.order?.takeIf { it.isNotEmpty() } ?: DEFAULT_ORDER).distinct()
         val wanted = request.delegate
         val ordered = (if (wanted != null) listOf(wanted) + preferred.filter { it != wanted } else preferred)
         val withCpu = if (Delegate.CPU in ordered) ordered else ordered + Delegate.CPU
@@ -100,7 +111,7 @@ object DelegateChooser {
         val skipped =
             withCpu
                 .filter { it != Delegate.CPU }
-                .mapNotNull { d -> unusableReason(d, device, available)?.let { d to it } }
+                .mapNotNull { d -> unusableReason(d, device, available, manifestPlan)?.let { d to it } }
                 .toMap()
         return DelegatePlan(request, withCpu, skipped)
     }
@@ -109,10 +120,17 @@ object DelegateChooser {
         delegate: Delegate,
         device: DeviceProfile,
         available: Set<Delegate>,
-    ): String? =
-        when {
-            delegate == Delegate.NNAPI && device.apiLevel > NNAPI_MAX_API -> {
-                "NNAPI is deprecated on API ${NNAPI_MAX_API + 1}+ (this device is API ${device.apiLevel})"
+        manifestPlan: ManifestDelegatePlan?,
+    ): String? {
+        val maxApi = manifestPlan?.nnapiMaxApi ?: NNAPI_MAX_API
+        val minApi = manifestPlan?.nnapiMinApi
+        return when {
+            delegate == Delegate.NNAPI && device.apiLevel > maxApi -> {
+                "NNAPI is deprecated on API ${maxApi + 1}+ (this device is API ${device.apiLevel})"
+            }
+
+            delegate == Delegate.NNAPI && minApi != null && device.apiLevel < minApi -> {
+                "NNAPI takes this signature whole only from API $minApi (this device is API ${device.apiLevel})"
             }
 
             delegate !in available -> {
@@ -123,4 +141,5 @@ object DelegateChooser {
                 null
             }
         }
+    }
 }

@@ -6,6 +6,7 @@ data class GenerationConfig(
     val seed: Long = 0L, // noise seed, >= 0; same seed, same image on every runtime
     val size: Int? = null, // image side in pixels; null = the bundle's size (the only one its signatures take)
     val guidanceScale: Double? = null, // classifier-free guidance; null = manifest sampler.guidance_scale
+    val subjects: List<Subject> = emptyList(), // at most 5, each named by a word of the prompt (SubjectBinding)
 )
 
 /** Pipeline stage a [GenerationEvent.Progress] reports on. */
@@ -15,6 +16,7 @@ enum class Stage(
     TEXT("text"),
     DENOISE("denoise"),
     DECODE("decode"),
+    UPSCALE("upscale"), // one tiled upscaling pass (sizes above the bundle's base size)
 }
 
 /** Wall-clock milliseconds of one generation, in the runner contract's terms (docs/DESIGN.md §6). */
@@ -24,6 +26,7 @@ data class RunTimings(
     val denoiseMs: List<Double>, // one entry per denoising step
     val decodeMs: Double, // VAE decoder (excluding load)
     val loadMs: Map<String, Double>, // signatures loaded during this generation -> compile time
+    val upscaleMs: List<Double> = emptyList(), // one entry per tiled upscaling pass (tiles + blend)
 )
 
 sealed interface GenerationEvent {

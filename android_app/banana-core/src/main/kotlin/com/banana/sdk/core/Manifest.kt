@@ -26,7 +26,7 @@ data class SignatureSpec(
     val file: String, // the .tflite holding exactly this signature
     val inputs: List<TensorSpec>, // in manifest order
     val outputs: List<TensorSpec>, // in manifest order
-    val delegatePlan: List<Delegate>?, // optional preferred delegate order from pre-flight
+    val delegatePlan: ManifestDelegatePlan?, // the manifest's `delegate_plan` entry for it; null = default order
 ) {
     fun input(name: String): TensorSpec? = inputs.firstOrNull { it.name == name }
 
@@ -127,7 +127,7 @@ object ManifestParser {
         val image = parseImage(doc.obj("image"))
         val tokenizer = parseTokenizer(doc.obj("tokenizer"))
         if (tokenizer.vocabFile !in files) fail("tokenizer.vocab_file '${tokenizer.vocabFile}' is not listed in files")
-        val signatures = parseSignatures(doc.obj("signatures"), files)
+        val signatures = parseSignatures(doc.obj("signatures"), files, doc.optionalObj("delegate_plan"))
         return BundleManifest(
             schemaVersion = version,
             createdBy = doc.optionalString("created_by") ?: "",
@@ -230,17 +230,14 @@ object ManifestParser {
     private fun parseSignatures(
         obj: JsonFields,
         files: Map<String, FileEntry>,
+        plans: JsonFields?,
     ): Map<String, SignatureSpec> {
         val signatures =
             obj.obj.fields.keys.associateWith { name ->
                 val sig = obj.obj(name)
                 val file = sig.string("file")
                 if (file !in files) fail("${sig.child("file")} '$file' is not listed in files")
-                val plan =
-                    sig.optionalArray("delegate_plan")?.let { sig.strings("delegate_plan") }?.map { id ->
-                        Delegate.parse(id)
-                            ?: fail("${sig.child("delegate_plan")} names unknown delegate '$id'; choose from ${Delegate.ids}")
-                    }
+                val plan = plans?.optionalObj(name)?.let(::parseDelegatePlan)
                 SignatureSpec(name, file, tensors(sig, "inputs"), tensors(sig, "outputs"), plan)
             }
         for ((name, io) in REQUIRED_IO) {
@@ -251,6 +248,19 @@ object ManifestParser {
             if (missingOut.isNotEmpty()) fail("signatures.$name lacks outputs $missingOut")
         }
         return signatures
+    }
+
+    /**
+     * One entry of the top-level `delegate_plan` (docs/DESIGN.md §5.1, converters/preflight/plan.py). Entries for
+     * signatures this bundle does not have are never read; the entry's other keys (per-accelerator op counts) are
+     * recorded for reports and ignored here.
+     */
+    private fun parseDelegatePlan(entry: JsonFields): ManifestDelegatePlan {
+        val order =
+            entry.strings("order").map { id ->
+                Delegate.parse(id) ?: fail("${entry.child("order")} names unknown delegate '$id'; choose from ${Delegate.ids}")
+            }
+        return ManifestDelegatePlan(order, entry.optionalInt("nnapi_min_api"), entry.optionalInt("nnapi_max_api"))
     }
 
     private fun tensors(

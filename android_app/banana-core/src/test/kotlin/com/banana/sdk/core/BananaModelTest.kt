@@ -1,10 +1,8 @@
 package com.banana.sdk.core
 
 import com.banana.sdk.core.json.Json
-import com.banana.sdk.core.json.JsonArray
 import com.banana.sdk.core.json.JsonNull
-import com.banana.sdk.core.json.JsonNumber
-import com.banana.sdk.core.json.JsonString
+import com.banana.sdk.core.json.JsonObject
 import kotlinx.coroutines.flow.toList
 import kotlinx.coroutines.runBlocking
 import org.junit.Assert.assertArrayEquals
@@ -78,7 +76,10 @@ class BananaModelTest {
             assertEquals("prompt is empty; describe the image to generate", empty.message)
             assertThrows(PromptException::class.java) { model.generate("word ".repeat(40)) }
             val size = assertThrows(ConfigException::class.java) { model.generate("a cat", GenerationConfig(size = 128)) }
-            assertEquals("this bundle generates 64x64 images only, got size 128; convert a bundle for that size", size.message)
+            assertEquals(
+                "this bundle generates 64x64 images only, got size 128; convert a bundle for that size, or with the upscaler for larger ones",
+                size.message,
+            )
             val steps = assertThrows(ConfigException::class.java) { model.generate("a cat", GenerationConfig(steps = 9)) }
             assertEquals("this bundle's lcm sampler takes 1-8 steps, got 9", steps.message)
             assertThrows(ConfigException::class.java) { model.generate("a cat", GenerationConfig(seed = -1)) }
@@ -142,8 +143,8 @@ class BananaModelTest {
     @Test
     fun manifestPlanChoosesPerSignature() {
         val engine = LinearEngine()
-        val withPlan = { m: com.banana.sdk.core.json.JsonObject ->
-            TestBundles.set(m, listOf("signatures", "denoise", "delegate_plan"), JsonArray(listOf(JsonString("npu"), JsonString("cpu"))))
+        val withPlan = { m: JsonObject ->
+            TestBundles.set(m, listOf("delegate_plan"), Json.parse("{\"denoise\": {\"order\": [\"npu\", \"cpu\"], \"nnapi_max_api\": 34}}"))
         }
         open(engine, edit = withPlan).use { model ->
             generate(model, "a cat")
@@ -153,68 +154,151 @@ class BananaModelTest {
         }
     }
 
-    private val peelInputs = { m: com.banana.sdk.core.json.JsonObject ->
-        val inputs = m["signatures"].obj()["denoise"].obj()["inputs"].arr()
-
-        fun spec(
-            name: String,
-            vararg shape: Int,
-        ) = Json.obj(
-            "name" to JsonString(name),
-            "shape" to JsonArray(shape.map { JsonNumber.of(it) }),
-            "dtype" to JsonString("float32"),
-        )
-        TestBundles.set(m, listOf("signatures", "denoise", "inputs"), JsonArray(inputs + spec("peel_0_a", 2, 4) + spec("peel_0_b", 4, 2)))
-    }
-
-    private fun peel(
-        base: String,
-        weight: Float = 1f,
-    ) = Peel(
-        "sketch",
-        base,
-        mapOf(
-            "peel_0_a" to Tensor.F32(intArrayOf(2, 4), FloatArray(8) { 1f }),
-            "peel_0_b" to Tensor.F32(intArrayOf(4, 2), FloatArray(8) { 0.5f }),
-        ),
-        weight,
-    )
+    private fun denoiseInput(
+        engine: LinearEngine,
+        signature: String,
+        input: String,
+    ): FloatArray = (engine.lastInputs.getValue(signature).getValue(input) as Tensor.F32).data
 
     @Test
-    fun peelsBindAsDenoiseInputsAndDetach() {
+    fun peelsStackIntoTheirBucketSignatureAndDetach() {
         val engine = LinearEngine()
-        open(engine, edit = peelInputs).use { model ->
+        open(engine, edit = PeelFixtures::withRuntimePeels).use { model ->
             generate(model, "a cat")
-            assertArrayEquals(FloatArray(8), (engine.lastInputs.getValue("denoise").getValue("peel_0_b") as Tensor.F32).data, 0f)
-            model.attachPeel(peel(model.manifest.weightsSha256!!, weight = 0.5f))
+            assertEquals("denoise", model.denoiseSignature)
+            model.attachPeel(PeelFixtures.peel("style.safetensors"), 0.8f)
+            model.attachPeel(PeelFixtures.peel("outline.safetensors"), 0.5f)
+            assertEquals("denoise_r8", model.denoiseSignature)
+            val image = generate(model, "a cat").last() as GenerationEvent.Image
+            val golden = PeelFixtures.golden["stack"].arr()[0].obj() // style 0.8 + outline 0.5, bucket 8
+            assertBitsEqual("lora_a", golden["lora_a"].base64Floats(), denoiseInput(engine, "denoise_r8", "lora_a"))
+            assertBitsEqual("lora_b", golden["lora_b"].base64Floats(), denoiseInput(engine, "denoise_r8", "lora_b"))
+            assertEquals(
+                listOf("denoise_r8"),
+                image.timings.loadMs.keys
+                    .toList(),
+            ) // the others stayed loaded
+            assertEquals(Delegate.GPU, model.delegateReports.getValue("denoise_r8").used)
+            assertTrue(model.detachPeel("outline"))
+            assertEquals(listOf("style" to 0.8f), model.peels.map { it.peel.name to it.weight })
             generate(model, "a cat")
-            assertArrayEquals(FloatArray(8) { 0.25f }, (engine.lastInputs.getValue("denoise").getValue("peel_0_b") as Tensor.F32).data, 0f)
-            assertArrayEquals(FloatArray(8) { 1f }, (engine.lastInputs.getValue("denoise").getValue("peel_0_a") as Tensor.F32).data, 0f)
-            assertTrue(model.detachPeel("sketch"))
-            generate(model, "a cat")
-            assertArrayEquals(FloatArray(8), (engine.lastInputs.getValue("denoise").getValue("peel_0_a") as Tensor.F32).data, 0f)
+            val single = PeelStacker.stack(model.peels, PeelFixtures.layout)
+            assertEquals(4, single.bucket)
+            assertBitsEqual("lora_a r4", single.loraA, denoiseInput(engine, "denoise_r4", "lora_a"))
+            assertTrue(model.detachPeel("style"))
+            assertTrue(!model.detachPeel("style"))
+            assertEquals("denoise", model.denoiseSignature)
         }
     }
 
     @Test
-    fun peelForAnotherBaseOrWithoutInputsIsRefused() {
-        open(edit = peelInputs).use { model ->
-            val e = assertThrows(PeelException::class.java) { model.attachPeel(peel("f".repeat(64))) }
-            assertTrue(e.message!!, e.message!!.startsWith("peel 'sketch' was made for base model ffffffffffff"))
-            assertEquals(emptyList<Peel>(), model.peels)
+    fun peelsThatDoNotFitAreRefusedAndLeaveTheSetUnchanged() {
+        open(edit = PeelFixtures::withRuntimePeels).use { model ->
+            val golden = PeelFixtures.golden["base_mismatch"].obj()
+            val foreign = assertThrows(PeelException::class.java) { model.attachPeel(PeelFixtures.peel("foreign.safetensors")) }
+            assertEquals(golden["message"].str(), foreign.message) // names the base it needs
+            val layout = assertThrows(PeelException::class.java) { model.attachPeel(PeelFixtures.peel("wrong_layout.safetensors")) }
+            assertEquals("runtime peel 'wrong_layout' does not match this bundle's layout", layout.message)
+            assertEquals(emptyList<WeightedPeel>(), model.peels)
+        }
+        val oneBucket = { m: JsonObject ->
+            TestBundles.set(PeelFixtures.withRuntimePeels(m), listOf("peels", "buckets"), Json.parse("[4]"))
+        }
+        open(edit = oneBucket).use { model ->
+            model.attachPeel(PeelFixtures.peel("style.safetensors"))
+            val e = assertThrows(PeelException::class.java) { model.attachPeel(PeelFixtures.peel("outline.safetensors")) }
+            assertEquals("total peel rank 6 is larger than any runtime bucket [4]", e.message)
+            assertEquals(listOf("style"), model.peels.map { it.peel.name })
+        }
+        val noSignature = { m: JsonObject -> TestBundles.set(PeelFixtures.withRuntimePeels(m), listOf("signatures", "denoise_r8"), null) }
+        open(edit = noSignature).use { model ->
+            model.attachPeel(PeelFixtures.peel("style.safetensors"))
+            val e = assertThrows(PeelException::class.java) { model.attachPeel(PeelFixtures.peel("outline.safetensors")) }
+            assertTrue(e.message!!, e.message!!.contains("no signature 'denoise_r8' taking lora_a [12288] and lora_b [11264]"))
         }
         open().use { model ->
-            val e = assertThrows(PeelException::class.java) { model.attachPeel(peel(model.manifest.weightsSha256!!)) }
-            assertTrue(e.message!!, e.message!!.contains("has no input 'peel_0_a'"))
+            val e = assertThrows(PeelException::class.java) { model.attachPeel(PeelFixtures.peel("style.safetensors")) }
+            assertEquals("this bundle has no runtime-peel signatures; convert it with --peel-buckets 4,8,16", e.message)
         }
-        val preset = { m: com.banana.sdk.core.json.JsonObject ->
-            TestBundles.set(peelInputs(m), listOf("model", "weights_sha256"), JsonNull)
+    }
+
+    private val subjectFiles by lazy { Golden.load("subjects.json")["files"].obj() }
+
+    private fun subject(name: String): Subject = SubjectFiles.parse(Json.write(subjectFiles[name]!!), name)
+
+    @Test
+    fun subjectsBindToTheDenoiseSlotsAndTheUnconditionalPassHasNone() {
+        val engine = LinearEngine()
+        open(engine).use { model ->
+            val prompt = "pip top left and zed bottom right"
+            val expected = SubjectBinding.bind(prompt, listOf(subject("pip"), subject("zed")), 5, 32)
+            generate(model, prompt, GenerationConfig(subjects = listOf(subject("zed"), subject("pip"))))
+            assertBitsEqual("subjects", expected.subjects.data, denoiseInput(engine, "denoise", "subjects"))
+            assertBitsEqual("subject_mask", floatArrayOf(1f, 1f, 0f, 0f, 0f), denoiseInput(engine, "denoise", "subject_mask"))
+            generate(model, prompt, GenerationConfig(subjects = listOf(subject("pip")), guidanceScale = 2.0))
+            assertBitsEqual("unconditional mask", FloatArray(5), denoiseInput(engine, "denoise", "subject_mask")) // last run
+            generate(model, prompt)
+            assertBitsEqual("no subjects", FloatArray(5 * 32), denoiseInput(engine, "denoise", "subjects"))
         }
-        open(edit = preset).use { model ->
-            val e = assertThrows(PeelException::class.java) { model.attachPeel(peel("0".repeat(64))) }
-            assertTrue(e.message!!, e.message!!.startsWith("this bundle records no base weights hash"))
+        val fresh = LinearEngine()
+        open(fresh).use { model ->
+            val six = listOf("pip", "zed", "lulu", "momo", "kiko", "bob").map(::subject)
+            val e =
+                assertThrows(
+                    TooManySubjectsException::class.java,
+                ) { model.generate("pip zed lulu momo kiko bob", GenerationConfig(subjects = six)) }
+            assertEquals("6 subjects given (pip, zed, lulu, momo, kiko, bob); the model has 5 subject slots: drop one", e.message)
+            assertThrows(SubjectException::class.java) { model.generate("a cat", GenerationConfig(subjects = listOf(subject("pip")))) }
+            assertEquals(emptyList<Pair<String, Delegate>>(), fresh.loads)
         }
-        assertThrows(PeelException::class.java) { peel("0".repeat(64), weight = Float.NaN) }
+    }
+
+    /** The fixture bundle with an `upscale_tile` signature (48 px tiles, 4x) and the manifest's `upscale` section. */
+    private val withTiles = { m: JsonObject ->
+        val section =
+            Json.parse(
+                """
+                {"signature": "upscale_tile", "scale": 4, "tile": 48, "overlap": 16, "margin": 4, "stride": 32,
+                 "blend": "separable-linear-ramp", "base_size": 64, "max_size": 4096,
+                 "sizes": [128, 256, 512, 1024, 2048, 4096], "upscaler": {"config": {"scale": 4, "depth": 4}}}
+                """,
+            )
+        val sig =
+            Json.parse(
+                """
+                {"file": "vae_decode.tflite",
+                 "inputs": [{"name": "image", "shape": [1, 48, 48, 3], "dtype": "float32"}],
+                 "outputs": [{"name": "upscaled", "shape": [1, 192, 192, 3], "dtype": "float32"}]}
+                """,
+            )
+        TestBundles.set(TestBundles.set(m, listOf("upscale"), section), listOf("signatures", "upscale_tile"), sig)
+    }
+
+    @Test
+    fun largerSizesRunTheTiledUpscalingChain() {
+        val engine = LinearEngine()
+        open(engine, edit = withTiles).use { model ->
+            assertEquals(listOf(64, 128, 256, 512, 1024, 2048, 4096), model.supportedSizes)
+            val base = (generate(model, "a cat").last() as GenerationEvent.Image).image
+            for ((size, factor) in listOf(256 to 4, 128 to 2)) {
+                val events = generate(model, "a cat", GenerationConfig(size = size))
+                val image = (events.last() as GenerationEvent.Image)
+                assertEquals(size, image.image.width)
+                assertEquals(1, image.timings.upscaleMs.size)
+                assertTrue(events.any { it is GenerationEvent.Progress && it.stage == Stage.UPSCALE })
+                // a nearest-neighbour upscaler blended with weights that sum to 1 reproduces the base pixels
+                for (y in 0 until size step 7) {
+                    for (x in 0 until size step 5) {
+                        assertEquals("$size ($x, $y)", base.channel(x / factor, y / factor, 1), image.image.channel(x, y, 1))
+                    }
+                }
+            }
+            val e = assertThrows(UpscaleException::class.java) { model.generate("a cat", GenerationConfig(size = 384)) }
+            assertEquals(
+                "size 384 is not the base size times a power of two; from a 64 px image choose one of [128, 256, 512, 1024, 2048, 4096]",
+                e.message,
+            )
+        }
     }
 
     @Test

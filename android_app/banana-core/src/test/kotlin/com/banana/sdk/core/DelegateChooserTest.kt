@@ -26,8 +26,27 @@ class DelegateChooserTest {
 
     @Test
     fun manifestPlanIsFollowedAndCpuAlwaysCloses() {
-        val plan = DelegateChooser.plan(DelegateRequest.AUTO, listOf(Delegate.NPU, Delegate.GPU), testDevice(), all)
+        val manifestPlan = ManifestDelegatePlan(listOf(Delegate.NPU, Delegate.GPU), null, 34)
+        val plan = DelegateChooser.plan(DelegateRequest.AUTO, manifestPlan, testDevice(), all)
         assertEquals(listOf(Delegate.NPU, Delegate.GPU, Delegate.CPU), plan.order)
+    }
+
+    @Test
+    fun manifestNnapiRangeLimitsNnapi() {
+        val manifestPlan = ManifestDelegatePlan(listOf(Delegate.GPU, Delegate.NNAPI, Delegate.CPU), 30, 34)
+        assertEquals(
+            listOf(Delegate.GPU, Delegate.NNAPI, Delegate.CPU),
+            DelegateChooser.plan(DelegateRequest.AUTO, manifestPlan, testDevice(api = 30), all).order,
+        )
+        val old = DelegateChooser.plan(DelegateRequest.AUTO, manifestPlan, testDevice(api = 29), all)
+        assertEquals(listOf(Delegate.GPU, Delegate.CPU), old.order)
+        assertEquals(
+            "gpu: no OpenCL; nnapi: NNAPI takes this signature whole only from API 30 (this device is API 29)",
+            old.fallbackReason(Delegate.CPU, mapOf(Delegate.GPU to "no OpenCL")),
+        )
+        val newer = DelegateChooser.plan(DelegateRequest.NNAPI, manifestPlan.copy(nnapiMaxApi = 33), testDevice(api = 34), all)
+        assertEquals(listOf(Delegate.GPU, Delegate.CPU), newer.order)
+        assertEquals("nnapi: NNAPI is deprecated on API 34+ (this device is API 34)", newer.fallbackReason(Delegate.GPU))
     }
 
     @Test

@@ -47,6 +47,46 @@ fun JsonValue?.floats(): FloatArray = arr().map { it.double().toFloat() }.toFloa
 
 fun JsonValue?.doubles(): DoubleArray = arr().map { it.double() }.toDoubleArray()
 
+/** Bytes stored as base64 (files, little-endian tensors). */
+fun JsonValue?.base64(): ByteArray =
+    java.util.Base64
+        .getDecoder()
+        .decode(str())
+
+/** float32 values stored as base64 of their little-endian bytes (exact). */
+fun JsonValue?.base64Floats(): FloatArray {
+    val buffer =
+        java.nio.ByteBuffer
+            .wrap(base64())
+            .order(java.nio.ByteOrder.LITTLE_ENDIAN)
+            .asFloatBuffer()
+    return FloatArray(buffer.remaining()).also { buffer.get(it) }
+}
+
+/** Little-endian bytes of float32 values (for sha256 against the golden files). */
+fun FloatArray.littleEndianBytes(): ByteArray {
+    val buffer =
+        java.nio.ByteBuffer
+            .allocate(size * 4)
+            .order(java.nio.ByteOrder.LITTLE_ENDIAN)
+    buffer.asFloatBuffer().put(this)
+    return buffer.array()
+}
+
+/** Asserts the float32 values are identical bit for bit (-0 and +0 differ), naming the first difference. */
+fun assertBitsEqual(
+    what: String,
+    expected: FloatArray,
+    actual: FloatArray,
+) {
+    assertEquals("$what: length", expected.size, actual.size)
+    for (i in expected.indices) {
+        if (expected[i].toRawBits() != actual[i].toRawBits()) {
+            throw AssertionError("$what[$i]: expected ${expected[i]}, got ${actual[i]} (bit-exact)")
+        }
+    }
+}
+
 /** Asserts |a - b| <= tol * max(1, |b|) elementwise, naming the first offending index. */
 fun assertClose(
     what: String,

@@ -39,12 +39,28 @@ class LinearEngine(
             val missing = sig.inputs.map { it.name }.filter { it !in inputs }
             check(missing.isEmpty()) { "${sig.name} run without inputs $missing" }
             lastInputs[sig.name] = inputs
-            return when (sig.name) {
-                "text_encoder" -> encode(inputs)
-                "denoise" -> denoise(inputs)
-                "vae_decode" -> decode(inputs)
+            return when {
+                sig.name == "text_encoder" -> encode(inputs)
+
+                sig.name == "denoise" || sig.name.startsWith(PeelLayout.SIGNATURE_PREFIX) -> denoise(inputs)
+
+                // peels ignored
+                sig.name == "vae_decode" -> decode(inputs)
+
+                sig.name == UpscaleSpec.SIGNATURE -> upscale(inputs)
+
                 else -> error("unknown signature ${sig.name}")
             }
+        }
+
+        /** upscale_tile as nearest-neighbour: (1, T, T, 3) -> (1, sT, sT, 3). */
+        private fun upscale(inputs: Map<String, Tensor>): Map<String, Tensor> {
+            val tile = inputs.getValue("image") as Tensor.F32
+            val t = tile.shape[1]
+            val n = sig.output("upscaled")!!.shape[1]
+            val s = n / t
+            val out = FloatArray(n * n * 3) { i -> tile.data[((i / 3 / n / s) * t + (i / 3) % n / s) * 3 + i % 3] }
+            return mapOf("upscaled" to Tensor.F32(intArrayOf(1, n, n, 3), out))
         }
 
         private fun encode(inputs: Map<String, Tensor>): Map<String, Tensor> {

@@ -13,7 +13,7 @@ class ManifestGoldenTest {
     @Test
     fun validManifestsParseToTheExpectedSummary() {
         val cases = golden["valid"].arr().map { it.obj() }
-        assertEquals(5, cases.size)
+        assertEquals(8, cases.size)
         for (c in cases) {
             val name = c["name"].str()
             val m = ManifestParser.parse(Json.write(c["manifest"]!!))
@@ -53,7 +53,17 @@ class ManifestGoldenTest {
                 assertEquals("$name $sigName inputs", specs("inputs"), sig.inputs)
                 assertEquals("$name $sigName outputs", specs("outputs"), sig.outputs)
                 val plan = exp["delegate_plan"]
-                assertEquals(if (plan == null || plan == JsonNull) null else plan.arr().map { Delegate.parse(it.str()) }, sig.delegatePlan)
+                val expectedPlan =
+                    if (plan == null || plan == JsonNull) {
+                        null
+                    } else {
+                        ManifestDelegatePlan(
+                            plan.obj()["order"].arr().map { Delegate.parse(it.str())!! },
+                            plan.obj()["nnapi_min_api"].takeUnless { it == JsonNull }?.int(),
+                            plan.obj()["nnapi_max_api"].takeUnless { it == JsonNull }?.int(),
+                        )
+                    }
+                assertEquals("$name $sigName delegate plan", expectedPlan, sig.delegatePlan)
             }
             BananaModel.checkShapes(m) // the reference shapes chain together
         }
@@ -77,6 +87,29 @@ class ManifestGoldenTest {
         val c = golden["invalid"].arr().map { it.obj() }.first { it["name"].str() == "newer_schema" }
         val e = assertThrows(ManifestException::class.java) { ManifestParser.parse(Json.write(c["manifest"]!!)) }
         assertEquals("manifest.json: schema_version 2 is newer than this SDK reads (1); update the app", e.message)
+    }
+
+    @Test
+    fun unknownDelegateListsTheValidIds() {
+        val c = golden["invalid"].arr().map { it.obj() }.first { it["name"].str() == "unknown_delegate" }
+        val e = assertThrows(ManifestException::class.java) { ManifestParser.parse(Json.write(c["manifest"]!!)) }
+        assertEquals(
+            "manifest.json: delegate_plan.denoise.order names unknown delegate 'tpu'; choose from [gpu, npu, nnapi, cpu]",
+            e.message,
+        )
+    }
+
+    @Test
+    fun converterPlanIsReadFromTheTopLevelSection() {
+        val c = golden["valid"].arr().map { it.obj() }.first { it["name"].str() == "with_delegate_plan" }
+        val m = ManifestParser.parse(Json.write(c["manifest"]!!))
+        assertEquals(ManifestDelegatePlan(listOf(Delegate.NPU, Delegate.GPU, Delegate.CPU), null, 34), m.signature("denoise").delegatePlan)
+        assertEquals(
+            ManifestDelegatePlan(listOf(Delegate.GPU, Delegate.NNAPI, Delegate.CPU), 30, 34),
+            m.signature("vae_decode").delegatePlan,
+        )
+        val legacy = golden["valid"].arr().map { it.obj() }.first { it["name"].str() == "signature_level_plan_ignored" }
+        assertEquals(null, ManifestParser.parse(Json.write(legacy["manifest"]!!)).signature("denoise").delegatePlan)
     }
 
     @Test

@@ -3,18 +3,20 @@ package com.banana.sdk.core.bench
 import com.banana.sdk.core.BananaException
 import com.banana.sdk.core.BananaModel
 import com.banana.sdk.core.BundleVerifier
-import com.banana.sdk.core.ConfigException
 import com.banana.sdk.core.DeviceProfile
 import com.banana.sdk.core.Engine
 import com.banana.sdk.core.GenerationConfig
 import com.banana.sdk.core.GenerationEvent
 import com.banana.sdk.core.ModelOptions
-import com.banana.sdk.core.Peel
-import com.banana.sdk.core.PeelReader
 import com.banana.sdk.core.Png
 import com.banana.sdk.core.Residency
 import com.banana.sdk.core.RunTimings
+import com.banana.sdk.core.RuntimePeel
+import com.banana.sdk.core.RuntimePeelReader
 import com.banana.sdk.core.Sha256
+import com.banana.sdk.core.Subject
+import com.banana.sdk.core.SubjectBinding
+import com.banana.sdk.core.SubjectFiles
 import com.banana.sdk.core.ThermalProbe
 import com.banana.sdk.core.json.Json
 import kotlinx.coroutines.flow.filterIsInstance
@@ -33,7 +35,8 @@ class BenchmarkRunner(
     private val thermal: ThermalProbe,
     private val filesDir: File, // the app's external files dir
     private val clock: () -> Long = System::nanoTime,
-    private val readPeel: (path: String, weight: Float) -> Peel = { path, weight -> PeelReader.read(File(path), weight) },
+    private val readPeel: (path: String) -> RuntimePeel = { path -> RuntimePeelReader.read(File(path)) },
+    private val readSubject: (path: String) -> Subject = { path -> SubjectFiles.read(File(path)) },
 ) {
     val resultsDir: File get() = File(filesDir, RESULTS_DIR)
 
@@ -60,15 +63,19 @@ class BenchmarkRunner(
 
     /** The whole measured sequence: open, warm-up runs, timed runs, image, thermal state. */
     fun run(request: RunRequest): RunResult {
-        if (request.subjects.isNotEmpty()) {
-            throw ConfigException("subjects are not supported by this app build yet; run without the 'subjects' extra")
-        }
         val bundle = BundleVerifier.verify(File(request.bundle))
+        val slots =
+            bundle.manifest
+                .signature(BananaModel.DENOISE)
+                .input("subjects")!!
+                .shape[1]
+        SubjectBinding.checkCount(request.subjects, slots) // before reading any subject file
+        val subjects = request.subjects.map(readSubject)
         val start = clock()
         BananaModel.open(bundle, engine, device, ModelOptions(request.delegate, request.threads), clock).use { model ->
-            for ((path, weight) in request.peels) model.attachPeel(readPeel(path, weight))
+            for ((path, weight) in request.peels) model.attachPeel(readPeel(path), weight)
             val loadMs = if (model.residency == Residency.KEEP_LOADED) model.loadAll().toMutableMap() else mutableMapOf()
-            val config = GenerationConfig(steps = request.steps, seed = request.seed, size = request.size)
+            val config = GenerationConfig(steps = request.steps, seed = request.seed, size = request.size, subjects = subjects)
             var firstImageMs: Double? = null
             var last: GenerationEvent.Image? = null
             val timings = mutableListOf<RunTimings>()
@@ -79,6 +86,9 @@ class BenchmarkRunner(
                 timings += image.timings
                 last = image
             }
+            // the contract's load_ms names components: the peel bucket signature is the denoiser
+            val denoiseSignature = model.denoiseSignature
+            if (denoiseSignature != BananaModel.DENOISE) loadMs.remove(denoiseSignature)?.let { loadMs[BananaModel.DENOISE] = it }
             val png = Png.encode(last!!.image)
             val imageFile = File(resultsDir, "${request.runId}.png")
             AtomicFiles.write(imageFile, png)
@@ -88,7 +98,7 @@ class BenchmarkRunner(
                 runId = request.runId,
                 error = null,
                 delegateRequested = request.delegate.id,
-                delegateUsed = reports[BananaModel.DENOISE]?.used?.id,
+                delegateUsed = reports[denoiseSignature]?.used?.id,
                 fallbackReason = reasons.joinToString("; ").ifEmpty { null },
                 loadMs = loadMs,
                 firstImageMs = firstImageMs,

@@ -2,7 +2,7 @@ package com.banana.sdk.core.bench
 
 import com.banana.sdk.core.ConfigException
 import com.banana.sdk.core.DelegateRequest
-import com.banana.sdk.core.PeelReader
+import com.banana.sdk.core.RuntimePeelReader
 
 /** Intent-extra types of the runner contract (docs/DESIGN.md §6). */
 enum class ExtraType(
@@ -30,7 +30,7 @@ data class RunRequest(
     val warmup: Int, // untimed runs first
     val runs: Int, // timed runs
     val runId: String, // names results/<run_id>.json
-    val peels: List<Pair<String, Float>>, // (peel directory, weight); optional extra
+    val peels: List<Pair<String, Float>>, // (runtime peel file, weight); optional extra
     val subjects: List<String>, // subject files; optional extra
 ) {
     /** One contract extra: key, `am` type, and whether the activity refuses to run without it. */
@@ -86,7 +86,7 @@ data class RunRequest(
                 warmup = atLeast(extras, "warmup", 0),
                 runs = atLeast(extras, "runs", 1),
                 runId = runId,
-                peels = string(extras, "peels")?.let { PeelReader.parseList(it) }.orEmpty(),
+                peels = string(extras, "peels")?.let { RuntimePeelReader.parseList(it) }.orEmpty(),
                 subjects =
                     string(extras, "subjects")
                         ?.split(',')

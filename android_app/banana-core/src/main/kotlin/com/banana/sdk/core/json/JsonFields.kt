@@ -22,6 +22,8 @@ class JsonFields(
 
     fun int(key: String): Int = asInt(required(key), child(key), fail)
 
+    fun optionalInt(key: String): Int? = if (has(key)) int(key) else null
+
     fun long(key: String): Long = asLong(required(key), child(key), fail)
 
     fun double(key: String): Double {

@@ -5,6 +5,7 @@ import com.banana.sdk.core.DelegateRequest
 import com.banana.sdk.core.Golden
 import com.banana.sdk.core.LinearEngine
 import com.banana.sdk.core.PeelException
+import com.banana.sdk.core.PeelFixtures
 import com.banana.sdk.core.Sha256
 import com.banana.sdk.core.TestBundles
 import com.banana.sdk.core.ThermalProbe
@@ -163,9 +164,13 @@ class BenchmarkRunnerTest {
                 extras(TestBundles.write(), "size" to 512) to "64x64 images only",
                 extras(TestBundles.write(), "steps" to "4") to "extra 'steps' must be int (am start --ei steps ...)",
                 extras(TestBundles.write(), "delegate" to "tpu") to "unknown delegate 'tpu'",
-                extras(TestBundles.write(), "subjects" to "/sdcard/a.subject") to "subjects are not supported",
+                extras(TestBundles.write(), "subjects" to "/sdcard/a.subject.json") to
+                    "subject file '/sdcard/a.subject.json' does not exist",
+                extras(TestBundles.write(), "subjects" to "/a,/b,/c,/d,/e,/f") to "6 subjects given (/a, /b, /c, /d, /e, /f)",
                 extras(TestBundles.write(), "peels" to "/sdcard/p:heavy") to "peel weight",
-                extras(TestBundles.write(), "peels" to "/sdcard/none:0.5") to "no peel.json",
+                extras(TestBundles.write(), "peels" to "/sdcard/none.safetensors:0.5") to
+                    "peel file '/sdcard/none.safetensors' does not exist",
+                extras(TestBundles.write(), "peels" to PeelFixtures.write("style.safetensors").path) to "has no runtime-peel signatures",
             )
         for ((request, message) in cases) {
             val result = read(runner.execute(request))
@@ -175,6 +180,23 @@ class BenchmarkRunnerTest {
             assertEquals(JsonNull, result["image"])
             validateWithHarness(File(files, "results/run-1.json"), "run-1", null)
         }
+    }
+
+    @Test
+    fun peelsAndSubjectsFromExtrasReachTheDenoiser() {
+        val engine = LinearEngine()
+        val bundle = TestBundles.write(edit = PeelFixtures::withRuntimePeels)
+        val peel = PeelFixtures.write("style.safetensors")
+        val subjects = TestBundles.tempDir("subjects")
+        val pip = Golden.load("subjects.json")["files"].obj()["pip"]!!
+        val pipFile = File(subjects, "pip.subject.json").also { it.writeText(Json.write(pip)) }
+        val request = extras(bundle, "prompt" to "pip at night", "peels" to "${peel.path}:0.8", "subjects" to pipFile.path)
+        val result = read(BenchmarkRunner(engine, testDevice(), thermal, files).execute(request))
+        assertEquals(result["error"].toString(), "ok", result["status"].str())
+        assertEquals("gpu", result["delegate"].obj()["used"].str()) // the report of denoise_r4, the signature that ran
+        val inputs = engine.lastInputs.getValue("denoise_r4")
+        assertEquals(listOf(1f, 0f, 0f, 0f, 0f), (inputs.getValue("subject_mask") as com.banana.sdk.core.Tensor.F32).data.toList())
+        validateWithHarness(File(files, "results/run-1.json"), "run-1", 2)
     }
 
     @Test

@@ -1,0 +1,82 @@
+package com.banana.sdk.core
+
+/** Which denoise signature runs and the peel inputs it takes (`lora_a`, `lora_b`). */
+class PeelBinding(
+    val signature: String, // denoise_r{bucket}
+    val stacked: StackedPeels, // the bucket and its two flat input tensors
+) {
+    /** The signature's extra inputs: `lora_a` [N_a(R)] and `lora_b` [N_b(R)] float32. */
+    val inputs: Map<String, Tensor>
+        get() =
+            mapOf(
+                LORA_A to Tensor.F32(intArrayOf(stacked.loraA.size), stacked.loraA),
+                LORA_B to Tensor.F32(intArrayOf(stacked.loraB.size), stacked.loraB),
+            )
+
+    companion object {
+        const val LORA_A = "lora_a"
+        const val LORA_B = "lora_b"
+    }
+}
+
+/**
+ * The runtime peels attached to one model. Attaching checks everything a generation would need, so a peel that
+ * does not fit is refused at once and leaves the set unchanged: the bundle must have runtime-peel signatures,
+ * the peel's base hash must be the bundle's `model.weights_sha256`, the total rank must fit a bucket whose
+ * `denoise_r{R}` signature takes `lora_a` / `lora_b` of the layout's sizes.
+ */
+class PeelSet(
+    private val manifest: BundleManifest,
+) {
+    private val attached = LinkedHashMap<String, WeightedPeel>()
+    private var cached: PeelBinding? = null
+
+    /** The attached peels, in attach order (their order along the rank axis). */
+    val peels: List<WeightedPeel> get() = attached.values.toList()
+
+    /** Attaches [peel] with [weight] (replacing an attached peel of the same name, e.g. to change its weight). */
+    fun attach(
+        peel: RuntimePeel,
+        weight: Float = 1f,
+    ) {
+        val layout = PeelLayout.fromManifest(manifest)
+        PeelStacker.checkBase(peel, manifest.weightsSha256 ?: "", "bundle ${manifest.modelName}")
+        val next = LinkedHashMap(attached).apply { put(peel.name, WeightedPeel(peel, weight)) }
+        val bucket = PeelStacker.checkFits(next.values.toList(), layout)
+        checkSignature(layout, bucket)
+        attached.clear()
+        attached.putAll(next)
+        cached = null
+    }
+
+    /** Detaches the peel called [name]; false if none is attached under that name. */
+    fun detach(name: String): Boolean = (attached.remove(name) != null).also { if (it) cached = null }
+
+    /** The peel signature and its stacked inputs, or null when no peel is attached (plain `denoise`). */
+    fun binding(): PeelBinding? {
+        if (attached.isEmpty()) return null
+        cached?.let { return it }
+        val layout = PeelLayout.fromManifest(manifest)
+        val stacked = PeelStacker.stack(attached.values.toList(), layout)
+        return PeelBinding(layout.signature(stacked.bucket), stacked).also { cached = it }
+    }
+
+    private fun checkSignature(
+        layout: PeelLayout,
+        bucket: Int,
+    ) {
+        val name = layout.signature(bucket)
+        val (sizeA, sizeB) = layout.flatSizes(bucket)
+        val sig = manifest.signatures[name]
+        val ok =
+            sig != null &&
+                sig.input(PeelBinding.LORA_A) == TensorSpec(PeelBinding.LORA_A, listOf(sizeA.toInt()), DType.FLOAT32) &&
+                sig.input(PeelBinding.LORA_B) == TensorSpec(PeelBinding.LORA_B, listOf(sizeB.toInt()), DType.FLOAT32)
+        if (!ok) {
+            throw PeelException(
+                "this bundle's peels section lists bucket $bucket but it has no signature '$name' taking " +
+                    "lora_a [$sizeA] and lora_b [$sizeB] float32; convert it again with --peel-buckets",
+            )
+        }
+    }
+}

@@ -1,0 +1,125 @@
+package com.banana.sdk.core
+
+import java.io.File
+import java.io.IOException
+
+/**
+ * A runtime peel (docs/DESIGN.md §7; `banana peel export --bundle`, banana_sdk/peels/device.py): one LoRA add-on
+ * laid out for a bundle's peel layout at the peel's own rank r, its scale alpha / r folded into B, weight 1.
+ * For each layout slot i (in layout order): A_i is (r, in_i) and B_i is (out_i, r), both row-major; slots the
+ * peel does not adapt are zeros.
+ */
+class RuntimePeel(
+    val name: String, // metadata "name": shown in the picker and in errors
+    val baseHash: String, // metadata "base_hash": sha256 of the base weights (manifest model.weights_sha256)
+    val baseModel: String, // metadata "base_model": the base model's name, for messages
+    val rank: Int, // metadata "rank": r >= 1
+    val loraA: FloatArray, // r * sum(in_i) values: concat_i A_i
+    val loraB: FloatArray, // r * sum(out_i) values: concat_i B_i * alpha / r
+)
+
+/**
+ * Reads runtime peel files: safetensors holding flat `lora_a` and `lora_b` (F32, or F16 widened exactly) and
+ * string metadata `format=banana-runtime-peel`, `rank`, `name`, `base_hash`, `base_model` (as
+ * `banana_sdk.peels.device.load_runtime`, whose messages these mirror).
+ */
+object RuntimePeelReader {
+    const val FORMAT = "banana-runtime-peel"
+    const val SCHEMA_VERSION = 1
+    const val SUFFIX = ".safetensors"
+
+    /** Reads the runtime peel at [file]; [PeelException] says what is wrong. */
+    fun read(file: File): RuntimePeel {
+        if (!file.isFile) throw PeelException("peel file '${file.path}' does not exist")
+        val bytes =
+            try {
+                file.readBytes()
+            } catch (e: IOException) {
+                throw PeelException("$file is not a readable runtime peel (${e.message})", e)
+            }
+        return parse(bytes, file.path)
+    }
+
+    /** Parses the bytes of a runtime peel file; [what] names it in messages (its path). */
+    fun parse(
+        bytes: ByteArray,
+        what: String,
+    ): RuntimePeel {
+        val file =
+            try {
+                Safetensors.parse(bytes)
+            } catch (e: SafetensorsException) {
+                throw PeelException("$what is not a readable runtime peel (${e.message})", e)
+            }
+        val a = flat(file, "lora_a", what)
+        val b = flat(file, "lora_b", what)
+        val meta = file.metadata
+        if (meta["format"] != FORMAT) throw PeelException("$what is not a runtime peel; export it with `banana peel export --bundle`")
+        meta["schema_version"]?.let { v ->
+            val version = v.trim().toIntOrNull() ?: throw PeelException("$what: metadata schema_version '$v' is not an integer")
+            if (version > SCHEMA_VERSION) {
+                throw PeelException("$what has runtime peel schema $version, newer than this SDK reads ($SCHEMA_VERSION); update the app")
+            }
+        }
+        if (!(a.all { it.isFinite() } && b.all { it.isFinite() })) throw PeelException("$what: peel weights are not finite")
+        val rankText =
+            meta["rank"] ?: throw PeelException("$what: metadata has no rank; export it again with `banana peel export --bundle`")
+        val rank =
+            rankText.trim().toIntOrNull()?.takeIf { it >= 1 }
+                ?: throw PeelException("$what: metadata rank '$rankText' is not a positive integer")
+        return RuntimePeel(
+            meta["name"] ?: File(what).name.removeSuffix(SUFFIX),
+            meta["base_hash"] ?: "",
+            meta["base_model"] ?: "",
+            rank,
+            a,
+            b,
+        )
+    }
+
+    private fun flat(
+        file: SafetensorsFile,
+        key: String,
+        what: String,
+    ): FloatArray {
+        val t = file.tensors[key] ?: throw PeelException("$what is not a readable runtime peel (it holds no tensor $key)")
+        if (t.shape.size != 1) throw PeelException("$what: $key must be a flat (1-D) tensor, got shape ${t.shape}")
+        return t.data
+    }
+
+    /**
+     * "path[:weight]" -> (path, weight), as `banana_sdk.peels.commands.parse_weighted`: the weight follows the
+     * last ':'; without one (or with nothing before it) the whole text is the path and the weight is 1.
+     */
+    fun parseWeighted(spec: String): Pair<String, Double> {
+        val colon = spec.lastIndexOf(':')
+        if (colon <= 0) return spec to 1.0
+        val weight =
+            parsePythonFloat(spec.substring(colon + 1))
+                ?: throw PeelException("peel weight in '$spec' is not a number (use PATH:0.8)")
+        return spec.substring(0, colon) to weight
+    }
+
+    /** The runner extra `peels`: "path:weight,path:weight" (weight optional, default 1) -> (path, float32 weight). */
+    fun parseList(spec: String): List<Pair<String, Float>> =
+        spec.split(',').map { it.trim() }.filter { it.isNotEmpty() }.map { item ->
+            val (path, weight) = parseWeighted(item)
+            path to weight.toFloat()
+        }
+
+    private val PYTHON_FLOAT =
+        Regex("[+-]?(?:(?:[0-9]+\\.?[0-9]*|\\.[0-9]+)(?:[eE][+-]?[0-9]+)?|inf|infinity|nan)", RegexOption.IGNORE_CASE)
+
+    /** Python's float(text) for the forms people type (no digit-group underscores); null where Python refuses. */
+    private fun parsePythonFloat(text: String): Double? {
+        val t = text.trim()
+        if (!PYTHON_FLOAT.matches(t)) return null
+        val body = t.trimStart('+', '-').lowercase()
+        val negative = t.startsWith('-')
+        return when (body) {
+            "inf", "infinity" -> if (negative) Double.NEGATIVE_INFINITY else Double.POSITIVE_INFINITY
+            "nan" -> Double.NaN
+            else -> t.toDouble()
+        }
+    }
+}
