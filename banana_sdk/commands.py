@@ -47,27 +47,44 @@ def save_png(image, out: Path) -> None:  # noqa: ANN001
               help="A subject (`banana subject add`) named in the prompt; repeatable, up to 5.")
 @click.option("--subjects-dir", type=click.Path(path_type=Path), default=None,
               help="Subject store (default: $BANANA_SUBJECTS or ~/.banana/subjects).")
+@click.option("--peel", "peel_specs", multiple=True,
+              help="A peel file (trained or runtime export) as PATH[:WEIGHT], e.g. peels/pastel.safetensors:0.8; "
+                   "repeatable (stacked). With --bundle it needs runtime-peel signatures (--peel-buckets).")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Output PNG path.")
 def generate(
     preset: str | None, model_dir: Path | None, bundle: Path | None, prompt: str, steps: int | None,
     seed: int, size: int | None, sampler: str | None, guidance: float | None, threads: int,
-    subject_names: tuple[str, ...], subjects_dir: Path | None, out: Path,
+    subject_names: tuple[str, ...], subjects_dir: Path | None, peel_specs: tuple[str, ...], out: Path,
 ) -> None:
     """Generate one image from a preset, a checkpoint or a LiteRT bundle."""
     sources = [s for s in (preset, model_dir, bundle) if s is not None]
     if len(sources) != 1:
         raise ConfigError("give exactly one of --preset, --model, --bundle")
+    if peel_specs and preset is not None:
+        raise ConfigError("--peel needs --model or --bundle (a peel is made for one base's weights)")
+    if peel_specs:
+        from banana_sdk.peels.commands import parse_weighted
+
+        peels = [parse_weighted(spec) for spec in peel_specs]
     if bundle is not None:
         from converters.runtime import LiteRTPipeline
 
         pipe = LiteRTPipeline.load(bundle, threads=threads)
         backend, base, note = pipe, pipe.size, f"LiteRT bundle {bundle}"
+        if peel_specs:
+            pipe.set_peels(peels)
     else:
         from banana_sdk.pipeline import Pipeline
 
         pipe = Pipeline.from_preset(preset) if preset else Pipeline.from_pretrained(model_dir)
         backend, base = pipe.backend, pipe.config.image_size
         note = f"model {pipe.config.name}" + ("" if pipe.trained else " (UNTRAINED random weights)")
+        if peel_specs:
+            from banana_sdk.peels.ops import attach_to_pipeline
+
+            attach_to_pipeline(pipe, model_dir, peels)
+    if peel_specs:
+        note += ", peels " + ", ".join(f"{p.name}:{w:g}" for p, w in peels)
     subjects = subject_mask = None
     if subject_names:
         from banana_sdk.subjects import subject_inputs

@@ -34,9 +34,12 @@ from converters.recipes import BLOCK_SIZES, Quant
                    "libraries: python -m converters.preflight.npu --fetch).")
 @click.option("--upscaler", type=click.Path(path_type=Path), default=None,
               help="Upscaler dir (e.g. banana_sdk/weights/upscaler): add the tile signatures for 4K output.")
+@click.option("--peel-buckets", default=None,
+              help="Runtime-peel rank buckets, e.g. 4,8,16: denoise.tflite also takes peels' low-rank A/B as "
+                   "inputs (signatures denoise_r4, ...; the weights shared), so peels swap without reconversion.")
 def convert(
     preset, model_dir, diffusers_dir, factory, example_inputs, signature, factory_kwargs, name, quant,  # noqa: ANN001
-    block_size, size, out, force, min_psnr, min_cosine, threads, npu_soc, upscaler,  # noqa: ANN001
+    block_size, size, out, force, min_psnr, min_cosine, threads, npu_soc, upscaler, peel_buckets,  # noqa: ANN001
 ) -> None:
     """Convert a preset, checkpoint, diffusers pipeline or any nn.Module to a LiteRT bundle."""
     from converters.bundle import load_manifest
@@ -51,6 +54,8 @@ def convert(
         raise ConfigError("--name only goes with --diffusers")
     if upscaler is not None and (diffusers_dir is not None or factory is not None):
         raise ConfigError("--upscaler goes with --preset or --model")
+    if peel_buckets is not None and (diffusers_dir is not None or factory is not None):
+        raise ConfigError("--peel-buckets goes with --preset or --model")
     if npu_soc is not None:
         from converters.preflight.npu import check_npu_request
 
@@ -72,7 +77,8 @@ def convert(
     else:
         from converters.convert import convert as run
 
-        run(out, preset=preset, model_dir=model_dir, size=size, upscaler=upscaler, **common)
+        run(out, preset=preset, model_dir=model_dir, size=size, upscaler=upscaler, peel_buckets=peel_buckets,
+            **common)
     if npu_soc is not None:
         from converters.preflight.npu import add_npu_variants
 
@@ -82,6 +88,10 @@ def convert(
     total = sum(f["bytes"] for f in manifest["files"].values())
     for sig, gate in manifest["gate"].items():
         click.echo(f"  {sig:<13} PSNR {gate['psnr_db']:7.2f} dB  cosine {gate['cosine']:.6f}")
+    if manifest.get("peels"):
+        worst = min(z["psnr_db"] for z in manifest["peels"]["zero_check"].values())
+        click.echo(f"  runtime peels: rank buckets {manifest['peels']['buckets']}, zero A/B vs denoise: "
+                   f"PSNR >= {worst:.1f} dB")
     click.echo(f"wrote bundle {out} ({quant}, {total / 2**20:.2f} MiB)")
 
 

@@ -52,7 +52,7 @@ from converters.export import check_block_divisibility, export_signature
 from converters.flatbuffer import read_graph
 from converters.gate import gate_signature, require, run_tflite
 from converters.isolate import export_isolated
-from converters.postprocess import fix_zero_block_scales
+from converters.postprocess import fix_zero_block_scales, strip_tensor_names
 from converters.preflight.plan import delegate_plan
 from converters.recipes import DEFAULT_GATE, GateThreshold, Quant, Scheme, parse_quant, quantize_model, recipe_rules
 from converters.signatures import SIGNATURES, SignatureSpec, torch_outputs
@@ -87,22 +87,27 @@ def resolve_source(preset: str | None, model_dir: Path | None, seed: int = 0) ->
     return Source(config, f"sha256:{weights_hash(model_dir)}", None, Path(model_dir))
 
 
-def _expected_storage(quant: Quant, block_size: int) -> dict[str, str]:
-    """What the recipe must have produced per weight-bearing op type (checked against the file)."""
+def _expected_storage(quant: Quant, block_size: int) -> dict[str, set[str]]:
+    """What the recipe may have produced per weight-bearing op type (checked against the file): the rule's
+    storage, plus float32 where a scoped FLOAT32 rule excludes some ops of that type."""
     labels = {Scheme.DYNAMIC_INT4_BLOCKWISE: f"int4_blockwise_{block_size}",
               Scheme.DYNAMIC_INT8_CHANNELWISE: "int8_channelwise", Scheme.FLOAT16: "float16"}
     rules = recipe_rules(quant, block_size)
-    if any(r.op == "*" for r in rules):
-        return {op: labels[rules[0].scheme] for op in ("FULLY_CONNECTED", "CONV_2D")}
-    return {r.op: labels[r.scheme] for r in rules}
+    stored = [r for r in rules if r.scheme is not Scheme.FLOAT32]
+    excluded = {r.op for r in rules if r.scheme is Scheme.FLOAT32}
+    if any(r.op == "*" for r in stored):
+        expected = {op: {labels[stored[0].scheme]} for op in ("FULLY_CONNECTED", "CONV_2D")}
+    else:
+        expected = {r.op: {labels[r.scheme]} for r in stored}
+    return {op: allowed | ({"float32"} if op in excluded else set()) for op, allowed in expected.items()}
 
 
 def _check_storage(name: str, storage: dict[str, dict[str, int]], quant: Quant, block_size: int) -> None:
-    for op, label in _expected_storage(quant, block_size).items():
+    for op, allowed in _expected_storage(quant, block_size).items():
         got = storage.get(op)
-        if got and set(got) != {label}:
-            raise ConversionError(f"{name}: recipe {quant.value} should store every {op} weight as {label}, "
-                                  f"the written file has {got}")
+        if got and not set(got) <= allowed:
+            raise ConversionError(f"{name}: recipe {quant.value} should store every {op} weight as "
+                                  f"{' or '.join(sorted(allowed))}, the written file has {got}")
 
 
 def _check_output_dir(out: Path, force: bool) -> None:
@@ -120,6 +125,17 @@ def _progress(total: int, enabled: bool):  # noqa: ANN202
 
 
 @dataclass(frozen=True)
+class ExtraSignature:
+    """Another signature exported into its job's file, built from the job's wrapped module so that it shares
+    the weights (one copy in the file): e.g. the runtime-peel signatures `denoise_r4` beside `denoise`."""
+
+    name: str  # signature key (the file stays the job's)
+    inputs: Callable[[], dict[str, np.ndarray]]  # seeded example inputs: export trace and gate
+    wrap: Callable[[nn.Module], nn.Module]  # the job's wrapped module -> this signature's module
+    # ^ picklable (a functools.partial of a top-level function) so isolated jobs can build it in the child
+
+
+@dataclass(frozen=True)
 class SignatureJob:
     """One signature to convert: how to build it, feed it and judge it."""
 
@@ -133,6 +149,7 @@ class SignatureJob:
     notes: Callable[[nn.Module], dict[str, Any]] | None = None  # facts about the wrapped module for the record
     isolated: Callable[[], nn.Module] | None = None  # picklable builder of the wrapped module: export it in a
     # ^ child process (big models: the parent never holds the torch weights, see converters/isolate.py)
+    extra: tuple[ExtraSignature, ...] = ()  # more signatures in this job's file (gated and recorded alike)
 
 
 ManifestFn = Callable[[dict[str, dict[str, Any]], Path], dict[str, Any]]  # (records, staging) -> manifest
@@ -142,12 +159,17 @@ def convert(
     out: Path, *, preset: str | None = None, model_dir: Path | None = None, quant: str = "fp32",
     block_size: int = 32, size: int | None = None, force: bool = False, min_psnr: float | None = None,
     min_cosine: float | None = None, threads: int = 2, progress: bool = False, seed: int = 0,
-    upscaler: Path | None = None,
+    upscaler: Path | None = None, peel_buckets: tuple[int, ...] | str | None = None,
 ) -> Path:
     """Convert a preset (random weights) or checkpoint dir to a bundle at `out`; returns `out`.
 
     With `upscaler` (an upscaler dir, e.g. banana_sdk/weights/upscaler) the bundle also carries the fixed-shape
-    tile signatures and the manifest's `upscale` section (4K output, `converters.tiles`)."""
+    tile signatures and the manifest's `upscale` section (4K output, `converters.tiles`). With `peel_buckets`
+    (e.g. (4, 8, 16)) `denoise.tflite` also holds the runtime-peel signatures `denoise_r4`, ... and the
+    manifest a `peels` section (`converters.peels`)."""
+    from converters.peels import parse_buckets, with_peel_buckets
+
+    buckets = parse_buckets(peel_buckets)
     out = Path(out)
     q = parse_quant(quant)
     recipe_rules(q, block_size)  # rejects bad block sizes before any work
@@ -159,8 +181,9 @@ def convert(
     if q is Quant.INT4:
         check_block_divisibility(build_model(cfg, "meta"), block_size)
     threshold = gate_threshold(q, min_psnr, min_cosine)
-    jobs = [_preset_job(source, spec, q, block_size, size, threshold) for spec in SIGNATURES.values()]
+    jobs = [_preset_job(source, spec, q, block_size, size, threshold, buckets) for spec in SIGNATURES.values()]
     manifest: ManifestFn = lambda records, staging: _manifest(source, q, block_size, size, records, staging)  # noqa: E731
+    jobs, manifest = with_peel_buckets(jobs, manifest, buckets, cfg, size, GATE_SEED, threshold, threads)
     if upscaler is not None:
         from banana_sdk.upscale.config import default_tiles
         from converters.tiles import with_tiles
@@ -185,10 +208,12 @@ def _wrapped_component(source: Source, spec: SignatureSpec) -> nn.Module:
 
 def _preset_job(
     source: Source, spec: SignatureSpec, q: Quant, block: int, size: int, th: GateThreshold,
+    peel_buckets: tuple[int, ...] = (),
 ) -> SignatureJob:
     params = sum(p.numel() for p in build_component(source.config, spec.component, "meta").parameters())
     isolated = functools.partial(_wrapped_component, source, spec) if params > ISOLATE_PARAMS else None
-    return SignatureJob(name=spec.name, key=_signature_key(source, q, block, size, spec.name, th),
+    buckets = peel_buckets if spec.name == "denoise" else ()
+    return SignatureJob(name=spec.name, key=_signature_key(source, q, block, size, spec.name, th, buckets),
                         inputs=lambda: spec.inputs(source.config, size, GATE_SEED),
                         load=lambda: source.component(spec.component), wrap=spec.wrap, isolated=isolated)
 
@@ -211,6 +236,8 @@ def convert_jobs(
         for job in jobs:
             records[job.name] = _convert_signature(job, q, block_size, threshold, staging, out, previous,
                                                    threads, bar)
+            for extra, sub in records[job.name].get("signatures", {}).items():  # same file, own I/O and gate
+                records[extra] = {**sub, "key": records[job.name]["key"], "sha256": records[job.name]["sha256"]}
         for name, data in (extra_files or {}).items():
             atomic_write_bytes(staging / name, data)
         atomic_write_json(staging / MANIFEST, manifest(records, staging))
@@ -236,10 +263,12 @@ def job_key(**parts: Any) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def _signature_key(source: Source, q: Quant, block: int, size: int, name: str, th: GateThreshold) -> str:
+def _signature_key(source: Source, q: Quant, block: int, size: int, name: str, th: GateThreshold,
+                   peel_buckets: tuple[int, ...] = ()) -> str:
+    peels = {"peel_buckets": list(peel_buckets), "peel_format": 2} if peel_buckets else {}  # else: keys unchanged
     blob = json.dumps({"source": source.identity, "config": source.config.to_dict(), "quant": q.value,
                        "block": block if q is Quant.INT4 else 0, "size": size, "signature": name,
-                       "gate": [th.min_psnr_db, th.min_cosine], "bundle_schema": BUNDLE_SCHEMA_VERSION},
+                       "gate": [th.min_psnr_db, th.min_cosine], "bundle_schema": BUNDLE_SCHEMA_VERSION, **peels},
                       sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
 
@@ -273,30 +302,37 @@ def _convert_signature(
         return {**record, "skipped": True}
     # 1. export fp32 (the torch module lives only inside this block)
     bar.set_description_str(f"{name}: export")
-    inputs = job.inputs()
+    inputs = {name: job.inputs(), **{x.name: x.inputs() for x in job.extra}}
     float_path = staging / f".{name}.fp32.tflite"
     if job.isolated is not None:
-        reference = export_isolated(job.isolated, name, inputs, float_path)
-        return _finish_signature(job, q, block, threshold, staging, inputs, reference, None, threads, bar)
+        references = export_isolated(job.isolated, name, inputs[name], float_path,
+                                     [(x.name, x.wrap, inputs[x.name]) for x in job.extra])
+        return _finish_signature(job, q, block, threshold, staging, inputs, references, None, threads, bar)
     module = job.load()
-    own = job.reference(module, inputs) if job.reference is not None else None
+    own = job.reference(module, inputs[name]) if job.reference is not None else None
     wrapped = job.wrap(module)
+    extras = [(x.name, x.wrap(wrapped), inputs[x.name]) for x in job.extra]
     notes = job.notes(wrapped) if job.notes is not None else None
     if q is Quant.INT4:
         check_block_divisibility(wrapped, block)
-    export_signature(wrapped, name, inputs, float_path)
-    reference = own if own is not None else torch_outputs(wrapped, inputs)
-    del module, wrapped
+    if extras:
+        export_signature(wrapped, name, inputs[name], float_path, extras)
+    else:  # the one-signature call, unchanged
+        export_signature(wrapped, name, inputs[name], float_path)
+    references = {name: own if own is not None else torch_outputs(wrapped, inputs[name]),
+                  **{n: torch_outputs(m, i) for n, m, i in extras}}
+    del module, wrapped, extras
     gc.collect()
-    return _finish_signature(job, q, block, threshold, staging, inputs, reference, notes, threads, bar)
+    return _finish_signature(job, q, block, threshold, staging, inputs, references, notes, threads, bar)
 
 
 def _finish_signature(
     job: SignatureJob, q: Quant, block: int, threshold: GateThreshold, staging: Path,
-    inputs: dict[str, np.ndarray], reference: dict[str, np.ndarray], notes: dict[str, Any] | None, threads: int,
-    bar,  # noqa: ANN001
+    inputs: dict[str, dict[str, np.ndarray]], references: dict[str, dict[str, np.ndarray]],
+    notes: dict[str, Any] | None, threads: int, bar,  # noqa: ANN001
 ) -> dict[str, Any]:
-    """Quantize the exported fp32 file, write it, verify its types and gate it against `reference`."""
+    """Quantize the exported fp32 file, write it, verify its types and gate every signature in it against its
+    PyTorch reference (`inputs` and `references` by signature; the job's own first)."""
     name = job.name
     float_path = staging / f".{name}.fp32.tflite"
     bar.update(1)
@@ -304,6 +340,8 @@ def _finish_signature(
     bar.set_description_str(f"{name}: quantize {q.value}")
     target = staging / f"{name}.tflite"
     quantized, _ = fix_zero_block_scales(quantize_model(float_path.read_bytes(), q, block))
+    if job.extra:
+        quantized = strip_tensor_names(quantized, {x.name for x in job.extra})
     atomic_write_bytes(target, quantized)
     del quantized
     float_path.unlink()
@@ -311,13 +349,18 @@ def _finish_signature(
     bar.update(1)
     # 3. verify from the written file: op/weight types, then the accuracy gate on LiteRT
     bar.set_description_str(f"{name}: verify")
-    storage = read_graph(target).signatures[name].weight_storage()
-    _check_storage(name, storage, q, block)
-    result = gate_signature(name, reference, run_tflite(target, name, inputs, threads), threshold)
-    require(result)
+    graph = read_graph(target)
+    checked = {}
+    for sig, sig_inputs in inputs.items():
+        storage = graph.signatures[sig].weight_storage()
+        _check_storage(sig, storage, q, block)
+        result = gate_signature(sig, references[sig], run_tflite(target, sig, sig_inputs, threads), threshold)
+        require(result)
+        checked[sig] = {"storage": storage, "gate": result.to_dict(), "io": signature_io(target, sig)}
     bar.update(1)
-    record = {"key": job.key, "sha256": sha256_file(target), "storage": storage, "gate": result.to_dict(),
-              "io": signature_io(target, name)}
+    record = {"key": job.key, "sha256": sha256_file(target), **checked.pop(name)}
+    if checked:
+        record["signatures"] = checked
     if notes is not None:
         record["notes"] = notes
     atomic_write_json(staging / f"{name}.stamp.json", record)
@@ -354,8 +397,8 @@ def _manifest(source: Source, q: Quant, block: int, size: int, records: dict, st
         "signatures": {n: r["io"] for n, r in records.items()},
         "gate": {n: r["gate"] for n, r in records.items()},
         "delegate_plan": delegate_plan(staging),
-        "build": {n: {"key": r["key"], "sha256": r["sha256"], "storage": r["storage"], "gate": r["gate"],
-                      "io": r["io"]} for n, r in records.items()},
+        "build": {n: {k: r[k] for k in ("key", "sha256", "storage", "gate", "io", "signatures") if k in r}
+                  for n, r in records.items()},
         "files": files,
     }
 

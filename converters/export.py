@@ -15,16 +15,27 @@ from converters.errors import ConversionError
 LIGHTWEIGHT_PARAMS = 50_000_000  # above this, export with lazy constants (lower peak memory)
 
 
-def export_signature(module: nn.Module, name: str, inputs: dict[str, np.ndarray], path: Path) -> None:
-    """Trace `module` on `inputs` and write a one-signature fp32 .tflite to `path` (not atomic: a temp path)."""
+def export_signature(
+    module: nn.Module, name: str, inputs: dict[str, np.ndarray], path: Path,
+    extra: list[tuple[str, nn.Module, dict[str, np.ndarray]]] = (),  # type: ignore[assignment]
+) -> None:
+    """Trace `module` on `inputs` and write an fp32 .tflite to `path` (not atomic: a temp path).
+
+    `extra`: more (name, module, inputs) signatures in the same file; modules that share parameters with
+    `module` share their weight buffers in the file (one copy)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import litert_torch
 
     litert_torch.config.show_progress = False
     params = sum(p.numel() for p in module.parameters())
-    sample = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in inputs.items()}
+
+    def sample(values: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
+        return {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in values.items()}
+
     try:
-        converter = litert_torch.Converter().signature(name, module.eval(), sample_kwargs=sample)
+        converter = litert_torch.Converter().signature(name, module.eval(), sample_kwargs=sample(inputs))
+        for extra_name, extra_module, extra_inputs in extra:
+            converter = converter.signature(extra_name, extra_module.eval(), sample_kwargs=sample(extra_inputs))
         with torch.no_grad(), contextlib.redirect_stdout(None):
             model = converter.convert(lightweight_conversion=params > LIGHTWEIGHT_PARAMS)
         model.export(str(path))

@@ -18,17 +18,20 @@ from torch import nn
 
 from converters.errors import ConversionError
 
+Extra = list[tuple[str, Callable[[nn.Module], nn.Module], dict[str, np.ndarray]]]  # (name, wrap, inputs)
+
 
 def _child(make_module: Callable[[], nn.Module], name: str, inputs: dict[str, np.ndarray], path: str,
-           reference_path: str, queue) -> None:  # noqa: ANN001
+           reference_path: str, queue, extra: Extra = ()) -> None:  # noqa: ANN001
     try:
         from converters.export import export_signature
         from converters.signatures import torch_outputs
 
         module = make_module()
-        export_signature(module, name, inputs, Path(path))
-        reference = torch_outputs(module, inputs)
-        np.savez(reference_path, **reference)
+        extras = [(n, wrap(module), i) for n, wrap, i in extra]
+        export_signature(module, name, inputs, Path(path), extras)
+        references = {name: torch_outputs(module, inputs), **{n: torch_outputs(m, i) for n, m, i in extras}}
+        np.savez(reference_path, **{f"{sig}/{k}": v for sig, out in references.items() for k, v in out.items()})
         queue.put(("ok", ""))
     except Exception as exc:  # reported to the parent as one line
         message = str(exc) if exc.__class__.__module__.startswith(("converters", "banana_sdk")) else (
@@ -38,12 +41,15 @@ def _child(make_module: Callable[[], nn.Module], name: str, inputs: dict[str, np
 
 def export_isolated(
     make_module: Callable[[], nn.Module], name: str, inputs: dict[str, np.ndarray], path: Path,
-) -> dict[str, np.ndarray]:
-    """Export `make_module()` to `path` in a spawned child; returns the PyTorch reference outputs."""
+    extra: Extra = (),  # type: ignore[assignment]
+) -> dict[str, dict[str, np.ndarray]]:
+    """Export `make_module()` (plus the `extra` signatures built from it) to `path` in a spawned child;
+    returns the PyTorch reference outputs by signature."""
     ctx = multiprocessing.get_context("spawn")
     queue = ctx.Queue()
     reference_path = path.with_suffix(".reference.npz")
-    proc = ctx.Process(target=_child, args=(make_module, name, inputs, str(path), str(reference_path), queue))
+    proc = ctx.Process(target=_child, args=(make_module, name, inputs, str(path), str(reference_path), queue,
+                                            list(extra)))
     proc.start()
     proc.join()
     status, message = queue.get() if not queue.empty() else ("error", f"exit code {proc.exitcode}")
@@ -51,7 +57,10 @@ def export_isolated(
         if proc.exitcode and proc.exitcode < 0:
             message = f"killed by signal {-proc.exitcode} (out of memory?)"
         raise ConversionError(f"export of {name} failed in the worker process: {message}")
+    references: dict[str, dict[str, np.ndarray]] = {}
     with np.load(reference_path) as data:
-        reference = {k: data[k] for k in data.files}
+        for key in data.files:
+            sig, output = key.split("/", 1)
+            references.setdefault(sig, {})[output] = data[key]
     reference_path.unlink()
-    return reference
+    return references

@@ -1,4 +1,5 @@
-"""Byte-level fixes applied to a quantized flatbuffer before it is written.
+"""Fixes applied to a quantized flatbuffer before it is written: zero block scales (below) and, for files
+with extra signatures (runtime peels), their inner tensor names (`strip_tensor_names`).
 
 XNNPACK (the LiteRT CPU delegate) refuses a blockwise INT4 weight that has any zero block scale
 ("unsupported scale value (0.000000) ... for INT4 tensor"). ai-edge-quantizer writes a zero scale for an
@@ -12,6 +13,7 @@ import numpy as np
 from ai_edge_litert import schema_py_generated as schema
 
 _SMALLEST_NORMAL_FP16 = np.float16(2.0**-14)
+MAX_REPACK_BYTES = 1 << 30  # larger files keep their names (a flatbuffer with inline buffers must stay < 2 GB)
 
 
 def fix_zero_block_scales(model: bytes) -> tuple[bytes, int]:
@@ -45,3 +47,29 @@ def fix_zero_block_scales(model: bytes) -> tuple[bytes, int]:
                 view[zeros] = _SMALLEST_NORMAL_FP16
                 patched += int(zeros.sum())
     return bytes(buf), patched
+
+
+def strip_tensor_names(model: bytes, signatures: set[str]) -> bytes:
+    """The model with the inner tensor names of `signatures`' subgraphs removed (signature inputs and outputs
+    keep theirs). Extra signatures built from the same module (runtime peels) share the weight buffers but
+    repeat every tensor's long export name: most of their size. Buffers stored after the flatbuffer are
+    inlined (the result is one flatbuffer); models above `MAX_REPACK_BYTES` are returned unchanged."""
+    import flatbuffers
+
+    if len(model) > MAX_REPACK_BYTES:
+        return model
+    root = schema.ModelT.InitFromObj(schema.Model.GetRootAs(model, 0))
+    for buffer in root.buffers or []:
+        if buffer.offset and buffer.offset > 1:  # external buffer stored after the flatbuffer
+            buffer.data = np.frombuffer(model, np.uint8, count=buffer.size, offset=buffer.offset)
+            buffer.offset = buffer.size = 0
+    targets = {s.subgraphIndex for s in root.signatureDefs or [] if s.signatureKey.decode() in signatures}
+    for index in targets:
+        subgraph = root.subgraphs[index]
+        keep = set(subgraph.inputs) | set(subgraph.outputs)
+        for i, tensor in enumerate(subgraph.tensors):
+            if i not in keep:
+                tensor.name = None
+    builder = flatbuffers.Builder(len(model))
+    builder.Finish(root.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())

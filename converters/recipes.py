@@ -6,6 +6,10 @@ Facts measured with litert-torch 0.10 / ai-edge-quantizer 0.10 (and re-checked f
   EMBEDDING_LOOKUP; on CONV_2D it is silently left fp32, and weight-only INT4 is silently a no-op.
 - So `int4` = INT4 blockwise on FC/embedding + INT8 channelwise on CONV_2D, fp32 elsewhere.
 - `int8` = dynamic-range INT8 channelwise on every op the quantizer supports.
+- `int4` and `int8` keep the VAE GroupNorm's group-average 1x1 convolutions (constants of the delegate-friendly
+  GroupNorm, `banana_sdk.models.vae.group_norm_by_channel_stats`) in fp32: they are exact averages, not
+  learned weights; INT8 costs accuracy there and bytes (a C x C matrix per norm). They are found by scope:
+  litert-torch names an op's output after the module path, and these convs are the last ops of a GroupNorm.
 - `fp16` = float16 weights (FLOAT_CASTING) on every supported op, fp32 compute.
 """
 
@@ -33,12 +37,18 @@ class Scheme(str, Enum):
     DYNAMIC_INT8_CHANNELWISE = "dynamic_int8_channelwise"
     DYNAMIC_INT4_BLOCKWISE = "dynamic_int4_blockwise"
     FLOAT16 = "float16"
+    FLOAT32 = "float32"  # left as it is (an exclusion from an earlier rule)
 
 
 @dataclass(frozen=True)
 class OpRule:
     op: str  # TFLite builtin op name, or "*" for every supported op
     scheme: Scheme  # storage of that op's weights
+    scope: str = ".*"  # regex on the op's scope (its output tensor name); later rules win over earlier ones
+
+
+GROUP_NORM_SCOPE = r"GroupNorm_norm[^/]*$"  # ops whose module path ends in a GroupNorm (the group averages)
+GROUP_NORM_FP32 = OpRule("CONV_2D", Scheme.FLOAT32, scope=GROUP_NORM_SCOPE)
 
 
 @dataclass(frozen=True)
@@ -79,11 +89,12 @@ def recipe_rules(quant: Quant, block_size: int = 32) -> list[OpRule]:
     if quant is Quant.FP16:
         return [OpRule("*", Scheme.FLOAT16)]
     if quant is Quant.INT8:
-        return [OpRule("*", Scheme.DYNAMIC_INT8_CHANNELWISE)]
+        return [OpRule("*", Scheme.DYNAMIC_INT8_CHANNELWISE), GROUP_NORM_FP32]
     return [
         OpRule("FULLY_CONNECTED", Scheme.DYNAMIC_INT4_BLOCKWISE),
         OpRule("EMBEDDING_LOOKUP", Scheme.DYNAMIC_INT4_BLOCKWISE),
         OpRule("CONV_2D", Scheme.DYNAMIC_INT8_CHANNELWISE),
+        GROUP_NORM_FP32,
     ]
 
 
@@ -100,13 +111,15 @@ def quantize_model(float_model: bytes, quant: Quant, block_size: int = 32) -> by
     q = quantizer.Quantizer(float_model)
     for rule in rules:
         op = qtyping.TFLOperationName.ALL_SUPPORTED if rule.op == "*" else qtyping.TFLOperationName(rule.op)
-        if rule.scheme is Scheme.FLOAT16:
-            q.add_weight_only_config(".*", op, 16, qtyping.QuantGranularity.CHANNELWISE,
+        if rule.scheme is Scheme.FLOAT32:
+            q.update_quantization_recipe(rule.scope, op, algorithm_key=AlgorithmName.NO_QUANTIZE)
+        elif rule.scheme is Scheme.FLOAT16:
+            q.add_weight_only_config(rule.scope, op, 16, qtyping.QuantGranularity.CHANNELWISE,
                                      AlgorithmName.FLOAT_CASTING)
         elif rule.scheme is Scheme.DYNAMIC_INT8_CHANNELWISE:
-            q.add_dynamic_config(".*", op, 8, qtyping.QuantGranularity.CHANNELWISE)
+            q.add_dynamic_config(rule.scope, op, 8, qtyping.QuantGranularity.CHANNELWISE)
         else:
-            q.add_dynamic_config(".*", op, 4, granularity[block_size])
+            q.add_dynamic_config(rule.scope, op, 4, granularity[block_size])
     try:
         return bytes(q.quantize(enable_progress_report=False, enable_progress_bar=False).quantized_model)
     except (ValueError, RuntimeError) as exc:

@@ -4,6 +4,10 @@
 image conversion with the PyTorch pipeline: images differ only where the converted graphs differ.
 Bundles converted from a diffusers pipeline (`model.kind == "diffusers"`) generate through
 `converters.byom.runtime.DiffusersGenerator` on the same runners.
+
+One Interpreter per file: the signatures of a file (e.g. `denoise` and the runtime-peel `denoise_r4`, ...)
+are runners of the same Interpreter, so `set_peels` switches peels by changing two input arrays and the
+runner used, without reloading or reconverting anything.
 """
 
 from __future__ import annotations
@@ -44,17 +48,22 @@ class LiteRTPipeline:
             raise BundleError(f"{bundle}: model kind {self.kind!r} is unknown; this SDK runs "
                               "['banana', 'diffusers', 'module'] bundles")
         self.size = int(manifest["image"]["size"])
-        self.load_ms: dict[str, float] = {}
+        self.load_ms: dict[str, float] = {}  # per file, keyed by the file's stem (= its main signature)
         self._runners = {}
+        interpreters: dict[str, Any] = {}
         for name, sig in manifest["signatures"].items():
             start = time.perf_counter()
             try:
-                interpreter = Interpreter(model_path=str(bundle / sig["file"]), num_threads=threads)
-                self._runners[name] = interpreter.get_signature_runner(name)
+                if sig["file"] not in interpreters:
+                    interpreters[sig["file"]] = Interpreter(model_path=str(bundle / sig["file"]), num_threads=threads)
+                self._runners[name] = interpreters[sig["file"]].get_signature_runner(name)
             except (RuntimeError, ValueError) as exc:
                 first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
                 raise BundleError(f"{bundle / sig['file']}: LiteRT cannot load it ({first_line})") from None
-            self.load_ms[name] = (time.perf_counter() - start) * 1e3
+            stem = Path(sig["file"]).stem
+            self.load_ms[stem] = self.load_ms.get(stem, 0.0) + (time.perf_counter() - start) * 1e3
+        self._peel: tuple[str, np.ndarray, np.ndarray] | None = None  # (signature, lora_a, lora_b) in use
+        self.peels: dict[str, float] = {}  # name -> weight of the peels in use
         self._diffusers = None
         if self.kind == "diffusers":
             from converters.byom.runtime import DiffusersGenerator
@@ -75,15 +84,51 @@ class LiteRTPipeline:
     def _run(self, name: str, **inputs: np.ndarray) -> dict[str, np.ndarray]:
         return self._runners[name](**inputs)
 
+    # --- runtime peels -------------------------------------------------------------------------------
+    def set_peels(self, peels: list[tuple[str | Path, float]]) -> float:
+        """Use these (peel file, weight) pairs from the next denoise call on (an empty list = the base).
+
+        Accepts trained peel files and their runtime exports (`banana peel export --bundle`); every file is
+        checked (base hash, rank buckets, layers, values) before anything changes, so a bad peel leaves the
+        current ones in use. Returns the swap time in ms (read, stack, pad; the base is not reloaded)."""
+        from banana_sdk.peels.config import check_weight
+        from banana_sdk.peels.device import layout_from_manifest, load_for_bundle, stack_runtime
+
+        start = time.perf_counter()
+        if not peels:
+            self._peel, self.peels = None, {}
+            return (time.perf_counter() - start) * 1e3
+        if self.kind != "banana":
+            raise BundleError(f"{self.bundle} is a {self.kind!r} bundle; runtime peels need a banana bundle")
+        slots, buckets = layout_from_manifest(self.manifest)
+        files = []
+        for path, weight in peels:
+            check_weight(weight, str(path))
+            meta, a, b = load_for_bundle(path, self.manifest)
+            files.append((meta, a, b, float(weight)))
+        names = [meta.get("name", "") for meta, _, _, _ in files]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"the same peel is given twice ({names}); give each peel once with its weight")
+        bucket, lora_a, lora_b = stack_runtime(files, slots, buckets)
+        signature = self.manifest["peels"]["signatures"][str(bucket)]
+        if signature not in self._runners:
+            raise BundleError(f"{self.bundle}: manifest lists peel signature {signature!r} but the bundle lacks it")
+        self._peel = (signature, lora_a, lora_b)
+        self.peels = {name: float(w) for name, (_, _, _, w) in zip(names, files, strict=True)}
+        return (time.perf_counter() - start) * 1e3
+
     # --- Backend -------------------------------------------------------------------------------------
     def encode_text(self, tokens: np.ndarray, segments: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         out = self._run("text_encoder", tokens=tokens.astype(np.int32), segments=segments.astype(np.float32))
         return np.array(out["context"]), np.array(out["context_mask"])
 
     def denoise(self, latent, t, context, context_mask, subjects, subject_mask):  # noqa: ANN001
-        out = self._run("denoise", latent=latent.astype(np.float32), t=np.array([t], np.float32),
-                        context=context, context_mask=context_mask, subjects=subjects, subject_mask=subject_mask)
-        return np.array(out["velocity"])
+        inputs = dict(latent=latent.astype(np.float32), t=np.array([t], np.float32), context=context,
+                      context_mask=context_mask, subjects=subjects, subject_mask=subject_mask)
+        if self._peel is not None:
+            signature, lora_a, lora_b = self._peel
+            return np.array(self._run(signature, **inputs, lora_a=lora_a, lora_b=lora_b)["velocity"])
+        return np.array(self._run("denoise", **inputs)["velocity"])
 
     def decode(self, latent: np.ndarray) -> np.ndarray:
         return np.array(self._run("vae_decode", latent=latent.astype(np.float32))["image"])

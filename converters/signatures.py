@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from banana_sdk.config import ModelConfig
+from banana_sdk.models.text_encoder import Lookup
 from banana_sdk.sampling.noise import gaussian
 from banana_sdk.tokenizer import Tokenizer
 
@@ -23,12 +24,14 @@ GATE_PROMPTS = (  # prompts whose encodings feed the text-encoder gate
 
 
 class TextEncoderSignature(nn.Module):
+    """The text encoder with its embedding table exported as a one-hot matmul (`Lookup.ONE_HOT`)."""
+
     def __init__(self, text_encoder: nn.Module) -> None:
         super().__init__()
         self.text_encoder = text_encoder
 
     def forward(self, tokens: torch.Tensor, segments: torch.Tensor) -> dict[str, torch.Tensor]:
-        context, context_mask = self.text_encoder(tokens, segments)
+        context, context_mask = self.text_encoder(tokens, segments, lookup=Lookup.ONE_HOT)
         return {"context": context, "context_mask": context_mask}
 
 

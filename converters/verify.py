@@ -3,29 +3,35 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from banana_sdk.checkpoint import load_component
-from converters.bundle import VerifyReport, verify_bundle
+from banana_sdk.config import ModelConfig
+from converters.bundle import VerifyReport, load_manifest, verify_bundle
 from converters.errors import BundleError
 from converters.gate import gate_signature, require, run_tflite
-from converters.recipes import DEFAULT_GATE, GateThreshold, parse_quant
+from converters.peels import check_peels_section, verify_peels
+from converters.recipes import DEFAULT_GATE, GateThreshold, Quant, parse_quant
 from converters.signatures import SIGNATURES, torch_outputs
 
 GATE_SEED = 1234  # same inputs as the converter's gate
+
+
+def _threshold(stored: dict[str, Any], name: str, quant: Quant) -> GateThreshold:
+    """The threshold the converter gated `name` with (the recipe's default if not recorded)."""
+    th = stored.get(name, {})
+    return GateThreshold(th.get("threshold_psnr_db", DEFAULT_GATE[quant].min_psnr_db),
+                         th.get("threshold_cosine", DEFAULT_GATE[quant].min_cosine))
 
 
 def verify(bundle: str | Path, model_dir: str | Path | None = None, threads: int = 2) -> VerifyReport:
     """Raise BundleError/ConversionError on the first problem; return the report otherwise."""
     bundle = Path(bundle)
     report = verify_bundle(bundle)
+    manifest = load_manifest(bundle)
+    peels = check_peels_section(bundle, manifest)
     if model_dir is None:
         return report
-    from converters.bundle import load_manifest
-    from converters.runtime import LiteRTPipeline  # noqa: F401  (import check only)
-
-    manifest = load_manifest(bundle)
-    from banana_sdk.config import ModelConfig
-
     config = ModelConfig.from_dict(manifest["model"]["config"])
     size = int(manifest["image"]["size"])
     quant = parse_quant(manifest["quantization"]["recipe"])
@@ -35,12 +41,12 @@ def verify(bundle: str | Path, model_dir: str | Path | None = None, threads: int
             raise BundleError(f"{bundle}: manifest lacks signature {name!r}")
         module = spec.wrap(load_component(model_dir, spec.component))
         inputs = spec.inputs(config, size, GATE_SEED)
-        th = stored.get(name, {})
-        threshold = GateThreshold(th.get("threshold_psnr_db", DEFAULT_GATE[quant].min_psnr_db),
-                                  th.get("threshold_cosine", DEFAULT_GATE[quant].min_cosine))
         result = gate_signature(name, torch_outputs(module, inputs),
                                 run_tflite(bundle / manifest["signatures"][name]["file"], name, inputs, threads),
-                                threshold)
+                                _threshold(stored, name, quant))
         require(result)
         report.gate[name] = result.to_dict()
+    if peels is not None:  # the runtime-peel signatures of denoise.tflite: gate and zero A/B == base
+        report.gate.update(verify_peels(bundle, manifest, Path(model_dir), _threshold(stored, "denoise", quant),
+                                        threads, GATE_SEED))
     return report

@@ -73,12 +73,15 @@ def push(bundle: Path, serial: str | None) -> None:
               help="Seconds a device may be away (unplugged, adb restarting) before its run is given up.")
 @click.option("--benchmark-model", type=click.Path(path_type=Path), default=None,
               help="Use LiteRT's benchmark_model binary (per graph) instead of the sample app.")
+@click.option("--peel", "peel_specs", multiple=True,
+              help="A peel (PATH[:WEIGHT]) pushed beside the bundle and applied by the app; repeatable (stacked).")
 @click.option("-o", "--out", type=click.Path(path_type=Path), required=True, help="Run file (RUN.json).")
 def profile(bundle: Path, serial: str | None, prompt: str | None, steps: int | None, seed: int, runs: int,
             warmup: int, threads: int, delegate: str, sustained: str | None, cooldown_c: float, no_cooldown: bool,
             cooldown_timeout: float, no_telemetry: bool, throttle_rise: float, timeout: float,
-            reconnect_timeout: float, benchmark_model: Path | None, out: Path) -> None:
+            reconnect_timeout: float, benchmark_model: Path | None, peel_specs: tuple[str, ...], out: Path) -> None:
     """Push BUNDLE and measure it on devices: latency, memory, thermals; writes RUN.json (+ journal)."""
+    from banana_sdk.peels.commands import parse_weighted
     from device_tests import profile as prof
     from device_tests.adb import Adb
 
@@ -88,7 +91,7 @@ def profile(bundle: Path, serial: str | None, prompt: str | None, steps: int | N
         sustained_s=prof.parse_duration(sustained) if sustained else None,
         cooldown_c=None if no_cooldown else cooldown_c, cooldown_timeout_s=cooldown_timeout,
         telemetry_interval_s=None if no_telemetry else 1.0, throttle_rise_pct=throttle_rise, timeout_s=timeout,
-        benchmark_model=benchmark_model)
+        benchmark_model=benchmark_model, peels=tuple(parse_weighted(spec) for spec in peel_specs))
     if not reconnect_timeout >= 0:
         raise ConfigError(f"--reconnect-timeout must be >= 0, got {reconnect_timeout}")
     result = prof.profile(bundle, out, serial, settings, Adb(reconnect_s=reconnect_timeout),

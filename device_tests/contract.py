@@ -147,6 +147,27 @@ def check_request(req: RunRequest) -> None:
         raise ContractError(f"delegate must be one of {[d.value for d in Delegate]}, got {req.delegate!r}")
     if not isinstance(req.run_id, str) or not RUN_ID_PATTERN.match(req.run_id):
         raise ContractError(f"run_id must match {RUN_ID_PATTERN.pattern}, got {req.run_id!r}")
+    if req.peels is not None:
+        parse_peels(req.peels)
+
+
+def parse_peels(text: str) -> list[tuple[str, float]]:
+    """The `peels` extra `path:weight,path:weight` (weight optional, default 1) -> [(device path, weight)]."""
+    out = []
+    for item in text.split(","):
+        path, sep, raw = item.strip().rpartition(":")
+        if not sep:
+            path, raw = item.strip(), "1"
+        try:
+            weight = float(raw)
+        except ValueError:
+            raise ContractError(f"peels: weight {raw!r} of {path!r} is not a number (use path:0.8)") from None
+        if not posixpath.isabs(path) or "\0" in path:
+            raise ContractError(f"peels: {path!r} must be an absolute device path")
+        if not math.isfinite(weight):
+            raise ContractError(f"peels: weight of {path!r} must be finite, got {raw!r}")
+        out.append((path, weight))
+    return out
 
 
 def result_path(run_id: str) -> str:

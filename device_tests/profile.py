@@ -28,7 +28,7 @@ from device_tests.cooldown import cool_down
 from device_tests.devices import check_runnable, describe, resolve_serials
 from device_tests.errors import DeviceError
 from device_tests.journal import Journal, journal_path
-from device_tests.push import bundle_files, manifest_summary, push_bundle
+from device_tests.push import bundle_files, manifest_summary, push_bundle, push_peels
 from device_tests.run_file import RUN_FORMAT, RUN_SCHEMA_VERSION
 from device_tests.run_record import DeviceRun
 from device_tests.runner import launch
@@ -53,6 +53,7 @@ class ProfileSettings:
     throttle_rise_pct: float = 10.0  # latency rise that counts as throttling (with status >= LIGHT)
     timeout_s: float = 600.0  # per launch
     benchmark_model: Path | None = None  # run LiteRT's benchmark_model binary instead of the app
+    peels: tuple[tuple[Path, float], ...] = ()  # (peel file, weight): pushed beside the bundle, applied by the app
 
     def check(self) -> None:
         """ConfigError for out-of-range values, before any device work."""
@@ -73,11 +74,14 @@ class ProfileSettings:
             raise ConfigError(f"throttle rise must be a positive percentage, got {self.throttle_rise_pct}")
         if self.benchmark_model is not None and not Path(self.benchmark_model).is_file():
             raise ConfigError(f"--benchmark-model {self.benchmark_model} is not a file")
+        if self.peels and self.benchmark_model is not None:
+            raise ConfigError("--peel runs through the sample app; it does not go with --benchmark-model")
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["delegate"] = self.delegate.value
         out["benchmark_model"] = str(self.benchmark_model) if self.benchmark_model else None
+        out["peels"] = [[str(p), w] for p, w in self.peels]
         return out
 
 
@@ -114,6 +118,7 @@ def profile_device(adb: Adb, serial: str, bundle: Path, settings: ProfileSetting
         check_runnable(info, need_app=settings.benchmark_model is None)
         pushed = push_bundle(device, bundle)
         emit("push", push=pushed.to_dict())
+        peels = push_peels(device, settings.peels)
         if settings.cooldown_c is not None:
             gate = cool_down(device, settings.cooldown_c, settings.cooldown_timeout_s)
             emit("cooldown", cooldown=gate.to_dict())
@@ -127,7 +132,7 @@ def profile_device(adb: Adb, serial: str, bundle: Path, settings: ProfileSetting
         if settings.benchmark_model is not None:
             _run_benchmark_model(device, info.abilist, pushed.remote_dir, manifest, settings, emit)
         else:
-            _run_app(device, pushed.remote_dir, manifest, settings, emit, t0)
+            _run_app(device, pushed.remote_dir, manifest, settings, emit, t0, peels)
         if sampler:
             sampler.stop()
             sampler = None
@@ -144,7 +149,8 @@ def profile_device(adb: Adb, serial: str, bundle: Path, settings: ProfileSetting
     return run
 
 
-def _run_app(device, remote_dir: str, manifest: dict, settings: ProfileSettings, emit, t0: float) -> None:  # noqa: ANN001
+def _run_app(device, remote_dir: str, manifest: dict, settings: ProfileSettings, emit, t0: float,  # noqa: ANN001
+             peels: str | None = None) -> None:
     tag = f"r{time.strftime('%Y%m%d%H%M%S')}-{uuid.uuid4().hex[:6]}"
     steps = settings.steps or int(manifest["sampler"]["default_steps"])
     size = int(manifest["image"]["size"])
@@ -153,7 +159,8 @@ def _run_app(device, remote_dir: str, manifest: dict, settings: ProfileSettings,
     while True:
         request = RunRequest(bundle=remote_dir, prompt=settings.prompt, steps=steps, size=size, seed=settings.seed,
                              delegate=settings.delegate, threads=settings.threads,
-                             warmup=settings.warmup if k == 0 else 0, runs=settings.runs, run_id=f"{tag}-{k}")
+                             warmup=settings.warmup if k == 0 else 0, runs=settings.runs, run_id=f"{tag}-{k}",
+                             peels=peels)
         done = launch(device, request, settings.timeout_s)
         emit("launch_result", result=done.result, started_s=round(done.started_t - t0, 4),
              finished_s=round(done.finished_t - t0, 4))
@@ -195,6 +202,13 @@ def profile(bundle: Path, out: Path, serial: str | None, settings: ProfileSettin
     bundle = Path(bundle)
     bundle_files(bundle)  # BundleError before touching any device
     manifest = json.loads((bundle / "manifest.json").read_text(encoding="utf-8"))
+    if settings.peels:  # PeelError (base, rank, layers, values) before touching any device
+        from banana_sdk.peels.config import check_weight
+        from banana_sdk.peels.device import load_for_bundle
+
+        for path, weight in settings.peels:
+            check_weight(weight, str(path))
+            load_for_bundle(path, manifest)
     adb = adb or Adb()
     serials = resolve_serials(adb, serial)
     out = Path(out)

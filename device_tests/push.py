@@ -140,6 +140,26 @@ def push_bundle(device: Device, bundle_dir: Path, verify: bool = True) -> PushRe
     return report
 
 
+def push_peels(device: Device, peels: tuple[tuple[Path, float], ...]) -> str | None:
+    """Push peel files to `DEVICE_ROOT/peels/<sha256>.safetensors` (skipping identical ones, verified);
+    returns the runner contract's `peels` extra (`path:weight,...`), None without peels."""
+    if not peels:
+        return None
+    remote = {p: f"{DEVICE_ROOT}/peels/{sha256_file(p)}.safetensors" for p, _ in peels}
+    have = remote_hashes(device, list(remote.values()))
+    todo = [p for p, path in remote.items() if have.get(path) != path.rsplit("/", 1)[1].split(".")[0]]
+    if todo:
+        device.shell(["mkdir", "-p", f"{DEVICE_ROOT}/peels"])
+        with device.sync() as sync:
+            for p in todo:
+                sync.push(p, remote[p])
+        after = remote_hashes(device, [remote[p] for p in todo])
+        bad = [p.name for p in todo if after.get(remote[p]) != remote[p].rsplit("/", 1)[1].split(".")[0]]
+        if bad:
+            raise DeviceCommandError(f"verification failed on {device.serial}: peel(s) {bad} differ after the push")
+    return ",".join(f"{remote[p]}:{weight:g}" for p, weight in peels)
+
+
 def manifest_summary(bundle_dir: Path) -> dict[str, Any]:
     """What a run record says about the bundle (model, quantization, size)."""
     data = json.loads((Path(bundle_dir) / MANIFEST).read_text(encoding="utf-8"))

@@ -12,7 +12,9 @@ import torch
 from cli_helpers import assert_one_line_error, run_cli
 from PIL import Image
 
+from banana_sdk.models.model import build_model
 from banana_sdk.pipeline import Pipeline
+from banana_sdk.presets import get_preset
 from converters.bundle import load_manifest, verify_bundle
 from converters.convert import convert
 from converters.errors import BundleError, ConversionError
@@ -22,6 +24,7 @@ from converters.verify import verify
 
 QUANTS = ("fp32", "fp16", "int8", "int4")
 SIGNATURES = {"text_encoder", "denoise", "vae_decode"}
+TEXT_FC = 7  # tiny text encoder: q, k, v, o, fc1, fc2 per block + the one-hot embedding
 
 
 @pytest.mark.parametrize("quant", QUANTS)
@@ -47,8 +50,13 @@ def test_int4_recipe_from_the_file(bundle_factory) -> None:  # noqa: ANN001
     storage = load_manifest(bundle_factory("int4"))["quantization"]["per_signature"]
     assert storage["denoise"]["FULLY_CONNECTED"] == {"int4_blockwise_32": 25}
     assert storage["denoise"]["CONV_2D"] == {"int8_channelwise": 2}
-    assert storage["text_encoder"]["EMBEDDING_LOOKUP"] == {"int4_blockwise_32": 1}
-    assert set(storage["vae_decode"]["CONV_2D"]) == {"int8_channelwise"}
+    assert "EMBEDDING_LOOKUP" not in storage["text_encoder"]  # exported as a one-hot FULLY_CONNECTED
+    assert storage["text_encoder"]["FULLY_CONNECTED"] == {"int4_blockwise_32": TEXT_FC}
+    decoder = build_model(get_preset("tiny")).vae.decoder
+    norms = sum(isinstance(m, torch.nn.GroupNorm) for m in decoder.modules())
+    convs = sum(isinstance(m, torch.nn.Conv2d) for m in decoder.modules())
+    # each GroupNorm's two group-average 1x1 convs stay fp32 (recipes.GROUP_NORM_FP32); real convs are INT8
+    assert storage["vae_decode"]["CONV_2D"] == {"int8_channelwise": convs, "float32": 2 * norms}
     int8 = load_manifest(bundle_factory("int8"))["quantization"]["per_signature"]
     assert int8["denoise"]["FULLY_CONNECTED"] == {"int8_channelwise": 25}
 

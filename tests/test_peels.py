@@ -161,3 +161,16 @@ def test_cli_merge_and_info(tiny_checkpoint: Path, tmp_path: Path) -> None:
     assert_one_line_error(run_cli("peel", "merge", "--model", tiny_checkpoint, "--peel", fpath, "--out",
                                   tmp_path / "never"), "made for base")
     assert not (tmp_path / "never").exists()
+
+
+def test_bypassed_runs_the_base_bit_for_bit(model) -> None:  # noqa: ANN001
+    x = _inputs()
+    stack = PeelStack(model)
+    with torch.no_grad():
+        base = model.denoiser(*x)
+        stack.attach(_peel(model), 1.0)
+        with stack.bypassed():
+            bypassed = model.denoiser(*x)
+        attached = model.denoiser(*x)
+    assert torch.equal(bypassed, base) and not torch.allclose(attached, base)
+    assert stack.enabled and stack.attached == {"p": 1.0}

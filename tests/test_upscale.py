@@ -248,3 +248,57 @@ def test_a_manifest_tile_margin_below_the_receptive_radius_is_refused(tiled_bund
     manifest["upscale"]["margin"] = 0
     with pytest.raises(BundleError, match="receptive radius"):
         bundle_tiles(manifest, tiled_bundle)
+
+
+def test_simulated_device_runner_takes_subjects_and_sizes_above_the_base(tiled_bundle: Path, tmp_path: Path) -> None:
+    """The harness's runner contract: `size` above the bundle's base goes through its tile signature, and
+    `subjects` (device paths of subject files) fill the denoiser's slots; both agree with the host runtime."""
+    import io
+    import shutil
+    import threading
+    import time
+
+    from PIL import Image
+
+    from banana_sdk.data.render import render_scene
+    from banana_sdk.pipeline import generate_with
+    from banana_sdk.subjects import subject_from_references
+    from banana_sdk.subjects.binding import bind
+    from banana_sdk.subjects.encoder import REFERENCE_SIZE
+    from banana_sdk.subjects.store import SubjectStore
+    from banana_sdk.subjects.train import reference_scene
+    from converters.runtime import LiteRTPipeline
+    from device_tests.contract import Delegate, RunRequest
+    from device_tests.errors import ContractError
+    from device_tests.sim.device import SimDevice, SimOptions
+
+    ref = tmp_path / "pip.png"
+    Image.fromarray(render_scene(reference_scene("pip", np.random.default_rng(0)), REFERENCE_SIZE)).save(ref)
+    store = SubjectStore(tmp_path / "store")
+    subject_file = store.add(subject_from_references("pip", [ref]))
+    device = SimDevice(SimOptions("flagship"), tmp_path / "data", serial="BSIM4K")
+    remote = "/data/local/tmp/banana/tiny-4k"
+    shutil.copytree(tiled_bundle, device.fs.host_path(remote))
+    device.fs.write_bytes("/data/local/tmp/banana/subjects/pip.subject.json", subject_file.read_bytes())
+    prompt = "pip top left and a red circle center"
+
+    def run(size: int, subjects: str | None) -> np.ndarray:
+        req = RunRequest(bundle=remote, prompt=prompt, steps=2, size=size, seed=5, delegate=Delegate.CPU,
+                         threads=1, warmup=0, runs=1, run_id="sub4k", subjects=subjects)
+        result = device.app._benchmark(req, time.perf_counter(), threading.Event())
+        assert result["status"] == "ok"
+        return np.asarray(Image.open(io.BytesIO(device.fs.host_path(result["image"]["path"]).read_bytes())))
+
+    host = LiteRTPipeline.load(tiled_bundle)
+    tokens, mask, _ = bind(prompt, [store.get("pip")], host.config.denoiser.max_subjects, host.config.text.width)
+    with_subject = run(64, "/data/local/tmp/banana/subjects/pip.subject.json")
+    base = generate_with(host, prompt, 2, 5, None, subjects=tokens, subject_mask=mask)
+    assert np.array_equal(with_subject, np.asarray(base.image))
+    assert not np.array_equal(run(64, None), with_subject)  # the tokens reach the denoiser
+    big = run(256, None)
+    assert big.shape == (256, 256, 3)
+    assert np.array_equal(big, np.asarray(generate_4k(host, prompt, 256, steps=2, seed=5).image))
+    with pytest.raises(ContractError, match="subject not found"):
+        run(64, "/data/local/tmp/banana/subjects/zed.subject.json")
+    with pytest.raises(ContractError, match="converted for 64px"):
+        run(32, None)

@@ -17,7 +17,15 @@ import torch
 from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
 from banana_sdk.data.render import render_scene
-from banana_sdk.data.world import DataError, Scene, WorldConfig, max_caption_words, sample_scene
+from banana_sdk.data.world import (
+    DataError,
+    Scene,
+    Style,
+    WorldConfig,
+    max_caption_words,
+    parse_styles,
+    sample_scene,
+)
 from banana_sdk.tokenizer import Tokenizer
 
 
@@ -28,16 +36,18 @@ class ShapeWorld:
     config: WorldConfig  # what scenes contain
     seed: int  # world seed; different seeds give disjoint-looking datasets (train vs eval)
     size: int  # image side in pixels
+    styles: tuple[Style, ...] = ()  # render styles of every image (the scenes and captions do not change)
 
     def __post_init__(self) -> None:
         self.config.validate()
+        object.__setattr__(self, "styles", parse_styles(self.styles))
 
     def scene(self, index: int) -> Scene:
         return sample_scene(self.config, self.seed, index)
 
     def image(self, index: int) -> np.ndarray:
-        """(S, S, 3) uint8 RGB render of scene `index`."""
-        return render_scene(self.scene(index), self.size)
+        """(S, S, 3) uint8 RGB render of scene `index` (in the world's styles)."""
+        return render_scene(self.scene(index), self.size, self.styles)
 
     def check_tokenizer(self, tokenizer: Tokenizer) -> None:
         """Raise DataError if this world's longest caption would not fit the tokenizer's context."""
@@ -59,7 +69,7 @@ def make_sample(world: ShapeWorld, tokenizer: Tokenizer, index: int) -> dict[str
     scene = world.scene(index)
     enc = tokenizer.encode(scene.caption)
     return {
-        "image": image_to_tensor(render_scene(scene, world.size)),
+        "image": image_to_tensor(render_scene(scene, world.size, world.styles)),
         "tokens": torch.from_numpy(enc.ids),
         "segments": torch.from_numpy(enc.segments.astype(np.float32)),
         "index": index,

@@ -2,6 +2,10 @@
 
 Outlines are defined in a unit box [-0.5, 0.5]^2 (the object's bounding box, y down); an object of side
 `s` (fraction of the image) centred at (cx, cy) maps u -> (cx + u * s) * image_side.
+
+Styles (`world.Style`) change how every object is drawn, never what the scene holds: `pastel` mixes each body
+colour with white, `outlined` draws every object (and each character's body) as its outline. Rendering stays
+a pure function of (scene, size, styles).
 """
 
 from __future__ import annotations
@@ -12,7 +16,18 @@ from functools import lru_cache
 import numpy as np
 from PIL import Image, ImageDraw
 
-from banana_sdk.data.world import BACKGROUND, CHARACTERS, COLOURS, DataError, Scene, SceneObject, Texture
+from banana_sdk.data.world import (
+    BACKGROUND,
+    CHARACTERS,
+    COLOURS,
+    DataError,
+    Scene,
+    SceneObject,
+    Style,
+    Texture,
+    parse_styles,
+    pastel,
+)
 
 SUPERSAMPLE = 4  # sub-pixels per pixel side when drawing
 STRIPE_PERIOD = 0.25  # stripe period along the diagonal, fraction of the object side
@@ -67,24 +82,28 @@ def _draw_outline(draw: ImageDraw.ImageDraw, body: str, cx: float, cy: float, si
         draw.polygon([(cx + u * side, cy + v * side) for u, v in outline], fill=fill)
 
 
-def _draw_object(canvas: Image.Image, obj: SceneObject, size: int) -> None:
+def _draw_object(canvas: Image.Image, obj: SceneObject, size: int, styles: tuple[Style, ...] = ()) -> None:
     scale = size * SUPERSAMPLE
     cx, cy, side = obj.cx * scale, obj.cy * scale, obj.side * scale
     draw = ImageDraw.Draw(canvas)
+    tint = pastel if Style.PASTEL in styles else (lambda c: c)
     if obj.character:
         char = CHARACTERS[obj.character]
-        _draw_outline(draw, char.body, cx, cy, side, char.colour)
+        _draw_outline(draw, char.body, cx, cy, side, tint(char.colour))
+        if Style.OUTLINED in styles:
+            _draw_outline(draw, char.body, cx, cy, side * (1 - 2 * OUTLINE_WIDTH), BACKGROUND)
         ey = cy + EYE_Y.get(char.body, -0.04) * side
         for ex in (cx - 0.16 * side, cx + 0.16 * side):
             for radius, colour in ((EYE_WHITE, (255, 255, 255)), (EYE_PUPIL, (0, 0, 0))):
                 r = radius * side
                 draw.ellipse((ex - r, ey - r, ex + r, ey + r), fill=colour)
         return
-    colour = COLOURS[obj.colour]
+    colour = tint(COLOURS[obj.colour])
     body = obj.shape.value
-    if obj.texture is Texture.SOLID:
+    texture = Texture.OUTLINED if Style.OUTLINED in styles else obj.texture
+    if texture is Texture.SOLID:
         _draw_outline(draw, body, cx, cy, side, colour)
-    elif obj.texture is Texture.OUTLINED:
+    elif texture is Texture.OUTLINED:
         _draw_outline(draw, body, cx, cy, side, colour)
         _draw_outline(draw, body, cx, cy, side * (1 - 2 * OUTLINE_WIDTH), BACKGROUND)
     else:  # striped: the shape in the colour, every other diagonal band in a darker shade
@@ -97,13 +116,14 @@ def _draw_object(canvas: Image.Image, obj: SceneObject, size: int) -> None:
         canvas.paste(tuple(int(c * STRIPE_SHADE) for c in colour), mask=stripes)
 
 
-def render_scene(scene: Scene, size: int) -> np.ndarray:
-    """(size, size, 3) uint8 RGB image of `scene`."""
+def render_scene(scene: Scene, size: int, styles: tuple[Style | str, ...] = ()) -> np.ndarray:
+    """(size, size, 3) uint8 RGB image of `scene`, drawn in `styles` (none = the plain look)."""
     if not isinstance(size, int) or size < 32:
         raise DataError(f"image size must be an integer >= 32 pixels, got {size!r}")
+    styles = parse_styles(styles)
     canvas = Image.new("RGB", (size * SUPERSAMPLE, size * SUPERSAMPLE), BACKGROUND)
     for obj in scene.objects:
-        _draw_object(canvas, obj, size)
+        _draw_object(canvas, obj, size, styles)
     return np.asarray(canvas.resize((size, size), Image.Resampling.BOX), dtype=np.uint8)
 
 

@@ -43,6 +43,17 @@ class Texture(str, Enum):
     OUTLINED = "outlined"  # only the outline, background inside
 
 
+class Style(str, Enum):
+    """Whole-image render styles: how every object of a scene is drawn. Captions never name a style
+    (a peel adds it to any prompt); scenes are the same with or without one, only the pixels change."""
+
+    PASTEL = "pastel"  # every body colour mixed with white by PASTEL_MIX (eyes unchanged)
+    OUTLINED = "outlined"  # every object, characters' bodies too, drawn as its outline (background inside)
+
+
+PASTEL_MIX = 0.4  # pastel colour = colour + PASTEL_MIX * (white - colour)
+
+
 # plain-object colours (sRGB); characters use colours outside this palette so identity is unambiguous
 COLOURS: dict[str, tuple[int, int, int]] = {
     "red": (220, 40, 40),
@@ -53,6 +64,24 @@ COLOURS: dict[str, tuple[int, int, int]] = {
     "purple": (140, 60, 190),
 }
 BACKGROUND: tuple[int, int, int] = (242, 240, 235)  # plain warm-white background
+
+
+def pastel(colour: tuple[int, int, int]) -> tuple[int, int, int]:
+    """`colour` under the pastel style."""
+    return tuple(int(round(c + PASTEL_MIX * (255 - c))) for c in colour)  # type: ignore[return-value]
+
+
+def parse_styles(names: object) -> tuple[Style, ...]:
+    """Style names (or Styles) -> a canonical tuple in `Style` order; DataError names the valid ones."""
+    if isinstance(names, (str, Style)):
+        names = [names]
+    chosen = set()
+    for name in names:  # type: ignore[union-attr]
+        try:
+            chosen.add(Style(name))
+        except ValueError:
+            raise DataError(f"unknown style {name!r}; choose from {[s.value for s in Style]}") from None
+    return tuple(s for s in Style if s in chosen)
 
 
 @dataclass(frozen=True)

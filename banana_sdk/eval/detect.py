@@ -10,6 +10,10 @@ ShapeWorld is drawn on a known plain background, so detection needs no training:
    bounding boxes and resampled to `TEMPLATE` x `TEMPLATE` (scale-free);
 6. a component whose colour is a character's body colour and whose shape is that character's body is the
    character; a character colour with the wrong outline is an unknown character.
+
+`detect(image, styles)` names colours as drawn in those render styles: against pastel references for
+`pastel`, and from the vivid pixels (not the eroded core, which is mostly anti-aliased edge on a thin
+outline) for `outlined`. Which styles an image shows is `banana_sdk.eval.style`'s job.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from PIL import Image
 from scipy import ndimage
 
 from banana_sdk.data.render import outline_mask
-from banana_sdk.data.world import BACKGROUND, CHARACTERS, COLOURS, SIDE, Shape, Size
+from banana_sdk.data.world import BACKGROUND, CHARACTERS, COLOURS, SIDE, Shape, Size, Style, parse_styles, pastel
 
 FG_THRESHOLD = 48.0  # max |channel - background| (0-255) above which a pixel is foreground
 MIN_AREA = 0.003  # smallest object kept, fraction of the image area (a small triangle is ~0.011)
@@ -33,8 +37,10 @@ BODIES = tuple(dict.fromkeys(PLAIN_SHAPES + tuple(c.body for c in CHARACTERS.val
 REFERENCE_COLOURS = {**COLOURS, **{f"@{name}": c.colour for name, c in CHARACTERS.items()}}
 _REF_NAMES = list(REFERENCE_COLOURS)
 _REF_RGB = np.array([REFERENCE_COLOURS[n] for n in _REF_NAMES], dtype=np.float32)
+_PASTEL_RGB = np.array([pastel(REFERENCE_COLOURS[n]) for n in _REF_NAMES], dtype=np.float32)
 _EIGHT = np.ones((3, 3), dtype=bool)
 FEATURES_PER_CELL = 5 + len(BODIES) + 2  # see `cell_features`
+VIVID_FRACTION = 0.4  # share of a component's pixels (farthest from the background) that give `vivid_rgb`
 
 
 @dataclass(frozen=True)
@@ -50,6 +56,9 @@ class Detection:
     area: float  # filled area, fraction of the image area
     fill: float  # filled area / bounding-box area
     crispness: float  # fraction of the component's pixels that are fully saturated (1 = sharp edges)
+    solidity: float = 1.0  # component pixels / filled pixels (an outline drawn hollow is well below 1)
+    vivid_rgb: tuple[float, float, float] = (0.0, 0.0, 0.0)  # median colour of the VIVID_FRACTION of pixels
+    # ^ farthest from the background (a thin outline's true colour; eyes are too few pixels to move it)
 
 
 @lru_cache(maxsize=16)
@@ -76,8 +85,14 @@ def foreground_distance(image: np.ndarray) -> np.ndarray:
     return np.abs(image.astype(np.float32) - np.array(BACKGROUND, np.float32)).max(axis=2)
 
 
-def detect(image: np.ndarray) -> list[Detection]:
-    """Objects in an (S, S, 3) uint8 RGB image, largest first."""
+def reference_rgb(styles: tuple[Style, ...] = ()) -> np.ndarray:
+    """(len(REFERENCE_COLOURS), 3) reference colours as drawn in `styles`."""
+    return _PASTEL_RGB if Style.PASTEL in styles else _REF_RGB
+
+
+def detect(image: np.ndarray, styles: tuple[Style | str, ...] = ()) -> list[Detection]:
+    """Objects in an (S, S, 3) uint8 RGB image, largest first (colours named as drawn in `styles`)."""
+    styles = parse_styles(styles)
     if image.ndim != 3 or image.shape[2] != 3 or image.shape[0] != image.shape[1]:
         raise ValueError(f"expected a square (S, S, 3) RGB image, got shape {image.shape}")
     size = image.shape[0]
@@ -94,12 +109,12 @@ def detect(image: np.ndarray) -> list[Detection]:
         area = float(filled.sum())
         if area < MIN_AREA * size * size:
             continue
-        found.append(_describe(image[box], dist[box], comp, filled, box, size))
+        found.append(_describe(image[box], dist[box], comp, filled, box, size, styles))
     return sorted(found, key=lambda d: -d.area)
 
 
 def _describe(pixels: np.ndarray, dist: np.ndarray, comp: np.ndarray, filled: np.ndarray,
-              box: tuple[slice, slice], size: int) -> Detection:
+              box: tuple[slice, slice], size: int, styles: tuple[Style, ...] = ()) -> Detection:
     y0, y1, x0, x1 = box[0].start, box[0].stop, box[1].start, box[1].stop
     cx, cy = (x0 + x1) / 2 / size, (y0 + y1) / 2 / size
     cell = min(2, int(cy * 3)) * 3 + min(2, int(cx * 3))
@@ -109,7 +124,10 @@ def _describe(pixels: np.ndarray, dist: np.ndarray, comp: np.ndarray, filled: np
     if core.sum() < 4:
         core = comp
     rgb = np.median(pixels[core].astype(np.float32), axis=0)
-    colour = _REF_NAMES[int(np.argmin(((_REF_RGB - rgb) ** 2).sum(axis=1)))]
+    vivid = comp & (dist >= np.quantile(dist[comp], 1.0 - VIVID_FRACTION))
+    vivid_rgb = np.median(pixels[vivid].astype(np.float32), axis=0)
+    named = vivid_rgb if Style.OUTLINED in styles else rgb
+    colour = _REF_NAMES[int(np.argmin(((reference_rgb(styles) - named) ** 2).sum(axis=1)))]
     # shape: best template among plain shapes, or among all bodies for a character colour
     scores = _soft_iou(_normalise(filled, TEMPLATE), _templates(TEMPLATE))
     candidates = range(len(PLAIN_SHAPES)) if not colour.startswith("@") else range(len(BODIES))
@@ -123,7 +141,8 @@ def _describe(pixels: np.ndarray, dist: np.ndarray, comp: np.ndarray, filled: np
         colour=colour, rgb=tuple(float(c) for c in rgb), shape=shape,
         shape_scores=tuple(float(s) for s in scores), character=character,
         area=float(filled.sum()) / size / size, fill=float(filled.sum()) / filled.size,
-        crispness=float((dist[comp] > 0.8 * peak).mean()),
+        crispness=float((dist[comp] > 0.8 * peak).mean()), solidity=float(comp.sum()) / float(filled.sum()),
+        vivid_rgb=tuple(float(c) for c in vivid_rgb),
     )
 
 

@@ -7,6 +7,7 @@ of the real renders of the same scenes.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -16,11 +17,12 @@ import numpy as np
 
 from banana_sdk.config import ModelConfig
 from banana_sdk.data.dataset import ShapeWorld
-from banana_sdk.data.world import DEMO_WORLD, DataError, WorldConfig, fit_to_context, parse_caption
+from banana_sdk.data.world import DEMO_WORLD, DataError, Style, WorldConfig, fit_to_context, parse_caption, parse_styles
 from banana_sdk.errors import BananaError, ConfigError
 from banana_sdk.eval.detect import cell_features, detect
 from banana_sdk.eval.frechet import frechet_distance
 from banana_sdk.eval.score import ImageScore, Tally, score_detections
+from banana_sdk.eval.style import style_votes
 
 EVAL_SEED_OFFSET = 1_000_000  # evaluation worlds use seeds from here (training uses seed 0)
 MAX_SAMPLES = 100_000  # upper bound on --samples
@@ -59,26 +61,39 @@ def _check_samples(samples: int) -> None:
 
 
 def evaluate_images(world: ShapeWorld, images: Callable[[int, str], np.ndarray], samples: int,
-                    reference: np.ndarray | None = None) -> dict[str, Any]:
-    """Score `images(i, prompt)` for scenes 0..samples-1 of `world`; Fréchet distance to the real renders."""
+                    reference: np.ndarray | None = None, styles: tuple[Style, ...] = ()) -> dict[str, Any]:
+    """Score `images(i, prompt)` for scenes 0..samples-1 of `world`; Fréchet distance to the real renders.
+
+    With `styles` (the images should show them, e.g. made with a style peel) colours are named as drawn in
+    those styles, the report adds `style_score` (fraction of images showing every style) and the Fréchet
+    reference is the real renders in those styles."""
     _check_samples(samples)
-    tally, feats = Tally(), []
+    styles = parse_styles(styles)
+    tally, feats, styled, shown = Tally(), [], 0, dict.fromkeys(Style, 0)
     for i in range(samples):
         scene = world.scene(i)
         array = images(i, scene.caption)
-        detections = detect(array)
+        detections = detect(array, styles)
         tally.add(score_detections(parse_caption(scene.caption), detections))
         feats.append(cell_features(detections))
+        votes = style_votes(detections)
+        styled += all(votes[s] > 0 for s in styles)
+        for s in Style:
+            shown[s] += votes[s] > 0
     report = tally.summary()
+    report["styles_shown"] = {s.value: round(n / samples, 4) for s, n in shown.items()}  # any style, intended or not
+    if styles:
+        report["styles"] = [s.value for s in styles]
+        report["style_score"] = round(styled / samples, 4)
     if reference is None:
-        reference = real_features(world, samples)
+        reference = real_features(dataclasses.replace(world, styles=styles), samples)
     report["frechet_distance"] = round(frechet_distance(np.stack(feats), reference), 4)
     return report
 
 
 def real_features(world: ShapeWorld, samples: int) -> np.ndarray:
-    """(samples, D) evaluator features of the real renders of scenes 0..samples-1."""
-    return np.stack([cell_features(detect(world.image(i))) for i in range(samples)])
+    """(samples, D) evaluator features of the real renders of scenes 0..samples-1 (in the world's styles)."""
+    return np.stack([cell_features(detect(world.image(i), world.styles)) for i in range(samples)])
 
 
 def evaluate_real(samples: int = 1000, seed: int = 0, size: int = 128, world: WorldConfig = DEMO_WORLD,
@@ -97,8 +112,9 @@ def evaluate_real(samples: int = 1000, seed: int = 0, size: int = 128, world: Wo
 
 def evaluate_pipeline(pipe: Any, samples: int = 100, seed: int = 0, steps: int | None = None,
                       sampler: str | None = None, guidance_scale: float | None = None,
-                      label: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Evaluate anything with `.config` and `.run(prompt, steps=, seed=, ...) -> Generation`."""
+                      label: dict[str, Any] | None = None, styles: tuple[Style, ...] = ()) -> dict[str, Any]:
+    """Evaluate anything with `.config` and `.run(prompt, steps=, seed=, ...) -> Generation` (`styles`: the
+    styles its images should show, see `evaluate_images`)."""
     _check_samples(samples)
     cfg: ModelConfig = pipe.config
     world = eval_world(cfg, seed)
@@ -111,7 +127,7 @@ def evaluate_pipeline(pipe: Any, samples: int = 100, seed: int = 0, steps: int |
         return np.asarray(result.image.convert("RGB"))
 
     start = time.perf_counter()
-    report = evaluate_images(world, generate, samples)
+    report = evaluate_images(world, generate, samples, styles=styles)
     return {
         **(label or {}), "model": cfg.name,
         "sampler": sampler or cfg.sampler.kind, "steps": steps if steps is not None else cfg.sampler.steps,

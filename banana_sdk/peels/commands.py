@@ -26,35 +26,103 @@ def peel() -> None:
 
 
 @peel.command()
+@click.option("--model", "model_dir", type=click.Path(path_type=Path), required=True,
+              help="Base checkpoint (a trained LCM student, e.g. banana_sdk/weights/demo).")
+@click.option("--style", "styles", multiple=True, required=True,
+              help="ShapeWorld render style to learn: pastel or outlined (repeatable: one peel for both).")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Peel file to write (.safetensors).")
+@click.option("--name", default=None, help="Peel name (default: the styles joined by +).")
+@click.option("--rank", type=int, default=4, show_default=True, help="LoRA rank.")
+@click.option("--alpha", type=float, default=None, help="LoRA alpha (default: the rank).")
+@click.option("--targets", default=None,
+              help="Comma-separated block-relative linears (default: attn.o,cross.o,mlp.fc2); "
+                   "valid: attn.{q,k,v,o}, cross.{q,k,v,o}, mlp.fc1, mlp.fc2.")
+@click.option("--scenes", type=int, default=512, show_default=True, help="Training scenes (plain and styled).")
+@click.option("--encoder-steps", type=int, default=200, show_default=True,
+              help="Fine-tuning steps of the style encoder that encodes the styled scenes (cached).")
+@click.option("--steps", type=int, default=250, show_default=True, help="Optimizer steps.")
+@click.option("--batch", type=int, default=16, show_default=True, help="Batch per step.")
+@click.option("--lr", type=float, default=1e-3, show_default=True, help="Peak learning rate.")
+@click.option("--warmup", type=int, default=20, show_default=True, help="Warm-up steps.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the init, noise and data order.")
+@click.option("--run-dir", type=click.Path(path_type=Path), default=None,
+              help="Resumable run state and log (default: out/peels/<name of --out>).")
+@click.option("--cache", type=click.Path(path_type=Path), default=Path("out/cache"), show_default=True,
+              help="Where encoded latents are cached.")
+@click.option("--threads", type=int, default=1, show_default=True,
+              help="CPU threads (1 is fastest on a shared, busy host; 0 = all cores).")
+@click.option("--resume", is_flag=True, help="Continue the run in --run-dir.")
+@click.option("--force", is_flag=True, help="Replace --out and a run already in --run-dir.")
+def train(model_dir: Path, styles: tuple[str, ...], out: Path, name: str | None, rank: int, alpha: float | None,
+          targets: str | None, scenes: int, encoder_steps: int, steps: int, batch: int, lr: float, warmup: int,
+          seed: int, run_dir: Path | None, cache: Path, threads: int, resume: bool, force: bool) -> None:
+    """Train a style peel on ShapeWorld for a trained base (minutes on a CPU, with a progress bar)."""
+    import json
+
+    from banana_sdk.peels.train import TRAIN_TARGETS, PeelTrainConfig
+    from banana_sdk.training.common import LoopConfig
+    from banana_sdk.training.stages import train_stage
+
+    if out.exists() and not (force or resume):
+        raise PeelError(f"{out} already exists; pass --force to replace it")
+    cfg = PeelTrainConfig(
+        base=model_dir, styles=styles, peel_file=out, peel_name=name, rank=rank,
+        alpha=float(rank) if alpha is None else alpha,
+        targets=tuple(t.strip() for t in targets.split(",") if t.strip()) if targets else TRAIN_TARGETS,
+        scenes=scenes, encoder_steps=encoder_steps, cache=cache,
+    ).validate()
+    loop = LoopConfig(steps=steps, batch_size=batch, lr=lr, warmup=min(warmup, max(0, steps - 1)),
+                      save_every=max(1, steps), log_every=max(1, min(25, steps)), seed=seed)
+    summary = train_stage("peel", loop, run_dir or Path("out/peels") / out.stem, threads=threads, resume=resume,
+                          force=force, **vars(cfg))
+    if summary is not None:
+        click.echo(json.dumps(summary))
+        click.echo(f"wrote peel {out} ({out.stat().st_size / 1024:.1f} KiB)")
+
+
+@peel.command()
 @click.argument("path", type=click.Path(path_type=Path))
 def info(path: Path) -> None:
-    """Show a peel file's base, rank, alpha, targets and size."""
+    """Show a peel file's base, rank, alpha, targets and size (trained peels and runtime exports)."""
+    click.echo(describe(path))
+
+
+def describe(path: Path) -> str:
+    """One line about a peel file of either kind; PeelError if it is neither."""
+    import json
+
+    from banana_sdk.peels.device import _file_format, load_runtime
     from banana_sdk.peels.io import load_peel
 
+    size = f"{path.stat().st_size / 1024:.1f} KiB" if path.is_file() else "?"
+    if _file_format(path) == "banana-runtime-peel":
+        meta, a, b = load_runtime(path)
+        slots = len(json.loads(meta["slots"])) if "slots" in meta else "all"
+        return (f"runtime peel {meta.get('name')}: base {meta.get('base_model')} "
+                f"({str(meta.get('base_hash'))[:16]}...), rank {meta['rank']}, {slots} layout slots, "
+                f"{a.size + b.size:,} values, {size}")
     p = load_peel(path)
     params = sum(a.numel() + b.numel() for a, b in p.tensors.values())
-    click.echo(f"peel {p.name}: base {p.base_model} ({p.base_hash[:16]}...), rank {p.config.rank}, "
-               f"alpha {p.config.alpha}, {len(p.tensors)} layers ({', '.join(p.config.targets)}), "
-               f"{params:,} parameters, {path.stat().st_size / 1024:.1f} KiB")
+    return (f"peel {p.name}: base {p.base_model} ({p.base_hash[:16]}...), rank {p.config.rank}, "
+            f"alpha {p.config.alpha}, {len(p.tensors)} layers ({', '.join(p.config.targets)}), "
+            f"{params:,} parameters, {size}")
 
 
 @peel.command(name="list")
 @click.argument("directory", type=click.Path(path_type=Path), default=Path("peels"))
 def list_(directory: Path) -> None:
     """List the peel files in DIRECTORY."""
-    from banana_sdk.peels.io import load_peel
-
     if not directory.is_dir():
         raise PeelError(f"{directory} is not a directory")
     found = 0
     for path in sorted(directory.glob("*.safetensors")):
         try:
-            p = load_peel(path)
+            line = describe(path)
         except PeelError as exc:
             click.echo(f"{path.name}: unreadable ({exc})")
             continue
         found += 1
-        click.echo(f"{path.name}: {p.name}, base {p.base_model}, rank {p.config.rank}")
+        click.echo(f"{path.name}: {line}")
     if not found:
         click.echo(f"no peels in {directory}")
 

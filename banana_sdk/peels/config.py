@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from torch import nn
@@ -14,6 +15,7 @@ DENOISER_TARGETS = ("attn.q", "attn.k", "attn.v", "attn.o", "cross.q", "cross.k"
                     "mlp.fc1", "mlp.fc2")
 TEXT_TARGETS = ("attn.q", "attn.k", "attn.v", "attn.o", "mlp.fc1", "mlp.fc2")
 RANK_BUCKETS = (4, 8, 16)  # runtime-peel signature ranks; zero tensors mean "no peel"
+MAX_WEIGHT = 10.0  # largest |weight| a peel may be applied with
 
 
 class PeelError(BananaError):
@@ -41,6 +43,14 @@ def check_config(config: PeelConfig) -> None:
         raise PeelError(f"unknown peel target(s) {unknown}; valid: {list(DENOISER_TARGETS)}")
     if not config.targets:
         raise PeelError("a peel needs at least one target")
+
+
+def check_weight(weight: float, what: str = "peel") -> float:
+    """A finite peel weight with |weight| <= MAX_WEIGHT, else PeelError."""
+    if not isinstance(weight, (int, float)) or isinstance(weight, bool) or not math.isfinite(weight) \
+            or abs(weight) > MAX_WEIGHT:
+        raise PeelError(f"weight {weight!r} of {what} must be a finite number in [-{MAX_WEIGHT:g}, {MAX_WEIGHT:g}]")
+    return float(weight)
 
 
 def target_modules(model: nn.Module, config: PeelConfig) -> dict[str, nn.Linear]:

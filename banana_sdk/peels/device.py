@@ -1,14 +1,16 @@
 """Runtime peel files for a bundle: exactly the low-rank tensors the `denoise_r{R}` signatures take.
 
 A runtime peel file (safetensors) holds `lora_a` = concat_i A_i (r, in_i) and `lora_b` = concat_i
-B_i * (alpha / r) (out_i, r) over the bundle's `peel_layout` (every denoiser target, zeros where the peel
-does not adapt a layer), at the peel's own rank r, plus metadata (base hash, rank, name). At run time the
-host runtime or the app scales B by the user's weight, stacks several files along the rank axis and pads
-to the smallest bucket that fits: no reconversion, no reload of the base.
+B_i * (alpha / r) (out_i, r) over the bundle's peel layout, at the peel's own rank r, plus metadata (base
+hash, rank, name). Which layout slots it covers: metadata `slots` (JSON list of slot names, in layout order)
+when present, else every slot (zeros where the peel does not adapt a layer; the first format, still read).
+At run time the host runtime or the app scales B by the user's weight, stacks several files along the rank
+axis and pads to the smallest bucket that fits (zeros for uncovered slots): no reconversion, no reload.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -30,19 +32,32 @@ def layout_from_manifest(manifest: dict) -> tuple[list[LayerSlot], tuple[int, ..
     return slots, tuple(int(b) for b in info["buckets"])
 
 
-def export_runtime(peel: Peel, slots: list[LayerSlot], path: str | Path) -> Path:
-    """Write the runtime form of `peel` for a layout (scale folded into B, weight 1)."""
+RuntimePeel = tuple[dict[str, str], np.ndarray, np.ndarray]  # (metadata, lora_a, lora_b)
+
+
+def to_runtime(peel: Peel, slots: list[LayerSlot], sparse: bool = False) -> RuntimePeel:
+    """The runtime form of `peel` for a layout (scale folded into B, weight 1): every slot (zeros where the
+    peel adapts nothing, the first format), or with `sparse` only the slots it adapts (metadata `slots`)."""
     missing = sorted(set(peel.tensors) - {s.name for s in slots})
     if missing:
         raise PeelError(f"peel {peel.name!r} adapts layers the bundle cannot take at run time: {missing[:3]}")
-    a, b = pack([(peel, 1.0)], slots, peel.config.rank)
+    covered = [s for s in slots if s.name in peel.tensors] if sparse else slots
+    a, b = pack([(peel, 1.0)], covered, peel.config.rank)
     meta = {"format": "banana-runtime-peel", "schema_version": str(PEEL_SCHEMA_VERSION), "name": peel.name,
             "base_hash": peel.base_hash, "base_model": peel.base_model, "rank": str(peel.config.rank)}
+    if sparse:
+        meta["slots"] = json.dumps([s.name for s in covered])
+    return meta, a, b
+
+
+def export_runtime(peel: Peel, slots: list[LayerSlot], path: str | Path, sparse: bool = False) -> Path:
+    """Write the runtime form of `peel` for a layout (see `to_runtime`)."""
+    meta, a, b = to_runtime(peel, slots, sparse)
     atomic_write_bytes(Path(path), save({"lora_a": a, "lora_b": b}, metadata=meta))
     return Path(path)
 
 
-def load_runtime(path: str | Path) -> tuple[dict[str, str], np.ndarray, np.ndarray]:
+def load_runtime(path: str | Path) -> RuntimePeel:
     """(metadata, lora_a, lora_b) of a runtime peel file."""
     path = Path(path)
     if not path.is_file():
@@ -60,12 +75,65 @@ def load_runtime(path: str | Path) -> tuple[dict[str, str], np.ndarray, np.ndarr
     return meta, a, b
 
 
+def load_for_bundle(path: str | Path, manifest: dict) -> RuntimePeel:
+    """A peel file of either kind (a trained peel, or its runtime export) in runtime form for a bundle, checked:
+    base = the bundle's weights, a rank some bucket holds, layers of the bundle's layout, sane float32 values."""
+    from banana_sdk.peels.io import MAX_ABS_VALUE, check_base, load_peel
+
+    slots, buckets = layout_from_manifest(manifest)
+    base = (manifest.get("model") or {}).get("weights_sha256") or ""
+    if _file_format(path) == "banana-peel":
+        peel = load_peel(path)
+        check_base(peel, base, "this bundle")
+        bucket_for(peel.config.rank, buckets)
+        return to_runtime(peel, slots, sparse=True)
+    meta, a, b = load_runtime(path)
+    try:
+        rank = int(meta["rank"])
+        if rank < 1:
+            raise ValueError(f"rank {rank}")
+        _covered(meta, slots, path)
+    except (KeyError, ValueError, TypeError) as exc:
+        raise PeelError(f"{path}: runtime peel metadata is incomplete or invalid ({exc})") from None
+    if meta.get("base_hash") != base:
+        raise PeelError(f"peel {meta.get('name')!r} was made for base {meta.get('base_model')!r} "
+                        f"({str(meta.get('base_hash'))[:12]}...), not for this bundle ({base[:12]}...)")
+    bucket_for(rank, buckets)
+    a, b = a.astype(np.float32).ravel(), b.astype(np.float32).ravel()
+    if max(np.abs(a).max(initial=0.0), np.abs(b).max(initial=0.0)) > MAX_ABS_VALUE:
+        raise PeelError(f"{path}: peel weights are outside a sane range (> {MAX_ABS_VALUE})")
+    return meta, a, b
+
+
+def _file_format(path: str | Path) -> str | None:
+    """The `format` metadata of a safetensors file (None if unreadable: the loader then says why)."""
+    try:
+        with safe_open(str(path), framework="numpy") as handle:
+            return (handle.metadata() or {}).get("format")
+    except (SafetensorError, OSError, ValueError):
+        return None
+
+
+def _covered(meta: dict[str, str], slots: list[LayerSlot], path: str | Path = "peel") -> list[LayerSlot]:
+    """The layout slots a runtime peel covers (all without `slots` metadata); PeelError for unknown names."""
+    if "slots" not in meta:
+        return slots
+    names = json.loads(meta["slots"])
+    known = {s.name: s for s in slots}
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise PeelError(f"{path}: runtime peel adapts layers this bundle does not have: {unknown[:3]}")
+    wanted = set(names)
+    return [s for s in slots if s.name in wanted]
+
+
 def stack_runtime(
     files: list[tuple[dict[str, str], np.ndarray, np.ndarray, float]], slots: list[LayerSlot], buckets: tuple[int, ...],
 ) -> tuple[int, np.ndarray, np.ndarray]:
     """(bucket, lora_a, lora_b): weighted runtime peels stacked along rank and zero-padded to a bucket."""
     ranks = [int(meta["rank"]) for meta, _, _, _ in files]
     bucket = bucket_for(sum(ranks), buckets) if files else min(buckets)
+    covered = [{s.name for s in _covered(meta, slots)} for meta, _, _, _ in files]
     a_out, b_out = [], []
     oa = [0] * len(files)
     ob = [0] * len(files)
@@ -75,10 +143,13 @@ def stack_runtime(
         offset = 0
         for k, ((_, fa, fb, weight), r) in enumerate(zip(files, ranks, strict=True)):
             na, nb = r * slot.in_features, r * slot.out_features
-            a[offset:offset + r] = fa[oa[k]:oa[k] + na].reshape(r, slot.in_features)
-            b[:, offset:offset + r] = fb[ob[k]:ob[k] + nb].reshape(slot.out_features, r) * weight
-            oa[k] += na
-            ob[k] += nb
+            if slot.name in covered[k]:
+                if oa[k] + na > fa.size or ob[k] + nb > fb.size:
+                    raise PeelError(f"runtime peel {files[k][0].get('name')!r} does not match this bundle's layout")
+                a[offset:offset + r] = fa[oa[k]:oa[k] + na].reshape(r, slot.in_features)
+                b[:, offset:offset + r] = fb[ob[k]:ob[k] + nb].reshape(slot.out_features, r) * weight
+                oa[k] += na
+                ob[k] += nb
             offset += r
         a_out.append(a.ravel())
         b_out.append(b.ravel())

@@ -16,8 +16,10 @@ from banana_sdk.peels.lora import Peel
 MAX_ABS_VALUE = 1.0e3  # larger LoRA entries mean a diverged or foreign file
 
 
-def save_peel(peel: Peel, path: str | Path) -> Path:
-    """Write `peel` atomically as fp32 safetensors; keys `<layer>.lora_A` (r, in) / `<layer>.lora_B` (out, r)."""
+def save_peel(peel: Peel, path: str | Path, extra: dict | None = None) -> Path:
+    """Write `peel` atomically as fp32 safetensors; keys `<layer>.lora_A` (r, in) / `<layer>.lora_B` (out, r).
+
+    `extra` (JSON-able, e.g. how the peel was trained) is stored as the metadata entry `training`."""
     path = Path(path)
     tensors = {}
     for layer, (a, b) in peel.tensors.items():
@@ -29,6 +31,8 @@ def save_peel(peel: Peel, path: str | Path) -> Path:
         "alpha": str(peel.config.alpha), "targets": json.dumps(list(peel.config.targets)),
         "text_encoder": json.dumps(peel.config.text_encoder),
     }
+    if extra:
+        metadata["training"] = json.dumps(extra, sort_keys=True)
     atomic_write_bytes(path, save(tensors, metadata=metadata))
     return path
 

@@ -7,7 +7,9 @@ Several peels stack (their updates add, each with its own weight). `merge` folds
 
 from __future__ import annotations
 
+import contextlib
 import copy
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import torch
@@ -51,8 +53,18 @@ class PeelStack:
 
     def __init__(self, model: nn.Module) -> None:
         self.model = model
+        self.enabled = True  # False: every attached peel is bypassed (the base model's output, bit for bit)
         self._peels: dict[str, tuple[Peel, float]] = {}
         self._handles: dict[str, list[torch.utils.hooks.RemovableHandle]] = {}
+
+    @contextlib.contextmanager
+    def bypassed(self) -> Iterator[None]:
+        """Run the base model inside this block without detaching anything (training compares both)."""
+        self.enabled = False
+        try:
+            yield
+        finally:
+            self.enabled = True
 
     def attach(self, peel: Peel, weight: float = 1.0) -> None:
         if peel.name in self._peels:
@@ -69,6 +81,8 @@ class PeelStack:
             scale = weight * peel.config.scale
 
             def hook(module: nn.Module, args: tuple, output: torch.Tensor, a=a, b=b, scale=scale) -> torch.Tensor:
+                if not self.enabled:
+                    return output
                 return output + scale * ((args[0] @ a.T) @ b.T)
 
             handles.append(layer.register_forward_hook(hook))

@@ -1,36 +1,64 @@
-"""Peel operations used by the CLI: merge into a checkpoint, export for a bundle."""
+"""Peel operations used by the CLI: merge into a checkpoint, attach to a pipeline, export for a bundle.
+
+Every operation checks all its peels (file, values, base hash, ranks, layers) before it writes anything,
+and never writes into the base checkpoint or bundle.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from banana_sdk.checkpoint import load_checkpoint, save_checkpoint, weights_hash
+from banana_sdk.peels.config import PeelError, check_weight
 from banana_sdk.peels.device import export_runtime, layout_from_manifest
 from banana_sdk.peels.io import check_base, load_peel
-from banana_sdk.peels.lora import merge
+from banana_sdk.peels.lora import Peel, PeelStack, merge
+from banana_sdk.peels.runtime import bucket_for
+
+
+def load_checked(model_dir: Path, peels: list[tuple[Path, float]]) -> list[tuple[Peel, float]]:
+    """Load weighted peel files and check each against the checkpoint's weights (PeelError names the base)."""
+    base_hash = weights_hash(model_dir)
+    loaded = []
+    for path, weight in peels:
+        check_weight(weight, str(path))
+        peel = load_peel(path)
+        check_base(peel, base_hash, str(model_dir))
+        loaded.append((peel, weight))
+    return loaded
 
 
 def merge_into_checkpoint(model_dir: Path, peels: list[tuple[Path, float]], out: Path) -> Path:
     """A new checkpoint with weighted peels folded in; the base checkpoint is never modified."""
-    base_hash = weights_hash(model_dir)
-    loaded = []
-    for path, weight in peels:
-        peel = load_peel(path)
-        check_base(peel, base_hash, str(model_dir))
-        loaded.append((peel, weight))
+    if Path(out).resolve() == Path(model_dir).resolve():
+        raise PeelError(f"--out {out} is the base checkpoint; merge into a new directory")
+    loaded = load_checked(model_dir, peels)
     model, extra = load_checkpoint(model_dir)
     merged = merge(model, loaded)
     merged.config = model.config
     return save_checkpoint(merged, out, extra={**extra, "merged_peels": {p.name: w for p, w in loaded},
-                                               "base_hash": base_hash})
+                                               "base_hash": weights_hash(model_dir)})
+
+
+def attach_to_pipeline(pipe, model_dir: Path, peels: list[tuple[Path, float]]) -> PeelStack:  # noqa: ANN001
+    """Attach weighted peels (checked against the checkpoint's weights) to a PyTorch pipeline's model."""
+    stack = PeelStack(pipe.model)
+    for peel, weight in load_checked(model_dir, peels):
+        stack.attach(peel, weight)
+    return stack
 
 
 def export_for_bundle(peel_path: Path, bundle: Path, out: Path) -> Path:
-    """Runtime peel file for `bundle` (checks the peel's base against the bundle's weights)."""
+    """Runtime peel file for `bundle` (checks the peel's base, rank and layers against the bundle)."""
     from converters.bundle import load_manifest
 
+    bundle, out = Path(bundle), Path(out)
+    if bundle.resolve() in out.resolve().parents:
+        raise PeelError(f"--out {out} is inside the bundle {bundle}; write runtime peels outside it "
+                        "(a bundle is never modified)")
     manifest = load_manifest(bundle)
     peel = load_peel(peel_path)
     check_base(peel, manifest["model"].get("weights_sha256") or "", f"bundle {bundle}")
-    slots, _ = layout_from_manifest(manifest)
-    return export_runtime(peel, slots, out)
+    slots, buckets = layout_from_manifest(manifest)
+    bucket_for(peel.config.rank, buckets)
+    return export_runtime(peel, slots, out, sparse=True)

@@ -36,7 +36,7 @@ def image_batch(world: ShapeWorld, step: int, info: DistInfo, local_batch: int, 
                 crop_seed: int = 0) -> torch.Tensor:
     """(B, 3, S, S) float images of scenes step*global + rank*B + j; optional random crops of side `crop`."""
     first = (step * info.world_size + info.rank) * local_batch
-    images = [render_scene(world.scene(first + j), world.size) for j in range(local_batch)]
+    images = [world.image(first + j) for j in range(local_batch)]
     if crop:
         rng = np.random.default_rng([crop_seed, step, info.rank])
         offsets = rng.integers(0, world.size - crop + 1, size=(local_batch, 2))
@@ -74,7 +74,8 @@ class LatentSet:
         for i in range(0, len(indices), batch):
             chunk = indices[i:i + batch]
             scenes = [world.scene(k) for k in chunk]
-            images = torch.stack([image_to_tensor(render_scene(s, world.size)) for s in scenes]).to(info.device)
+            images = torch.stack([image_to_tensor(render_scene(s, world.size, world.styles))
+                                  for s in scenes]).to(info.device)  # = world.image(k), scenes reused below
             with torch.autocast(info.device.type, dtype=torch.bfloat16, enabled=bf16):
                 latents.append(vae.encode(images.contiguous(memory_format=fmt)).float().half().cpu())
             for s in scenes:
@@ -90,7 +91,8 @@ class LatentSet:
         """Load this process's shard from `cache_dir` or build and save it (no caching when None)."""
         if cache_dir is None:
             return cls.build(vae, world, tokenizer, count, info)
-        key = hashlib.sha256(json.dumps({
+        styled = {"styles": [s.value for s in world.styles]} if world.styles else {}  # plain keys unchanged
+        key = hashlib.sha256(json.dumps({**styled,
             "vae": hashlib.sha256(b"".join(v.detach().cpu().float().numpy().tobytes()
                                            for v in vae.state_dict().values())).hexdigest(),
             "scale": vae.cfg.latent_scale, "world": asdict(world.config), "seed": world.seed,

@@ -1,7 +1,8 @@
 """Fake quantization identical to the converter's `int4` recipe (ai-edge-quantizer 0.10), for DQAT.
 
 The converter (`converters/recipes.py`) stores, per op type:
-    FULLY_CONNECTED, EMBEDDING_LOOKUP  dynamic INT4, blockwise along the input dim (block 32 by default)
+    FULLY_CONNECTED (and the token embedding, exported as a one-hot FULLY_CONNECTED)
+                                       dynamic INT4, blockwise along the input dim (block 32 by default)
     CONV_2D                            dynamic INT8, per output channel
     everything else                    fp32
 ai-edge-quantizer computes (algorithms/uniform_quantize/uniform_quantize_tensor.py, all in float32):
@@ -36,15 +37,17 @@ from banana_sdk.training.common import TrainingError
 
 
 class WeightScheme(str, Enum):
-    INT4_BLOCKWISE = "int4_blockwise"  # FULLY_CONNECTED / EMBEDDING_LOOKUP weights
+    INT4_BLOCKWISE = "int4_blockwise"  # FULLY_CONNECTED weights
     INT8_CHANNELWISE = "int8_channelwise"  # CONV_2D weights
 
 
 class Layout(str, Enum):
     """How the converted graph holds a PyTorch weight before quantizing it."""
 
-    SAME = "same"  # nn.Linear (out, in) -> FULLY_CONNECTED; nn.Embedding (vocab, dim) -> EMBEDDING_LOOKUP
-    #                (INT4 blocks along the last dim); nn.Conv2d -> CONV_2D, scales per output channel (dim 0)
+    SAME = "same"  # nn.Linear (out, in) -> FULLY_CONNECTED (INT4 blocks along `in`); nn.Conv2d -> CONV_2D,
+    #                scales per output channel (dim 0)
+    EMBEDDING_AS_FC = "embedding_as_fc"  # nn.Embedding (vocab, dim) -> FULLY_CONNECTED (dim, vocab): the export
+    #                                      form `Lookup.ONE_HOT`, so INT4 blocks run along the vocabulary
     TRANSPOSE_CONV_1X1 = "transpose_conv_1x1"  # 1x1 stride-1 nn.ConvTranspose2d (in, out, 1, 1) -> CONV_2D
 
 
@@ -120,7 +123,8 @@ def quant_plan(module: nn.Module) -> list[QuantizedWeight]:
     Measured on litert-torch 0.10 (and proven per weight by `tests/test_train_fakequant.py`): the lowering
     folds an affine LayerNorm's weight into the linear layers that read its output (text blocks: norm1 ->
     attn q/k/v, norm2 -> mlp.fc1; DiT blocks: norm2 -> cross q), folds attention's sqrt(1/sqrt(head_dim))
-    into the q and k projections, keeps the token embedding as an EMBEDDING_LOOKUP (blocks along the width),
+    into the q and k projections, holds the token embedding as a (width, vocab) FULLY_CONNECTED (the one-hot
+    export form; blocks along the vocabulary),
     and turns a 1x1 stride-1 transposed convolution into a CONV_2D. Other transposed convolutions stay fp32.
     """
     from banana_sdk.models.denoiser import DiTBlock
@@ -148,7 +152,7 @@ def quant_plan(module: nn.Module) -> list[QuantizedWeight]:
             plan.append(QuantizedWeight(param, WeightScheme.INT4_BLOCKWISE, Layout.SAME, gammas.get(param),
                                         scales.get(param, 1.0)))
         elif isinstance(sub, nn.Embedding):
-            plan.append(QuantizedWeight(param, WeightScheme.INT4_BLOCKWISE, Layout.SAME))
+            plan.append(QuantizedWeight(param, WeightScheme.INT4_BLOCKWISE, Layout.EMBEDDING_AS_FC))
         elif isinstance(sub, nn.Conv2d):
             plan.append(QuantizedWeight(param, WeightScheme.INT8_CHANNELWISE, Layout.SAME))
         elif isinstance(sub, nn.ConvTranspose2d) and sub.kernel_size == (1, 1) and sub.stride == (1, 1):
@@ -159,7 +163,7 @@ def quant_plan(module: nn.Module) -> list[QuantizedWeight]:
 def graph_weight(weight: torch.Tensor, item: QuantizedWeight, gamma: torch.Tensor | None) -> torch.Tensor:
     """The float32 weight as the converted graph holds it (layout and folding applied), before quantizing."""
     w = weight.float()
-    if item.layout is Layout.TRANSPOSE_CONV_1X1:
+    if item.layout in (Layout.TRANSPOSE_CONV_1X1, Layout.EMBEDDING_AS_FC):
         w = w.transpose(0, 1)
     if gamma is not None:
         w = w * gamma.float()[None, :]
@@ -183,7 +187,7 @@ def _unfold(dequantized: torch.Tensor, item: QuantizedWeight, gamma: torch.Tenso
         factor = torch.full((1, w.shape[1]), item.scale, dtype=w.dtype, device=w.device)
     if factor is not None:  # a zero gamma column contributes nothing either way
         w = torch.where(factor != 0, w / torch.where(factor != 0, factor, 1.0), torch.zeros_like(w))
-    if item.layout is Layout.TRANSPOSE_CONV_1X1:
+    if item.layout in (Layout.TRANSPOSE_CONV_1X1, Layout.EMBEDDING_AS_FC):
         w = w.transpose(0, 1)
     return w.contiguous()
 

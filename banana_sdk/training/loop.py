@@ -47,6 +47,8 @@ class Stage:
     extra: dict[str, Any] = field(default_factory=dict)  # more facts for the checkpoint's `extra`
     before_export: Callable[[BananaModel], ModelConfig] | None = None  # may update the config (VAE scale)
     after_step: Callable[[], None] | None = None  # called after each optimizer step (e.g. a target EMA)
+    export: Callable[[Path, dict[str, Any]], None] | None = None  # (run_dir, facts) -> writes the stage's own
+    # ^ artifact (e.g. a peel file) instead of a banana checkpoint; called with the EMA weights swapped in
 
 
 def prepare_run_dir(run_dir: Path, resume: bool, force: bool) -> bool:
@@ -193,6 +195,9 @@ def _export(stage: Stage, ema: EMA | None, run_dir: Path, facts: dict[str, Any])
         backup = {k: p.detach().clone() for k, p in stage.trained.named_parameters()}
         ema.copy_to(stage.trained)
     try:
+        if stage.export is not None:
+            stage.export(run_dir, facts)
+            return
         config = stage.export_config
         if stage.before_export is not None:
             config = stage.before_export(stage.model)

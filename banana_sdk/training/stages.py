@@ -36,7 +36,14 @@ def _qat(info: DistInfo, loop: LoopConfig, **kw: Any) -> Stage:
     return build_qat_stage(QATStageConfig(**kw), info, loop.seed)
 
 
-STAGES: dict[str, Callable[..., Stage]] = {"vae": _vae, "teacher": _teacher, "distill": _distill, "qat": _qat}
+def _peel(info: DistInfo, loop: LoopConfig, **kw: Any) -> Stage:
+    from banana_sdk.peels.train import PeelTrainConfig, build_peel_stage
+
+    return build_peel_stage(PeelTrainConfig(**kw), info, loop.seed)
+
+
+STAGES: dict[str, Callable[..., Stage]] = {"vae": _vae, "teacher": _teacher, "distill": _distill, "qat": _qat,
+                                           "peel": _peel}
 
 
 def train_stage(name: str, loop: LoopConfig, out: str | Path, device: str = "auto", threads: int = 0,

@@ -9,6 +9,7 @@ seconds of wall time is stretched to `w / (speed * freq_cap)`, where `speed` is 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import itertools
@@ -27,6 +28,7 @@ from device_tests.contract import (
     AmStart,
     Delegate,
     RunRequest,
+    parse_peels,
     result_path,
 )
 from device_tests.errors import ContractError
@@ -49,6 +51,7 @@ class ThrottledBackend:
     def __init__(self, inner: Any, device: SimDevice, cancel: threading.Event) -> None:
         self.inner = inner
         self.config = inner.config
+        self.size = getattr(inner, "size", None)  # the converted size (base_size_of reads it)
         self.device = device
         self.cancel = cancel
         self._last_end: float | None = None  # when the previous graph call (and its stretch) ended
@@ -163,6 +166,20 @@ class SimApp:
             return
         log.append(f"I BenchmarkActivity: run {run_id} finished with status {result['status']}")
 
+    def _subjects(self, req: RunRequest, pipeline: Any) -> tuple[Any, Any]:
+        """(subject tokens, mask) for the request's subject files, or ContractError/SubjectError."""
+        from banana_sdk.subjects.binding import bind
+        from banana_sdk.subjects.store import read_subject
+
+        fs, loaded = self.device.fs, []
+        for path in _subject_files(req.subjects or ""):
+            if fs.stat(path) is None:
+                raise ContractError(f"subject not found on the device: {path}")
+            loaded.append(read_subject(fs.host_path(path)))
+        cfg = pipeline.config
+        tokens, mask, _ = bind(req.prompt, loaded, cfg.denoiser.max_subjects, cfg.text.width)
+        return tokens, mask
+
     def _benchmark(self, req: RunRequest, started: float, cancel: threading.Event) -> dict[str, Any]:
         from banana_sdk.pipeline import generate_with
         from converters.runtime import LiteRTPipeline
@@ -175,8 +192,20 @@ class SimApp:
         stretch = 1.0 / (self.device.profile.speed * self.device.thermal.state().freq_cap)
         time.sleep((time.perf_counter() - load0) * (stretch - 1.0))
         load_ms = {name: ms * stretch for name, ms in pipeline.load_ms.items()}
-        if req.size != pipeline.size:
-            raise ContractError(f"bundle was converted for {pipeline.size}px images, asked for {req.size}px")
+        tiles = "upscale_tile" in pipeline.manifest["signatures"]
+        if req.size < pipeline.size or (req.size > pipeline.size and not tiles):
+            raise ContractError(f"bundle was converted for {pipeline.size}px images, asked for {req.size}px"
+                                + ("" if req.size < pipeline.size else " (no upscale_tile signature to go above it)"))
+        subjects = subject_mask = None
+        if req.subjects:  # subject files on the device, bound to the prompt's names like the app does
+            subjects, subject_mask = self._subjects(req, pipeline)
+        if req.peels:  # runtime peels: set once, before the runs (the base stays loaded)
+            peels = []
+            for path, weight in parse_peels(req.peels):
+                if fs.stat(path) is None:
+                    raise ContractError(f"peel not found on the device: {path}")
+                peels.append((fs.host_path(path), weight))
+            pipeline.set_peels(peels)
         backend = ThrottledBackend(pipeline, self.device, cancel)
         used = Delegate.CPU.value
         fallback = None if req.delegate in (Delegate.AUTO, Delegate.CPU) else (
@@ -184,7 +213,17 @@ class SimApp:
         first_image_ms, runs, warm, image = None, [], [], None
         for k in range(req.warmup + req.runs):
             backend.begin()
-            gen = generate_with(backend, req.prompt, req.steps, req.seed, None)
+            if req.size > pipeline.size:  # base size, then the bundle's tiled upscaler (e.g. 4096)
+                from banana_sdk.upscale.chain import generate_upscaled
+                from converters.tiles import LiteRTTileRunner
+
+                runner = LiteRTTileRunner.from_bundle(pipeline.bundle, req.threads)
+                up = generate_upscaled(backend, runner, req.prompt, req.size, req.steps, req.seed,
+                                       subjects=subjects, subject_mask=subject_mask)
+                gen = dataclasses.replace(up.base, image=up.image, e2e_ms=up.e2e_ms)
+            else:
+                gen = generate_with(backend, req.prompt, req.steps, req.seed, None,
+                                    subjects=subjects, subject_mask=subject_mask)
             if first_image_ms is None:
                 first_image_ms = (time.perf_counter() - started) * 1e3
             record = {"e2e_ms": gen.e2e_ms, "text_ms": gen.text_ms, "denoise_ms": list(gen.denoise_ms),
@@ -203,6 +242,10 @@ class SimApp:
             "image": {"path": image_path, "sha256": hashlib.sha256(png.getvalue()).hexdigest()},
             "thermal": {"headroom": round(state.headroom, 4), "status": state.status},
         }
+
+
+def _subject_files(text: str) -> list[str]:
+    return [p.strip() for p in text.split(",") if p.strip()]
 
 
 def _error_result(run_id: str, message: str) -> dict[str, Any]:

@@ -1,0 +1,273 @@
+"""`banana peel train`: learn a style peel for a trained LCM student on ShapeWorld, with the shared loop.
+
+A style is what `banana_sdk.data.world.Style` names: the renderer draws it and ShapeEval's style detector
+(`banana_sdk.eval.style`) recognises it; captions never name it. Training has two parts:
+
+Styled latents (once per base VAE and style, cached). The base's VAE encoder saw plain scenes only and maps
+styled images to latents its decoder draws wrongly (pastel colours come back as other hues), although the
+decoder can draw them. So a copy of the encoder is fine-tuned on styled crops to minimise the decoder's
+pixel error (decoder frozen); styled scenes are encoded with it, plain scenes with the base's encoder. The
+fine-tuned encoder is a training tool only: it never ships.
+
+Objective (style-shift self-distillation; the base student is its own teacher, so no teacher is needed):
+1. a training scene's plain latent x0 and its style offset d = styled latent - x0 on and next to its objects
+   (0 elsewhere); a time on the LCD stage's grid t = j / M, j uniform in [1, M] (t = 1, pure noise, included);
+2. both x0 and x0 + d noised with the same noise: x_p = (1-t) x0 + t eps, x_s = (1-t)(x0 + d) + t eps (the
+   peel sees styled inputs, as it will along its own sampling trajectory);
+3. target = e + s(e), e = f_base(x_p, t) the frozen base's clean estimate (f(x, t) = x - t v, the LCM
+   sampler's) and s(e) = E'(stylize(D(e))) - E(D(e)) on and next to the objects D(e) draws: the style offset
+   of that very estimate (`banana_sdk.data.stylize` draws the style on any image). At high noise the base
+   draws its own layout, so the data scene's offset would not line up with it; this one always does;
+4. loss = || f_peel(x_s, t) - target ||^2, f_peel = the base with the peel attached.
+The target is the base's own output plus the style, so the peel learns the style and nothing else: the
+base's content (count, layout, shapes, colours) is what the objective preserves.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from banana_sdk.checkpoint import weights_hash
+from banana_sdk.data.dataset import ShapeWorld
+from banana_sdk.data.stylize import stylize
+from banana_sdk.data.world import BACKGROUND, DataError, Style, parse_styles
+from banana_sdk.fileio import atomic_open
+from banana_sdk.models.model import BananaModel
+from banana_sdk.models.vae import VAE
+from banana_sdk.peels.config import PeelConfig, PeelError, check_config
+from banana_sdk.peels.io import save_peel
+from banana_sdk.peels.lora import Peel, PeelStack
+from banana_sdk.tokenizer import Tokenizer
+from banana_sdk.training.common import (
+    LoopConfig,
+    Precision,
+    TrainingError,
+    compute_context,
+    resolve_precision,
+)
+from banana_sdk.training.data import LatentSet, image_batch, train_world
+from banana_sdk.training.distributed import DistInfo
+from banana_sdk.training.loop import Stage
+from banana_sdk.training.teacher import load_stage_model, zero_subjects
+
+TRAIN_TARGETS = ("attn.o", "cross.o", "mlp.fc2")  # default targets of a trained style peel (small file)
+MAX_SCENES = 200_000  # upper bound on --scenes
+ENCODER_LR = 5e-4  # peak learning rate of the style encoder
+ENCODER_CROP = 64  # crop side of the style encoder's batches (the VAE stage's)
+
+
+@dataclass(frozen=True)
+class PeelTrainConfig:
+    base: Path  # checkpoint dir of the base model (a trained LCM student, e.g. banana_sdk/weights/demo)
+    styles: tuple[Style, ...]  # ShapeWorld render styles the peel learns
+    peel_file: Path  # the peel file to write (.safetensors)
+    peel_name: str | None = None  # peel name recorded in the file (default: the styles joined by "+")
+    rank: int = 4  # LoRA rank r
+    alpha: float = 4.0  # update scale numerator (delta W = alpha / r * B A)
+    targets: tuple[str, ...] = TRAIN_TARGETS  # block-relative denoiser linears to adapt
+    scenes: int = 512  # training scenes (latents and style offsets encoded once, cached)
+    encoder_steps: int = 200  # fine-tuning steps of the style encoder (see the module docstring)
+    encoder_batch: int = 32  # styled crops per style-encoder step
+    grid: int = 48  # M: training times t = j / M (the LCD stage's grid)
+    cache: Path | None = Path("out/cache")  # where encoded latents are cached (None = no cache)
+
+    def validate(self) -> PeelTrainConfig:
+        """Return self, or raise PeelError naming the bad argument (before anything is loaded or written)."""
+        try:
+            styles = parse_styles(self.styles)
+        except DataError as exc:
+            raise PeelError(str(exc)) from None
+        if not styles:
+            raise PeelError(f"give at least one --style; choose from {[s.value for s in Style]}")
+        check_config(self.peel_config())
+        if self.peel_file.suffix != ".safetensors":
+            raise PeelError(f"--out must be a .safetensors file, got {str(self.peel_file)!r}")
+        if not 1 <= self.scenes <= MAX_SCENES:
+            raise PeelError(f"--scenes must be in [1, {MAX_SCENES}], got {self.scenes}")
+        if self.encoder_steps < 1 or self.encoder_batch < 2:
+            raise PeelError(f"the style encoder needs >= 1 step and a batch >= 2, got {self.encoder_steps} / "
+                            f"{self.encoder_batch}")
+        if self.grid < 1:
+            raise PeelError(f"grid must be >= 1, got {self.grid}")
+        if not 0 < self.alpha <= 1e3:
+            raise PeelError(f"--alpha must be in (0, 1000], got {self.alpha}")
+        return dataclasses.replace(self, styles=styles, peel_name=self.peel_name or "+".join(s.value for s in styles))
+
+    def peel_config(self) -> PeelConfig:
+        return PeelConfig(rank=self.rank, alpha=self.alpha, targets=tuple(self.targets))
+
+
+class StyledPairs:
+    """Plain latents (the base encoder's) and style offsets of the same scenes: (styled - plain) latents where
+    `mask` marks an object (elsewhere the two encoders' different backgrounds would be learned as a style).
+    Batch k of both holds the same scenes in the same order."""
+
+    def __init__(self, plain: LatentSet, styled: LatentSet, mask: torch.Tensor) -> None:
+        if not torch.equal(plain.tokens, styled.tokens):
+            raise TrainingError("plain and styled latent sets hold different scenes; clear the latent cache")
+        self.plain = plain
+        offsets = (styled.latents.float() - plain.latents.float()) * mask
+        self.offsets = LatentSet(offsets.half(), plain.tokens, plain.segments)
+
+    def batch(self, step: int, local_batch: int, seed: int, device: torch.device) -> dict[str, torch.Tensor]:
+        plain = self.plain.batch(step, local_batch, seed, device)
+        return {**plain, "offsets": self.offsets.batch(step, local_batch, seed, device)["latents"]}
+
+
+class StyleShiftObjective(nn.Module):
+    """The module docstring's objective; its only parameters are the peel's A and B."""
+
+    def __init__(self, model: BananaModel, peel: Peel, tuned: VAE, styles: tuple[Style, ...], grid: int) -> None:
+        super().__init__()
+        self.ab = nn.ParameterDict()
+        for i, (layer, (a, b)) in enumerate(peel.tensors.items()):
+            pa, pb = nn.Parameter(a.detach().clone()), nn.Parameter(b.detach().clone())
+            self.ab[f"a{i}"], self.ab[f"b{i}"] = pa, pb
+            peel.tensors[layer] = (pa, pb)  # the peel and this module share the tensors
+        self.peel = peel
+        self.refs = [model, tuned]  # frozen base and style encoder: not submodules (not saved with the state)
+        self.stack = PeelStack(model)
+        self.stack.attach(peel)
+        self.styles, self.grid = styles, grid
+
+    def forward(self, batch: dict[str, torch.Tensor], generator: torch.Generator):  # noqa: ANN201
+        model = self.refs[0]
+        x0, offsets, tokens, segments = batch["latents"], batch["offsets"], batch["tokens"], batch["segments"]
+        b, device = x0.shape[0], x0.device
+        subjects, subject_mask = zero_subjects(model, b, device)
+        # 1-2. a grid time; the plain and the styled latent noised with the same noise
+        t = torch.randint(1, self.grid + 1, (b,), generator=generator, device=device).float() / self.grid
+        tt = t[:, None, None, None]
+        eps = torch.randn(x0.shape, generator=generator, device=device)
+        noisy_p, noisy_s = (1 - tt) * x0 + tt * eps, (1 - tt) * (x0 + offsets) + tt * eps
+        # 3. the base's clean estimate of the plain scene, moved by the style offset of that very estimate
+        with torch.no_grad():
+            context, mask = model.text_encoder(tokens, segments)
+            with self.stack.bypassed():
+                v_base = model.denoiser(noisy_p, t, context, mask, subjects, subject_mask).float()
+            estimate = noisy_p - tt * v_base
+            target = estimate + self.style_offset(estimate.float())
+        # 4. the peeled model's clean estimate of the styled scene
+        v = model.denoiser(noisy_s, t, context, mask, subjects, subject_mask).float()
+        loss = (noisy_s - tt * v - target).pow(2).mean()
+        return loss, {"style_shift": loss.detach()}
+
+    @torch.no_grad()
+    def style_offset(self, latents: torch.Tensor) -> torch.Tensor:
+        """E'(stylize(D(z))) - E(D(z)) on and next to the objects D(z) draws (0 elsewhere)."""
+        model, tuned = self.refs
+        images = model.vae.decode(latents).float().clamp(-1, 1)
+        pixels = ((images + 1) * 127.5).permute(0, 2, 3, 1).cpu().numpy()
+        styled_pixels = stylize(pixels, self.styles)
+        styled = torch.from_numpy(styled_pixels).to(latents.device).permute(0, 3, 1, 2) / 127.5 - 1
+        drawn = np.maximum(np.abs(pixels - BACKGROUND).max(-1), np.abs(styled_pixels - BACKGROUND).max(-1)) > 12
+        near = _latent_mask(torch.from_numpy(drawn).float()[:, None], model.config.downsample).to(latents.device)
+        return near * (tuned.encode(styled).float() - model.vae.encode(images).float())
+
+
+def _latent_mask(drawn: torch.Tensor, downsample: int) -> torch.Tensor:
+    """(B, 1, H, W) drawn pixels -> (B, 1, H/d, W/d) latent pixels within one latent pixel of a drawn one."""
+    return F.max_pool2d(F.max_pool2d(drawn, downsample), 3, stride=1, padding=1)
+
+
+def object_mask(worlds: list[ShapeWorld], count: int, info: DistInfo, downsample: int) -> torch.Tensor:
+    """(N, 1, h, w) 1 at latent pixels within one latent pixel of an object drawn in any of `worlds`, for this
+    process's scenes (the order of `LatentSet.build`)."""
+    masks = []
+    for index in range(info.rank, count, info.world_size):
+        drawn = np.zeros((worlds[0].size, worlds[0].size), bool)
+        for world in worlds:
+            drawn |= np.abs(world.image(index).astype(np.float32) - np.array(BACKGROUND, np.float32)).max(2) > 12
+        masks.append(torch.from_numpy(drawn).float()[None])
+    return _latent_mask(torch.stack(masks), downsample)
+
+
+def style_encoder(vae: VAE, world: ShapeWorld, cfg: PeelTrainConfig, info: DistInfo, seed: int) -> VAE:
+    """A copy of `vae` whose encoder is fine-tuned so that its decoder draws `cfg.styles` (decoder frozen,
+    pixel MSE on styled crops); cached by everything that determines it."""
+    crop = min(ENCODER_CROP, world.size)
+    tuned = copy.deepcopy(vae).to(info.device)
+    key = hashlib.sha256(json.dumps({
+        "vae": hashlib.sha256(b"".join(v.detach().cpu().float().numpy().tobytes()
+                                       for v in vae.state_dict().values())).hexdigest(),
+        "world": dataclasses.asdict(world.config), "seed": [world.seed, seed], "size": world.size, "crop": crop,
+        "styles": [s.value for s in cfg.styles], "steps": cfg.encoder_steps, "batch": cfg.encoder_batch,
+        "lr": ENCODER_LR, "world_size": info.world_size, "rank": info.rank,
+    }, sort_keys=True).encode()).hexdigest()[:16]
+    path = Path(cfg.cache) / f"style-encoder-{key}.pt" if cfg.cache is not None else None
+    if path is not None and path.is_file():
+        try:
+            tuned.encoder.load_state_dict(torch.load(path, map_location=info.device, weights_only=True))
+            return tuned.eval()
+        except (RuntimeError, OSError, ValueError, KeyError, EOFError):  # a damaged cache is rebuilt
+            pass
+    styled = dataclasses.replace(world, styles=cfg.styles)
+    tuned.requires_grad_(False)
+    tuned.encoder.requires_grad_(True).train()
+    loop = LoopConfig(steps=cfg.encoder_steps, batch_size=cfg.encoder_batch, lr=ENCODER_LR, warmup=10)
+    optimizer = torch.optim.AdamW(tuned.encoder.parameters(), lr=ENCODER_LR, weight_decay=0.0)
+    precision = resolve_precision(Precision.AUTO, info.device)
+    for step in tqdm(range(cfg.encoder_steps), desc="style encoder", disable=not info.is_main, dynamic_ncols=True,
+                     mininterval=2.0):
+        for group in optimizer.param_groups:
+            group["lr"] = loop.lr_at(step)
+        images = image_batch(styled, step, info, cfg.encoder_batch, crop, crop_seed=seed)
+        with compute_context(precision, info.device):
+            mean, _ = tuned.encoder(images)
+            loss = (tuned.decoder(mean).float() - images).pow(2).mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(tuned.encoder.parameters(), 1.0)
+        optimizer.step()
+    tuned.requires_grad_(False).eval()
+    if path is not None:
+        with atomic_open(path) as handle:
+            torch.save(tuned.encoder.state_dict(), handle)
+    return tuned
+
+
+def build_peel_stage(cfg: PeelTrainConfig, info: DistInfo, seed: int) -> Stage:
+    """The `peel` stage for `banana_sdk.training.stages.train_stage`."""
+    cfg = cfg.validate()
+    model, _ = load_stage_model(Path(cfg.base), "peel base (--model)")
+    model.to(info.device).requires_grad_(False).eval()
+    base_hash = weights_hash(cfg.base)
+    peel = Peel.init(cfg.peel_name, model, cfg.peel_config(), base_hash, seed=seed)
+    config = model.config
+    tokenizer = Tokenizer(config.tokenizer.context_length, config.tokenizer.vocab_size)
+    world = train_world(config)
+    if info.is_main:
+        print(f"peel {cfg.peel_name!r}: plain and styled latents of {cfg.scenes} training scenes "
+              f"(cache: {cfg.cache or 'off'})", file=sys.stderr)
+    tuned = style_encoder(model.vae, world, cfg, info, seed)
+    styled = dataclasses.replace(world, styles=cfg.styles)
+    data = StyledPairs(LatentSet.cached(cfg.cache, model.vae, world, tokenizer, cfg.scenes, info),
+                       LatentSet.cached(cfg.cache, tuned, styled, tokenizer, cfg.scenes, info),
+                       object_mask([world, styled], cfg.scenes, info, config.downsample))
+    objective = StyleShiftObjective(model, peel, tuned, cfg.styles, cfg.grid)
+    arguments = {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(cfg).items()}
+    arguments["styles"] = [s.value for s in cfg.styles]
+
+    def export(run_dir: Path, facts: dict[str, Any]) -> None:
+        save_peel(objective.peel, cfg.peel_file, extra={"styles": arguments["styles"], "step": facts["step"],
+                                                  "elapsed_s": facts["elapsed_s"]})
+
+    return Stage(
+        name="peel", model=model, objective=objective, trained=objective.ab,
+        batches=lambda step, b: data.batch(step, b, seed + 2, info.device), export_config=config,
+        arguments=arguments, export=export,
+    )
+

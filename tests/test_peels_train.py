@@ -1,0 +1,93 @@
+"""Style peels: ShapeWorld render styles, their image-space twin, the style detector, `banana peel train`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from cli_helpers import assert_one_line_error, run_cli
+
+from banana_sdk.checkpoint import weights_hash
+from banana_sdk.data import ShapeWorld
+from banana_sdk.data.stylize import stylize
+from banana_sdk.data.world import DEMO_WORLD, DataError, Style, parse_caption, parse_styles
+from banana_sdk.eval.detect import detect
+from banana_sdk.eval.score import Tally, score_detections
+from banana_sdk.eval.style import detect_styles, real_style_accuracy, style_score
+from banana_sdk.peels.io import load_peel
+
+STYLE_SETS = [(Style.PASTEL,), (Style.OUTLINED,), (Style.PASTEL, Style.OUTLINED)]
+
+
+def _world(styles: tuple = (), seed: int = 1_000_000) -> ShapeWorld:
+    return ShapeWorld(DEMO_WORLD, seed, 128, styles)
+
+
+def test_styles_are_a_deterministic_render_option() -> None:
+    plain, pastel = _world(), _world((Style.PASTEL,))
+    assert pastel.scene(3) == plain.scene(3)  # same scene and caption, other pixels
+    assert not np.array_equal(pastel.image(3), plain.image(3))
+    assert np.array_equal(_world(("outlined", "pastel")).image(3), _world((Style.PASTEL, Style.OUTLINED)).image(3))
+    assert parse_styles(["outlined", "pastel"]) == (Style.PASTEL, Style.OUTLINED)
+    with pytest.raises(DataError, match="unknown style 'glitter'"):
+        parse_styles(["glitter"])
+
+
+@pytest.mark.parametrize("styles", STYLE_SETS, ids=lambda s: "+".join(x.value for x in s))
+def test_stylize_draws_what_the_renderer_draws(styles: tuple) -> None:
+    plain, styled = _world(), _world(styles)
+    errors = [np.abs(stylize(plain.image(i), styles) - styled.image(i)).mean() for i in range(20)]
+    assert max(errors) < 2.5, errors  # 0-255 scale: anti-aliasing only
+
+
+def test_style_detector_on_real_renders_is_at_least_97_percent() -> None:
+    report = real_style_accuracy(samples=60, seed=3)
+    assert report["accuracy"] >= 0.97, report
+    plain = [_world().image(i) for i in range(20)]
+    assert style_score(plain, (Style.PASTEL,)) == 0.0 and style_score(plain, (Style.OUTLINED,)) == 0.0
+    both = [_world((Style.PASTEL, Style.OUTLINED)).image(i) for i in range(20)]
+    assert style_score(both, (Style.PASTEL, Style.OUTLINED)) >= 0.95
+    assert detect_styles(np.full((64, 64, 3), 240, np.uint8)) == ()  # nothing drawn, no style
+
+
+@pytest.mark.parametrize("styles", STYLE_SETS, ids=lambda s: "+".join(x.value for x in s))
+def test_content_is_scored_as_drawn_in_the_style(styles: tuple) -> None:
+    world, tally = _world(styles), Tally()
+    for i in range(30):
+        tally.add(score_detections(parse_caption(world.scene(i).caption), detect(world.image(i), styles)))
+    assert tally.summary()["attribute_accuracy"] >= 0.97, tally.summary()
+
+
+def test_peel_train_cli_few_steps(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    out, run_dir = tmp_path / "pastel.safetensors", tmp_path / "run"
+    result = run_cli("peel", "train", "--model", tiny_checkpoint, "--style", "pastel", "--out", out,
+                     "--steps", "3", "--batch", "2", "--scenes", "8", "--encoder-steps", "2", "--rank", "2",
+                     "--run-dir", run_dir,
+                     "--cache", tmp_path / "cache")
+    assert result.code == 0, result.err
+    assert "style encoder" in result.err and "train peel" in result.err  # progress bars
+    assert "wrote peel" in result.out
+    assert len(list((tmp_path / "cache").glob("style-encoder-*.pt"))) == 1  # cached for the next peel
+    peel = load_peel(out)
+    assert peel.name == "pastel" and peel.config.rank == 2 and peel.base_hash == weights_hash(tiny_checkpoint)
+    assert peel.config.targets == ("attn.o", "cross.o", "mlp.fc2")
+    assert any(b.abs().max() > 0 for _, b in peel.tensors.values())  # B left zero init: it trained
+    assert [json.loads(line)["step"] for line in (run_dir / "log.jsonl").read_text().splitlines()] == [3]
+    again = run_cli("peel", "train", "--model", tiny_checkpoint, "--style", "pastel", "--out", out)
+    assert_one_line_error(again, "already exists", "--force")
+
+
+@pytest.mark.parametrize(("args", "fragment"), [
+    (["--style", "glitter"], "unknown style 'glitter'"),
+    (["--style", "pastel", "--rank", "32"], "larger than any runtime bucket"),
+    (["--style", "pastel", "--targets", "attn.q,attn.x"], "unknown peel target"),
+    (["--style", "pastel", "--scenes", "0"], "--scenes"),
+])
+def test_peel_train_bad_input_writes_nothing(tiny_checkpoint: Path, tmp_path: Path, args: list[str],
+                                             fragment: str) -> None:
+    out, run_dir = tmp_path / "p.safetensors", tmp_path / "run"
+    result = run_cli("peel", "train", "--model", tiny_checkpoint, "--out", out, "--run-dir", run_dir, *args)
+    assert_one_line_error(result, fragment)
+    assert not out.exists() and not run_dir.exists()
