@@ -96,6 +96,15 @@ def test_runtime_files_stack_like_pack(model, tmp_path: Path) -> None:  # noqa: 
     np.testing.assert_allclose(b, eb, rtol=1e-6, atol=1e-7)
     with pytest.raises(PeelError, match="larger than any runtime bucket"):
         stack_runtime([(*f1, 1.0)] * 5, slots, (4, 8, 16))
+    meta, fa, fb = f1
+    with pytest.raises(PeelError, match="does not match this bundle's layout"):  # short arrays: no numpy error
+        stack_runtime([(meta, fa[:-3], fb, 1.0)], slots, (4, 8, 16))
+    for bad in ({k: v for k, v in meta.items() if k != "rank"}, {**meta, "rank": "four"}, {**meta, "rank": "0"}):
+        with pytest.raises(PeelError, match="rank"):
+            stack_runtime([(bad, fa, fb, 1.0)], slots, (4, 8, 16))
+    half = stack_runtime([(meta, fa, fb.astype(np.float16), 0.8)], slots, (4, 8, 16))[2]
+    widened = stack_runtime([(meta, fa, fb.astype(np.float16).astype(np.float32), 0.8)], slots, (4, 8, 16))[2]
+    assert np.array_equal(half, widened)  # an F16 file's B is scaled in float32, as the app does
 
 
 def test_file_round_trip_and_validation(model, tmp_path: Path) -> None:  # noqa: ANN001

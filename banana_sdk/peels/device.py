@@ -127,11 +127,22 @@ def _covered(meta: dict[str, str], slots: list[LayerSlot], path: str | Path = "p
     return [s for s in slots if s.name in wanted]
 
 
+def _rank(meta: dict[str, str]) -> int:
+    """The positive integer `rank` of a runtime peel's metadata, else PeelError naming the peel."""
+    try:
+        rank = int(meta["rank"])
+    except (KeyError, TypeError, ValueError):
+        raise PeelError(f"runtime peel {meta.get('name')!r} has no valid integer 'rank' in its metadata") from None
+    if rank < 1:
+        raise PeelError(f"runtime peel {meta.get('name')!r} has rank {rank}; a peel's rank must be >= 1")
+    return rank
+
+
 def stack_runtime(
     files: list[tuple[dict[str, str], np.ndarray, np.ndarray, float]], slots: list[LayerSlot], buckets: tuple[int, ...],
 ) -> tuple[int, np.ndarray, np.ndarray]:
     """(bucket, lora_a, lora_b): weighted runtime peels stacked along rank and zero-padded to a bucket."""
-    ranks = [int(meta["rank"]) for meta, _, _, _ in files]
+    ranks = [_rank(meta) for meta, _, _, _ in files]
     bucket = bucket_for(sum(ranks), buckets) if files else min(buckets)
     covered = [{s.name for s in _covered(meta, slots)} for meta, _, _, _ in files]
     a_out, b_out = [], []
@@ -147,7 +158,9 @@ def stack_runtime(
                 if oa[k] + na > fa.size or ob[k] + nb > fb.size:
                     raise PeelError(f"runtime peel {files[k][0].get('name')!r} does not match this bundle's layout")
                 a[offset:offset + r] = fa[oa[k]:oa[k] + na].reshape(r, slot.in_features)
-                b[:, offset:offset + r] = fb[ob[k]:ob[k] + nb].reshape(slot.out_features, r) * weight
+                # widen first: an F16 file's B is scaled in float32, like the app (float16 * weight would round)
+                b[:, offset:offset + r] = fb[ob[k]:ob[k] + nb].astype(np.float32).reshape(slot.out_features, r) \
+                    * np.float32(weight)
                 oa[k] += na
                 ob[k] += nb
             offset += r
