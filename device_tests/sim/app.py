@@ -207,17 +207,19 @@ class SimApp:
                 peels.append((fs.host_path(path), weight))
             pipeline.set_peels(peels)
         backend = ThrottledBackend(pipeline, self.device, cancel)
+        runner = None
+        if req.size > pipeline.size:  # base size, then the bundle's tiled upscaler (e.g. 4096): loaded once
+            from banana_sdk.upscale.chain import generate_upscaled
+            from converters.tiles import LiteRTTileRunner
+
+            runner = LiteRTTileRunner.from_bundle(pipeline.bundle, req.threads)
         used = Delegate.CPU.value
         fallback = None if req.delegate in (Delegate.AUTO, Delegate.CPU) else (
             f"the simulated device has no {req.delegate.value} delegate; ran on CPU (XNNPACK)")
         first_image_ms, runs, warm, image = None, [], [], None
         for k in range(req.warmup + req.runs):
             backend.begin()
-            if req.size > pipeline.size:  # base size, then the bundle's tiled upscaler (e.g. 4096)
-                from banana_sdk.upscale.chain import generate_upscaled
-                from converters.tiles import LiteRTTileRunner
-
-                runner = LiteRTTileRunner.from_bundle(pipeline.bundle, req.threads)
+            if runner is not None:
                 up = generate_upscaled(backend, runner, req.prompt, req.size, req.steps, req.seed,
                                        subjects=subjects, subject_mask=subject_mask)
                 gen = dataclasses.replace(up.base, image=up.image, e2e_ms=up.e2e_ms)
