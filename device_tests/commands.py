@@ -75,13 +75,21 @@ def push(bundle: Path, serial: str | None) -> None:
               help="Use LiteRT's benchmark_model binary (per graph) instead of the sample app.")
 @click.option("--peel", "peel_specs", multiple=True,
               help="A peel (PATH[:WEIGHT]) pushed beside the bundle and applied by the app; repeatable (stacked).")
+@click.option("--subject", "subject_names", multiple=True,
+              help="A subject (`banana subject add`) named in the prompt, pushed beside the bundle; repeatable (<= 5).")
+@click.option("--subjects-dir", type=click.Path(path_type=Path), default=None,
+              help="Subject store (default: $BANANA_SUBJECTS or ~/.banana/subjects).")
+@click.option("--size", type=int, default=None,
+              help="Image side (default: the bundle's); above it through the bundle's tile signature, e.g. 4096.")
 @click.option("-o", "--out", type=click.Path(path_type=Path), required=True, help="Run file (RUN.json).")
 def profile(bundle: Path, serial: str | None, prompt: str | None, steps: int | None, seed: int, runs: int,
             warmup: int, threads: int, delegate: str, sustained: str | None, cooldown_c: float, no_cooldown: bool,
             cooldown_timeout: float, no_telemetry: bool, throttle_rise: float, timeout: float,
-            reconnect_timeout: float, benchmark_model: Path | None, peel_specs: tuple[str, ...], out: Path) -> None:
+            reconnect_timeout: float, benchmark_model: Path | None, peel_specs: tuple[str, ...],
+            subject_names: tuple[str, ...], subjects_dir: Path | None, size: int | None, out: Path) -> None:
     """Push BUNDLE and measure it on devices: latency, memory, thermals; writes RUN.json (+ journal)."""
     from banana_sdk.peels.commands import parse_weighted
+    from banana_sdk.subjects.store import SubjectStore
     from device_tests import profile as prof
     from device_tests.adb import Adb
 
@@ -91,7 +99,8 @@ def profile(bundle: Path, serial: str | None, prompt: str | None, steps: int | N
         sustained_s=prof.parse_duration(sustained) if sustained else None,
         cooldown_c=None if no_cooldown else cooldown_c, cooldown_timeout_s=cooldown_timeout,
         telemetry_interval_s=None if no_telemetry else 1.0, throttle_rise_pct=throttle_rise, timeout_s=timeout,
-        benchmark_model=benchmark_model, peels=tuple(parse_weighted(spec) for spec in peel_specs))
+        benchmark_model=benchmark_model, peels=tuple(parse_weighted(spec) for spec in peel_specs),
+        subjects=SubjectStore(subjects_dir).files(subject_names) if subject_names else (), size=size)
     if not reconnect_timeout >= 0:
         raise ConfigError(f"--reconnect-timeout must be >= 0, got {reconnect_timeout}")
     result = prof.profile(bundle, out, serial, settings, Adb(reconnect_s=reconnect_timeout),

@@ -28,7 +28,7 @@ from device_tests.cooldown import cool_down
 from device_tests.devices import check_runnable, describe, resolve_serials
 from device_tests.errors import DeviceError
 from device_tests.journal import Journal, journal_path
-from device_tests.push import bundle_files, manifest_summary, push_bundle, push_peels
+from device_tests.push import bundle_files, manifest_summary, push_bundle, push_peels, push_subjects
 from device_tests.run_file import RUN_FORMAT, RUN_SCHEMA_VERSION
 from device_tests.run_record import DeviceRun
 from device_tests.runner import launch
@@ -54,6 +54,8 @@ class ProfileSettings:
     timeout_s: float = 600.0  # per launch
     benchmark_model: Path | None = None  # run LiteRT's benchmark_model binary instead of the app
     peels: tuple[tuple[Path, float], ...] = ()  # (peel file, weight): pushed beside the bundle, applied by the app
+    subjects: tuple[Path, ...] = ()  # subject files (`banana subject add`): pushed, bound to the prompt's names
+    size: int | None = None  # output side in px; None: the bundle's; above it through its tile signature (4096)
 
     def check(self) -> None:
         """ConfigError for out-of-range values, before any device work."""
@@ -74,14 +76,18 @@ class ProfileSettings:
             raise ConfigError(f"throttle rise must be a positive percentage, got {self.throttle_rise_pct}")
         if self.benchmark_model is not None and not Path(self.benchmark_model).is_file():
             raise ConfigError(f"--benchmark-model {self.benchmark_model} is not a file")
-        if self.peels and self.benchmark_model is not None:
-            raise ConfigError("--peel runs through the sample app; it does not go with --benchmark-model")
+        if self.benchmark_model is not None:
+            app_only = [flag for flag, given in (("--peel", self.peels), ("--subject", self.subjects),
+                                                 ("--size", self.size is not None)) if given]
+            if app_only:
+                raise ConfigError(f"{app_only[0]} runs through the sample app; it does not go with --benchmark-model")
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["delegate"] = self.delegate.value
         out["benchmark_model"] = str(self.benchmark_model) if self.benchmark_model else None
         out["peels"] = [[str(p), w] for p, w in self.peels]
+        out["subjects"] = [str(p) for p in self.subjects]
         return out
 
 
@@ -98,6 +104,33 @@ def parse_duration(text: str) -> float:
     if not (value > 0 and math.isfinite(value)):
         raise ConfigError(f"duration {text!r} must be positive")
     return value
+
+
+def check_app_request(bundle: Path, manifest: dict[str, Any], settings: ProfileSettings) -> None:
+    """What the app would refuse, refused on the host before any device work: a size the bundle cannot make
+    (below its base, or a side its tile chain does not reach: UpscaleError lists the reachable ones) and
+    subjects that are unreadable, too many or not named in the prompt (SubjectError)."""
+    base = int(manifest["image"]["size"])
+    if settings.size is not None and settings.size != base:
+        if settings.size < base:
+            raise ConfigError(f"--size {settings.size}: this bundle makes {base} px images (and larger ones through "
+                              "its tile signature), not smaller ones")
+        from banana_sdk.upscale.chain import plan_chain
+        from converters.tiles import bundle_tiles
+
+        if "upscale_tile" not in manifest["signatures"]:
+            raise ConfigError(f"--size {settings.size}: this bundle has no upscale_tile signature to go above "
+                              f"{base} px; convert with --upscaler DIR")
+        tiles, scale = bundle_tiles(manifest, bundle)
+        plan_chain(base, settings.size, tiles, scale)
+    if settings.subjects:
+        from banana_sdk.config import ModelConfig
+        from banana_sdk.subjects.binding import bind
+        from banana_sdk.subjects.store import read_subject
+
+        config = ModelConfig.from_dict(manifest["model"]["config"])
+        bind(settings.prompt, [read_subject(p) for p in settings.subjects], config.denoiser.max_subjects,
+             config.text.width)
 
 
 def profile_device(adb: Adb, serial: str, bundle: Path, settings: ProfileSettings, journal: Journal,
@@ -119,6 +152,7 @@ def profile_device(adb: Adb, serial: str, bundle: Path, settings: ProfileSetting
         pushed = push_bundle(device, bundle)
         emit("push", push=pushed.to_dict())
         peels = push_peels(device, settings.peels)
+        subjects = push_subjects(device, settings.subjects)
         if settings.cooldown_c is not None:
             gate = cool_down(device, settings.cooldown_c, settings.cooldown_timeout_s)
             emit("cooldown", cooldown=gate.to_dict())
@@ -132,7 +166,7 @@ def profile_device(adb: Adb, serial: str, bundle: Path, settings: ProfileSetting
         if settings.benchmark_model is not None:
             _run_benchmark_model(device, info.abilist, pushed.remote_dir, manifest, settings, emit)
         else:
-            _run_app(device, pushed.remote_dir, manifest, settings, emit, t0, peels)
+            _run_app(device, pushed.remote_dir, manifest, settings, emit, t0, peels, subjects)
         if sampler:
             sampler.stop()
             sampler = None
@@ -150,17 +184,17 @@ def profile_device(adb: Adb, serial: str, bundle: Path, settings: ProfileSetting
 
 
 def _run_app(device, remote_dir: str, manifest: dict, settings: ProfileSettings, emit, t0: float,  # noqa: ANN001
-             peels: str | None = None) -> None:
+             peels: str | None = None, subjects: str | None = None) -> None:
     tag = f"r{time.strftime('%Y%m%d%H%M%S')}-{uuid.uuid4().hex[:6]}"
     steps = settings.steps or int(manifest["sampler"]["default_steps"])
-    size = int(manifest["image"]["size"])
+    size = settings.size or int(manifest["image"]["size"])
     deadline = t0 + (settings.sustained_s or 0.0)
     k = 0
     while True:
         request = RunRequest(bundle=remote_dir, prompt=settings.prompt, steps=steps, size=size, seed=settings.seed,
                              delegate=settings.delegate, threads=settings.threads,
                              warmup=settings.warmup if k == 0 else 0, runs=settings.runs, run_id=f"{tag}-{k}",
-                             peels=peels)
+                             peels=peels, subjects=subjects)
         done = launch(device, request, settings.timeout_s)
         emit("launch_result", result=done.result, started_s=round(done.started_t - t0, 4),
              finished_s=round(done.finished_t - t0, 4))
@@ -209,6 +243,7 @@ def profile(bundle: Path, out: Path, serial: str | None, settings: ProfileSettin
         for path, weight in settings.peels:
             check_weight(weight, str(path))
             load_for_bundle(path, manifest)
+    check_app_request(bundle, manifest, settings)
     adb = adb or Adb()
     serials = resolve_serials(adb, serial)
     out = Path(out)

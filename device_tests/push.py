@@ -140,24 +140,45 @@ def push_bundle(device: Device, bundle_dir: Path, verify: bool = True) -> PushRe
     return report
 
 
+def push_side_files(device: Device, files: list[Path], folder: str, suffix: str, what: str) -> dict[Path, str]:
+    """Push files that ride beside a bundle (peels, subjects) to `DEVICE_ROOT/<folder>/<sha256><suffix>`,
+    skipping ones already there (content-addressed) and verifying the rest; returns local path -> device path."""
+    remote = {p: f"{DEVICE_ROOT}/{folder}/{sha256_file(p)}{suffix}" for p in files}
+
+    def digest(path: str) -> str:
+        return path.rsplit("/", 1)[1][: -len(suffix)]
+
+    have = remote_hashes(device, list(remote.values()))
+    todo = [p for p, path in remote.items() if have.get(path) != digest(path)]
+    if todo:
+        device.shell(["mkdir", "-p", f"{DEVICE_ROOT}/{folder}"])
+        with device.sync() as sync:
+            for p in todo:
+                sync.push(p, remote[p])
+        after = remote_hashes(device, [remote[p] for p in todo])
+        bad = [p.name for p in todo if after.get(remote[p]) != digest(remote[p])]
+        if bad:
+            raise DeviceCommandError(f"verification failed on {device.serial}: {what} {bad} differ after the push")
+    return remote
+
+
 def push_peels(device: Device, peels: tuple[tuple[Path, float], ...]) -> str | None:
     """Push peel files to `DEVICE_ROOT/peels/<sha256>.safetensors` (skipping identical ones, verified);
     returns the runner contract's `peels` extra (`path:weight,...`), None without peels."""
     if not peels:
         return None
-    remote = {p: f"{DEVICE_ROOT}/peels/{sha256_file(p)}.safetensors" for p, _ in peels}
-    have = remote_hashes(device, list(remote.values()))
-    todo = [p for p, path in remote.items() if have.get(path) != path.rsplit("/", 1)[1].split(".")[0]]
-    if todo:
-        device.shell(["mkdir", "-p", f"{DEVICE_ROOT}/peels"])
-        with device.sync() as sync:
-            for p in todo:
-                sync.push(p, remote[p])
-        after = remote_hashes(device, [remote[p] for p in todo])
-        bad = [p.name for p in todo if after.get(remote[p]) != remote[p].rsplit("/", 1)[1].split(".")[0]]
-        if bad:
-            raise DeviceCommandError(f"verification failed on {device.serial}: peel(s) {bad} differ after the push")
+    remote = push_side_files(device, [p for p, _ in peels], "peels", ".safetensors", "peel(s)")
     return ",".join(f"{remote[p]}:{weight:g}" for p, weight in peels)
+
+
+def push_subjects(device: Device, subjects: tuple[Path, ...]) -> str | None:
+    """Push subject files (`banana subject add`) to `DEVICE_ROOT/subjects/<sha256>.subject.json` (skipping
+    identical ones, verified); returns the runner contract's `subjects` extra (comma-separated device paths),
+    None without subjects."""
+    if not subjects:
+        return None
+    remote = push_side_files(device, list(subjects), "subjects", ".subject.json", "subject file(s)")
+    return ",".join(remote[p] for p in subjects)
 
 
 def manifest_summary(bundle_dir: Path) -> dict[str, Any]:

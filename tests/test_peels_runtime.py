@@ -108,6 +108,9 @@ def test_bundle_has_bucket_signatures_sharing_the_weights(peel_bundle: Path, bun
         assert section["zero_check"][name]["max_abs_error"] == 0.0  # zero A/B: the base output, bit for bit
         storage = manifest["quantization"]["per_signature"]
         assert storage[name]["FULLY_CONNECTED"] == storage["denoise"]["FULLY_CONNECTED"]  # the same INT4 weights
+        plan = manifest["delegate_plan"][name]  # the app picks the peel signature's accelerator from the plan
+        assert plan["order"][0] == "gpu" and plan["gpu"]["partitions"] == 1
+        assert plan["gpu"]["delegated"] == plan["gpu"]["total"] > manifest["delegate_plan"]["denoise"]["gpu"]["total"]
     def weight_bytes(path: Path) -> int:
         return sum(len(b.data) for b in read_graph(path).model.buffers if b.data is not None)
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from device_fixtures import adb, adb_server, sims  # noqa: F401
 
 from banana_sdk.upscale import (
     DEFAULT_WEIGHTS,
@@ -302,3 +303,45 @@ def test_simulated_device_runner_takes_subjects_and_sizes_above_the_base(tiled_b
         run(64, "/data/local/tmp/banana/subjects/zed.subject.json")
     with pytest.raises(ContractError, match="converted for 64px"):
         run(32, None)
+
+
+def test_profile_pushes_subjects_and_asks_for_4k_sizes_on_a_simulated_phone(sims, tiled_bundle: Path,  # noqa: ANN001, F811
+                                                                             tmp_path: Path) -> None:
+    """`banana profile --subject NAME --size N`: the subject file is pushed beside the bundle and bound by the
+    app, the size goes through the bundle's tile signature; bad sizes and subjects fail before any device work."""
+    from cli_helpers import assert_one_line_error, run_cli
+    from PIL import Image
+
+    from banana_sdk.data.render import render_scene
+    from banana_sdk.subjects import subject_from_references
+    from banana_sdk.subjects.encoder import REFERENCE_SIZE
+    from banana_sdk.subjects.store import SubjectStore
+    from banana_sdk.subjects.train import reference_scene
+
+    ref = tmp_path / "pip.png"
+    Image.fromarray(render_scene(reference_scene("pip", np.random.default_rng(0)), REFERENCE_SIZE)).save(ref)
+    store_dir = tmp_path / "store"
+    SubjectStore(store_dir).add(subject_from_references("pip", [ref]))
+    phone = sims("flagship")
+    prompt = "pip top left and a red circle center"
+    common = ["profile", "--bundle", tiled_bundle, "--serial", phone.serial, "--runs", "1", "--warmup", "0",
+              "--steps", "2", "--no-cooldown", "--no-telemetry", "--prompt", prompt, "--subjects-dir", store_dir]
+    shas = {}
+    for label, extra in (("base", []), ("subject", ["--subject", "pip"]), ("4k", ["--size", "256"])):
+        out = tmp_path / f"{label}.json"
+        result = run_cli(*common, "-o", out, *extra)
+        assert result.code == 0, result.err
+        run = json.loads(out.read_text())
+        assert run["complete"], run["devices"][0].get("error")
+        launch = run["devices"][0]["launches"][0]
+        shas[label] = launch["image"]["sha256"]
+    assert len(set(shas.values())) == 3  # the subject token and the size reach the app
+    assert run["settings"]["size"] == 256
+    sub = json.loads((tmp_path / "subject.json").read_text())
+    assert sub["settings"]["subjects"] == [str(store_dir / "pip.subject.json")]
+    never = tmp_path / "never.json"
+    for extra, fragment in ((["--size", "200"], "choose one of"), (["--size", "32"], "not smaller ones"),
+                            (["--subject", "zed"], "unknown subject 'zed'"),
+                            (["--subject", "pip", "--prompt", "a red circle"], "not named in the prompt")):
+        assert_one_line_error(run_cli(*common, "-o", never, *extra), fragment)
+    assert not never.exists()

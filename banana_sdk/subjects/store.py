@@ -208,6 +208,10 @@ class SubjectStore:
             raise SubjectError(f"{path} holds subject {subject.name!r}, not {name!r}")
         return subject
 
+    def files(self, names: tuple[str, ...] | list[str]) -> tuple[Path, ...]:
+        """The checked subject files of `names`, in order (UnknownSubject lists the store's names)."""
+        return tuple(self.path(self.get(name).name) for name in names)
+
     def remove(self, name: str) -> Path:
         path = self.path(name)
         if not path.is_file():

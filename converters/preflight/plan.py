@@ -30,12 +30,14 @@ def _graphs(source: str | Path | Iterable[DelegateGraph]) -> list[DelegateGraph]
     if not isinstance(source, (str, Path)):
         return list(source)
     directory = Path(source)
-    graphs = []
+    graphs: dict[str, DelegateGraph] = {}
     for path in sorted(directory.glob("*.tflite")):
         if path.name.startswith("."):
             continue
-        graphs += [g for g in read_delegate_graphs(path) if g.signature == path.stem]
-    return graphs
+        # every signature of the file: denoise.tflite also holds the runtime-peel signatures denoise_rN
+        for graph in read_delegate_graphs(path):
+            graphs.setdefault(graph.signature, graph)
+    return list(graphs.values())
 
 
 def signature_plan(graph: DelegateGraph) -> dict[str, Any]:
