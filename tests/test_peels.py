@@ -11,7 +11,7 @@ from cli_helpers import assert_one_line_error, run_cli
 
 from banana_sdk.checkpoint import weights_hash
 from banana_sdk.models.model import build_model
-from banana_sdk.peels.config import PeelConfig, PeelError, check_config
+from banana_sdk.peels.config import PeelConfig, PeelError, Storage, check_config
 from banana_sdk.peels.device import export_runtime, load_runtime, stack_runtime
 from banana_sdk.peels.io import check_base, load_peel, save_peel
 from banana_sdk.peels.lora import Peel, PeelStack, merge
@@ -87,8 +87,8 @@ def test_runtime_packing_matches_attached(model) -> None:  # noqa: ANN001
 def test_runtime_files_stack_like_pack(model, tmp_path: Path) -> None:  # noqa: ANN001
     slots = runtime_layers(model.denoiser)
     p1, p2 = _peel(model, "a", seed=1), _peel(model, "b", seed=2, targets=("mlp.fc2",))
-    f1 = load_runtime(export_runtime(p1, slots, tmp_path / "a.rt"))
-    f2 = load_runtime(export_runtime(p2, slots, tmp_path / "b.rt"))
+    f1 = load_runtime(export_runtime(p1, slots, tmp_path / "a.rt", storage=Storage.FLOAT32))
+    f2 = load_runtime(export_runtime(p2, slots, tmp_path / "b.rt", storage=Storage.FLOAT32))
     bucket, a, b = stack_runtime([(*f1, 0.8), (*f2, 0.5)], slots, (4, 8, 16))
     ea, eb = pack([(p1, 0.8), (p2, 0.5)], slots, 8)
     assert bucket == 8
@@ -105,15 +105,27 @@ def test_runtime_files_stack_like_pack(model, tmp_path: Path) -> None:  # noqa: 
     half = stack_runtime([(meta, fa, fb.astype(np.float16), 0.8)], slots, (4, 8, 16))[2]
     widened = stack_runtime([(meta, fa, fb.astype(np.float16).astype(np.float32), 0.8)], slots, (4, 8, 16))[2]
     assert np.array_equal(half, widened)  # an F16 file's B is scaled in float32, as the app does
+    default = export_runtime(p1, slots, tmp_path / "a16.rt")  # float16 by default: half the bytes, same values
+    assert default.stat().st_size < 0.6 * (tmp_path / "a.rt").stat().st_size
+    _, a16, b16 = load_runtime(default)
+    assert a16.dtype == b16.dtype == np.float16
+    np.testing.assert_array_equal(a16, fa.astype(np.float16))
+    np.testing.assert_array_equal(b16, fb.astype(np.float16))
 
 
 def test_file_round_trip_and_validation(model, tmp_path: Path) -> None:  # noqa: ANN001
     peel = _peel(model, "style")
-    path = save_peel(peel, tmp_path / "style.safetensors")
+    path = save_peel(peel, tmp_path / "style.safetensors", storage=Storage.FLOAT32)
     loaded = load_peel(path)
     assert loaded.config == peel.config and loaded.base_hash == "basehash" and loaded.name == "style"
     for layer, (a, b) in peel.tensors.items():
         assert torch.equal(loaded.tensors[layer][0], a.detach()) and torch.equal(loaded.tensors[layer][1], b.detach())
+    half = load_peel(save_peel(peel, tmp_path / "style16.safetensors"))  # the default: float16, widened on load
+    assert (tmp_path / "style16.safetensors").stat().st_size < 0.6 * path.stat().st_size  # + header
+    for layer, (a, b) in peel.tensors.items():
+        assert half.tensors[layer][0].dtype == torch.float32
+        assert torch.equal(half.tensors[layer][0], a.detach().half().float())
+        assert torch.equal(half.tensors[layer][1], b.detach().half().float())
     with pytest.raises(PeelError, match="made for base"):
         check_base(loaded, "otherhash", "demo")
     (tmp_path / "bad.safetensors").write_bytes(path.read_bytes()[:200])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from enum import Enum
 
 from torch import nn
 
@@ -16,6 +17,14 @@ DENOISER_TARGETS = ("attn.q", "attn.k", "attn.v", "attn.o", "cross.q", "cross.k"
 TEXT_TARGETS = ("attn.q", "attn.k", "attn.v", "attn.o", "mlp.fc1", "mlp.fc2")
 RANK_BUCKETS = (4, 8, 16)  # runtime-peel signature ranks; zero tensors mean "no peel"
 MAX_WEIGHT = 10.0  # largest |weight| a peel may be applied with
+
+
+class Storage(str, Enum):
+    """How a peel file stores A and B. The low-rank path always computes in float32 (files are widened on load);
+    float16 halves the file (a rank-4 demo peel: 3.6% -> 1.8% of its INT4 bundle) at ~5e-4 relative rounding."""
+
+    FLOAT16 = "float16"
+    FLOAT32 = "float32"
 
 
 class PeelError(BananaError):

@@ -1,6 +1,7 @@
 """Runtime peel files for a bundle: exactly the low-rank tensors the `denoise_r{R}` signatures take.
 
-A runtime peel file (safetensors) holds `lora_a` = concat_i A_i (r, in_i) and `lora_b` = concat_i
+A runtime peel file (safetensors, float16 by default, widened to float32 on load) holds
+`lora_a` = concat_i A_i (r, in_i) and `lora_b` = concat_i
 B_i * (alpha / r) (out_i, r) over the bundle's peel layout, at the peel's own rank r, plus metadata (base
 hash, rank, name). Which layout slots it covers: metadata `slots` (JSON list of slot names, in layout order)
 when present, else every slot (zeros where the peel does not adapt a layer; the first format, still read).
@@ -18,7 +19,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.numpy import save
 
 from banana_sdk.fileio import atomic_write_bytes
-from banana_sdk.peels.config import PEEL_SCHEMA_VERSION, PeelError
+from banana_sdk.peels.config import PEEL_SCHEMA_VERSION, PeelError, Storage
 from banana_sdk.peels.lora import Peel
 from banana_sdk.peels.runtime import LayerSlot, bucket_for, pack
 
@@ -50,10 +51,12 @@ def to_runtime(peel: Peel, slots: list[LayerSlot], sparse: bool = False) -> Runt
     return meta, a, b
 
 
-def export_runtime(peel: Peel, slots: list[LayerSlot], path: str | Path, sparse: bool = False) -> Path:
-    """Write the runtime form of `peel` for a layout (see `to_runtime`)."""
+def export_runtime(peel: Peel, slots: list[LayerSlot], path: str | Path, sparse: bool = False,
+                   storage: Storage = Storage.FLOAT16) -> Path:
+    """Write the runtime form of `peel` for a layout (see `to_runtime`), A and B stored as `storage`."""
     meta, a, b = to_runtime(peel, slots, sparse)
-    atomic_write_bytes(Path(path), save({"lora_a": a, "lora_b": b}, metadata=meta))
+    dtype = np.float16 if Storage(storage) is Storage.FLOAT16 else np.float32
+    atomic_write_bytes(Path(path), save({"lora_a": a.astype(dtype), "lora_b": b.astype(dtype)}, metadata=meta))
     return Path(path)
 
 

@@ -10,21 +10,23 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save
 
 from banana_sdk.fileio import atomic_write_bytes
-from banana_sdk.peels.config import PEEL_SCHEMA_VERSION, PeelConfig, PeelError, check_config
+from banana_sdk.peels.config import PEEL_SCHEMA_VERSION, PeelConfig, PeelError, Storage, check_config
 from banana_sdk.peels.lora import Peel
 
 MAX_ABS_VALUE = 1.0e3  # larger LoRA entries mean a diverged or foreign file
 
 
-def save_peel(peel: Peel, path: str | Path, extra: dict | None = None) -> Path:
-    """Write `peel` atomically as fp32 safetensors; keys `<layer>.lora_A` (r, in) / `<layer>.lora_B` (out, r).
+def save_peel(peel: Peel, path: str | Path, extra: dict | None = None, storage: Storage = Storage.FLOAT16) -> Path:
+    """Write `peel` atomically as safetensors (`storage` dtype); keys `<layer>.lora_A` (r, in) / `<layer>.lora_B`
+    (out, r).
 
     `extra` (JSON-able, e.g. how the peel was trained) is stored as the metadata entry `training`."""
     path = Path(path)
+    dtype = torch.float16 if Storage(storage) is Storage.FLOAT16 else torch.float32
     tensors = {}
     for layer, (a, b) in peel.tensors.items():
-        tensors[f"{layer}.lora_A"] = a.detach().float().contiguous()
-        tensors[f"{layer}.lora_B"] = b.detach().float().contiguous()
+        tensors[f"{layer}.lora_A"] = a.detach().float().to(dtype).contiguous()
+        tensors[f"{layer}.lora_B"] = b.detach().float().to(dtype).contiguous()
     metadata = {
         "format": "banana-peel", "schema_version": str(PEEL_SCHEMA_VERSION), "name": peel.name,
         "base_model": peel.base_model, "base_hash": peel.base_hash, "rank": str(peel.config.rank),

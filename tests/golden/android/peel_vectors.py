@@ -25,7 +25,7 @@ from safetensors.numpy import save
 
 from banana_sdk.models.model import build_model
 from banana_sdk.peels.commands import parse_weighted
-from banana_sdk.peels.config import RANK_BUCKETS, PeelConfig, PeelError
+from banana_sdk.peels.config import RANK_BUCKETS, PeelConfig, PeelError, Storage
 from banana_sdk.peels.device import export_runtime, layout_from_manifest, load_runtime, stack_runtime
 from banana_sdk.peels.io import check_base
 from banana_sdk.peels.lora import Peel
@@ -50,7 +50,9 @@ def _peel(model: torch.nn.Module, name: str, rank: int, alpha: float, seed: int,
 
 
 def _export(peel: Peel, slots: list[LayerSlot], tmp: Path) -> bytes:
-    return canonical_safetensors(export_runtime(peel, slots, tmp / f"{peel.name}.raw").read_bytes())
+    # float32 files (the float16 reading is covered by _half_peel); keeps these vectors exact
+    return canonical_safetensors(export_runtime(peel, slots, tmp / f"{peel.name}.raw",
+                                                storage=Storage.FLOAT32).read_bytes())
 
 
 def _half_peel(slots: list[LayerSlot]) -> bytes:
