@@ -123,9 +123,12 @@ def main() -> None:
             "plugin), so every op runs on the CPU. GPU mldrift = LiteRT CompiledModel GPU accelerator (the app's); "
             "GPU opencl = TFLite GPU delegate v2; NPU qcom = the Qualcomm table (a real SM8650 compile is in "
             "`banana preflight --delegate npu --soc SM8650`).\n\n" + table(header, rows)
-            + f"\n\nTotal {time.time() - started:.0f} s."
-            + (" Mobile: run it at fp32 and int4 only (each mobile export takes minutes on 2 cores)."
-               if "mobile" in args.presets else ""))
+            + f"\n\nTotal {time.time() - started:.0f} s. Exceptions on the NPU row (QNN HTP through the Qualcomm "
+            "plugin): blockwise INT4 weights are refused ('Unsupported quantization type'), so int4 signatures fail "
+            "to build there; dynamic-range INT8 convs (float activations x INT8 weights) have no HTP Conv2d I/O set "
+            "and fall back to the CPU (int8 vae_decode, the denoiser's patch-embedding conv). An NPU wants "
+            "full-integer (static activation) quantization, which these recipes do not produce: use fp32 + "
+            "`--npu SOC` (the plugin quantizes) or the GPU, which takes every signature whole.")
     append_section(f"Delegate pre-flight: {', '.join(args.presets)} × {', '.join(args.quants)}", body)
 
 

@@ -1,6 +1,6 @@
 """Fixes applied to a quantized flatbuffer before it is written: zero block scales (below) and inner tensor
 names (`strip_tensor_names`: export module paths, ~8% of the demo INT4 bundle, several times that in a file
-with runtime-peel signatures; signature inputs and outputs keep their names).
+with runtime-peel signatures, become `t<index>`; signature inputs and outputs keep their names).
 
 XNNPACK (the LiteRT CPU delegate) refuses a blockwise INT4 weight that has any zero block scale
 ("unsupported scale value (0.000000) ... for INT4 tensor"). ai-edge-quantizer writes a zero scale for an
@@ -51,8 +51,9 @@ def fix_zero_block_scales(model: bytes) -> tuple[bytes, int]:
 
 
 def strip_tensor_names(model: bytes, signatures: set[str]) -> bytes:
-    """The model with the inner tensor names of `signatures`' subgraphs removed (signature inputs and outputs
-    keep theirs). Extra signatures built from the same module (runtime peels) share the weight buffers but
+    """The model with the inner tensor names of `signatures`' subgraphs replaced by `t<index>` (signature inputs
+    and outputs keep theirs; names must stay unique: the Qualcomm plugin refuses a graph whose tensors share
+    one). Extra signatures built from the same module (runtime peels) share the weight buffers but
     repeat every tensor's long export name: most of their size. Buffers stored after the flatbuffer are
     inlined (the result is one flatbuffer); models above `MAX_REPACK_BYTES` are returned unchanged."""
     import flatbuffers
@@ -70,7 +71,7 @@ def strip_tensor_names(model: bytes, signatures: set[str]) -> bytes:
         keep = set(subgraph.inputs) | set(subgraph.outputs)
         for i, tensor in enumerate(subgraph.tensors):
             if i not in keep:
-                tensor.name = None
+                tensor.name = f"t{i}".encode()  # short and unique: QNN's compiler names graph tensors by them
     builder = flatbuffers.Builder(len(model))
     builder.Finish(root.Pack(builder), file_identifier=b"TFL3")
     return bytes(builder.Output())

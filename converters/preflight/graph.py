@@ -28,7 +28,7 @@ DTYPE_BYTES = {"FLOAT32": 4.0, "FLOAT16": 2.0, "BFLOAT16": 2.0, "INT32": 4.0, "I
 @dataclass(frozen=True)
 class Tensor:
     index: int  # tensor index in the subgraph
-    name: str  # tensor name in the file
+    name: str  # tensor name in the file, or `tensor #<index>` (our converter strips inner names)
     shape: tuple[int, ...]  # static shape
     dtype: str  # TFLite type name ("FLOAT32", "INT4", ...)
     constant: bool  # backed by a buffer (weights, shapes, axes)
@@ -136,7 +136,8 @@ def delegate_graph(model: ModelGraph, signature: str) -> DelegateGraph:
         raise BundleError(f"{model.path} has no signature {signature!r} (has {sorted(model.signatures)})")
     sig: SignatureGraph = model.signatures[signature]
     sub = model.model.subgraphs[sig.subgraph]
-    tensors = {info.index: Tensor(index=info.index, name=info.name, shape=info.shape, dtype=info.dtype,
+    tensors = {info.index: Tensor(index=info.index, name=info.name or f"tensor #{info.index}", shape=info.shape,
+                                  dtype=info.dtype,
                                   constant=info.constant, quantization=_quantization(info),
                                   values=_small_values(model, signature, info))
                for info in sig.tensors}
