@@ -60,11 +60,12 @@ def test_content_is_scored_as_drawn_in_the_style(styles: tuple) -> None:
     assert tally.summary()["attribute_accuracy"] >= 0.97, tally.summary()
 
 
-def test_peel_train_cli_few_steps(tiny_checkpoint: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("target", ["pixel", "latent"])
+def test_peel_train_cli_few_steps(tiny_checkpoint: Path, tmp_path: Path, target: str) -> None:
     out, run_dir = tmp_path / "pastel.safetensors", tmp_path / "run"
     result = run_cli("peel", "train", "--model", tiny_checkpoint, "--style", "pastel", "--out", out,
                      "--steps", "3", "--batch", "2", "--scenes", "8", "--encoder-steps", "2", "--rank", "2",
-                     "--run-dir", run_dir,
+                     "--run-dir", run_dir, "--target", target,
                      "--cache", tmp_path / "cache")
     assert result.code == 0, result.err
     assert "style encoder" in result.err and "train peel" in result.err  # progress bars
@@ -75,8 +76,58 @@ def test_peel_train_cli_few_steps(tiny_checkpoint: Path, tmp_path: Path) -> None
     assert peel.config.targets == ("attn.o", "cross.o", "mlp.fc2")
     assert any(b.abs().max() > 0 for _, b in peel.tensors.values())  # B left zero init: it trained
     assert [json.loads(line)["step"] for line in (run_dir / "log.jsonl").read_text().splitlines()] == [3]
+    assert json.loads(_training_record(out))["step"] == 3
     again = run_cli("peel", "train", "--model", tiny_checkpoint, "--style", "pastel", "--out", out)
     assert_one_line_error(again, "already exists", "--force")
+
+
+def _training_record(path: Path) -> str:
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="numpy") as handle:
+        return (handle.metadata() or {})["training"]
+
+
+def test_pixel_target_is_the_styled_decode_of_the_base_estimate(tiny_checkpoint: Path) -> None:
+    """StyleTarget.PIXEL: with the peel at zero (B = 0) the loss is || D(f_base(x_s)) - stylize(D(e)) ||^2, and
+    its gradient reaches the peel's B through the frozen decoder."""
+    import torch
+
+    from banana_sdk.checkpoint import load_checkpoint
+    from banana_sdk.peels.config import PeelConfig
+    from banana_sdk.peels.lora import Peel
+    from banana_sdk.peels.train import StyleShiftObjective, StyleTarget
+
+    model, _ = load_checkpoint(tiny_checkpoint)
+    model.requires_grad_(False).eval()
+    peel = Peel.init("p", model, PeelConfig(rank=2, alpha=2.0, targets=("attn.o", "mlp.fc2")), "h", seed=0)
+    objective = StyleShiftObjective(model, peel, model.vae, (Style.PASTEL,), grid=4, target=StyleTarget.PIXEL)
+    c, n, size = model.config.vae.latent_channels, 2, model.config.image_size // model.config.downsample
+    gen = torch.Generator().manual_seed(0)
+    batch = {"latents": torch.randn(n, c, size, size, generator=gen),
+             "offsets": 0.1 * torch.randn(n, c, size, size, generator=gen),
+             "tokens": torch.randint(1, 20, (n, model.config.tokenizer.context_length), generator=gen),
+             "segments": torch.zeros(n, model.config.tokenizer.context_length, dtype=torch.long)}
+    loss, _ = objective(batch, torch.Generator().manual_seed(1))
+    # the same draw by hand: times, noise, base estimate, styled decode
+    g = torch.Generator().manual_seed(1)
+    t = torch.randint(1, 5, (n,), generator=g).float() / 4
+    tt = t[:, None, None, None]
+    eps = torch.randn(batch["latents"].shape, generator=g)
+    x0, d = batch["latents"], batch["offsets"]
+    noisy_p, noisy_s = (1 - tt) * x0 + tt * eps, (1 - tt) * (x0 + d) + tt * eps
+    context, mask = model.text_encoder(batch["tokens"], batch["segments"])
+    subjects = torch.zeros(n, model.config.denoiser.max_subjects, model.config.text.width)
+    smask = torch.zeros(n, model.config.denoiser.max_subjects)
+    with torch.no_grad():
+        e = noisy_p - tt * model.denoiser(noisy_p, t, context, mask, subjects, smask)
+        f = noisy_s - tt * model.denoiser(noisy_s, t, context, mask, subjects, smask)
+        pixels = ((model.vae.decode(e).clamp(-1, 1) + 1) * 127.5).permute(0, 2, 3, 1).numpy()
+        target = torch.from_numpy(stylize(pixels, (Style.PASTEL,))).permute(0, 3, 1, 2) / 127.5 - 1
+        expected = (model.vae.decode(f) - target).pow(2).mean()
+    torch.testing.assert_close(loss, expected, rtol=1e-4, atol=1e-6)
+    loss.backward()
+    assert any(p.grad is not None and p.grad.abs().max() > 0 for name, p in objective.ab.items() if name[0] == "b")
 
 
 @pytest.mark.parametrize(("args", "fragment"), [

@@ -38,8 +38,10 @@ def peel() -> None:
               help="Comma-separated block-relative linears (default: attn.o,cross.o,mlp.fc2); "
                    "valid: attn.{q,k,v,o}, cross.{q,k,v,o}, mlp.fc1, mlp.fc2.")
 @click.option("--scenes", type=int, default=512, show_default=True, help="Training scenes (plain and styled).")
-@click.option("--encoder-steps", type=int, default=200, show_default=True,
+@click.option("--encoder-steps", type=int, default=1000, show_default=True,
               help="Fine-tuning steps of the style encoder that encodes the styled scenes (cached).")
+@click.option("--target", "style_target", type=click.Choice(["pixel", "latent"]), default="pixel", show_default=True,
+              help="Compare with the styled base estimate in pixels (through the frozen decoder) or in latents.")
 @click.option("--steps", type=int, default=250, show_default=True, help="Optimizer steps.")
 @click.option("--batch", type=int, default=16, show_default=True, help="Batch per step.")
 @click.option("--lr", type=float, default=1e-3, show_default=True, help="Peak learning rate.")
@@ -54,8 +56,8 @@ def peel() -> None:
 @click.option("--resume", is_flag=True, help="Continue the run in --run-dir.")
 @click.option("--force", is_flag=True, help="Replace --out and a run already in --run-dir.")
 def train(model_dir: Path, styles: tuple[str, ...], out: Path, name: str | None, rank: int, alpha: float | None,
-          targets: str | None, scenes: int, encoder_steps: int, steps: int, batch: int, lr: float, warmup: int,
-          seed: int, run_dir: Path | None, cache: Path, threads: int, resume: bool, force: bool) -> None:
+          targets: str | None, scenes: int, encoder_steps: int, style_target: str, steps: int, batch: int, lr: float,
+          warmup: int, seed: int, run_dir: Path | None, cache: Path, threads: int, resume: bool, force: bool) -> None:
     """Train a style peel on ShapeWorld for a trained base (minutes on a CPU, with a progress bar)."""
     import json
 
@@ -69,7 +71,7 @@ def train(model_dir: Path, styles: tuple[str, ...], out: Path, name: str | None,
         base=model_dir, styles=styles, peel_file=out, peel_name=name, rank=rank,
         alpha=float(rank) if alpha is None else alpha,
         targets=tuple(t.strip() for t in targets.split(",") if t.strip()) if targets else TRAIN_TARGETS,
-        scenes=scenes, encoder_steps=encoder_steps, cache=cache,
+        scenes=scenes, encoder_steps=encoder_steps, target=style_target, cache=cache,
     ).validate()
     loop = LoopConfig(steps=steps, batch_size=batch, lr=lr, warmup=min(warmup, max(0, steps - 1)),
                       save_every=max(1, steps), log_every=max(1, min(25, steps)), seed=seed)

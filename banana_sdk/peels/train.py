@@ -19,6 +19,11 @@ Objective (style-shift self-distillation; the base student is its own teacher, s
    of that very estimate (`banana_sdk.data.stylize` draws the style on any image). At high noise the base
    draws its own layout, so the data scene's offset would not line up with it; this one always does;
 4. loss = || f_peel(x_s, t) - target ||^2, f_peel = the base with the peel attached.
+That is `StyleTarget.LATENT`. The default, `StyleTarget.PIXEL`, compares in pixels instead: loss =
+|| D(f_peel(x_s, t)) - stylize(D(e)) ||^2 through the frozen decoder. Measured on the demo model, the style
+encoder draws pastel greys as purple and greens as blue (its latents are only as right as its 1000-step
+fine-tune), and a latent target inherits those hue errors; the pixel target is the style itself and lets the
+peel find latents the decoder draws right (decoder backward: ~2x the time per step).
 The target is the base's own output plus the style, so the peel learns the style and nothing else: the
 base's content (count, layout, shapes, colours) is what the objective preserves.
 """
@@ -31,6 +36,7 @@ import hashlib
 import json
 import sys
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +75,13 @@ ENCODER_LR = 5e-4  # peak learning rate of the style encoder
 ENCODER_CROP = 64  # crop side of the style encoder's batches (the VAE stage's)
 
 
+class StyleTarget(str, Enum):
+    """Where step 3-4 of the objective compare the peel's estimate with the styled base estimate."""
+
+    PIXEL = "pixel"  # decoded: || D(f_peel) - stylize(D(e)) ||^2 through the frozen decoder (exact style)
+    LATENT = "latent"  # encoded: || f_peel - (e + s(e)) ||^2 (cheaper; only as right as the style encoder)
+
+
 @dataclass(frozen=True)
 class PeelTrainConfig:
     base: Path  # checkpoint dir of the base model (a trained LCM student, e.g. banana_sdk/weights/demo)
@@ -79,9 +92,10 @@ class PeelTrainConfig:
     alpha: float = 4.0  # update scale numerator (delta W = alpha / r * B A)
     targets: tuple[str, ...] = TRAIN_TARGETS  # block-relative denoiser linears to adapt
     scenes: int = 512  # training scenes (latents and style offsets encoded once, cached)
-    encoder_steps: int = 200  # fine-tuning steps of the style encoder (see the module docstring)
+    encoder_steps: int = 1000  # fine-tuning steps of the style encoder (see the module docstring)
     encoder_batch: int = 32  # styled crops per style-encoder step
     grid: int = 48  # M: training times t = j / M (the LCD stage's grid)
+    target: StyleTarget = StyleTarget.PIXEL  # where the styled target is compared (see StyleTarget)
     cache: Path | None = Path("out/cache")  # where encoded latents are cached (None = no cache)
 
     def validate(self) -> PeelTrainConfig:
@@ -104,7 +118,13 @@ class PeelTrainConfig:
             raise PeelError(f"grid must be >= 1, got {self.grid}")
         if not 0 < self.alpha <= 1e3:
             raise PeelError(f"--alpha must be in (0, 1000], got {self.alpha}")
-        return dataclasses.replace(self, styles=styles, peel_name=self.peel_name or "+".join(s.value for s in styles))
+        try:
+            target = StyleTarget(self.target)
+        except ValueError:
+            raise PeelError(f"unknown style target {self.target!r}; choose from {[t.value for t in StyleTarget]}") \
+                from None
+        return dataclasses.replace(self, styles=styles, target=target,
+                                   peel_name=self.peel_name or "+".join(s.value for s in styles))
 
     def peel_config(self) -> PeelConfig:
         return PeelConfig(rank=self.rank, alpha=self.alpha, targets=tuple(self.targets))
@@ -130,7 +150,8 @@ class StyledPairs:
 class StyleShiftObjective(nn.Module):
     """The module docstring's objective; its only parameters are the peel's A and B."""
 
-    def __init__(self, model: BananaModel, peel: Peel, tuned: VAE, styles: tuple[Style, ...], grid: int) -> None:
+    def __init__(self, model: BananaModel, peel: Peel, tuned: VAE, styles: tuple[Style, ...], grid: int,
+                 target: StyleTarget = StyleTarget.PIXEL) -> None:
         super().__init__()
         self.ab = nn.ParameterDict()
         for i, (layer, (a, b)) in enumerate(peel.tensors.items()):
@@ -141,7 +162,7 @@ class StyleShiftObjective(nn.Module):
         self.refs = [model, tuned]  # frozen base and style encoder: not submodules (not saved with the state)
         self.stack = PeelStack(model)
         self.stack.attach(peel)
-        self.styles, self.grid = styles, grid
+        self.styles, self.grid, self.target = styles, grid, target
 
     def forward(self, batch: dict[str, torch.Tensor], generator: torch.Generator):  # noqa: ANN201
         model = self.refs[0]
@@ -159,11 +180,26 @@ class StyleShiftObjective(nn.Module):
             with self.stack.bypassed():
                 v_base = model.denoiser(noisy_p, t, context, mask, subjects, subject_mask).float()
             estimate = noisy_p - tt * v_base
-            target = estimate + self.style_offset(estimate.float())
+            if self.target is StyleTarget.PIXEL:
+                target = self.styled_pixels(estimate.float())
+            else:
+                target = estimate + self.style_offset(estimate.float())
         # 4. the peeled model's clean estimate of the styled scene
         v = model.denoiser(noisy_s, t, context, mask, subjects, subject_mask).float()
-        loss = (noisy_s - tt * v - target).pow(2).mean()
+        peeled = noisy_s - tt * v
+        if self.target is StyleTarget.PIXEL:
+            loss = (model.vae.decode(peeled).float() - target).pow(2).mean()
+        else:
+            loss = (peeled - target).pow(2).mean()
         return loss, {"style_shift": loss.detach()}
+
+    @torch.no_grad()
+    def styled_pixels(self, latents: torch.Tensor) -> torch.Tensor:
+        """stylize(D(z)) in [-1, 1]: the base's estimate drawn in the style, the pixel target."""
+        images = self.refs[0].vae.decode(latents).float().clamp(-1, 1)
+        pixels = ((images + 1) * 127.5).permute(0, 2, 3, 1).cpu().numpy()
+        styled = torch.from_numpy(stylize(pixels, self.styles)).to(latents.device).permute(0, 3, 1, 2)
+        return styled / 127.5 - 1
 
     @torch.no_grad()
     def style_offset(self, latents: torch.Tensor) -> torch.Tensor:
@@ -257,9 +293,10 @@ def build_peel_stage(cfg: PeelTrainConfig, info: DistInfo, seed: int) -> Stage:
     data = StyledPairs(LatentSet.cached(cfg.cache, model.vae, world, tokenizer, cfg.scenes, info),
                        LatentSet.cached(cfg.cache, tuned, styled, tokenizer, cfg.scenes, info),
                        object_mask([world, styled], cfg.scenes, info, config.downsample))
-    objective = StyleShiftObjective(model, peel, tuned, cfg.styles, cfg.grid)
+    objective = StyleShiftObjective(model, peel, tuned, cfg.styles, cfg.grid, cfg.target)
     arguments = {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(cfg).items()}
     arguments["styles"] = [s.value for s in cfg.styles]
+    arguments["target"] = cfg.target.value
 
     def export(run_dir: Path, facts: dict[str, Any]) -> None:
         save_peel(objective.peel, cfg.peel_file, extra={"styles": arguments["styles"], "step": facts["step"],
