@@ -34,6 +34,7 @@ from banana_sdk.peels.config import PeelError  # noqa: E402
 from benchmarks.report import append_section, median_ms, table  # noqa: E402
 
 BUCKETS = (4, 8, 16)
+SCENES = 2048  # training scenes per peel
 PEELS = {"pastel": (Style.PASTEL,), "outlined": (Style.OUTLINED,)}
 
 
@@ -45,7 +46,7 @@ def train_peel(model: Path, name: str, styles: tuple[Style, ...], work: Path, st
     from banana_sdk.training.stages import train_stage
 
     path = work / f"{name}.safetensors"
-    cfg = PeelTrainConfig(base=model, styles=styles, peel_file=path, peel_name=name).validate()
+    cfg = PeelTrainConfig(base=model, styles=styles, peel_file=path, peel_name=name, scenes=SCENES).validate()
     try:
         peel = load_peel(path)
         record = json.loads(_metadata(path).get("training", "{}"))
@@ -110,7 +111,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", type=Path, default=ROOT / "banana_sdk/weights/demo")
     parser.add_argument("--samples", type=int, default=200, help="ShapeEval prompts per row")
-    parser.add_argument("--train-steps", type=int, default=250, help="optimizer steps per peel")
+    parser.add_argument("--train-steps", type=int, default=600, help="optimizer steps per peel")
     parser.add_argument("--latency-runs", type=int, default=20)
     parser.add_argument("--steps", type=int, default=4, help="LCM steps of every generation")
     parser.add_argument("--work", type=Path, default=ROOT / "out/bench_peels")
@@ -206,7 +207,8 @@ def main() -> None:
         f"denoise.tflite {denoise['plain'] / 2**20:.2f} -> {denoise['peels'] / 2**20:.2f} MiB, the bucket "
         "signatures share its weights and add their own graphs and quantization tables). Peels: `banana peel "
         "train` defaults (rank 4, "
-        f"targets attn.o, cross.o, mlp.fc2; {args.train_steps} steps of batch 16 after a 200-step style encoder), "
+        f"targets attn.o, cross.o, mlp.fc2, pixel target, float16 files; {args.train_steps} steps of batch 16 on "
+        f"{SCENES} scenes after a 1000-step style encoder), "
         f"trained in {train_s['pastel']:.0f} s (pastel) and {train_s['outlined']:.0f} s (outlined) on this host. "
         "LiteRT, 1 CPU thread, batch 1.\n\n"
         f"Style detector on real renders (300 scenes per style, drawn with and without it, the other style at "

@@ -19,11 +19,15 @@ Objective (style-shift self-distillation; the base student is its own teacher, s
    of that very estimate (`banana_sdk.data.stylize` draws the style on any image). At high noise the base
    draws its own layout, so the data scene's offset would not line up with it; this one always does;
 4. loss = || f_peel(x_s, t) - target ||^2, f_peel = the base with the peel attached.
-That is `StyleTarget.LATENT`. The default, `StyleTarget.PIXEL`, compares in pixels instead: loss =
-|| D(f_peel(x_s, t)) - stylize(D(e)) ||^2 through the frozen decoder. Measured on the demo model, the style
-encoder draws pastel greys as purple and greens as blue (its latents are only as right as its 1000-step
-fine-tune), and a latent target inherits those hue errors; the pixel target is the style itself and lets the
-peel find latents the decoder draws right (decoder backward: ~2x the time per step).
+That is `StyleTarget.LATENT`. The default, `StyleTarget.PIXEL`, needs no style encoder and is on-policy:
+1'. x_p as above (plain latent, grid time, noise); e = f_base(x_p, t); the target is stylize(D(e)) in pixels;
+2'. the peel's own estimate from x_p, s = f_peel(x_p, t) (no gradient), noised again with the same noise:
+    x_o = (1-t) s + t eps, which is what the peel's later sampling steps are fed;
+3'. loss = mean of || D(f_peel(x, t)) - stylize(D(e)) ||^2 over x in {x_p, x_o}, through the frozen decoder.
+Measured on the demo model: the style encoder draws pastel greys as purple and greens as blue, and a peel
+trained on its latents (as inputs or targets) learns those hue errors; with the pixel target and styled-encoder
+inputs the style rose to 96% but the hues stayed wrong, so the inputs are the peel's own (decoder backward and
+the doubled batch: ~2-3x the time per step of LATENT).
 The target is the base's own output plus the style, so the peel learns the style and nothing else: the
 base's content (count, layout, shapes, colours) is what the objective preserves.
 """
@@ -150,7 +154,7 @@ class StyledPairs:
 class StyleShiftObjective(nn.Module):
     """The module docstring's objective; its only parameters are the peel's A and B."""
 
-    def __init__(self, model: BananaModel, peel: Peel, tuned: VAE, styles: tuple[Style, ...], grid: int,
+    def __init__(self, model: BananaModel, peel: Peel, tuned: VAE | None, styles: tuple[Style, ...], grid: int,
                  target: StyleTarget = StyleTarget.PIXEL) -> None:
         super().__init__()
         self.ab = nn.ParameterDict()
@@ -159,12 +163,14 @@ class StyleShiftObjective(nn.Module):
             self.ab[f"a{i}"], self.ab[f"b{i}"] = pa, pb
             peel.tensors[layer] = (pa, pb)  # the peel and this module share the tensors
         self.peel = peel
-        self.refs = [model, tuned]  # frozen base and style encoder: not submodules (not saved with the state)
+        self.refs = [model, tuned]  # frozen base and style encoder (LATENT only): not submodules (not saved)
         self.stack = PeelStack(model)
         self.stack.attach(peel)
         self.styles, self.grid, self.target = styles, grid, target
 
     def forward(self, batch: dict[str, torch.Tensor], generator: torch.Generator):  # noqa: ANN201
+        if self.target is StyleTarget.PIXEL:
+            return self._pixel(batch, generator)
         model = self.refs[0]
         x0, offsets, tokens, segments = batch["latents"], batch["offsets"], batch["tokens"], batch["segments"]
         b, device = x0.shape[0], x0.device
@@ -180,17 +186,35 @@ class StyleShiftObjective(nn.Module):
             with self.stack.bypassed():
                 v_base = model.denoiser(noisy_p, t, context, mask, subjects, subject_mask).float()
             estimate = noisy_p - tt * v_base
-            if self.target is StyleTarget.PIXEL:
-                target = self.styled_pixels(estimate.float())
-            else:
-                target = estimate + self.style_offset(estimate.float())
+            target = estimate + self.style_offset(estimate.float())
         # 4. the peeled model's clean estimate of the styled scene
         v = model.denoiser(noisy_s, t, context, mask, subjects, subject_mask).float()
-        peeled = noisy_s - tt * v
-        if self.target is StyleTarget.PIXEL:
-            loss = (model.vae.decode(peeled).float() - target).pow(2).mean()
-        else:
-            loss = (peeled - target).pow(2).mean()
+        loss = (noisy_s - tt * v - target).pow(2).mean()
+        return loss, {"style_shift": loss.detach()}
+
+    def _pixel(self, batch: dict[str, torch.Tensor], generator: torch.Generator):  # noqa: ANN202
+        """StyleTarget.PIXEL, on-policy: the peel is trained from the inputs its own sampling meets."""
+        model = self.refs[0]
+        x0, tokens, segments = batch["latents"], batch["tokens"], batch["segments"]
+        b, device = x0.shape[0], x0.device
+        subjects, subject_mask = zero_subjects(model, 2 * b, device)
+        t = torch.randint(1, self.grid + 1, (b,), generator=generator, device=device).float() / self.grid
+        tt = t[:, None, None, None]
+        eps = torch.randn(x0.shape, generator=generator, device=device)
+        noisy = (1 - tt) * x0 + tt * eps
+        with torch.no_grad():
+            context, mask = model.text_encoder(tokens, segments)
+            with self.stack.bypassed():  # the base's clean estimate, drawn in the style: the target
+                estimate = noisy - tt * model.denoiser(noisy, t, context, mask, subjects[:b], subject_mask[:b]).float()
+            target = self.styled_pixels(estimate.float())
+            # the peel's own estimate from the plain input, noised again: what its later sampling steps see
+            own = noisy - tt * model.denoiser(noisy, t, context, mask, subjects[:b], subject_mask[:b]).float()
+            renoised = (1 - tt) * own + tt * eps
+        inputs, times = torch.cat([noisy, renoised]), torch.cat([t, t])
+        v = model.denoiser(inputs, times, torch.cat([context, context]), torch.cat([mask, mask]), subjects,
+                           subject_mask).float()
+        peeled = inputs - times[:, None, None, None] * v
+        loss = (model.vae.decode(peeled).float() - torch.cat([target, target])).pow(2).mean()
         return loss, {"style_shift": loss.detach()}
 
     @torch.no_grad()
@@ -286,13 +310,16 @@ def build_peel_stage(cfg: PeelTrainConfig, info: DistInfo, seed: int) -> Stage:
     tokenizer = Tokenizer(config.tokenizer.context_length, config.tokenizer.vocab_size)
     world = train_world(config)
     if info.is_main:
-        print(f"peel {cfg.peel_name!r}: plain and styled latents of {cfg.scenes} training scenes "
+        print(f"peel {cfg.peel_name!r}: latents of {cfg.scenes} training scenes "
               f"(cache: {cfg.cache or 'off'})", file=sys.stderr)
-    tuned = style_encoder(model.vae, world, cfg, info, seed)
-    styled = dataclasses.replace(world, styles=cfg.styles)
-    data = StyledPairs(LatentSet.cached(cfg.cache, model.vae, world, tokenizer, cfg.scenes, info),
-                       LatentSet.cached(cfg.cache, tuned, styled, tokenizer, cfg.scenes, info),
-                       object_mask([world, styled], cfg.scenes, info, config.downsample))
+    plain = LatentSet.cached(cfg.cache, model.vae, world, tokenizer, cfg.scenes, info)
+    if cfg.target is StyleTarget.PIXEL:  # plain latents only: the targets are drawn in pixels, no style encoder
+        tuned, data = None, plain
+    else:
+        tuned = style_encoder(model.vae, world, cfg, info, seed)
+        styled = dataclasses.replace(world, styles=cfg.styles)
+        data = StyledPairs(plain, LatentSet.cached(cfg.cache, tuned, styled, tokenizer, cfg.scenes, info),
+                           object_mask([world, styled], cfg.scenes, info, config.downsample))
     objective = StyleShiftObjective(model, peel, tuned, cfg.styles, cfg.grid, cfg.target)
     arguments = {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(cfg).items()}
     arguments["styles"] = [s.value for s in cfg.styles]
