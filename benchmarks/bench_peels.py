@@ -54,7 +54,7 @@ def train_peel(model: Path, name: str, styles: tuple[Style, ...], work: Path, st
             return path, float(record.get("elapsed_s", 0.0))
     except PeelError:
         pass
-    loop = LoopConfig(steps=steps, batch_size=16, lr=1e-3, warmup=20, save_every=steps, log_every=25)
+    loop = LoopConfig(steps=steps, batch_size=8, lr=1e-3, warmup=20, save_every=steps, log_every=25)
     summary = train_stage("peel", loop, work / "runs" / name, threads=1, force=True, **vars(cfg))
     return path, float(summary["elapsed_s"])
 
@@ -207,8 +207,8 @@ def main() -> None:
         f"denoise.tflite {denoise['plain'] / 2**20:.2f} -> {denoise['peels'] / 2**20:.2f} MiB, the bucket "
         "signatures share its weights and add their own graphs and quantization tables). Peels: `banana peel "
         "train` defaults (rank 4, "
-        f"targets attn.o, cross.o, mlp.fc2, pixel target, float16 files; {args.train_steps} steps of batch 16 on "
-        f"{SCENES} scenes after a 1000-step style encoder), "
+        f"targets attn.o, cross.o, mlp.fc2, on-policy pixel target, float16 files; {args.train_steps} steps of "
+        f"8 scenes (x2 inputs: plain and the peel's own) from {SCENES}), "
         f"trained in {train_s['pastel']:.0f} s (pastel) and {train_s['outlined']:.0f} s (outlined) on this host. "
         "LiteRT, 1 CPU thread, batch 1.\n\n"
         f"Style detector on real renders (300 scenes per style, drawn with and without it, the other style at "

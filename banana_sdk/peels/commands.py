@@ -37,13 +37,14 @@ def peel() -> None:
 @click.option("--targets", default=None,
               help="Comma-separated block-relative linears (default: attn.o,cross.o,mlp.fc2); "
                    "valid: attn.{q,k,v,o}, cross.{q,k,v,o}, mlp.fc1, mlp.fc2.")
-@click.option("--scenes", type=int, default=512, show_default=True, help="Training scenes (plain and styled).")
+@click.option("--scenes", type=int, default=2048, show_default=True, help="Training scenes.")
 @click.option("--encoder-steps", type=int, default=1000, show_default=True,
               help="Fine-tuning steps of the style encoder that encodes the styled scenes (cached).")
 @click.option("--target", "style_target", type=click.Choice(["pixel", "latent"]), default="pixel", show_default=True,
               help="Compare with the styled base estimate in pixels (through the frozen decoder) or in latents.")
-@click.option("--steps", type=int, default=250, show_default=True, help="Optimizer steps.")
-@click.option("--batch", type=int, default=16, show_default=True, help="Batch per step.")
+@click.option("--steps", type=int, default=600, show_default=True, help="Optimizer steps.")
+@click.option("--batch", type=int, default=8, show_default=True,
+              help="Scenes per step (the pixel target runs each twice: plain and the peel's own input).")
 @click.option("--lr", type=float, default=1e-3, show_default=True, help="Peak learning rate.")
 @click.option("--warmup", type=int, default=20, show_default=True, help="Warm-up steps.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the init, noise and data order.")

@@ -95,7 +95,7 @@ class PeelTrainConfig:
     rank: int = 4  # LoRA rank r
     alpha: float = 4.0  # update scale numerator (delta W = alpha / r * B A)
     targets: tuple[str, ...] = TRAIN_TARGETS  # block-relative denoiser linears to adapt
-    scenes: int = 512  # training scenes (latents and style offsets encoded once, cached)
+    scenes: int = 2048  # training scenes (latents, and style offsets for LATENT, encoded once, cached)
     encoder_steps: int = 1000  # fine-tuning steps of the style encoder (see the module docstring)
     encoder_batch: int = 32  # styled crops per style-encoder step
     grid: int = 48  # M: training times t = j / M (the LCD stage's grid)
