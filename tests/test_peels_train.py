@@ -140,6 +140,9 @@ def test_pixel_target_is_on_policy_and_reaches_the_peel(tiny_checkpoint: Path) -
         expected = 0.5 * ((model.vae.decode(estimate(noisy)) - target).pow(2).mean()
                           + (model.vae.decode(estimate(renoised)) - target).pow(2).mean())
     torch.testing.assert_close(loss, expected, rtol=1e-4, atol=1e-6)
+    objective.object_weight = 10.0  # object pixels weigh 10x: the loss moves towards their error
+    _, weight = objective.styled_pixels(e)
+    assert set(weight.unique().tolist()) <= {1.0, 10.0} and weight.shape == (n, 1, *target.shape[2:])
     loss.backward()
     for kind in "ab":
         assert any(p.grad is not None and p.grad.abs().max() > 0 for name, p in objective.ab.items() if name[0] == kind)
