@@ -26,7 +26,14 @@ from safetensors.numpy import save
 from banana_sdk.models.model import build_model
 from banana_sdk.peels.commands import parse_weighted
 from banana_sdk.peels.config import RANK_BUCKETS, PeelConfig, PeelError, Storage
-from banana_sdk.peels.device import export_runtime, layout_from_manifest, load_runtime, stack_runtime
+from banana_sdk.peels.device import (
+    export_runtime,
+    layout_from_manifest,
+    load_for_bundle,
+    load_runtime,
+    stack_runtime,
+    to_runtime,
+)
 from banana_sdk.peels.io import check_base
 from banana_sdk.peels.lora import Peel
 from banana_sdk.peels.runtime import LayerSlot, runtime_layers
@@ -156,6 +163,77 @@ def _corrupt_cases(tmp: Path) -> list[dict[str, Any]]:
     return out
 
 
+def _sparse_section(model: torch.nn.Module, slots: list[LayerSlot], section: dict[str, Any], outline: Peel,
+                    full_files: dict[str, bytes], tmp: Path) -> dict[str, Any]:
+    """Sparse runtime peels (metadata `slots`: only the covered slots' A and B, what `banana peel export` writes
+    by default): read, stacked alone and with the full files of `full_files`, and refused."""
+    detail = _peel(model, "detail", rank=3, alpha=6.0, seed=9, targets=("attn.k", "mlp.fc1"))
+    # a peel adapting a layer the bundle does not have, exported for a layout that has it
+    extra_slot = LayerSlot("denoiser.extra.q", 8, 8)
+    gen = torch.Generator().manual_seed(13)
+    stray = _peel(model, "stray", rank=1, alpha=1.0, seed=11, targets=("attn.o",))
+    stray.tensors[extra_slot.name] = (torch.randn(1, 8, generator=gen), torch.randn(8, 1, generator=gen) * 0.05)
+    # a sparse file whose arrays hold one covered slot too few
+    meta, a, b = to_runtime(detail, slots, sparse=True)
+    last = [s for s in slots if s.name in detail.tensors][-1]
+    short = save({"lora_a": a[:-3 * last.in_features], "lora_b": b[:-3 * last.out_features]},
+                 metadata={**meta, "name": "short"})
+    not_json = save({"lora_a": a, "lora_b": b}, metadata={**meta, "name": "bad_slots", "slots": slots[0].name})
+    files = {
+        "outline_sparse.safetensors": canonical_safetensors(  # float16: the export default
+            export_runtime(outline, slots, tmp / "outline_sparse.raw", sparse=True).read_bytes()),
+        "detail_sparse.safetensors": canonical_safetensors(
+            export_runtime(detail, slots, tmp / "detail_sparse.raw", sparse=True,
+                           storage=Storage.FLOAT32).read_bytes()),
+        "stray_sparse.safetensors": canonical_safetensors(
+            export_runtime(stray, [*slots, extra_slot], tmp / "stray_sparse.raw", sparse=True,
+                           storage=Storage.FLOAT32).read_bytes()),
+        "short_sparse.safetensors": canonical_safetensors(short),
+        "bad_slots_sparse.safetensors": canonical_safetensors(not_json),
+    }
+    # sparse and full exports of one peel stack to the same bits
+    full_outline = to_runtime(outline, slots)
+    sparse_outline = to_runtime(outline, slots, sparse=True)
+    assert sparse_outline[1].size < full_outline[1].size
+    for x, y in zip(stack_runtime([(*full_outline, 0.5)], slots, RANK_BUCKETS),
+                    stack_runtime([(*sparse_outline, 0.5)], slots, RANK_BUCKETS), strict=True):
+        assert np.array_equal(x, y)
+    read = []
+    for name in ("outline_sparse.safetensors", "detail_sparse.safetensors"):
+        meta, a, b = _load(files, name, tmp)
+        read.append({"file": name, "metadata": {k: meta[k] for k in (*RUNTIME_META_KEYS, "slots")},
+                     "lora_a_dtype": str(a.dtype), "lora_a": f32_b64(a), "lora_b": f32_b64(b)})
+    all_files = {**full_files, **files}
+    stacks = [
+        _stack_case(all_files, [("outline_sparse.safetensors", 0.6)], slots, tmp, True),
+        _stack_case(all_files, [("style.safetensors", 0.8), ("outline_sparse.safetensors", 0.5)], slots, tmp,
+                    False),
+        _stack_case(all_files, [("detail_sparse.safetensors", 1.0), ("style.safetensors", -0.5),
+                                ("outline_sparse.safetensors", 0.25)], slots, tmp, False),
+        _stack_case(all_files, [("outline.safetensors", 1.0), ("detail_sparse.safetensors", 0.75)], slots, tmp,
+                    False),
+    ]
+    manifest = {"model": {"weights_sha256": BASE_HASH}, "peels": section}
+    refusals = []
+    for name, contains in (("stray_sparse.safetensors", "adapts layers this bundle does not have: "
+                                                        "['denoiser.extra.q']"),
+                           ("short_sparse.safetensors", "runtime peel 'short' does not match this bundle's layout")):
+        loaded = [(*_load(files, name, tmp), 1.0)]
+        stacked = _python_outcome(lambda loaded=loaded: stack_runtime(loaded, slots, RANK_BUCKETS))
+        bundle = _python_outcome(lambda name=name: load_for_bundle(tmp / name, manifest)).replace(f"{tmp}/", "")
+        assert stacked.startswith("PeelError") and contains in stacked, (name, stacked)
+        refusals.append({"peels": [[name, 1.0]], "buckets": list(RANK_BUCKETS), "message_contains": contains,
+                         "python": stacked, "python_load_for_bundle": bundle})
+    # slots metadata that is not a JSON list: the reader refuses it (stack_runtime alone would raise a JSON error)
+    (tmp / "bad_slots_sparse.safetensors").write_bytes(files["bad_slots_sparse.safetensors"])
+    bundle = _python_outcome(lambda: load_for_bundle(tmp / "bad_slots_sparse.safetensors", manifest))
+    bundle = bundle.replace(f"{tmp}/", "")
+    assert bundle.startswith("PeelError") and "metadata is incomplete or invalid" in bundle, bundle
+    corrupt = [{"file": "bad_slots_sparse.safetensors", "message_contains": "slots", "python_load_for_bundle": bundle}]
+    return {"files": {name: b64(data) for name, data in files.items()}, "read": read, "stack": stacks,
+            "refusals": refusals, "corrupt": corrupt}
+
+
 def peel_vectors() -> dict[str, Any]:
     torch.manual_seed(0)
     model = build_model(get_preset("tiny"))
@@ -210,6 +288,7 @@ def peel_vectors() -> dict[str, Any]:
         except PeelError as exc:
             base_message = str(exc)
         corrupt = _corrupt_cases(tmp)
+        sparse = _sparse_section(model, slots, section, outline, files, tmp)
     specs = []
     for spec in ("/sdcard/peels/style.safetensors:0.8", "/sdcard/peels/style.safetensors", "p:1e-1", "p:-0.5",
                  "p:+2", "p:.5", ":0.5", "a:b:0.25", "/sdcard/p:heavy", "p:", "p:1f", "p:0x10"):
@@ -231,4 +310,5 @@ def peel_vectors() -> dict[str, Any]:
         "base_mismatch": {"file": "foreign.safetensors", "what": "bundle tiny", "message": base_message},
         "corrupt": corrupt,
         "weighted_specs": specs,
+        "sparse": sparse,
     }

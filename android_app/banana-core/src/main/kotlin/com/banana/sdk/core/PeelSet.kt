@@ -22,8 +22,9 @@ class PeelBinding(
 /**
  * The runtime peels attached to one model. Attaching checks everything a generation would need, so a peel that
  * does not fit is refused at once and leaves the set unchanged: the bundle must have runtime-peel signatures,
- * the peel's base hash must be the bundle's `model.weights_sha256`, the total rank must fit a bucket whose
- * `denoise_r{R}` signature takes `lora_a` / `lora_b` of the layout's sizes.
+ * the peel's base hash must be the bundle's `model.weights_sha256`, the layers a sparse peel names must be the
+ * layout's, and the total rank must fit a bucket whose `denoise_r{R}` signature takes `lora_a` / `lora_b` of the
+ * layout's sizes.
  */
 class PeelSet(
     private val manifest: BundleManifest,

@@ -1,27 +1,34 @@
 package com.banana.sdk.core
 
+import com.banana.sdk.core.json.Json
+import com.banana.sdk.core.json.JsonArray
+import com.banana.sdk.core.json.JsonString
+import com.banana.sdk.core.json.JsonSyntaxException
 import java.io.File
 import java.io.IOException
 
 /**
  * A runtime peel (docs/DESIGN.md §7; `banana peel export --bundle`, banana_sdk/peels/device.py): one LoRA add-on
  * laid out for a bundle's peel layout at the peel's own rank r, its scale alpha / r folded into B, weight 1.
- * For each layout slot i (in layout order): A_i is (r, in_i) and B_i is (out_i, r), both row-major; slots the
- * peel does not adapt are zeros.
+ * For each slot i it covers (in layout order): A_i is (r, in_i) and B_i is (out_i, r), both row-major. A sparse
+ * file (metadata `slots`, what `banana peel export` writes by default) covers only the slots it names; a file
+ * without `slots` covers every slot of the layout, with zeros where the peel adapts nothing.
  */
 class RuntimePeel(
     val name: String, // metadata "name": shown in the picker and in errors
     val baseHash: String, // metadata "base_hash": sha256 of the base weights (manifest model.weights_sha256)
     val baseModel: String, // metadata "base_model": the base model's name, for messages
     val rank: Int, // metadata "rank": r >= 1
-    val loraA: FloatArray, // r * sum(in_i) values: concat_i A_i
-    val loraB: FloatArray, // r * sum(out_i) values: concat_i B_i * alpha / r
+    val loraA: FloatArray, // r * sum(in_i) values over the covered slots: concat_i A_i
+    val loraB: FloatArray, // r * sum(out_i) values over the covered slots: concat_i B_i * alpha / r
+    val slots: List<String>? = null, // metadata "slots": names of the layout slots covered; null = every slot
 )
 
 /**
  * Reads runtime peel files: safetensors holding flat `lora_a` and `lora_b` (F32, or F16 widened exactly) and
- * string metadata `format=banana-runtime-peel`, `rank`, `name`, `base_hash`, `base_model` (as
- * `banana_sdk.peels.device.load_runtime`, whose messages these mirror).
+ * string metadata `format=banana-runtime-peel`, `rank`, `name`, `base_hash`, `base_model` and optionally `slots`
+ * (a JSON list of layer names) (as `banana_sdk.peels.device.load_runtime`, whose messages these mirror). Which
+ * layout slots the names are is checked against a bundle's layout when the peel is stacked ([PeelStacker]).
  */
 object RuntimePeelReader {
     const val FORMAT = "banana-runtime-peel"
@@ -74,7 +81,28 @@ object RuntimePeelReader {
             rank,
             a,
             b,
+            meta["slots"]?.let { slotNames(it, what) },
         )
+    }
+
+    /** The metadata `slots` text: a JSON list of layer names (`json.loads` in device.py), else [PeelException]. */
+    private fun slotNames(
+        text: String,
+        what: String,
+    ): List<String> {
+        val value =
+            try {
+                Json.parse(text)
+            } catch (e: JsonSyntaxException) {
+                null
+            }
+        val names = (value as? JsonArray)?.items?.map { (it as? JsonString)?.value }
+        if (names == null || null in names) {
+            throw PeelException(
+                "$what: metadata slots is not a JSON list of layer names; export it again with `banana peel export --bundle`",
+            )
+        }
+        return names.filterNotNull()
     }
 
     private fun flat(

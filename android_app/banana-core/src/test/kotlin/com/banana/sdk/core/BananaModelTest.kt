@@ -192,6 +192,27 @@ class BananaModelTest {
     }
 
     @Test
+    fun sparsePeelsAttachAndStackLikePython() {
+        val engine = LinearEngine()
+        open(engine, edit = PeelFixtures::withRuntimePeels).use { model ->
+            model.attachPeel(PeelFixtures.peel("style.safetensors"), 0.8f)
+            model.attachPeel(PeelFixtures.peel("outline_sparse.safetensors"), 0.5f)
+            assertEquals("denoise_r8", model.denoiseSignature)
+            generate(model, "a cat")
+            val sparse = PeelFixtures.golden["sparse"].obj()
+            val golden = sparse["stack"].arr()[1].obj() // style 0.8 + sparse outline 0.5
+            for (input in listOf("lora_a", "lora_b")) {
+                val sent = denoiseInput(engine, "denoise_r8", input).littleEndianBytes()
+                assertEquals(input, golden["${input}_sha256"].str(), Sha256.of(sent))
+            }
+            for (name in listOf("stray_sparse.safetensors", "short_sparse.safetensors")) {
+                assertThrows(name, PeelException::class.java) { model.attachPeel(PeelFixtures.peel(name)) }
+            }
+            assertEquals(listOf("style" to 0.8f, "outline" to 0.5f), model.peels.map { it.peel.name to it.weight })
+        }
+    }
+
+    @Test
     fun peelsThatDoNotFitAreRefusedAndLeaveTheSetUnchanged() {
         open(edit = PeelFixtures::withRuntimePeels).use { model ->
             val golden = PeelFixtures.golden["base_mismatch"].obj()

@@ -17,8 +17,8 @@ object PeelFixtures {
 
     val layout: PeelLayout by lazy { PeelLayout.parse(section) }
 
-    /** The bytes of golden peel file [name]. */
-    fun bytes(name: String): ByteArray = golden["files"].obj()[name].base64()
+    /** The bytes of golden peel file [name] (a full file, or a sparse one of the `sparse` section). */
+    fun bytes(name: String): ByteArray = (golden["files"].obj()[name] ?: golden["sparse"].obj()["files"].obj()[name]).base64()
 
     fun peel(name: String): RuntimePeel = RuntimePeelReader.parse(bytes(name), name)
 

@@ -2,6 +2,7 @@ package com.banana.sdk.core
 
 import com.banana.sdk.core.json.Json
 import com.banana.sdk.core.json.JsonNumber
+import com.banana.sdk.core.json.JsonObject
 import org.junit.Assert.assertArrayEquals
 import org.junit.Assert.assertEquals
 import org.junit.Assert.assertThrows
@@ -12,6 +13,7 @@ import org.junit.Test
 class PeelGoldenTest {
     private val golden = PeelFixtures.golden
     private val layout = PeelFixtures.layout
+    private val sparse = golden["sparse"].obj()
 
     @Test
     fun peelFilesReadAsPythonReadsThem() {
@@ -46,6 +48,10 @@ class PeelGoldenTest {
     fun weightedPeelsStackBitForBitLikePython() {
         val cases = golden["stack"].arr().map { it.obj() }
         assertEquals(5, cases.size)
+        assertStacksLikePython(cases)
+    }
+
+    private fun assertStacksLikePython(cases: List<JsonObject>) {
         for (c in cases) {
             val picks = c["peels"].arr().map { p -> p.arr().let { WeightedPeel(PeelFixtures.peel(it[0].str()), it[1].double().toFloat()) } }
             val label = picks.joinToString { "${it.peel.name}:${it.weight}" }.ifEmpty { "no peels" }
@@ -59,6 +65,62 @@ class PeelGoldenTest {
             }
             assertEquals("$label lora_a", c["lora_a_sha256"].str(), Sha256.of(stacked.loraA.littleEndianBytes()))
             assertEquals("$label lora_b", c["lora_b_sha256"].str(), Sha256.of(stacked.loraB.littleEndianBytes()))
+        }
+    }
+
+    @Test
+    fun sparsePeelFilesReadAsPythonReadsThem() {
+        val cases = sparse["read"].arr().map { it.obj() }
+        assertEquals(2, cases.size)
+        for (c in cases) {
+            val name = c["file"].str()
+            val peel = PeelFixtures.peel(name)
+            val meta = c["metadata"].obj()
+            assertEquals(name, meta["name"].str(), peel.name)
+            assertEquals(name, meta["rank"].str().toInt(), peel.rank)
+            assertEquals(name, Json.parse(meta["slots"].str()).arr().map { it.str() }, peel.slots)
+            assertBitsEqual("$name lora_a", c["lora_a"].base64Floats(), peel.loraA)
+            assertBitsEqual("$name lora_b", c["lora_b"].base64Floats(), peel.loraB)
+            // only the covered slots are stored
+            val covered = layout.slots.filter { it.name in peel.slots!! }
+            assertTrue(name, covered.size < layout.slots.size)
+            assertEquals(name, peel.rank * covered.sumOf { it.inFeatures }, peel.loraA.size)
+            assertEquals(name, peel.rank * covered.sumOf { it.outFeatures }, peel.loraB.size)
+            assertEquals(name, layout.slots.map { it.name in peel.slots!! }, PeelStacker.covered(peel, layout).toList())
+        }
+        assertEquals(listOf("float16", "float32"), cases.map { it["lora_a_dtype"].str() }) // the export default is F16
+        assertEquals(null, PeelFixtures.peel("style.safetensors").slots) // a full file covers every slot
+    }
+
+    @Test
+    fun sparsePeelsStackBitForBitLikePython() {
+        val cases = sparse["stack"].arr().map { it.obj() }
+        assertEquals(4, cases.size)
+        assertStacksLikePython(cases)
+    }
+
+    @Test
+    fun sparsePeelsWithUnknownLayersOrShortArraysAreRefused() {
+        val cases = sparse["refusals"].arr().map { it.obj() }
+        assertEquals(2, cases.size)
+        for (c in cases) {
+            val picks = c["peels"].arr().map { p -> p.arr().let { WeightedPeel(PeelFixtures.peel(it[0].str()), it[1].double().toFloat()) } }
+            val buckets = PeelLayout(c["buckets"].arr().map { it.int() }, layout.slots)
+            val expected = c["message_contains"].str()
+            for (e in listOf(
+                assertThrows(PeelException::class.java) { PeelStacker.stack(picks, buckets) },
+                assertThrows(PeelException::class.java) { PeelStacker.checkFits(picks, buckets) },
+            )) {
+                assertTrue("'${e.message}' should contain '$expected'", e.message!!.contains(expected))
+                assertTrue("'${e.message}' names the peel", e.message!!.contains("'${picks[0].peel.name}'"))
+                assertTrue("one line", '\n' !in e.message!!)
+            }
+        }
+        for (c in sparse["corrupt"].arr().map { it.obj() }) {
+            val name = c["file"].str()
+            val e = assertThrows(name, PeelException::class.java) { PeelFixtures.peel(name) }
+            assertTrue("'${e.message}' names the file", e.message!!.contains(name))
+            assertTrue("'${e.message}' says what", e.message!!.contains(c["message_contains"].str()))
         }
     }
 
