@@ -105,6 +105,13 @@ def test_runtime_files_stack_like_pack(model, tmp_path: Path) -> None:  # noqa: 
     half = stack_runtime([(meta, fa, fb.astype(np.float16), 0.8)], slots, (4, 8, 16))[2]
     widened = stack_runtime([(meta, fa, fb.astype(np.float16).astype(np.float32), 0.8)], slots, (4, 8, 16))[2]
     assert np.array_equal(half, widened)  # an F16 file's B is scaled in float32, as the app does
+    from safetensors.numpy import save as save_numpy
+
+    for schema, fragment in (("99", "upgrade"), ("x", "not an integer")):
+        future = tmp_path / f"future-{schema}.rt"
+        future.write_bytes(save_numpy({"lora_a": fa, "lora_b": fb}, metadata={**meta, "schema_version": schema}))
+        with pytest.raises(PeelError, match=fragment):
+            load_runtime(future)
     default = export_runtime(p1, slots, tmp_path / "a16.rt")  # float16 by default: half the bytes, same values
     assert default.stat().st_size < 0.6 * (tmp_path / "a.rt").stat().st_size
     _, a16, b16 = load_runtime(default)

@@ -73,6 +73,13 @@ def load_runtime(path: str | Path) -> RuntimePeel:
         raise PeelError(f"{path} is not a readable runtime peel ({exc})") from None
     if meta.get("format") != "banana-runtime-peel":
         raise PeelError(f"{path} is not a runtime peel; export it with `banana peel export --bundle`")
+    try:
+        schema = int(meta.get("schema_version", "0"))
+    except ValueError:
+        raise PeelError(f"{path}: schema_version {meta.get('schema_version')!r} is not an integer") from None
+    if schema > PEEL_SCHEMA_VERSION:
+        raise PeelError(f"{path} has runtime peel schema {schema}; this banana-sdk reads up to "
+                        f"{PEEL_SCHEMA_VERSION}: upgrade it")
     if not (np.isfinite(a).all() and np.isfinite(b).all()):
         raise PeelError(f"{path}: peel weights are not finite")
     return meta, a, b
