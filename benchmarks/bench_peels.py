@@ -67,9 +67,12 @@ def _metadata(path: Path) -> dict[str, str]:
 
 
 def bundle(out: Path, model: Path, buckets: tuple[int, ...] = BUCKETS) -> Path:
+    """INT4 bundle; the bucket signatures cover the linears the trained peels adapt (`--peel-targets`)."""
+    from banana_sdk.peels.train import TRAIN_TARGETS
     from converters.convert import convert
 
-    return convert(out, model_dir=model, quant="int4", peel_buckets=buckets, force=True, threads=1)
+    return convert(out, model_dir=model, quant="int4", peel_buckets=buckets or None,
+                   peel_targets=TRAIN_TARGETS if buckets else None, force=True, threads=1)
 
 
 def bundle_bytes(path: Path) -> int:
@@ -209,7 +212,8 @@ def main() -> None:
         "train` defaults (rank 4, "
         "targets attn.o, cross.o, mlp.fc1, mlp.fc2, on-policy pixel target with object pixels x10, float16 files; "
         f"{args.train_steps} steps of "
-        f"8 scenes (x2 inputs: plain and the peel's own) from {SCENES}), "
+        f"8 scenes (x2 inputs: plain and the peel's own) from {SCENES}; the bundle converted with "
+        "`--peel-targets attn.o,cross.o,mlp.fc1,mlp.fc2`, the linears they adapt), "
         f"trained in {train_s['pastel']:.0f} s (pastel) and {train_s['outlined']:.0f} s (outlined) on this host. "
         "LiteRT, 1 CPU thread, batch 1.\n\n"
         f"Style detector on real renders (300 scenes per style, drawn with and without it, the other style at "

@@ -37,9 +37,14 @@ from converters.recipes import BLOCK_SIZES, Quant
 @click.option("--peel-buckets", default=None,
               help="Runtime-peel rank buckets, e.g. 4,8,16: denoise.tflite also takes peels' low-rank A/B as "
                    "inputs (signatures denoise_r4, ...; the weights shared), so peels swap without reconversion.")
+@click.option("--peel-targets", default=None,
+              help="With --peel-buckets: the block linears the runtime low-rank path covers, e.g. "
+                   "attn.o,cross.o,mlp.fc1,mlp.fc2 (what `banana peel train` adapts; default: all ten). Fewer "
+                   "targets, less time per step; peels adapting other layers are refused for this bundle.")
 def convert(
     preset, model_dir, diffusers_dir, factory, example_inputs, signature, factory_kwargs, name, quant,  # noqa: ANN001
     block_size, size, out, force, min_psnr, min_cosine, threads, npu_soc, upscaler, peel_buckets,  # noqa: ANN001
+    peel_targets,  # noqa: ANN001
 ) -> None:
     """Convert a preset, checkpoint, diffusers pipeline or any nn.Module to a LiteRT bundle."""
     from converters.bundle import load_manifest
@@ -54,8 +59,8 @@ def convert(
         raise ConfigError("--name only goes with --diffusers")
     if upscaler is not None and (diffusers_dir is not None or factory is not None):
         raise ConfigError("--upscaler goes with --preset or --model")
-    if peel_buckets is not None and (diffusers_dir is not None or factory is not None):
-        raise ConfigError("--peel-buckets goes with --preset or --model")
+    if (peel_buckets is not None or peel_targets is not None) and (diffusers_dir is not None or factory is not None):
+        raise ConfigError("--peel-buckets / --peel-targets go with --preset or --model")
     if npu_soc is not None:
         from converters.preflight.npu import check_npu_request
 
@@ -78,7 +83,7 @@ def convert(
         from converters.convert import convert as run
 
         run(out, preset=preset, model_dir=model_dir, size=size, upscaler=upscaler, peel_buckets=peel_buckets,
-            **common)
+            peel_targets=peel_targets, **common)
     if npu_soc is not None:
         from converters.preflight.npu import add_npu_variants
 

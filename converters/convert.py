@@ -34,6 +34,7 @@ from banana_sdk.config import ModelConfig, check_image_size
 from banana_sdk.errors import BananaError, ConfigError
 from banana_sdk.fileio import atomic_write_bytes, atomic_write_json, sha256_file
 from banana_sdk.models.model import build_component, build_model
+from banana_sdk.peels.config import DENOISER_TARGETS
 from banana_sdk.presets import get_preset
 from banana_sdk.sampling.base import get_sampler
 from banana_sdk.tokenizer import Tokenizer, vocabulary
@@ -160,16 +161,21 @@ def convert(
     block_size: int = 32, size: int | None = None, force: bool = False, min_psnr: float | None = None,
     min_cosine: float | None = None, threads: int = 2, progress: bool = False, seed: int = 0,
     upscaler: Path | None = None, peel_buckets: tuple[int, ...] | str | None = None,
+    peel_targets: tuple[str, ...] | str | None = None,
 ) -> Path:
     """Convert a preset (random weights) or checkpoint dir to a bundle at `out`; returns `out`.
 
     With `upscaler` (an upscaler dir, e.g. banana_sdk/weights/upscaler) the bundle also carries the fixed-shape
     tile signatures and the manifest's `upscale` section (4K output, `converters.tiles`). With `peel_buckets`
     (e.g. (4, 8, 16)) `denoise.tflite` also holds the runtime-peel signatures `denoise_r4`, ... and the
-    manifest a `peels` section (`converters.peels`)."""
-    from converters.peels import parse_buckets, with_peel_buckets
+    manifest a `peels` section (`converters.peels`); `peel_targets` (e.g. "attn.o,cross.o,mlp.fc1,mlp.fc2")
+    restricts their low-rank path to those linears of every block (default: all ten), which is what it costs."""
+    from converters.peels import parse_buckets, parse_targets, with_peel_buckets
 
     buckets = parse_buckets(peel_buckets)
+    targets = parse_targets(peel_targets)
+    if peel_targets is not None and not buckets:
+        raise ConfigError("--peel-targets goes with --peel-buckets")
     out = Path(out)
     q = parse_quant(quant)
     recipe_rules(q, block_size)  # rejects bad block sizes before any work
@@ -181,9 +187,10 @@ def convert(
     if q is Quant.INT4:
         check_block_divisibility(build_model(cfg, "meta"), block_size)
     threshold = gate_threshold(q, min_psnr, min_cosine)
-    jobs = [_preset_job(source, spec, q, block_size, size, threshold, buckets) for spec in SIGNATURES.values()]
+    jobs = [_preset_job(source, spec, q, block_size, size, threshold, buckets, targets)
+            for spec in SIGNATURES.values()]
     manifest: ManifestFn = lambda records, staging: _manifest(source, q, block_size, size, records, staging)  # noqa: E731
-    jobs, manifest = with_peel_buckets(jobs, manifest, buckets, cfg, size, GATE_SEED, threshold, threads)
+    jobs, manifest = with_peel_buckets(jobs, manifest, buckets, cfg, size, GATE_SEED, threshold, threads, targets)
     if upscaler is not None:
         from banana_sdk.upscale.config import default_tiles
         from converters.tiles import with_tiles
@@ -208,12 +215,13 @@ def _wrapped_component(source: Source, spec: SignatureSpec) -> nn.Module:
 
 def _preset_job(
     source: Source, spec: SignatureSpec, q: Quant, block: int, size: int, th: GateThreshold,
-    peel_buckets: tuple[int, ...] = (),
+    peel_buckets: tuple[int, ...] = (), peel_targets: tuple[str, ...] = DENOISER_TARGETS,
 ) -> SignatureJob:
     params = sum(p.numel() for p in build_component(source.config, spec.component, "meta").parameters())
     isolated = functools.partial(_wrapped_component, source, spec) if params > ISOLATE_PARAMS else None
     buckets = peel_buckets if spec.name == "denoise" else ()
-    return SignatureJob(name=spec.name, key=_signature_key(source, q, block, size, spec.name, th, buckets),
+    return SignatureJob(name=spec.name, key=_signature_key(source, q, block, size, spec.name, th, buckets,
+                                                           peel_targets),
                         inputs=lambda: spec.inputs(source.config, size, GATE_SEED),
                         load=lambda: source.component(spec.component), wrap=spec.wrap, isolated=isolated)
 
@@ -264,8 +272,10 @@ def job_key(**parts: Any) -> str:
 
 
 def _signature_key(source: Source, q: Quant, block: int, size: int, name: str, th: GateThreshold,
-                   peel_buckets: tuple[int, ...] = ()) -> str:
+                   peel_buckets: tuple[int, ...] = (), peel_targets: tuple[str, ...] = DENOISER_TARGETS) -> str:
     peels = {"peel_buckets": list(peel_buckets), "peel_format": 2} if peel_buckets else {}  # else: keys unchanged
+    if peel_buckets and tuple(peel_targets) != DENOISER_TARGETS:
+        peels["peel_targets"] = list(peel_targets)
     blob = json.dumps({"source": source.identity, "config": source.config.to_dict(), "quant": q.value,
                        "block": block if q is Quant.INT4 else 0, "size": size, "signature": name,
                        "gate": [th.min_psnr_db, th.min_cosine], "bundle_schema": BUNDLE_SCHEMA_VERSION, **peels},

@@ -30,6 +30,7 @@ from torch import nn
 from banana_sdk.config import ModelConfig
 from banana_sdk.errors import ConfigError
 from banana_sdk.models.model import build_component
+from banana_sdk.peels.config import DENOISER_TARGETS
 from banana_sdk.peels.runtime import DenoisePeelSignature, LayerSlot, flat_sizes, runtime_layers
 from banana_sdk.sampling.noise import gaussian
 from converters.convert import ExtraSignature, ManifestFn, SignatureJob
@@ -66,14 +67,33 @@ def parse_buckets(text: str | tuple[int, ...] | None) -> tuple[int, ...]:
     return tuple(sorted(buckets))
 
 
-def layout_of(config: ModelConfig) -> list[LayerSlot]:
+def layout_of(config: ModelConfig, targets: tuple[str, ...] = DENOISER_TARGETS) -> list[LayerSlot]:
     """The runtime-peel layout of a model config (built on the meta device: nothing allocated)."""
-    return runtime_layers(build_component(config, "denoiser", "meta"))
+    return runtime_layers(build_component(config, "denoiser", "meta"), targets)
 
 
-def peel_inputs(config: ModelConfig, size: int, bucket: int, seed: int, zero: bool = False) -> dict[str, np.ndarray]:
+def parse_targets(text: str | tuple[str, ...] | None) -> tuple[str, ...]:
+    """`--peel-targets attn.o,mlp.fc2` -> the targets in layout order (None: every target); ConfigError lists
+    the valid names."""
+    if text is None:
+        return DENOISER_TARGETS
+    names = [t.strip() for t in text.split(",")] if isinstance(text, str) else list(text)
+    unknown = [t for t in names if t not in DENOISER_TARGETS]
+    if unknown or not any(names):
+        raise ConfigError(f"--peel-targets: unknown target(s) {unknown or names}; choose from "
+                          f"{','.join(DENOISER_TARGETS)}")
+    return tuple(t for t in DENOISER_TARGETS if t in names)
+
+
+def section_targets(section: dict[str, Any]) -> tuple[str, ...]:
+    """The targets a manifest's `peels` section was converted with (every target when it does not say)."""
+    return parse_targets(tuple(section.get("targets") or DENOISER_TARGETS))
+
+
+def peel_inputs(config: ModelConfig, size: int, bucket: int, seed: int, zero: bool = False,
+                targets: tuple[str, ...] = DENOISER_TARGETS) -> dict[str, np.ndarray]:
     """The base denoise gate inputs plus seeded (or zero) flat `lora_a` / `lora_b` for one bucket."""
-    n_a, n_b = flat_sizes(layout_of(config), bucket)
+    n_a, n_b = flat_sizes(layout_of(config, targets), bucket)
     inputs = denoise_inputs(config, size, seed)
     if zero:
         return {**inputs, "lora_a": np.zeros(n_a, np.float32), "lora_b": np.zeros(n_b, np.float32)}
@@ -81,29 +101,31 @@ def peel_inputs(config: ModelConfig, size: int, bucket: int, seed: int, zero: bo
             "lora_b": gaussian(seed, 11 + bucket, (n_b,)) * np.float32(PEEL_INPUT_SCALE)}
 
 
-def _peel_module(bucket: int, wrapped: nn.Module) -> nn.Module:
+def _peel_module(bucket: int, targets: tuple[str, ...], wrapped: nn.Module) -> nn.Module:
     """`denoise_r{bucket}` from the job's wrapped `denoise` module (top level: picklable for isolated export)."""
-    return DenoisePeelSignature(wrapped.denoiser, bucket)
+    return DenoisePeelSignature(wrapped.denoiser, bucket, targets)
 
 
 def with_peel_buckets(jobs: list[SignatureJob], manifest: ManifestFn, buckets: tuple[int, ...],
                       config: ModelConfig, size: int, seed: int, threshold: GateThreshold, threads: int = 2,
-                      ) -> tuple[list[SignatureJob], ManifestFn]:
+                      targets: tuple[str, ...] = DENOISER_TARGETS) -> tuple[list[SignatureJob], ManifestFn]:
     """The converter hook: the denoise job gains the bucket signatures, the manifest its `peels` section."""
     if not buckets:
         return jobs, manifest
     if not any(job.name == DENOISE for job in jobs):
         raise ConfigError("--peel-buckets needs a bundle with a denoise signature")
-    extra = tuple(ExtraSignature(peel_signature(r), functools.partial(peel_inputs, config, size, r, seed),
-                                 functools.partial(_peel_module, r)) for r in buckets)
+    extra = tuple(ExtraSignature(peel_signature(r),
+                                 functools.partial(peel_inputs, config, size, r, seed, targets=targets),
+                                 functools.partial(_peel_module, r, targets)) for r in buckets)
     jobs = [SignatureJob(**{**vars(job), "extra": job.extra + extra}) if job.name == DENOISE else job
             for job in jobs]
-    layout = layout_of(config)
+    layout = layout_of(config, targets)
 
     def manifest_with_peels(records: dict[str, dict[str, Any]], staging: Path) -> dict[str, Any]:
-        zero = zero_peel_check(staging / f"{DENOISE}.tflite", config, size, buckets, seed, threshold, threads)
+        zero = zero_peel_check(staging / f"{DENOISE}.tflite", config, size, buckets, seed, threshold, threads,
+                               targets)
         section = {"buckets": list(buckets), "signatures": {str(r): peel_signature(r) for r in buckets},
-                   "inputs": ["lora_a", "lora_b"], "dtype": "float32",
+                   "inputs": ["lora_a", "lora_b"], "dtype": "float32", "targets": list(targets),
                    "layout": [{"name": s.name, "in": s.in_features, "out": s.out_features} for s in layout],
                    "sizes": {str(r): list(flat_sizes(layout, r)) for r in buckets}, "zero_check": zero}
         return {**manifest(records, staging), PEELS_SECTION: section}
@@ -112,7 +134,8 @@ def with_peel_buckets(jobs: list[SignatureJob], manifest: ManifestFn, buckets: t
 
 
 def zero_peel_check(path: Path, config: ModelConfig, size: int, buckets: tuple[int, ...], seed: int,
-                    threshold: GateThreshold, threads: int = 2) -> dict[str, dict[str, float]]:
+                    threshold: GateThreshold, threads: int = 2, targets: tuple[str, ...] = DENOISER_TARGETS,
+                    ) -> dict[str, dict[str, float]]:
     """Every bucket signature with zero A/B vs `denoise` on the same inputs, both on LiteRT: ConversionError
     unless they agree as closely as the gate demands of a conversion. Returns {signature: {max_abs_error,
     psnr_db}} (0.0 / 200 dB where the two graphs are lowered alike)."""
@@ -120,7 +143,8 @@ def zero_peel_check(path: Path, config: ModelConfig, size: int, buckets: tuple[i
     base = run_tflite(path, DENOISE, base_inputs, threads)["velocity"]
     results = {}
     for r in buckets:
-        out = run_tflite(path, peel_signature(r), peel_inputs(config, size, r, seed, zero=True), threads)
+        out = run_tflite(path, peel_signature(r), peel_inputs(config, size, r, seed, zero=True, targets=targets),
+                         threads)
         cosine, psnr, err = compare(base, out["velocity"])
         if psnr < threshold.min_psnr_db or cosine < threshold.min_cosine:
             raise ConversionError(f"{peel_signature(r)} with zero lora_a/lora_b differs from {DENOISE}: PSNR "
@@ -142,7 +166,7 @@ def check_peels_section(bundle: Path, manifest: dict[str, Any]) -> dict[str, Any
     try:
         buckets = parse_buckets(tuple(section["buckets"]))
         layout = [LayerSlot(s["name"], int(s["in"]), int(s["out"])) for s in section["layout"]]
-        expected = layout_of(ModelConfig.from_dict(manifest["model"]["config"]))
+        expected = layout_of(ModelConfig.from_dict(manifest["model"]["config"]), section_targets(section))
     except (ConfigError, KeyError, TypeError, ValueError) as exc:
         raise BundleError(f"{bundle}: manifest section {PEELS_SECTION!r} is invalid ({exc})") from None
     if layout != expected:
@@ -175,15 +199,16 @@ def verify_peels(bundle: Path, manifest: dict[str, Any], model_dir: Path, thresh
     config = ModelConfig.from_dict(manifest["model"]["config"])
     size = int(manifest["image"]["size"])
     buckets = tuple(section["buckets"])
+    targets = section_targets(section)
     path = bundle / manifest["signatures"][DENOISE]["file"]
     main = DenoiseSignature(load_component(model_dir, "denoiser"))
     results = {}
     for r in buckets:
         name = peel_signature(r)
-        inputs = peel_inputs(config, size, r, seed)
-        result = gate_signature(name, torch_outputs(_peel_module(r, main), inputs),
+        inputs = peel_inputs(config, size, r, seed, targets=targets)
+        result = gate_signature(name, torch_outputs(_peel_module(r, targets, main), inputs),
                                 run_tflite(path, name, inputs, threads), threshold)
         require(result)
         results[name] = result.to_dict()
-    zero_peel_check(path, config, size, buckets, seed, threshold, threads)
+    zero_peel_check(path, config, size, buckets, seed, threshold, threads, targets)
     return results

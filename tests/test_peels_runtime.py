@@ -299,3 +299,48 @@ def test_profile_pushes_and_applies_peels_on_a_simulated_phone(sims, peel_bundle
     assert_one_line_error(run_cli("profile", "--bundle", peel_bundle, "--serial", phone.serial, "-o", out,
                                   "--peel", peel_files["foreign"]), "made for base")
     assert not out.exists()
+
+
+def test_peel_targets_restrict_the_runtime_layout(tiny_checkpoint: Path, peel_files: dict[str, Path],
+                                                  tmp_path: Path) -> None:
+    """`--peel-targets`: the bucket signatures' low-rank path covers only those linears (smaller inputs, fewer ops),
+    the manifest records them, verify re-derives the same layout, a peel inside it matches PyTorch and one
+    outside it is refused."""
+    from banana_sdk.peels.io import load_peel
+
+    out = tmp_path / "targets"
+    result = run_cli("convert", "--model", tiny_checkpoint, "--quant", "int4", "--peel-buckets", "4",
+                     "--peel-targets", "mlp.fc1,cross.k", "--out", out)
+    assert result.code == 0, result.err
+    manifest = json.loads((out / "manifest.json").read_text())
+    section = manifest["peels"]
+    assert section["targets"] == ["cross.k", "mlp.fc1"]  # layout order, whatever order they were given in
+    model, _ = load_checkpoint(tiny_checkpoint)
+    layout = runtime_layers(model.denoiser, ("cross.k", "mlp.fc1"))
+    assert [s["name"] for s in section["layout"]] == [s.name for s in layout]
+    assert len(layout) == 2 * len(model.denoiser.blocks)
+    io = {i["name"]: i["shape"] for i in manifest["signatures"]["denoise_r4"]["inputs"]}
+    assert [io["lora_a"], io["lora_b"]] == [[n] for n in flat_sizes(layout, 4)]
+    assert section["zero_check"]["denoise_r4"]["psnr_db"] >= DEFAULT_GATE[Quant.INT4].min_psnr_db
+    assert run_cli("verify", out, "--model", tiny_checkpoint).code == 0
+    pipe = LiteRTPipeline.load(out)
+    config = pipe.config
+    inputs = denoise_inputs(config, config.image_size, 7)
+    args = [inputs["latent"], 0.7] + [inputs[k] for k in ("context", "context_mask", "subjects", "subject_mask")]
+    pipe.set_peels([(peel_files["b"], 0.5)])  # b adapts exactly cross.k and mlp.fc1
+    peeled = pipe.denoise(*args)
+    stack = PeelStack(model)
+    stack.attach(load_peel(peel_files["b"]), 0.5)
+    with torch.no_grad():
+        reference = model.denoiser(*[torch.from_numpy(a) if isinstance(a, np.ndarray) else torch.tensor([a])
+                                     for a in args]).numpy()
+    assert gate_signature("denoise_r4", {"velocity": reference}, {"velocity": peeled},
+                          DEFAULT_GATE[Quant.INT4]).passed
+    with pytest.raises(PeelError, match="cannot take at run time"):
+        pipe.set_peels([(peel_files["a"], 1.0)])  # a adapts every target
+    never = tmp_path / "never"
+    assert_one_line_error(run_cli("convert", "--model", tiny_checkpoint, "--quant", "int4", "--peel-buckets", "4",
+                                  "--peel-targets", "attn.x", "--out", never), "choose from")
+    assert_one_line_error(run_cli("convert", "--model", tiny_checkpoint, "--quant", "int4",
+                                  "--peel-targets", "attn.o", "--out", never), "goes with --peel-buckets")
+    assert not never.exists()

@@ -1,6 +1,7 @@
 """Runtime peels: the denoiser takes every adapted layer's low-rank A/B as two flat input tensors.
 
-Layout for a rank bucket R (one fixed layout per model, covering every denoiser target):
+Layout for a rank bucket R (one fixed layout per bundle: every denoiser target by default, or the targets
+`banana convert --peel-targets` names, which the manifest records):
 for each target layer i in `runtime_layers` order, `lora_a` holds A_i zero-padded to (R, in_i) row-major,
 and `lora_b` holds B_i * weight * (alpha / r) zero-padded to (out_i, R) row-major. Zero tensors mean
 "no peel"; stacked peels concatenate along the rank axis (ranks add up and must fit the bucket). The peel
@@ -26,11 +27,15 @@ class LayerSlot:
     out_features: int  # rows of B
 
 
-def runtime_layers(denoiser: nn.Module) -> list[LayerSlot]:
-    """Every runtime-adaptable linear of the denoiser, in the fixed layout order."""
+def runtime_layers(denoiser: nn.Module, targets: tuple[str, ...] = DENOISER_TARGETS) -> list[LayerSlot]:
+    """The runtime-adaptable linears of the denoiser (`targets` of every block; all by default), in the fixed
+    layout order: blocks, then `DENOISER_TARGETS` order within a block."""
+    unknown = sorted(set(targets) - set(DENOISER_TARGETS))
+    if unknown or not targets:
+        raise PeelError(f"unknown peel targets {unknown or list(targets)}; choose from {list(DENOISER_TARGETS)}")
     slots = []
     for i, block in enumerate(denoiser.blocks):
-        for target in DENOISER_TARGETS:
+        for target in (t for t in DENOISER_TARGETS if t in targets):
             layer = block.get_submodule(target)
             slots.append(LayerSlot(f"denoiser.blocks.{i}.{target}", layer.in_features, layer.out_features))
     return slots
@@ -74,9 +79,9 @@ def pack(peels: list[tuple[Peel, float]], slots: list[LayerSlot], rank: int) -> 
 class FlatLoRA:
     """Forward hooks that read each layer's A/B slices from flat `lora_a`/`lora_b` tensors set per call."""
 
-    def __init__(self, denoiser: nn.Module, rank: int) -> None:
+    def __init__(self, denoiser: nn.Module, rank: int, targets: tuple[str, ...] = DENOISER_TARGETS) -> None:
         self.rank = rank
-        self.slots = runtime_layers(denoiser)
+        self.slots = runtime_layers(denoiser, targets)
         self.lora_a: torch.Tensor | None = None
         self.lora_b: torch.Tensor | None = None
         modules = dict(denoiser.named_modules())
@@ -105,10 +110,10 @@ class FlatLoRA:
 class DenoisePeelSignature(nn.Module):
     """The `denoise` signature plus flat `lora_a` (N_a,) and `lora_b` (N_b,) inputs for one rank bucket."""
 
-    def __init__(self, denoiser: nn.Module, rank: int) -> None:
+    def __init__(self, denoiser: nn.Module, rank: int, targets: tuple[str, ...] = DENOISER_TARGETS) -> None:
         super().__init__()
         self.denoiser = denoiser
-        self.flat = FlatLoRA(denoiser, rank)
+        self.flat = FlatLoRA(denoiser, rank, targets)
 
     def forward(
         self, latent: torch.Tensor, t: torch.Tensor, context: torch.Tensor, context_mask: torch.Tensor,

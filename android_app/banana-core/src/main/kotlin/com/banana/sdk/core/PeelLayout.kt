@@ -18,7 +18,7 @@ data class LayerSlot(
  */
 class PeelLayout(
     val buckets: List<Int>, // ranks R with a denoise_r{R} signature, each >= 1
-    val slots: List<LayerSlot>, // every denoiser target of every block, in input layout order
+    val slots: List<LayerSlot>, // the bundle's targets (manifest peels.targets) of every block, in input layout order
 ) {
     /** Sum of in_i over the slots: `lora_a` has rank times this many values. */
     val totalIn: Long = slots.sumOf { it.inFeatures.toLong() }
