@@ -39,7 +39,7 @@ from converters.recipes import BLOCK_SIZES, Quant
                    "inputs (signatures denoise_r4, ...; the weights shared), so peels swap without reconversion.")
 @click.option("--peel-targets", default=None,
               help="With --peel-buckets: the block linears the runtime low-rank path covers, e.g. "
-                   "attn.o,cross.o,mlp.fc1,mlp.fc2 (what `banana peel train` adapts; default: all ten). Fewer "
+                   "attn.o,cross.o,mlp.fc2 (what `banana peel train` adapts by default; default: all ten). Fewer "
                    "targets, less time per step; peels adapting other layers are refused for this bundle.")
 def convert(
     preset, model_dir, diffusers_dir, factory, example_inputs, signature, factory_kwargs, name, quant,  # noqa: ANN001

@@ -168,7 +168,7 @@ def convert(
     With `upscaler` (an upscaler dir, e.g. banana_sdk/weights/upscaler) the bundle also carries the fixed-shape
     tile signatures and the manifest's `upscale` section (4K output, `converters.tiles`). With `peel_buckets`
     (e.g. (4, 8, 16)) `denoise.tflite` also holds the runtime-peel signatures `denoise_r4`, ... and the
-    manifest a `peels` section (`converters.peels`); `peel_targets` (e.g. "attn.o,cross.o,mlp.fc1,mlp.fc2")
+    manifest a `peels` section (`converters.peels`); `peel_targets` (e.g. "attn.o,cross.o,mlp.fc2")
     restricts their low-rank path to those linears of every block (default: all ten), which is what it costs."""
     from converters.peels import parse_buckets, parse_targets, with_peel_buckets
 

@@ -35,7 +35,7 @@ def peel() -> None:
 @click.option("--rank", type=int, default=4, show_default=True, help="LoRA rank.")
 @click.option("--alpha", type=float, default=None, help="LoRA alpha (default: the rank).")
 @click.option("--targets", default=None,
-              help="Comma-separated block-relative linears (default: attn.o,cross.o,mlp.fc1,mlp.fc2); "
+              help="Comma-separated block-relative linears (default: attn.o,cross.o,mlp.fc2); "
                    "valid: attn.{q,k,v,o}, cross.{q,k,v,o}, mlp.fc1, mlp.fc2.")
 @click.option("--scenes", type=int, default=2048, show_default=True, help="Training scenes.")
 @click.option("--encoder-steps", type=int, default=1000, show_default=True,
