@@ -79,6 +79,7 @@ TRAIN_TARGETS = ("attn.o", "cross.o", "mlp.fc2")  # default targets (rank 4: ~2%
 MAX_SCENES = 200_000  # upper bound on --scenes
 ENCODER_LR = 5e-4  # peak learning rate of the style encoder
 ENCODER_CROP = 64  # crop side of the style encoder's batches (the VAE stage's)
+DRAWN = 12  # max |channel - background| (0-255) above which a pixel counts as drawn
 
 
 class StyleTarget(str, Enum):
@@ -181,9 +182,7 @@ class StyleShiftObjective(nn.Module):
         b, device = x0.shape[0], x0.device
         subjects, subject_mask = zero_subjects(model, b, device)
         # 1-2. a grid time; the plain and the styled latent noised with the same noise
-        t = torch.randint(1, self.grid + 1, (b,), generator=generator, device=device).float() / self.grid
-        tt = t[:, None, None, None]
-        eps = torch.randn(x0.shape, generator=generator, device=device)
+        t, tt, eps = self._time_and_noise(x0, generator)
         noisy_p, noisy_s = (1 - tt) * x0 + tt * eps, (1 - tt) * (x0 + offsets) + tt * eps
         # 3. the base's clean estimate of the plain scene, moved by the style offset of that very estimate
         with torch.no_grad():
@@ -197,15 +196,20 @@ class StyleShiftObjective(nn.Module):
         loss = (noisy_s - tt * v - target).pow(2).mean()
         return loss, {"style_shift": loss.detach()}
 
+    def _time_and_noise(self, x0: torch.Tensor, generator: torch.Generator
+                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(t (B,) on the grid j / M, j in [1, M]; t as (B, 1, 1, 1); noise like x0), drawn in that order."""
+        b, device = x0.shape[0], x0.device
+        t = torch.randint(1, self.grid + 1, (b,), generator=generator, device=device).float() / self.grid
+        return t, t[:, None, None, None], torch.randn(x0.shape, generator=generator, device=device)
+
     def _pixel(self, batch: dict[str, torch.Tensor], generator: torch.Generator):  # noqa: ANN202
         """StyleTarget.PIXEL, on-policy: the peel is trained from the inputs its own sampling meets."""
         model = self.refs[0]
         x0, tokens, segments = batch["latents"], batch["tokens"], batch["segments"]
         b, device = x0.shape[0], x0.device
         subjects, subject_mask = zero_subjects(model, 2 * b, device)
-        t = torch.randint(1, self.grid + 1, (b,), generator=generator, device=device).float() / self.grid
-        tt = t[:, None, None, None]
-        eps = torch.randn(x0.shape, generator=generator, device=device)
+        t, tt, eps = self._time_and_noise(x0, generator)
         noisy = (1 - tt) * x0 + tt * eps
         with torch.no_grad():
             context, mask = model.text_encoder(tokens, segments)
@@ -228,25 +232,27 @@ class StyleShiftObjective(nn.Module):
     def styled_pixels(self, latents: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(stylize(D(z)) in [-1, 1], the pixel target; (B, 1, H, W) loss weights: `object_weight` on and next
         to the objects D(z) draws, 1 on the background, which is most of a ShapeWorld image)."""
-        images = self.refs[0].vae.decode(latents).float().clamp(-1, 1)
-        pixels = ((images + 1) * 127.5).permute(0, 2, 3, 1).cpu().numpy()
-        styled_pixels = stylize(pixels, self.styles)
-        drawn = np.maximum(np.abs(pixels - BACKGROUND).max(-1), np.abs(styled_pixels - BACKGROUND).max(-1)) > 12
-        near = F.max_pool2d(torch.from_numpy(drawn).float()[:, None], 5, stride=1, padding=2).to(latents.device)
-        styled = torch.from_numpy(styled_pixels).to(latents.device).permute(0, 3, 1, 2)
-        return styled / 127.5 - 1, 1 + (self.object_weight - 1) * near
+        _, styled, drawn = self._decode_stylized(latents)
+        near = F.max_pool2d(drawn, 5, stride=1, padding=2)
+        return styled, 1 + (self.object_weight - 1) * near
 
     @torch.no_grad()
     def style_offset(self, latents: torch.Tensor) -> torch.Tensor:
         """E'(stylize(D(z))) - E(D(z)) on and next to the objects D(z) draws (0 elsewhere)."""
         model, tuned = self.refs
-        images = model.vae.decode(latents).float().clamp(-1, 1)
+        images, styled, drawn = self._decode_stylized(latents)
+        near = _latent_mask(drawn, model.config.downsample)
+        return near * (tuned.encode(styled).float() - model.vae.encode(images).float())
+
+    @torch.no_grad()
+    def _decode_stylized(self, latents: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(D(z), stylize(D(z)), both (B, 3, H, W) in [-1, 1]; (B, 1, H, W) 1 where either draws something)."""
+        images = self.refs[0].vae.decode(latents).float().clamp(-1, 1)
         pixels = ((images + 1) * 127.5).permute(0, 2, 3, 1).cpu().numpy()
         styled_pixels = stylize(pixels, self.styles)
+        drawn = np.maximum(np.abs(pixels - BACKGROUND).max(-1), np.abs(styled_pixels - BACKGROUND).max(-1)) > DRAWN
         styled = torch.from_numpy(styled_pixels).to(latents.device).permute(0, 3, 1, 2) / 127.5 - 1
-        drawn = np.maximum(np.abs(pixels - BACKGROUND).max(-1), np.abs(styled_pixels - BACKGROUND).max(-1)) > 12
-        near = _latent_mask(torch.from_numpy(drawn).float()[:, None], model.config.downsample).to(latents.device)
-        return near * (tuned.encode(styled).float() - model.vae.encode(images).float())
+        return images, styled, torch.from_numpy(drawn).float()[:, None].to(latents.device)
 
 
 def _latent_mask(drawn: torch.Tensor, downsample: int) -> torch.Tensor:
@@ -261,7 +267,7 @@ def object_mask(worlds: list[ShapeWorld], count: int, info: DistInfo, downsample
     for index in range(info.rank, count, info.world_size):
         drawn = np.zeros((worlds[0].size, worlds[0].size), bool)
         for world in worlds:
-            drawn |= np.abs(world.image(index).astype(np.float32) - np.array(BACKGROUND, np.float32)).max(2) > 12
+            drawn |= np.abs(world.image(index).astype(np.float32) - np.array(BACKGROUND, np.float32)).max(2) > DRAWN
         masks.append(torch.from_numpy(drawn).float()[None])
     return _latent_mask(torch.stack(masks), downsample)
 
