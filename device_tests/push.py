@@ -143,20 +143,17 @@ def push_bundle(device: Device, bundle_dir: Path, verify: bool = True) -> PushRe
 def push_side_files(device: Device, files: list[Path], folder: str, suffix: str, what: str) -> dict[Path, str]:
     """Push files that ride beside a bundle (peels, subjects) to `DEVICE_ROOT/<folder>/<sha256><suffix>`,
     skipping ones already there (content-addressed) and verifying the rest; returns local path -> device path."""
-    remote = {p: f"{DEVICE_ROOT}/{folder}/{sha256_file(p)}{suffix}" for p in files}
-
-    def digest(path: str) -> str:
-        return path.rsplit("/", 1)[1][: -len(suffix)]
-
+    digest = {p: sha256_file(p) for p in files}
+    remote = {p: f"{DEVICE_ROOT}/{folder}/{h}{suffix}" for p, h in digest.items()}
     have = remote_hashes(device, list(remote.values()))
-    todo = [p for p, path in remote.items() if have.get(path) != digest(path)]
+    todo = [p for p in remote if have.get(remote[p]) != digest[p]]
     if todo:
         device.shell(["mkdir", "-p", f"{DEVICE_ROOT}/{folder}"])
         with device.sync() as sync:
             for p in todo:
                 sync.push(p, remote[p])
         after = remote_hashes(device, [remote[p] for p in todo])
-        bad = [p.name for p in todo if after.get(remote[p]) != digest(remote[p])]
+        bad = [p.name for p in todo if after.get(remote[p]) != digest[p]]
         if bad:
             raise DeviceCommandError(f"verification failed on {device.serial}: {what} {bad} differ after the push")
     return remote
