@@ -107,9 +107,17 @@ def parse_duration(text: str) -> float:
 
 
 def check_app_request(bundle: Path, manifest: dict[str, Any], settings: ProfileSettings) -> None:
-    """What the app would refuse, refused on the host before any device work: a size the bundle cannot make
-    (below its base, or a side its tile chain does not reach: UpscaleError lists the reachable ones) and
-    subjects that are unreadable, too many or not named in the prompt (SubjectError)."""
+    """What the app would refuse, refused on the host before any device work: peels it cannot apply (PeelError:
+    base, rank, layers, values), a size the bundle cannot make (below its base, or a side its tile chain does
+    not reach: UpscaleError lists the reachable ones) and subjects that are unreadable, too many or not named in
+    the prompt (SubjectError)."""
+    if settings.peels:
+        from banana_sdk.peels.config import check_weight
+        from banana_sdk.peels.device import load_for_bundle
+
+        for path, weight in settings.peels:
+            check_weight(weight, str(path))
+            load_for_bundle(path, manifest)
     base = int(manifest["image"]["size"])
     if settings.size is not None and settings.size != base:
         if settings.size < base:
@@ -236,13 +244,6 @@ def profile(bundle: Path, out: Path, serial: str | None, settings: ProfileSettin
     bundle = Path(bundle)
     bundle_files(bundle)  # BundleError before touching any device
     manifest = json.loads((bundle / "manifest.json").read_text(encoding="utf-8"))
-    if settings.peels:  # PeelError (base, rank, layers, values) before touching any device
-        from banana_sdk.peels.config import check_weight
-        from banana_sdk.peels.device import load_for_bundle
-
-        for path, weight in settings.peels:
-            check_weight(weight, str(path))
-            load_for_bundle(path, manifest)
     check_app_request(bundle, manifest, settings)
     adb = adb or Adb()
     serials = resolve_serials(adb, serial)
