@@ -30,7 +30,7 @@ from torch import nn
 from banana_sdk.config import ModelConfig
 from banana_sdk.errors import ConfigError
 from banana_sdk.models.model import build_component
-from banana_sdk.peels.config import DENOISER_TARGETS
+from banana_sdk.peels.config import DENOISER_TARGETS, PeelError, check_targets
 from banana_sdk.peels.runtime import DenoisePeelSignature, LayerSlot, flat_sizes, runtime_layers
 from banana_sdk.sampling.noise import gaussian
 from converters.convert import ExtraSignature, ManifestFn, SignatureJob
@@ -78,11 +78,10 @@ def parse_targets(text: str | tuple[str, ...] | None) -> tuple[str, ...]:
     if text is None:
         return DENOISER_TARGETS
     names = [t.strip() for t in text.split(",")] if isinstance(text, str) else list(text)
-    unknown = [t for t in names if t not in DENOISER_TARGETS]
-    if unknown or not any(names):
-        raise ConfigError(f"--peel-targets: unknown target(s) {unknown or names}; choose from "
-                          f"{','.join(DENOISER_TARGETS)}")
-    return tuple(t for t in DENOISER_TARGETS if t in names)
+    try:
+        return check_targets(names)
+    except PeelError as exc:
+        raise ConfigError(f"--peel-targets: {exc}") from None
 
 
 def section_targets(section: dict[str, Any]) -> tuple[str, ...]:

@@ -47,11 +47,18 @@ def check_config(config: PeelConfig) -> None:
     """Reject ranks no bucket holds and unknown target names before any work."""
     if not 1 <= config.rank <= max(RANK_BUCKETS):
         raise PeelError(f"peel rank {config.rank} is larger than any runtime bucket {list(RANK_BUCKETS)}")
-    unknown = sorted(set(config.targets) - set(DENOISER_TARGETS))
+    check_targets(config.targets)
+
+
+def check_targets(targets: tuple[str, ...] | list[str]) -> tuple[str, ...]:
+    """`targets` (block-relative denoiser linears) in `DENOISER_TARGETS` order; PeelError for unknown names
+    (listing the valid ones) or none at all."""
+    unknown = sorted(set(targets) - set(DENOISER_TARGETS))
     if unknown:
-        raise PeelError(f"unknown peel target(s) {unknown}; valid: {list(DENOISER_TARGETS)}")
-    if not config.targets:
+        raise PeelError(f"unknown peel target(s) {unknown}; choose from {list(DENOISER_TARGETS)}")
+    if not targets:
         raise PeelError("a peel needs at least one target")
+    return tuple(t for t in DENOISER_TARGETS if t in targets)
 
 
 def check_weight(weight: float, what: str = "peel") -> float:

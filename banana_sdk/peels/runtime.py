@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from banana_sdk.peels.config import DENOISER_TARGETS, RANK_BUCKETS, PeelError
+from banana_sdk.peels.config import DENOISER_TARGETS, RANK_BUCKETS, PeelError, check_targets
 from banana_sdk.peels.lora import Peel
 
 
@@ -30,12 +30,10 @@ class LayerSlot:
 def runtime_layers(denoiser: nn.Module, targets: tuple[str, ...] = DENOISER_TARGETS) -> list[LayerSlot]:
     """The runtime-adaptable linears of the denoiser (`targets` of every block; all by default), in the fixed
     layout order: blocks, then `DENOISER_TARGETS` order within a block."""
-    unknown = sorted(set(targets) - set(DENOISER_TARGETS))
-    if unknown or not targets:
-        raise PeelError(f"unknown peel targets {unknown or list(targets)}; choose from {list(DENOISER_TARGETS)}")
+    ordered = check_targets(targets)
     slots = []
     for i, block in enumerate(denoiser.blocks):
-        for target in (t for t in DENOISER_TARGETS if t in targets):
+        for target in ordered:
             layer = block.get_submodule(target)
             slots.append(LayerSlot(f"denoiser.blocks.{i}.{target}", layer.in_features, layer.out_features))
     return slots
