@@ -61,6 +61,17 @@ def check_targets(targets: tuple[str, ...] | list[str]) -> tuple[str, ...]:
     return tuple(t for t in DENOISER_TARGETS if t in targets)
 
 
+def check_schema(meta: dict[str, str], what: str) -> None:
+    """PeelError unless the file's `schema_version` metadata is an integer this banana-sdk reads (absent = 0)."""
+    try:
+        schema = int(meta.get("schema_version", "0"))
+    except ValueError:
+        raise PeelError(f"{what}: schema_version {meta.get('schema_version')!r} is not an integer") from None
+    if schema > PEEL_SCHEMA_VERSION:
+        raise PeelError(f"{what} has peel schema {schema}; this banana-sdk reads up to {PEEL_SCHEMA_VERSION}: "
+                        "upgrade it")
+
+
 def check_weight(weight: float, what: str = "peel") -> float:
     """A finite peel weight with |weight| <= MAX_WEIGHT, else PeelError."""
     if not isinstance(weight, (int, float)) or isinstance(weight, bool) or not math.isfinite(weight) \

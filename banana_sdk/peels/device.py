@@ -19,7 +19,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.numpy import save
 
 from banana_sdk.fileio import atomic_write_bytes
-from banana_sdk.peels.config import PEEL_SCHEMA_VERSION, PeelError, Storage
+from banana_sdk.peels.config import PEEL_SCHEMA_VERSION, PeelError, Storage, check_schema
 from banana_sdk.peels.lora import Peel
 from banana_sdk.peels.runtime import LayerSlot, bucket_for, pack
 
@@ -73,13 +73,7 @@ def load_runtime(path: str | Path) -> RuntimePeel:
         raise PeelError(f"{path} is not a readable runtime peel ({exc})") from None
     if meta.get("format") != "banana-runtime-peel":
         raise PeelError(f"{path} is not a runtime peel; export it with `banana peel export --bundle`")
-    try:
-        schema = int(meta.get("schema_version", "0"))
-    except ValueError:
-        raise PeelError(f"{path}: schema_version {meta.get('schema_version')!r} is not an integer") from None
-    if schema > PEEL_SCHEMA_VERSION:
-        raise PeelError(f"{path} has runtime peel schema {schema}; this banana-sdk reads up to "
-                        f"{PEEL_SCHEMA_VERSION}: upgrade it")
+    check_schema(meta, str(path))
     if not (np.isfinite(a).all() and np.isfinite(b).all()):
         raise PeelError(f"{path}: peel weights are not finite")
     return meta, a, b

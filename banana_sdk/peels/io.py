@@ -10,7 +10,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save
 
 from banana_sdk.fileio import atomic_write_bytes
-from banana_sdk.peels.config import PEEL_SCHEMA_VERSION, PeelConfig, PeelError, Storage, check_config
+from banana_sdk.peels.config import PEEL_SCHEMA_VERSION, PeelConfig, PeelError, Storage, check_config, check_schema
 from banana_sdk.peels.lora import Peel
 
 MAX_ABS_VALUE = 1.0e3  # larger LoRA entries mean a diverged or foreign file
@@ -52,8 +52,7 @@ def load_peel(path: str | Path) -> Peel:
         raise PeelError(f"{path} is not a readable safetensors file ({exc})") from None
     if meta.get("format") != "banana-peel":
         raise PeelError(f"{path} is not a banana peel (metadata format {meta.get('format')!r})")
-    if int(meta.get("schema_version", 0)) > PEEL_SCHEMA_VERSION:
-        raise PeelError(f"{path} has peel schema {meta['schema_version']}; upgrade banana-sdk")
+    check_schema(meta, str(path))
     try:
         config = PeelConfig(rank=int(meta["rank"]), alpha=float(meta["alpha"]),
                             targets=tuple(json.loads(meta["targets"])),
