@@ -251,6 +251,23 @@ def test_a_manifest_tile_margin_below_the_receptive_radius_is_refused(tiled_bund
         bundle_tiles(manifest, tiled_bundle)
 
 
+def _pip_store(tmp_path: Path):  # noqa: ANN202
+    """A subject store under `tmp_path / "store"` holding `pip`, made from one rendered reference image."""
+    from PIL import Image
+
+    from banana_sdk.data.render import render_scene
+    from banana_sdk.subjects import subject_from_references
+    from banana_sdk.subjects.encoder import REFERENCE_SIZE
+    from banana_sdk.subjects.store import SubjectStore
+    from banana_sdk.subjects.train import reference_scene
+
+    ref = tmp_path / "pip.png"
+    Image.fromarray(render_scene(reference_scene("pip", np.random.default_rng(0)), REFERENCE_SIZE)).save(ref)
+    store = SubjectStore(tmp_path / "store")
+    store.add(subject_from_references("pip", [ref]))
+    return store
+
+
 def test_simulated_device_runner_takes_subjects_and_sizes_above_the_base(tiled_bundle: Path, tmp_path: Path) -> None:
     """The harness's runner contract: `size` above the bundle's base goes through its tile signature, and
     `subjects` (device paths of subject files) fill the denoiser's slots; both agree with the host runtime."""
@@ -261,22 +278,15 @@ def test_simulated_device_runner_takes_subjects_and_sizes_above_the_base(tiled_b
 
     from PIL import Image
 
-    from banana_sdk.data.render import render_scene
     from banana_sdk.pipeline import generate_with
-    from banana_sdk.subjects import subject_from_references
     from banana_sdk.subjects.binding import bind
-    from banana_sdk.subjects.encoder import REFERENCE_SIZE
-    from banana_sdk.subjects.store import SubjectStore
-    from banana_sdk.subjects.train import reference_scene
     from converters.runtime import LiteRTPipeline
     from device_tests.contract import Delegate, RunRequest
     from device_tests.errors import ContractError
     from device_tests.sim.device import SimDevice, SimOptions
 
-    ref = tmp_path / "pip.png"
-    Image.fromarray(render_scene(reference_scene("pip", np.random.default_rng(0)), REFERENCE_SIZE)).save(ref)
-    store = SubjectStore(tmp_path / "store")
-    subject_file = store.add(subject_from_references("pip", [ref]))
+    store = _pip_store(tmp_path)
+    subject_file = store.path("pip")
     device = SimDevice(SimOptions("flagship"), tmp_path / "data", serial="BSIM4K")
     remote = "/data/local/tmp/banana/tiny-4k"
     shutil.copytree(tiled_bundle, device.fs.host_path(remote))
@@ -310,18 +320,8 @@ def test_profile_pushes_subjects_and_asks_for_4k_sizes_on_a_simulated_phone(sims
     """`banana profile --subject NAME --size N`: the subject file is pushed beside the bundle and bound by the
     app, the size goes through the bundle's tile signature; bad sizes and subjects fail before any device work."""
     from cli_helpers import assert_one_line_error, run_cli
-    from PIL import Image
 
-    from banana_sdk.data.render import render_scene
-    from banana_sdk.subjects import subject_from_references
-    from banana_sdk.subjects.encoder import REFERENCE_SIZE
-    from banana_sdk.subjects.store import SubjectStore
-    from banana_sdk.subjects.train import reference_scene
-
-    ref = tmp_path / "pip.png"
-    Image.fromarray(render_scene(reference_scene("pip", np.random.default_rng(0)), REFERENCE_SIZE)).save(ref)
-    store_dir = tmp_path / "store"
-    SubjectStore(store_dir).add(subject_from_references("pip", [ref]))
+    store_dir = _pip_store(tmp_path).root
     phone = sims("flagship")
     prompt = "pip top left and a red circle center"
     common = ["profile", "--bundle", tiled_bundle, "--serial", phone.serial, "--runs", "1", "--warmup", "0",
