@@ -2,9 +2,10 @@
 
 `am start` launches a run in a thread (the app's "process"); the run loads the bundle from the device
 filesystem, generates with the bundle's graphs on this host's CPU, and writes the contract's result file
-atomically. The phone's slowness is simulated by sleeping after each graph call: a call that took `w`
-seconds of wall time is stretched to `w / (speed * freq_cap)`, where `speed` is the profile's speed and
-`freq_cap` the thermal model's clock cap; the call's real CPU time heats the thermal model.
+atomically. The phone's slowness is simulated by sleeping after each graph call until it has taken the
+phone's time: the call's cost (the fastest host time seen for that graph and input shapes, host work
+since the previous call included) over `speed * freq_cap`, where `speed` is the profile's speed and
+`freq_cap` the thermal model's clock cap (`pace.py`); the call's real CPU time heats the thermal model.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from device_tests.contract import (
     result_path,
 )
 from device_tests.errors import ContractError
+from device_tests.sim.pace import Pace
 
 if TYPE_CHECKING:
     from device_tests.sim.device import SimDevice
@@ -55,6 +57,7 @@ class ThrottledBackend:
         self.device = device
         self.cancel = cancel
         self._last_end: float | None = None  # when the previous graph call (and its stretch) ended
+        self.pace = Pace(device.profile.speed)  # host cost -> phone time
 
     def begin(self) -> None:
         """A generation starts now: host work until the first graph call is stretched with it."""
@@ -67,10 +70,9 @@ class ThrottledBackend:
         # host work since the previous graph call (sampler, tokenizer) runs on the phone's CPU too
         gap = wall0 - self._last_end if self._last_end is not None and wall0 - self._last_end < MAX_GAP_S else 0.0
         out = fn(*args)
-        cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
-        self.device.thermal.add_cpu_time(cpu / self.device.profile.speed)  # the phone's CPU time
-        cap = self.device.thermal.state().freq_cap
-        time.sleep((wall + gap) * (1.0 / (self.device.profile.speed * cap) - 1.0))
+        self.device.thermal.add_cpu_time((time.process_time() - cpu0) / self.device.profile.speed)  # phone CPU time
+        key = (fn.__name__, tuple(getattr(a, "shape", None) for a in args))
+        self.pace.pad(key, wall0 - gap, self.device.thermal.state().freq_cap)
         self._last_end = time.perf_counter()
         return out
 
@@ -190,7 +192,7 @@ class SimApp:
         load0 = time.perf_counter()
         pipeline = LiteRTPipeline.load(fs.host_path(req.bundle), threads=req.threads, check_files=False)
         stretch = 1.0 / (self.device.profile.speed * self.device.thermal.state().freq_cap)
-        time.sleep((time.perf_counter() - load0) * (stretch - 1.0))
+        time.sleep((time.perf_counter() - load0) * (stretch - 1.0))  # a load happens once: its own time is its cost
         load_ms = {name: ms * stretch for name, ms in pipeline.load_ms.items()}
         tiles = "upscale_tile" in pipeline.manifest["signatures"]
         if req.size < pipeline.size or (req.size > pipeline.size and not tiles):

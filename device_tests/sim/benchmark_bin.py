@@ -2,7 +2,7 @@
 
 A pushed file runs if it has an execute bit, is an ELF for one of the device's ABIs (checked from the
 header's e_machine, like the kernel would) and is named `benchmark_model`; it then times the given
-`--graph` on this host's LiteRT interpreter (stretched by the phone's speed and thermal clock cap) and
+`--graph` on this host's LiteRT interpreter (padded to the phone's time by `pace.py`) and
 prints the tool's log lines (`Inference timings in us: Init: ..., First inference: ...`).
 """
 
@@ -13,6 +13,7 @@ import struct
 import time
 from typing import TYPE_CHECKING
 
+from device_tests.sim.pace import Pace
 from device_tests.sim.shell import Proc, Program
 
 if TYPE_CHECKING:
@@ -104,17 +105,16 @@ def benchmark_model(proc: Proc) -> int:
             data = np.zeros(detail["shape"], detail["dtype"])
         interpreter.set_tensor(detail["index"], data)
     peak = mem0
+    pace = Pace(device.profile.speed)
 
     def invoke() -> float:
         nonlocal peak
         cpu0, w0 = time.process_time(), time.perf_counter()
         interpreter.invoke()
-        wall = time.perf_counter() - w0
         device.thermal.add_cpu_time((time.process_time() - cpu0) / device.profile.speed)
-        factor = 1.0 / (device.profile.speed * device.thermal.state().freq_cap)
-        time.sleep(wall * (factor - 1.0))
+        phone_s = pace.pad("invoke", w0, device.thermal.state().freq_cap)
         peak = max(peak, process_memory_kb()[0])
-        return wall * factor * 1e6
+        return phone_s * 1e6
 
     device.thermal.set_busy(True)
     try:

@@ -51,7 +51,7 @@ class DeviceProfile:
     release: str  # ro.build.version.release
     ram_mb: int  # MemTotal
     storage_mb: int  # free space for pushes (the /data partition)
-    speed: float  # inference speed relative to this host's CPU (0.5 = twice as slow)
+    speed: float  # inference speed relative to this host's CPU at its best (0.5 = twice as slow); below 1
     clusters: tuple[Cluster, ...]  # CPU clusters
     thermal: ThermalParams = field(default_factory=ThermalParams)
 
@@ -65,7 +65,7 @@ PROFILES: dict[str, DeviceProfile] = {
         name="midrange", manufacturer="BananaSim", brand="banana", model="Banana Sim Midrange",
         device="bsim_mid", product="bsim_mid", board="bsim6", soc_manufacturer="BananaSim",
         soc_model="BS6100", abilist=("arm64-v8a", "armeabi-v7a", "armeabi"), sdk=33, release="13",
-        ram_mb=6144, storage_mb=2048, speed=0.5,
+        ram_mb=6144, storage_mb=2048, speed=0.25,
         clusters=(Cluster(0, 6, (300000, 1000000, 1400000, 1800000)),
                   Cluster(6, 2, (400000, 1200000, 1800000, 2400000))),
         thermal=ThermalParams(body_capacity_j_per_k=50.0, body_to_air_k_per_w=9.0),
@@ -74,7 +74,7 @@ PROFILES: dict[str, DeviceProfile] = {
         name="flagship", manufacturer="BananaSim", brand="banana", model="Banana Sim Flagship",
         device="bsim_pro", product="bsim_pro", board="bsim9", soc_manufacturer="BananaSim",
         soc_model="BS9300", abilist=("arm64-v8a",), sdk=34, release="14", ram_mb=12288, storage_mb=8192,
-        speed=1.0,
+        speed=0.5,
         clusters=(Cluster(0, 4, (300000, 1100000, 1800000, 2000000)),
                   Cluster(4, 3, (600000, 1600000, 2400000, 2800000)),
                   Cluster(7, 1, (800000, 2000000, 2800000, 3300000))),
