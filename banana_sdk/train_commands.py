@@ -19,6 +19,7 @@ from banana_sdk.presets import PRESETS
 # per stage: defaults of (steps, batch, lr, warmup, ema) - the demo recipe overrides what it needs
 _DEFAULTS = {
     "vae": (2000, 32, 1e-3, 100, 0.0),
+    "vae-refit": (2400, 16, 3e-4, 30, 0.0),
     "teacher": (6000, 64, 5e-4, 300, 0.999),
     "distill": (1500, 64, 1e-4, 100, 0.0),
     "qat": (500, 64, 2e-5, 50, 0.0),
@@ -73,7 +74,7 @@ def _run(stage: str, common: dict[str, Any], **stage_args: Any) -> None:
 
 @click.group()
 def train() -> None:
-    """Train the demo model family on ShapeWorld: vae -> teacher -> distill -> qat."""
+    """Train the demo model family on ShapeWorld: vae -> teacher -> distill -> qat (then optionally vae-refit)."""
 
 
 @train.command("vae")
@@ -85,6 +86,24 @@ def train() -> None:
 def train_vae(preset: str, crop: int, character_prob: float, **common: Any) -> None:
     """Stage 1: the 8x VAE on rendered scenes."""
     _run("vae", common, preset=preset, crop=crop, character_prob=character_prob)
+
+
+@train.command("vae-refit")
+@click.option("--init", "init", type=click.Path(path_type=Path), required=True,
+              help="Trained model run directory (any stage) whose VAE to refit.")
+@click.option("--style-prob", type=float, default=0.5, show_default=True,
+              help="Chance a scene is drawn in a random render style (pastel, outlined or both).")
+@click.option("--anchor-weight", type=float, default=1.0, show_default=True,
+              help="Weight of keeping plain scenes' latents where the init's encoder put them.")
+@click.option("--object-weight", type=float, default=10.0, show_default=True,
+              help="L1 weight of object pixels against the background's 1.")
+@click.option("--crop", type=int, default=64, show_default=True, help="Random crop side (0 = whole image).")
+@_loop_options("vae-refit")
+def train_vae_refit(init: Path, style_prob: float, anchor_weight: float, object_weight: float, crop: int,
+                    **common: Any) -> None:
+    """Refit a trained model's VAE on plain and styled renders, keeping its latent space (and denoiser)."""
+    _run("vae-refit", common, init=init, style_prob=style_prob, anchor_weight=anchor_weight,
+         object_weight=object_weight, crop=crop)
 
 
 @train.command("teacher")

@@ -40,7 +40,7 @@ from banana_sdk.training.data import LatentSet
 from banana_sdk.training.distributed import DistInfo, distributed_context
 from banana_sdk.training.fakequant import QuantSpec, check_block_size, quantized_parameters
 from banana_sdk.training.loop import Stage, prepare_run_dir, run_stage
-from banana_sdk.training.teacher import load_stage_model, sample_logit_normal
+from banana_sdk.training.teacher import load_stage_model, model_stage, sample_logit_normal
 
 SUBJECT_WORLD = WorldConfig(min_objects=1, max_objects=5, character_prob=0.6, texture_prob=0.0)  # many characters
 SUBJECT_WORLD_SEED = 9  # ShapeWorld seed of the subject-stage scenes
@@ -195,7 +195,7 @@ def build_subject_stage(cfg: SubjectStageConfig, info: DistInfo, seed: int) -> S
     if not 1 <= cfg.grid <= 1000 or cfg.references < 1 or cfg.bank < 1 or cfg.latents < info.world_size:
         raise TrainingError("grid must be 1-1000, references and bank >= 1, latents >= the number of processes")
     model, extra = load_stage_model(Path(cfg.init), "model to teach subjects (--init)")
-    stage = extra.get("stage")
+    stage = model_stage(extra)
     if stage not in ("teacher", "distill", "qat", "subject"):
         raise TrainingError(f"{cfg.init} is a {stage!r} run; train subjects on a teacher, distill or qat run")
     if model.config.denoiser.max_subjects < 1:

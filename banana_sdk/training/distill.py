@@ -27,7 +27,7 @@ from banana_sdk.training.common import TrainingError
 from banana_sdk.training.data import LatentSet, train_world
 from banana_sdk.training.distributed import DistInfo
 from banana_sdk.training.loop import Stage
-from banana_sdk.training.teacher import load_stage_model, unconditional_batch, zero_subjects
+from banana_sdk.training.teacher import load_stage_model, model_stage, unconditional_batch, zero_subjects
 
 
 @dataclass(frozen=True)
@@ -93,8 +93,8 @@ def build_distill_stage(cfg: DistillStageConfig, info: DistInfo, seed: int) -> S
     if not 0.0 < cfg.guidance <= 20.0:
         raise TrainingError(f"--guidance must be in (0, 20], got {cfg.guidance}")
     teacher, extra = load_stage_model(Path(cfg.teacher), "teacher (--teacher)")
-    if extra.get("stage") != "teacher":
-        raise TrainingError(f"{cfg.teacher} is a {extra.get('stage')!r} run, not a trained teacher")
+    if model_stage(extra) != "teacher":
+        raise TrainingError(f"{cfg.teacher} is a {model_stage(extra)!r} run, not a trained teacher")
     teacher.to(info.device).requires_grad_(False).eval()
     student = copy.deepcopy(teacher)
     student.text_encoder.requires_grad_(False)

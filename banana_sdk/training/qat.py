@@ -26,7 +26,7 @@ from banana_sdk.training.data import LatentSet, train_world
 from banana_sdk.training.distributed import DistInfo
 from banana_sdk.training.fakequant import QuantSpec, check_block_size, quantized_parameters
 from banana_sdk.training.loop import Stage
-from banana_sdk.training.teacher import load_stage_model, zero_subjects
+from banana_sdk.training.teacher import load_stage_model, model_stage, zero_subjects
 
 
 @dataclass(frozen=True)
@@ -76,8 +76,8 @@ def build_qat_stage(cfg: QATStageConfig, info: DistInfo, seed: int) -> Stage:
     if not 1 <= cfg.grid <= 1000:
         raise TrainingError(f"grid must be in [1, 1000], got {cfg.grid}")
     student, extra = load_stage_model(Path(cfg.student), "student (--student)")
-    if extra.get("stage") not in ("distill", "qat"):
-        raise TrainingError(f"{cfg.student} is a {extra.get('stage')!r} run, not a distilled student")
+    if model_stage(extra) not in ("distill", "qat"):
+        raise TrainingError(f"{cfg.student} is a {model_stage(extra)!r} run, not a distilled student")
     check_block_size(student.text_encoder, cfg.block_size)
     check_block_size(student.denoiser, cfg.block_size)
     student.to(info.device)

@@ -18,6 +18,12 @@ def _vae(info: DistInfo, loop: LoopConfig, preset: str, **kw: Any) -> Stage:
     return build_vae_stage(get_preset(preset), VAEStageConfig(**kw), info, loop.seed)
 
 
+def _vae_refit(info: DistInfo, loop: LoopConfig, **kw: Any) -> Stage:
+    from banana_sdk.training.vae_refit import VAERefitConfig, build_vae_refit_stage
+
+    return build_vae_refit_stage(VAERefitConfig(**kw), info, loop.seed)
+
+
 def _teacher(info: DistInfo, loop: LoopConfig, **kw: Any) -> Stage:
     from banana_sdk.training.teacher import TeacherStageConfig, build_teacher_stage
 
@@ -42,8 +48,8 @@ def _peel(info: DistInfo, loop: LoopConfig, **kw: Any) -> Stage:
     return build_peel_stage(PeelTrainConfig(**kw), info, loop.seed)
 
 
-STAGES: dict[str, Callable[..., Stage]] = {"vae": _vae, "teacher": _teacher, "distill": _distill, "qat": _qat,
-                                           "peel": _peel}
+STAGES: dict[str, Callable[..., Stage]] = {"vae": _vae, "vae-refit": _vae_refit, "teacher": _teacher,
+                                           "distill": _distill, "qat": _qat, "peel": _peel}
 
 
 def train_stage(name: str, loop: LoopConfig, out: str | Path, device: str = "auto", threads: int = 0,

@@ -46,6 +46,12 @@ def load_stage_model(run_dir: Path, what: str) -> tuple[BananaModel, dict]:
         raise TrainingError(f"cannot use {run_dir} as the {what}: {exc}") from None
 
 
+def model_stage(extra: dict) -> str | None:
+    """The stage that trained a checkpoint's model (`extra` from `load_stage_model`): a VAE refit keeps its
+    init's, since it changes only the VAE and keeps the latent space."""
+    return extra.get("base_stage") if extra.get("stage") == "vae-refit" else extra.get("stage")
+
+
 def unconditional_batch(tokenizer: Tokenizer, batch: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """(B, L) tokens and float segments of the empty prompt."""
     enc = tokenizer.unconditional()
@@ -110,8 +116,8 @@ def build_teacher_stage(cfg: TeacherStageConfig, info: DistInfo, seed: int) -> S
     if cfg.latents < info.world_size:
         raise TrainingError(f"--latents must be at least the number of processes, got {cfg.latents}")
     vae_model, vae_extra = load_stage_model(Path(cfg.init), "VAE (--init)")
-    if vae_extra.get("stage") != "vae":
-        raise TrainingError(f"{cfg.init} is a {vae_extra.get('stage')!r} run, not a trained VAE")
+    if model_stage(vae_extra) != "vae":
+        raise TrainingError(f"{cfg.init} is a {model_stage(vae_extra)!r} run, not a trained VAE")
     config = compose_config(cfg.preset or vae_model.config.name, vae_model.config)
     model = build_model(config, seed=seed)
     model.vae.load_state_dict(vae_model.vae.state_dict())

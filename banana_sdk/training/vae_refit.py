@@ -1,0 +1,132 @@
+"""Stage `vae-refit`: refit a trained model's VAE on plain and styled renders, keeping its latent space.
+
+Why: the recipe's VAE (stage 1) sees the plain palette only, and codes colours as palette categories: the
+demo VAE turns a pastel blue into red and an outlined star into a blob (BENCHMARKS "VAE refit"). A style
+peel changes only the denoiser, so it cannot draw what the decoder cannot; measured on the demo model, a
+pastel peel's content accuracy sat at the VAE's own round-trip ceiling for pastel renders (73 %).
+
+The refit trains encoder and decoder on scenes drawn in a random render style (`style_prob`: pastel,
+outlined or both, else plain), under two constraints that keep the model's text encoder and denoiser valid
+without retraining them (like a decoder fine-tune shipped for an existing latent diffusion model):
+1. plain scenes' latent means stay where the base encoder put them: `anchor_weight` x
+   ||E(plain) - E0(plain)||^2 / ||E0(plain)||^2 (E0 = the init's encoder, frozen);
+2. the latent scale is the init's (not re-measured).
+Reconstruction = L1 with object pixels weighted `object_weight` against the background's 1 (objects are a
+few percent of a scene and their colours are what the styles change) + `edge_weight` x the edge term.
+The decoder is trained on the encoder's means (no posterior noise: the refit keeps a deterministic code).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from banana_sdk.data.dataset import image_to_tensor
+from banana_sdk.data.render import render_scene
+from banana_sdk.data.world import BACKGROUND, Style
+from banana_sdk.models.vae import Encoder
+from banana_sdk.training.common import TrainingError
+from banana_sdk.training.data import train_world
+from banana_sdk.training.distributed import DistInfo
+from banana_sdk.training.loop import Stage
+from banana_sdk.training.teacher import load_stage_model, model_stage
+from banana_sdk.training.vae import _grad_l1
+
+STYLE_CHOICES: tuple[tuple[Style, ...], ...] = ((Style.PASTEL,), (Style.OUTLINED,), (Style.PASTEL, Style.OUTLINED))
+OBJECT_DISTANCE = 0.2  # max |channel - background| in [-1, 1] units above which a pixel is an object's
+KEPT_EXTRA = ("recipe", "distilled_guidance", "quantization_aware")  # the init's facts the export keeps
+
+
+@dataclass(frozen=True)
+class VAERefitConfig:
+    init: Path  # trained model run (any stage) whose VAE is refit; its text encoder and denoiser are kept
+    style_prob: float = 0.5  # chance a training scene is drawn in a random style (pastel, outlined or both)
+    anchor_weight: float = 1.0  # weight of keeping plain scenes' latent means where the init's encoder put them
+    object_weight: float = 10.0  # L1 weight of object pixels (background pixels weigh 1)
+    edge_weight: float = 1.0  # weight of the finite-difference edge term
+    crop: int = 64  # random crops of this side (0 = whole images); the VAE is convolutional
+    data_seed: int = 0  # ShapeWorld seed of the training scenes
+    scene_offset: int = 100_000  # first scene index (past the scenes the VAE stage started on)
+    character_prob: float = 0.5  # chance an object is a character in the refit's scenes
+
+
+class RefitObjective(nn.Module):
+    def __init__(self, encoder: Encoder, decoder: nn.Module, anchor: Encoder, cfg: VAERefitConfig) -> None:
+        super().__init__()
+        self.encoder, self.decoder, self.cfg = encoder, decoder, cfg
+        self.anchor = [anchor]  # a list: the frozen copy is not a submodule (not saved, not optimised)
+        self.register_buffer("background", torch.tensor(BACKGROUND, dtype=torch.float32).view(1, 3, 1, 1) / 127.5 - 1)
+
+    def forward(self, batch: dict[str, torch.Tensor], generator: torch.Generator):  # noqa: ANN201
+        x, plain = batch["image"], batch["plain"]  # (B, 3, H, W) in [-1, 1]: the drawn scene and its plain twin
+        mean, _ = self.encoder(x)
+        y = self.decoder(mean).float()
+        weight = 1.0 + (self.cfg.object_weight - 1.0) * (
+            (x - self.background).abs().amax(dim=1, keepdim=True) > OBJECT_DISTANCE).float()
+        rec = ((y - x).abs() * weight).mean() / weight.mean()
+        edge = _grad_l1(y, x)
+        with torch.no_grad():
+            ref = self.anchor[0](plain)[0].float()
+        drift = (self.encoder(plain)[0].float() - ref).pow(2).mean() / ref.pow(2).mean()
+        loss = rec + self.cfg.edge_weight * edge + self.cfg.anchor_weight * drift
+        psnr = -10.0 * torch.log10(((y.detach().clamp(-1, 1) - x) / 2).pow(2).mean())
+        return loss, {"l1": rec.detach(), "edge": edge.detach(), "anchor_drift": drift.detach(), "psnr_db": psnr}
+
+
+def refit_batch(world, step: int, info: DistInfo, local_batch: int, cfg: VAERefitConfig,  # noqa: ANN001
+                seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(styled, plain): (B, 3, S, S) crops of scenes `scene_offset + step*global + rank*B + j`, each drawn in
+    a random style with chance `style_prob` (else plain, then both tensors hold the same image)."""
+    rng = np.random.default_rng([seed, step, info.rank])
+    first = cfg.scene_offset + (step * info.world_size + info.rank) * local_batch
+    styled, plain = [], []
+    for j in range(local_batch):
+        scene = world.scene(first + j)
+        styles = STYLE_CHOICES[rng.integers(len(STYLE_CHOICES))] if rng.random() < cfg.style_prob else ()
+        y, x = rng.integers(0, world.size - cfg.crop + 1, size=2) if cfg.crop else (0, 0)
+        side = cfg.crop or world.size
+        base = render_scene(scene, world.size, ())[y:y + side, x:x + side]
+        drawn = render_scene(scene, world.size, styles)[y:y + side, x:x + side] if styles else base
+        styled.append(image_to_tensor(drawn))
+        plain.append(image_to_tensor(base))
+    return torch.stack(styled).to(info.device), torch.stack(plain).to(info.device)
+
+
+def build_vae_refit_stage(cfg: VAERefitConfig, info: DistInfo, seed: int) -> Stage:
+    """The `vae-refit` stage: the init model with its VAE trained, everything else as it was."""
+    if not 0.0 <= cfg.style_prob <= 1.0:
+        raise TrainingError(f"--style-prob must be in [0, 1], got {cfg.style_prob}")
+    if cfg.anchor_weight < 0 or cfg.object_weight < 1 or cfg.edge_weight < 0:
+        raise TrainingError("--anchor-weight and --edge-weight must be >= 0 and --object-weight >= 1")
+    model, extra = load_stage_model(Path(cfg.init), "model whose VAE to refit (--init)")
+    config = model.config
+    if cfg.crop and not 8 <= cfg.crop <= config.image_size:
+        raise TrainingError(f"--crop must be 0 or in [8, {config.image_size}], got {cfg.crop}")
+    model.to(info.device).requires_grad_(False)
+    anchor = copy.deepcopy(model.vae.encoder).eval()
+    model.vae.requires_grad_(True).train()
+    channels_last = info.device.type == "cpu"
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    if channels_last:  # oneDNN convolutions are much faster in NHWC on CPU
+        model.vae.to(memory_format=fmt)
+        anchor.to(memory_format=fmt)
+    world = train_world(config, cfg.data_seed)
+    world = dataclasses.replace(world, config=dataclasses.replace(world.config, character_prob=cfg.character_prob))
+
+    def batches(step: int, local_batch: int) -> dict[str, torch.Tensor]:
+        styled, plain = refit_batch(world, step, info, local_batch, cfg, seed)
+        return {"image": styled.contiguous(memory_format=fmt), "plain": plain.contiguous(memory_format=fmt)}
+
+    kept = {k: extra[k] for k in KEPT_EXTRA if k in extra}
+    arguments = {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(cfg).items()}
+    return Stage(
+        name="vae-refit", model=model, objective=RefitObjective(model.vae.encoder, model.vae.decoder, anchor, cfg),
+        trained=model.vae, batches=batches, export_config=config, arguments=arguments,
+        extra={**kept, "base_stage": model_stage(extra)},
+    )

@@ -1,0 +1,79 @@
+"""`vae-refit`: a trained model's VAE refit on styled renders, everything else and the latent scale kept."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from cli_helpers import assert_one_line_error
+from test_train_helpers import run_banana
+from test_train_stages import loop, runs  # noqa: F401
+
+from banana_sdk.checkpoint import load_checkpoint
+from banana_sdk.data.world import BACKGROUND
+from banana_sdk.training.common import TrainingError
+from banana_sdk.training.data import train_world
+from banana_sdk.training.distributed import DistInfo
+from banana_sdk.training.stages import train_stage
+from banana_sdk.training.vae_refit import VAERefitConfig, refit_batch
+
+
+def _same(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    return all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True))
+
+
+def test_refit_trains_only_the_vae_and_keeps_the_latent_space(tmp_path: Path, runs) -> None:  # noqa: F811
+    out = tmp_path / "refit"
+    train_stage("vae-refit", loop(3), out, init=runs["qat"], crop=32)
+    base, base_extra = load_checkpoint(runs["qat"])
+    refit, extra = load_checkpoint(out)
+    assert _same(base.denoiser, refit.denoiser) and _same(base.text_encoder, refit.text_encoder)
+    assert not _same(base.vae.decoder, refit.vae.decoder) and not _same(base.vae.encoder, refit.vae.encoder)
+    assert refit.config == base.config  # the latent scale and the sampler defaults are the init's
+    assert extra["stage"] == "vae-refit" and extra["base_stage"] == "qat"
+    assert extra["quantization_aware"] == base_extra["quantization_aware"]
+    assert [r["stage"] for r in extra["recipe"]] == ["vae", "teacher", "distill", "qat", "vae-refit"]
+    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert all(np.isfinite(r["loss"]) and r["anchor_drift"] >= 0 for r in log)
+    # a refit student is still a student: the later stages take it
+    train_stage("qat", loop(1, lr=1e-5), tmp_path / "qat", student=out, latents=16, cache=tmp_path / "cache")
+
+
+def test_anchor_holds_plain_latents_in_place(tmp_path: Path, runs) -> None:  # noqa: F811
+    """With a large anchor weight the plain scenes' latents barely move; without it they drift further."""
+    def drift(weight: float) -> float:
+        out = tmp_path / f"a{weight}"
+        train_stage("vae-refit", loop(4, lr=3e-3), out, init=runs["vae"], crop=32, anchor_weight=weight)
+        log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+        return log[-1]["anchor_drift"]
+
+    assert drift(100.0) < drift(0.0)
+
+
+def test_refit_batches_draw_styles_at_the_asked_rate(runs) -> None:  # noqa: F811
+    model, _ = load_checkpoint(runs["vae"])
+    world = train_world(model.config)
+    info = DistInfo(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"))
+    styled, plain = refit_batch(world, 0, info, 32, VAERefitConfig(init=runs["vae"], crop=32, style_prob=0.5), 0)
+    assert styled.shape == plain.shape == (32, 3, 32, 32)
+    changed = (styled != plain).flatten(1).any(dim=1).float().mean().item()
+    assert 0.2 < changed < 0.8  # about half (crops of empty background look the same in every style)
+    styled, plain = refit_batch(world, 0, info, 8, VAERefitConfig(init=runs["vae"], crop=32, style_prob=0.0), 0)
+    assert torch.equal(styled, plain)
+    bg = torch.tensor(BACKGROUND) / 127.5 - 1
+    assert plain.min() >= -1 and plain.max() <= 1 and (plain - bg.view(1, 3, 1, 1)).abs().amin() < 0.01
+
+
+def test_bad_refit_arguments(tmp_path: Path, runs) -> None:  # noqa: F811
+    with pytest.raises(TrainingError, match="--style-prob"):
+        train_stage("vae-refit", loop(1), tmp_path / "a", init=runs["qat"], style_prob=1.5)
+    with pytest.raises(TrainingError, match="--object-weight"):
+        train_stage("vae-refit", loop(1), tmp_path / "b", init=runs["qat"], object_weight=0.5)
+    assert_one_line_error(run_banana("train", "vae-refit", "--init", tmp_path / "missing", "--out", tmp_path / "c"),
+                          "does not exist")
+    assert_one_line_error(run_banana("train", "vae-refit", "--init", runs["qat"], "--out", tmp_path / "d",
+                                     "--crop", "4", "--steps", "1"), "--crop")
+    assert not (tmp_path / "a" / "model.safetensors").exists()
