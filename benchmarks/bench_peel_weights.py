@@ -1,0 +1,47 @@
+"""ShapeEval of peels at chosen weights on a runtime-peel bundle (the trade of style against content).
+
+    python benchmarks/bench_peel_weights.py --bundle out/bench_peels/bundle-demo-int4-peels \\
+        out/bench_peels/pastel.safetensors:0.9:pastel out/bench_peels/pastel.safetensors:0.8:pastel
+
+Each spec is PEEL:WEIGHT:STYLE, several joined by `+` to stack them. Prints one line per spec (style score,
+attribute accuracy and per attribute) on the same held-out prompts and seeds as `bench_peels.py`'s table;
+prints only (bench_peels.py writes the BENCHMARKS section these rows extend).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--bundle", type=Path, default=ROOT / "out/bench_peels/bundle-demo-int4-peels")
+    ap.add_argument("--samples", type=int, default=200)
+    ap.add_argument("--steps", type=int, default=4)
+    ap.add_argument("specs", nargs="+", help="PEEL:WEIGHT:STYLE[+PEEL:WEIGHT:STYLE...]")
+    args = ap.parse_args()
+    from banana_sdk.data.world import Style
+    from banana_sdk.eval.evaluate import evaluate_pipeline
+    from converters.runtime import LiteRTPipeline
+
+    pipe = LiteRTPipeline.load(args.bundle, threads=1)
+    for spec in args.specs:
+        peels, styles = [], []
+        for part in spec.split("+"):
+            path, weight, style = part.rsplit(":", 2)
+            peels.append((Path(path), float(weight)))
+            styles.append(Style(style))
+        pipe.set_peels(peels)
+        r = evaluate_pipeline(pipe, args.samples, 0, steps=args.steps, styles=tuple(styles))
+        per = {k: round(100 * v, 1) for k, v in r["per_attribute"].items()}
+        print(f"{spec}: style {100 * r['style_score']:.1f} %, attribute acc {100 * r['attribute_accuracy']:.1f} %, "
+              f"{per}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
