@@ -12,16 +12,19 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 
 
 class Pace:
     """Pads host work to the simulated phone's duration. Not thread-safe: one per run."""
 
-    def __init__(self, speed: float) -> None:
+    def __init__(self, speed: float, clock: Callable[[], float] = time.perf_counter,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
         if not 0.0 < speed <= 1.0:
             raise ValueError(f"phone speed must be in (0, 1], got {speed}")
         self.speed = speed  # the phone's speed relative to this host's best (0.5 = twice as slow)
+        self.clock = clock  # seconds, the clock `pad`'s `started` was read from
+        self.sleep = sleep  # waits the given seconds
         self._best: dict[Hashable, float] = {}  # kind of work -> fastest host seconds seen
 
     def phone_s(self, key: Hashable, host_s: float, freq_cap: float = 1.0) -> float:
@@ -31,13 +34,13 @@ class Pace:
         return best / (self.speed * freq_cap)
 
     def pad(self, key: Hashable, started: float, freq_cap: float = 1.0) -> float:
-        """Sleep until work of kind `key` begun at `started` (perf_counter) has taken the phone's time.
+        """Sleep until work of kind `key` begun at `started` (`clock`) has taken the phone's time.
 
         Returns the elapsed seconds as the phone reports them: the phone's time, or the host's when a
         hiccup made it longer.
         """
-        host_s = time.perf_counter() - started
+        host_s = self.clock() - started
         target = self.phone_s(key, host_s, freq_cap)
         if target > host_s:
-            time.sleep(target - host_s)
+            self.sleep(target - host_s)
         return max(target, host_s)
