@@ -132,10 +132,7 @@ def main() -> None:
             f"finds the intended character in its cell (target >= 90%). {time.perf_counter() - start:.0f} s.\n\n"
             + table(["row", "scenes", "appearances", "identity, no subject tokens %", "identity, subject tokens %"],
                     rows))
-    if args.no_append:
-        print(body)
-    else:
-        append_section("Subject consistency (bench_subjects.py)", body)
+    append_section("Subject consistency (bench_subjects.py)", body, append=not args.no_append)
 
 
 if __name__ == "__main__":

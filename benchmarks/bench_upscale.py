@@ -223,10 +223,7 @@ def main() -> None:
         body = (f"Tiles: {tiles.tile} px input, overlap {tiles.overlap}, margin {tiles.margin} (stride "
                 f"{tiles.stride}); chain 128 -> (4x, box 2x down) 256 -> 1024 -> 4096; "
                 f"{args.threads} threads, XNNPACK.\n\n{memory}\n\n{seam}\n\n{quality}{e2e}")
-        if args.no_append:
-            print(body)
-        else:
-            append_section("4K output: tiled upscaling (bench_upscale.py)", body)
+        append_section("4K output: tiled upscaling (bench_upscale.py)", body, append=not args.no_append)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -30,21 +30,24 @@ def round_trip(vae, image: np.ndarray) -> np.ndarray:  # noqa: ANN001
     """(S, S, 3) uint8 -> D(E(image)) as uint8."""
     import torch
 
-    x = torch.from_numpy(np.asarray(image, np.float32) / 127.5 - 1).permute(2, 0, 1)[None]
+    from banana_sdk.data.dataset import image_to_tensor
+    from banana_sdk.imageio import to_uint8
+
     with torch.no_grad():
-        y = vae.decode(vae.encode(x))
-    return ((y[0].permute(1, 2, 0).numpy() + 1) * 127.5).clip(0, 255).round().astype(np.uint8)
+        y = vae.decode(vae.encode(image_to_tensor(image)[None]))
+    return to_uint8(y[0].permute(1, 2, 0).numpy())
 
 
-def latent_drift(base_vae, vae, world, samples: int) -> float:  # noqa: ANN001
-    """Relative MSE of plain scenes' latent means: ||E(x) - E0(x)||^2 / ||E0(x)||^2 over `samples` scenes."""
+def plain_drift(base_vae, vae, world, samples: int) -> float:  # noqa: ANN001
+    """`latent_drift` of plain scenes 0..samples-1: the refit encoder's means vs the base encoder's."""
     import torch
 
-    x = torch.stack([torch.from_numpy(world.image(i).astype(np.float32) / 127.5 - 1).permute(2, 0, 1)
-                     for i in range(samples)])
+    from banana_sdk.data.dataset import image_to_tensor
+    from banana_sdk.training.vae_refit import latent_drift
+
+    x = torch.stack([image_to_tensor(world.image(i)) for i in range(samples)])
     with torch.no_grad():
-        ref, new = base_vae.encoder(x)[0], vae.encoder(x)[0]
-    return float((new - ref).pow(2).mean() / ref.pow(2).mean())
+        return float(latent_drift(vae.encoder(x)[0], base_vae.encoder(x)[0]))
 
 
 def main() -> None:
@@ -74,7 +77,7 @@ def main() -> None:
             row += [f"{100 * report['attribute_accuracy']:.1f}", f"{100 * report['per_attribute']['colour']:.1f}"]
             if styles:
                 row.append(f"{100 * report['style_score']:.1f}")
-        row.append(f"{latent_drift(pipes['base'].model.vae, vae, world, 64):.4f}")
+        row.append(f"{plain_drift(pipes['base'].model.vae, vae, world, 64):.4f}")
         gen = evaluate_pipeline(pipe, args.samples, 0, steps=4)
         row += [f"{100 * gen['attribute_accuracy']:.1f}", f"{100 * gen['per_attribute']['colour']:.1f}"]
         rows.append(row)
@@ -89,10 +92,7 @@ def main() -> None:
     body += table(["model", "plain acc %", "plain colour %", "pastel acc %", "pastel colour %", "pastel style %",
                    "outlined acc %", "outlined colour %", "outlined style %", "latent drift", "generation acc %",
                    "generation colour %"], rows)
-    if args.no_append:
-        print(body)
-    else:
-        append_section("VAE refit: what the decoder can draw (bench_vae_refit.py)", body)
+    append_section("VAE refit: what the decoder can draw (bench_vae_refit.py)", body, append=not args.no_append)
 
 
 if __name__ == "__main__":

@@ -21,8 +21,12 @@ def table(header: list[str], rows: list[list[object]]) -> str:
     return "\n".join(lines)
 
 
-def append_section(title: str, body: str) -> None:
-    """Print `body` and append it under `title` to BENCHMARKS.md, with date, machine and command."""
+def append_section(title: str, body: str, append: bool = True) -> None:
+    """Print `body` and append it under `title` to BENCHMARKS.md, with date, machine and command (with
+    `append=False`, a benchmark's --no-append: print `body` only)."""
+    if not append:
+        print(body)
+        return
     command = " ".join(shlex.quote(a) for a in [Path(sys.executable).name, *sys.argv])
     header = (f"\n## {title}\n\n_{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} · "
               f"{platform.machine()}, {os.cpu_count()} cores · reproduce: `{command}`_\n\n")

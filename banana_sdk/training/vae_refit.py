@@ -56,6 +56,11 @@ class VAERefitConfig:
     character_prob: float = 0.5  # chance an object is a character in the refit's scenes
 
 
+def latent_drift(mean: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+    """||mean - ref||^2 / ||ref||^2 (scalar): how far latent means moved from the reference encoder's."""
+    return (mean.float() - ref.float()).pow(2).mean() / ref.float().pow(2).mean()
+
+
 class RefitObjective(nn.Module):
     def __init__(self, encoder: Encoder, decoder: nn.Module, anchor: Encoder, cfg: VAERefitConfig) -> None:
         super().__init__()
@@ -72,8 +77,8 @@ class RefitObjective(nn.Module):
         rec = ((y - x).abs() * weight).mean() / weight.mean()
         edge = _grad_l1(y, x)
         with torch.no_grad():
-            ref = self.anchor[0](plain)[0].float()
-        drift = (self.encoder(plain)[0].float() - ref).pow(2).mean() / ref.pow(2).mean()
+            ref = self.anchor[0](plain)[0]
+        drift = latent_drift(self.encoder(plain)[0], ref)
         loss = rec + self.cfg.edge_weight * edge + self.cfg.anchor_weight * drift
         psnr = -10.0 * torch.log10(((y.detach().clamp(-1, 1) - x) / 2).pow(2).mean())
         return loss, {"l1": rec.detach(), "edge": edge.detach(), "anchor_drift": drift.detach(), "psnr_db": psnr}
