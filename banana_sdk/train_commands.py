@@ -42,6 +42,8 @@ def _loop_options(stage: str) -> Callable[[Callable[..., Any]], Callable[..., An
         click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True),
         click.option("--threads", type=int, default=0, show_default=True,
                      help="CPU threads per process (0 = cores / processes)."),
+        click.option("--workers", type=int, default=0, show_default=True,
+                     help="Loader processes that render batches ahead (vae-refit: rendering bounds a GPU step)."),
         click.option("--stop-after", type=int, default=None,
                      help="End after this step (checkpointed) on the --steps schedule; --resume continues."),
         click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint."),
@@ -64,6 +66,7 @@ def _run(stage: str, common: dict[str, Any], **stage_args: Any) -> None:
         steps=common["steps"], batch_size=common["batch"], lr=common["lr"], warmup=common["warmup"],
         ema_decay=common["ema"], save_every=common["save_every"], log_every=common["log_every"],
         seed=common["seed"], precision=Precision(common["precision"]), stop_after=common["stop_after"],
+        workers=common["workers"],
     )
     summary = train_stage(stage, loop, common["out"], device=common["device"], threads=common["threads"],
                           resume=common["resume"],

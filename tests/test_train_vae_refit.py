@@ -77,3 +77,18 @@ def test_bad_refit_arguments(tmp_path: Path, runs) -> None:  # noqa: F811
     assert_one_line_error(run_banana("train", "vae-refit", "--init", runs["qat"], "--out", tmp_path / "d",
                                      "--crop", "4", "--steps", "1"), "--crop")
     assert not (tmp_path / "a" / "model.safetensors").exists()
+
+
+def test_loader_workers_train_the_same_run(tmp_path: Path, runs) -> None:  # noqa: F811
+    """`--workers 2` renders the batches in loader processes: the same batches, so the same weights and log."""
+    inline, loaded = tmp_path / "inline", tmp_path / "loaded"
+    train_stage("vae-refit", loop(3), inline, init=runs["qat"], crop=32, threads=1)
+    train_stage("vae-refit", loop(3, workers=2), loaded, init=runs["qat"], crop=32, threads=1)
+    a, _ = load_checkpoint(inline)
+    b, _ = load_checkpoint(loaded)
+    assert _same(a.vae, b.vae) and not _same(a.vae, load_checkpoint(runs["qat"])[0].vae)
+    losses = [[json.loads(line)["loss"] for line in (d / "log.jsonl").read_text().splitlines()]
+              for d in (inline, loaded)]
+    assert losses[0] == losses[1]
+    assert_one_line_error(run_banana("train", "vae-refit", "--init", runs["qat"], "--out", tmp_path / "w",
+                                     "--workers", "-1", "--steps", "1"), "--workers")

@@ -25,8 +25,8 @@ def save_peel(peel: Peel, path: str | Path, extra: dict | None = None, storage: 
     dtype = torch.float16 if Storage(storage) is Storage.FLOAT16 else torch.float32
     tensors = {}
     for layer, (a, b) in peel.tensors.items():
-        tensors[f"{layer}.lora_A"] = a.detach().float().to(dtype).contiguous()
-        tensors[f"{layer}.lora_B"] = b.detach().float().to(dtype).contiguous()
+        tensors[f"{layer}.lora_A"] = a.detach().cpu().float().to(dtype).contiguous()
+        tensors[f"{layer}.lora_B"] = b.detach().cpu().float().to(dtype).contiguous()
     metadata = {
         "format": "banana-peel", "schema_version": str(PEEL_SCHEMA_VERSION), "name": peel.name,
         "base_model": peel.base_model, "base_hash": peel.base_hash, "rank": str(peel.config.rank),

@@ -164,8 +164,9 @@ class StyleShiftObjective(nn.Module):
                  target: StyleTarget = StyleTarget.PIXEL, object_weight: float = 1.0) -> None:
         super().__init__()
         self.ab = nn.ParameterDict()
+        device = next(model.parameters()).device  # the peel trains where the base computes
         for i, (layer, (a, b)) in enumerate(peel.tensors.items()):
-            pa, pb = nn.Parameter(a.detach().clone()), nn.Parameter(b.detach().clone())
+            pa, pb = nn.Parameter(a.detach().to(device, copy=True)), nn.Parameter(b.detach().to(device, copy=True))
             self.ab[f"a{i}"], self.ab[f"b{i}"] = pa, pb
             peel.tensors[layer] = (pa, pb)  # the peel and this module share the tensors
         self.peel = peel

@@ -67,6 +67,7 @@ class LoopConfig:
     seed: int = 0  # seeds weights init, noise and data order (with the rank)
     precision: Precision = Precision.AUTO  # compute precision
     stop_after: int | None = None  # end this invocation after this step (checkpointed); resume continues
+    workers: int = 0  # loader processes that build batches ahead, for stages that render them (0 = inline)
 
     def validate(self, world_size: int) -> LoopConfig:
         """Return self or raise TrainingError naming the bad argument."""
@@ -79,6 +80,7 @@ class LoopConfig:
             (self.warmup >= 0, f"warmup must be >= 0, got {self.warmup}"),
             (0.0 <= self.ema_decay < 1.0, f"--ema must be in [0, 1), got {self.ema_decay}"),
             (self.save_every >= 1, f"--save-every must be >= 1, got {self.save_every}"),
+            (0 <= self.workers <= 64, f"--workers must be in [0, 64], got {self.workers}"),
             (self.seed >= 0, f"--seed must be >= 0, got {self.seed}"),
             (self.stop_after is None or 1 <= self.stop_after <= self.steps,
              f"--stop-after must be in [1, --steps], got {self.stop_after}"),

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from banana_sdk.checkpoint import CONFIG_FILE, save_checkpoint
@@ -49,6 +50,8 @@ class Stage:
     after_step: Callable[[], None] | None = None  # called after each optimizer step (e.g. a target EMA)
     export: Callable[[Path, dict[str, Any]], None] | None = None  # (run_dir, facts) -> writes the stage's own
     # ^ artifact (e.g. a peel file) instead of a banana checkpoint; called with the EMA weights swapped in
+    cpu_batches: Callable[[int, int], Batch] | None = None  # `batches` on the CPU, for loader processes
+    # ^ (`LoopConfig.workers`): stages whose batches are rendered, which bounds a GPU step
 
 
 def prepare_run_dir(run_dir: Path, resume: bool, force: bool) -> bool:
@@ -126,11 +129,11 @@ def run_stage(stage: Stage, loop: LoopConfig, run_dir: Path, info: DistInfo, res
         barrier(info)
 
     t_start = time.perf_counter()
-    for step in range(start, loop.steps):
+    for step, batch in zip(range(start, loop.steps), _batch_source(stage, loop, start, local_batch, info.device),
+                           strict=False):
         lr = loop.lr_at(step)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        batch = stage.batches(step, local_batch)
         generator = step_generator(loop.seed, info.rank, step, info.device)
         with compute_context(precision, info.device):
             loss, metrics = model(batch, generator)
@@ -174,6 +177,29 @@ def run_stage(stage: Stage, loop: LoopConfig, run_dir: Path, info: DistInfo, res
     total = elapsed + time.perf_counter() - t_start
     return {"stage": stage.name, "step": last_saved, "steps": loop.steps, "resumed_from": start if resuming else None,
             "elapsed_s": round(total, 1), "loss": smooth, "out": str(run_dir)}
+
+
+class _StepBatches(Dataset):
+    """Item `step` = the stage's CPU batch of that step (built in a loader process)."""
+
+    def __init__(self, fn: Callable[[int, int], Batch], local_batch: int) -> None:
+        self.fn, self.local_batch = fn, local_batch
+
+    def __getitem__(self, step: int) -> Batch:
+        return self.fn(step, self.local_batch)
+
+
+def _batch_source(stage: Stage, loop: LoopConfig, start: int, local_batch: int,
+                  device: torch.device) -> Iterator[Batch]:
+    """Batches of steps start, start + 1, ... on `device`: built inline, or `loop.workers` loader processes
+    ahead (forked; they only render, on the CPU) when the stage can build them there. Same batches either way."""
+    steps = range(start, loop.steps)
+    if loop.workers == 0 or stage.cpu_batches is None:
+        return (stage.batches(step, local_batch) for step in steps)
+    loader = DataLoader(_StepBatches(stage.cpu_batches, local_batch), batch_size=None, sampler=steps,
+                        num_workers=loop.workers, prefetch_factor=4, pin_memory=device.type == "cuda",
+                        multiprocessing_context="fork")
+    return ({k: v.to(device, non_blocking=True) for k, v in batch.items()} for batch in loader)
 
 
 def _stop_on_nan(stage: Stage, run_dir: Path, step: int, value: torch.Tensor, last_saved: int | None,

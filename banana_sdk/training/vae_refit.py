@@ -124,14 +124,18 @@ def build_vae_refit_stage(cfg: VAERefitConfig, info: DistInfo, seed: int) -> Sta
     world = train_world(config, cfg.data_seed)
     world = dataclasses.replace(world, config=dataclasses.replace(world.config, character_prob=cfg.character_prob))
 
-    def batches(step: int, local_batch: int) -> dict[str, torch.Tensor]:
-        styled, plain = refit_batch(world, step, info, local_batch, cfg, seed)
+    def batches(step: int, local_batch: int, on: DistInfo = info) -> dict[str, torch.Tensor]:
+        styled, plain = refit_batch(world, step, on, local_batch, cfg, seed)
         return {"image": styled.contiguous(memory_format=fmt), "plain": plain.contiguous(memory_format=fmt)}
+
+    on_cpu = dataclasses.replace(info, device=torch.device("cpu"))  # loader processes render (`--workers`)
 
     kept = {k: extra[k] for k in KEPT_EXTRA if k in extra}
     arguments = {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(cfg).items()}
     return Stage(
-        name="vae-refit", model=model, objective=RefitObjective(model.vae.encoder, model.vae.decoder, anchor, cfg),
+        name="vae-refit", model=model,
+        objective=RefitObjective(model.vae.encoder, model.vae.decoder, anchor, cfg).to(info.device),
         trained=model.vae, batches=batches, export_config=config, arguments=arguments,
+        cpu_batches=lambda step, local_batch: batches(step, local_batch, on_cpu),
         extra={**kept, "base_stage": model_stage(extra)},
     )
