@@ -38,7 +38,8 @@ SCENES = 2048  # training scenes per peel
 PEELS = {"pastel": (Style.PASTEL,), "outlined": (Style.OUTLINED,)}
 
 
-def train_peel(model: Path, name: str, styles: tuple[Style, ...], work: Path, steps: int) -> tuple[Path, float]:
+def train_peel(model: Path, name: str, styles: tuple[Style, ...], work: Path, steps: int,
+               batch: int = 8) -> tuple[Path, float]:
     """(peel file, training seconds): trained unless a file for these weights and settings exists."""
     from banana_sdk.peels.io import load_peel
     from banana_sdk.peels.train import PeelTrainConfig
@@ -54,7 +55,7 @@ def train_peel(model: Path, name: str, styles: tuple[Style, ...], work: Path, st
             return path, float(record.get("elapsed_s", 0.0))
     except PeelError:
         pass
-    loop = LoopConfig(steps=steps, batch_size=8, lr=1e-3, warmup=20, save_every=steps, log_every=25)
+    loop = LoopConfig(steps=steps, batch_size=batch, lr=1e-3, warmup=20, save_every=steps, log_every=25)
     summary = train_stage("peel", loop, work / "runs" / name, threads=1, force=True, **vars(cfg))
     return path, float(summary["elapsed_s"])
 
@@ -115,6 +116,7 @@ def main() -> None:
     parser.add_argument("--model", type=Path, default=ROOT / "banana_sdk/weights/demo")
     parser.add_argument("--samples", type=int, default=200, help="ShapeEval prompts per row")
     parser.add_argument("--train-steps", type=int, default=600, help="optimizer steps per peel")
+    parser.add_argument("--train-batch", type=int, default=8, help="scenes per optimizer step")
     parser.add_argument("--latency-runs", type=int, default=20)
     parser.add_argument("--steps", type=int, default=4, help="LCM steps of every generation")
     parser.add_argument("--work", type=Path, default=ROOT / "out/bench_peels")
@@ -132,7 +134,8 @@ def main() -> None:
     # 2. the peels
     peels, train_s = {}, {}
     for name, styles in PEELS.items():
-        peels[name], train_s[name] = train_peel(args.model, name, styles, work, args.train_steps)
+        peels[name], train_s[name] = train_peel(args.model, name, styles, work, args.train_steps,
+                                                args.train_batch)
         print(f"peel {name}: {peels[name]} ({train_s[name]:.0f} s of training)", flush=True)
     # 3. bundles: base with peel buckets; the base with the pastel peel merged
     base_bundle = bundle(work / "bundle-demo-int4-peels", args.model)
@@ -209,10 +212,10 @@ def main() -> None:
         f"{','.join(map(str, BUCKETS))}` ({total / 2**20:.2f} MiB; without buckets {plain_total / 2**20:.2f} MiB: "
         f"denoise.tflite {denoise['plain'] / 2**20:.2f} -> {denoise['peels'] / 2**20:.2f} MiB, the bucket "
         "signatures share its weights and add their own graphs and quantization tables). Peels: `banana peel "
-        "train` defaults (rank 4, "
+        "train` (rank 4, "
         "targets attn.o, cross.o, mlp.fc2, on-policy pixel target with object pixels x10, float16 files; "
         f"{args.train_steps} steps of "
-        f"8 scenes (x2 inputs: plain and the peel's own) from {SCENES}; the bundle converted with "
+        f"{args.train_batch} scenes (x2 inputs: plain and the peel's own) from {SCENES}; the bundle converted with "
         "`--peel-targets attn.o,cross.o,mlp.fc2`, the linears they adapt), "
         f"trained in {train_s['pastel']:.0f} s (pastel) and {train_s['outlined']:.0f} s (outlined) on this host. "
         "LiteRT, 1 CPU thread, batch 1.\n\n"

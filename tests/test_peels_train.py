@@ -17,6 +17,7 @@ from banana_sdk.eval.detect import detect
 from banana_sdk.eval.score import Tally, score_detections
 from banana_sdk.eval.style import detect_styles, real_style_accuracy, style_score
 from banana_sdk.peels.io import load_peel
+from banana_sdk.pipeline import Pipeline
 
 STYLE_SETS = [(Style.PASTEL,), (Style.OUTLINED,), (Style.PASTEL, Style.OUTLINED)]
 
@@ -160,3 +161,100 @@ def test_peel_train_bad_input_writes_nothing(tiny_checkpoint: Path, tmp_path: Pa
     result = run_cli("peel", "train", "--model", tiny_checkpoint, "--out", out, "--run-dir", run_dir, *args)
     assert_one_line_error(result, fragment)
     assert not out.exists() and not run_dir.exists()
+
+
+def _train(checkpoint: Path, tmp_path: Path, name: str, style: str, *extra: object):  # noqa: ANN202
+    out = tmp_path / f"{name}.safetensors"
+    result = run_cli("peel", "train", "--model", checkpoint, "--style", style, "--out", out, "--name", name,
+                     "--steps", "2", "--batch", "2", "--scenes", "8", "--rank", "2", "--run-dir", tmp_path / name,
+                     "--cache", tmp_path / "cache", *extra)
+    return result, out
+
+
+def test_stack_with_trains_beside_a_frozen_companion(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    result, pastel = _train(tiny_checkpoint, tmp_path, "pastel", "pastel")
+    assert result.code == 0, result.err
+    before = pastel.read_bytes()
+    result, outlined = _train(tiny_checkpoint, tmp_path, "outlined", "outlined", "--stack-with", pastel,
+                              "--steps", "4")
+    assert result.code == 0, result.err
+    assert pastel.read_bytes() == before  # the companion is frozen and never rewritten
+    assert json.loads(_training_record(outlined))["stack_with"] == ["pastel"]
+    log = [json.loads(line) for line in (tmp_path / "outlined" / "log.jsonl").read_text().splitlines()]
+    assert all(0.0 <= r["stacked"] <= 1.0 for r in log)
+    # fine-tune the companion in turn, from its own weights, stacked with the new peel
+    result, tuned = _train(tiny_checkpoint, tmp_path, "pastel2", "pastel", "--init-peel", pastel,
+                           "--stack-with", outlined, "--name", "pastel2")
+    assert result.code == 0, result.err
+    a, b = load_peel(pastel), load_peel(tuned)
+    assert a.tensors.keys() == b.tensors.keys()
+    assert any(not np.array_equal(x.numpy(), y.numpy())
+               for (x, _), (y, _) in zip(a.tensors.values(), b.tensors.values(), strict=True))
+
+
+def test_companion_is_attached_on_half_the_steps_and_its_style_joins_the_target(tiny_checkpoint: Path) -> None:
+    import torch
+
+    from banana_sdk.checkpoint import load_checkpoint
+    from banana_sdk.peels.config import PeelConfig
+    from banana_sdk.peels.lora import Peel
+    from banana_sdk.peels.train import StyleShiftObjective
+
+    model, _ = load_checkpoint(tiny_checkpoint)
+    model.requires_grad_(False).eval()
+    config = PeelConfig(rank=2, alpha=2.0, targets=("attn.o", "mlp.fc2"))
+    own = Peel.init("own", model, config, "h", seed=0)
+    other = Peel.init("other", model, config, "h", seed=1)
+    for _, b in other.tensors.values():
+        b.data.normal_(0, 0.05, generator=torch.Generator().manual_seed(3))
+    objective = StyleShiftObjective(model, own, None, (Style.PASTEL,), grid=4, object_weight=10.0,
+                                    company=((other, (Style.OUTLINED,)),))
+    c, n, size = model.config.vae.latent_channels, 2, model.config.image_size // model.config.downsample
+    gen = torch.Generator().manual_seed(0)
+    batch = {"latents": torch.randn(n, c, size, size, generator=gen),
+             "tokens": torch.randint(1, 20, (n, model.config.tokenizer.context_length), generator=gen),
+             "segments": torch.zeros(n, model.config.tokenizer.context_length, dtype=torch.long)}
+    seen = set()
+    for seed in range(8):
+        loss, metrics = objective(batch, torch.Generator().manual_seed(seed))
+        assert objective.stack.attached == {"own": 1.0}  # the companion leaves with the step
+        g = torch.Generator().manual_seed(seed)
+        on = bool(torch.rand(1, generator=g)[0] < 0.5)
+        seen.add(on)
+        assert metrics["stacked"].item() == float(on)
+        if on:
+            objective.stack.attach(objective.company[0][0])
+        with torch.no_grad():
+            expected, _ = objective._pixel_step(batch, g, (Style.PASTEL, Style.OUTLINED) if on else (Style.PASTEL,))
+        objective.stack.detach_all()
+        objective.stack.attach(own)
+        torch.testing.assert_close(loss.detach(), expected, rtol=1e-5, atol=1e-7)
+    assert seen == {True, False}
+
+
+@pytest.mark.parametrize(("case", "fragment"), [
+    ("other-base", "was made for base"),
+    ("same-style", "which this peel learns too"),
+    ("init-rank", "--init-peel"),
+    ("latent", "needs the pixel target"),
+])
+def test_stack_with_bad_input_writes_nothing(tiny_checkpoint: Path, tmp_path: Path, case: str,
+                                            fragment: str) -> None:
+    result, pastel = _train(tiny_checkpoint, tmp_path, "pastel", "pastel")
+    assert result.code == 0, result.err
+    if case == "other-base":
+        other = tmp_path / "other-base"
+        Pipeline.from_preset("tiny", seed=5).save_pretrained(other)
+        args = ["--model", other, "--stack-with", pastel]
+    elif case == "same-style":
+        args = ["--model", tiny_checkpoint, "--stack-with", pastel, "--style", "pastel", "--name", "pastel-b"]
+    elif case == "init-rank":
+        args = ["--model", tiny_checkpoint, "--init-peel", pastel, "--rank", "3"]
+    else:
+        args = ["--model", tiny_checkpoint, "--stack-with", pastel, "--target", "latent"]
+    style = [] if "--style" in args else ["--style", "outlined"]
+    out = tmp_path / "new.safetensors"
+    result = run_cli("peel", "train", *args, *style, "--out", out, "--steps", "1", "--scenes", "8",
+                     "--run-dir", tmp_path / "run", "--cache", tmp_path / "cache")
+    assert_one_line_error(result, fragment)
+    assert not out.exists()

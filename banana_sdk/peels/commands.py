@@ -42,6 +42,11 @@ def peel() -> None:
               help="Fine-tuning steps of the style encoder that encodes the styled scenes (cached).")
 @click.option("--target", "style_target", type=click.Choice(["pixel", "latent"]), default="pixel", show_default=True,
               help="Compare with the styled base estimate in pixels (through the frozen decoder) or in latents.")
+@click.option("--init-peel", type=click.Path(path_type=Path), default=None,
+              help="Start from this peel (same base, rank, alpha, targets): fine-tune it, e.g. with --stack-with.")
+@click.option("--stack-with", "stack_with", type=click.Path(path_type=Path), multiple=True,
+              help="A trained peel this one must also work stacked with (repeatable): attached on a random half "
+                   "of the steps, frozen, its styles added to the target.")
 @click.option("--steps", type=int, default=600, show_default=True, help="Optimizer steps.")
 @click.option("--batch", type=int, default=8, show_default=True,
               help="Scenes per step (the pixel target runs each twice: plain and the peel's own input).")
@@ -57,7 +62,8 @@ def peel() -> None:
 @click.option("--resume", is_flag=True, help="Continue the run in --run-dir.")
 @click.option("--force", is_flag=True, help="Replace --out and a run already in --run-dir.")
 def train(model_dir: Path, styles: tuple[str, ...], out: Path, name: str | None, rank: int, alpha: float | None,
-          targets: str | None, scenes: int, encoder_steps: int, style_target: str, steps: int, batch: int, lr: float,
+          targets: str | None, scenes: int, encoder_steps: int, style_target: str, init_peel: Path | None,
+          stack_with: tuple[Path, ...], steps: int, batch: int, lr: float,
           warmup: int, seed: int, run_dir: Path | None, cache: Path, threads: int, resume: bool, force: bool) -> None:
     """Train a style peel on ShapeWorld for a trained base (minutes on a CPU, with a progress bar)."""
     import json
@@ -72,7 +78,8 @@ def train(model_dir: Path, styles: tuple[str, ...], out: Path, name: str | None,
         base=model_dir, styles=styles, peel_file=out, peel_name=name, rank=rank,
         alpha=float(rank) if alpha is None else alpha,
         targets=tuple(t.strip() for t in targets.split(",") if t.strip()) if targets else TRAIN_TARGETS,
-        scenes=scenes, encoder_steps=encoder_steps, target=style_target, cache=cache,
+        scenes=scenes, encoder_steps=encoder_steps, target=style_target, cache=cache, init_peel=init_peel,
+        stack_with=stack_with,
     ).validate()
     loop = LoopConfig(steps=steps, batch_size=batch, lr=lr, warmup=min(warmup, max(0, steps - 1)),
                       save_every=max(1, steps), log_every=max(1, min(25, steps)), seed=seed)

@@ -85,3 +85,14 @@ def check_base(peel: Peel, base_hash: str, what: str) -> None:
     if peel.base_hash != base_hash:
         raise PeelError(f"peel {peel.name!r} was made for base {peel.base_model!r} ({peel.base_hash[:12]}...), "
                         f"not for {what} ({base_hash[:12]}...)")
+
+
+def peel_styles(path: str | Path) -> tuple[str, ...]:
+    """The render styles a trained peel draws (its file's `training` record), () if it records none."""
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            record = json.loads((handle.metadata() or {}).get("training", "{}"))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise PeelError(f"{path} is not a readable safetensors file ({exc})") from None
+    styles = record.get("styles", []) if isinstance(record, dict) else []
+    return tuple(str(s) for s in styles) if isinstance(styles, list) else ()

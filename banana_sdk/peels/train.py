@@ -60,7 +60,7 @@ from banana_sdk.fileio import atomic_open
 from banana_sdk.models.model import BananaModel
 from banana_sdk.models.vae import VAE
 from banana_sdk.peels.config import PeelConfig, PeelError, check_config
-from banana_sdk.peels.io import save_peel
+from banana_sdk.peels.io import check_base, load_peel, peel_styles, save_peel
 from banana_sdk.peels.lora import Peel, PeelStack
 from banana_sdk.tokenizer import Tokenizer
 from banana_sdk.training.common import (
@@ -105,6 +105,9 @@ class PeelTrainConfig:
     target: StyleTarget = StyleTarget.PIXEL  # where the styled target is compared (see StyleTarget)
     object_weight: float = 10.0  # PIXEL: loss weight of pixels on and next to objects (background: 1)
     cache: Path | None = Path("out/cache")  # where encoded latents are cached (None = no cache)
+    init_peel: Path | None = None  # start from this peel file (same base, rank, alpha, targets), e.g. to fine-tune
+    stack_with: tuple[Path, ...] = ()  # trained peels (same base) this one must also work stacked with: PIXEL
+    # ^ only; each is attached (frozen) on a random half of the steps and its styles join the target's
 
     def validate(self) -> PeelTrainConfig:
         """Return self, or raise PeelError naming the bad argument (before anything is loaded or written)."""
@@ -133,7 +136,9 @@ class PeelTrainConfig:
         except ValueError:
             raise PeelError(f"unknown style target {self.target!r}; choose from {[t.value for t in StyleTarget]}") \
                 from None
-        return dataclasses.replace(self, styles=styles, target=target,
+        if self.stack_with and target is not StyleTarget.PIXEL:
+            raise PeelError("--stack-with needs the pixel target (--target pixel)")
+        return dataclasses.replace(self, styles=styles, target=target, stack_with=tuple(map(Path, self.stack_with)),
                                    peel_name=self.peel_name or "+".join(s.value for s in styles))
 
     def peel_config(self) -> PeelConfig:
@@ -161,7 +166,8 @@ class StyleShiftObjective(nn.Module):
     """The module docstring's objective; its only parameters are the peel's A and B."""
 
     def __init__(self, model: BananaModel, peel: Peel, tuned: VAE | None, styles: tuple[Style, ...], grid: int,
-                 target: StyleTarget = StyleTarget.PIXEL, object_weight: float = 1.0) -> None:
+                 target: StyleTarget = StyleTarget.PIXEL, object_weight: float = 1.0,
+                 company: tuple[tuple[Peel, tuple[Style, ...]], ...] = ()) -> None:
         super().__init__()
         self.ab = nn.ParameterDict()
         device = next(model.parameters()).device  # the peel trains where the base computes
@@ -174,6 +180,10 @@ class StyleShiftObjective(nn.Module):
         self.stack = PeelStack(model)
         self.stack.attach(peel)
         self.styles, self.grid, self.target, self.object_weight = styles, grid, target, object_weight
+        # frozen peels this one learns to stack with: (peel on the model's device, the styles it draws)
+        self.company = tuple((dataclasses.replace(p, tensors={k: (a.detach().to(device), b.detach().to(device))
+                                                              for k, (a, b) in p.tensors.items()}), st)
+                             for p, st in company)
 
     def forward(self, batch: dict[str, torch.Tensor], generator: torch.Generator):  # noqa: ANN201
         if self.target is StyleTarget.PIXEL:
@@ -205,7 +215,25 @@ class StyleShiftObjective(nn.Module):
         return t, t[:, None, None, None], torch.randn(x0.shape, generator=generator, device=device)
 
     def _pixel(self, batch: dict[str, torch.Tensor], generator: torch.Generator):  # noqa: ANN202
-        """StyleTarget.PIXEL, on-policy: the peel is trained from the inputs its own sampling meets."""
+        """StyleTarget.PIXEL, on-policy: the peel is trained from the inputs its own sampling meets. With
+        company, each companion peel is attached on a random half of the steps (drawn first) and the target
+        draws its styles too: the peel learns to act alone and stacked."""
+        if not self.company:
+            return self._pixel_step(batch, generator, self.styles)
+        drawn = torch.rand(len(self.company), generator=generator, device=generator.device) < 0.5
+        present = [(peel, styles) for (peel, styles), on in zip(self.company, drawn.tolist(), strict=True) if on]
+        for peel, _ in present:
+            self.stack.attach(peel)
+        try:
+            styles = self.styles + tuple(s for _, st in present for s in st)
+            loss, metrics = self._pixel_step(batch, generator, styles)
+        finally:
+            for peel, _ in present:
+                self.stack.detach(peel.name)
+        return loss, {**metrics, "stacked": torch.tensor(float(len(present)))}
+
+    def _pixel_step(self, batch: dict[str, torch.Tensor], generator: torch.Generator,  # noqa: ANN202
+                    styles: tuple[Style, ...]):
         model = self.refs[0]
         x0, tokens, segments = batch["latents"], batch["tokens"], batch["segments"]
         b, device = x0.shape[0], x0.device
@@ -216,7 +244,7 @@ class StyleShiftObjective(nn.Module):
             context, mask = model.text_encoder(tokens, segments)
             with self.stack.bypassed():  # the base's clean estimate, drawn in the style: the target
                 estimate = noisy - tt * model.denoiser(noisy, t, context, mask, subjects[:b], subject_mask[:b]).float()
-            target, weight = self.styled_pixels(estimate.float())
+            target, weight = self.styled_pixels(estimate.float(), styles)
             # the peel's own estimate from the plain input, noised again: what its later sampling steps see
             own = noisy - tt * model.denoiser(noisy, t, context, mask, subjects[:b], subject_mask[:b]).float()
             renoised = (1 - tt) * own + tt * eps
@@ -230,10 +258,12 @@ class StyleShiftObjective(nn.Module):
         return loss, {"style_shift": loss.detach()}
 
     @torch.no_grad()
-    def styled_pixels(self, latents: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(stylize(D(z)) in [-1, 1], the pixel target; (B, 1, H, W) loss weights: `object_weight` on and next
-        to the objects D(z) draws, 1 on the background, which is most of a ShapeWorld image)."""
-        _, styled, drawn = self._decode_stylized(latents)
+    def styled_pixels(self, latents: torch.Tensor, styles: tuple[Style, ...] | None = None
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(stylize(D(z)) in [-1, 1] in `styles` (default: the peel's), the pixel target; (B, 1, H, W) loss
+        weights: `object_weight` on and next to the objects D(z) draws, 1 on the background, which is most of
+        a ShapeWorld image)."""
+        _, styled, drawn = self._decode_stylized(latents, styles)
         near = F.max_pool2d(drawn, 5, stride=1, padding=2)
         return styled, 1 + (self.object_weight - 1) * near
 
@@ -246,11 +276,12 @@ class StyleShiftObjective(nn.Module):
         return near * (tuned.encode(styled).float() - model.vae.encode(images).float())
 
     @torch.no_grad()
-    def _decode_stylized(self, latents: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _decode_stylized(self, latents: torch.Tensor, styles: tuple[Style, ...] | None = None
+                         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(D(z), stylize(D(z)), both (B, 3, H, W) in [-1, 1]; (B, 1, H, W) 1 where either draws something)."""
         images = self.refs[0].vae.decode(latents).float().clamp(-1, 1)
         pixels = ((images + 1) * 127.5).permute(0, 2, 3, 1).cpu().numpy()
-        styled_pixels = stylize(pixels, self.styles)
+        styled_pixels = stylize(pixels, self.styles if styles is None else styles)
         drawn = np.maximum(np.abs(pixels - BACKGROUND).max(-1), np.abs(styled_pixels - BACKGROUND).max(-1)) > DRAWN
         styled = torch.from_numpy(styled_pixels).to(latents.device).permute(0, 3, 1, 2) / 127.5 - 1
         return images, styled, torch.from_numpy(drawn).float()[:, None].to(latents.device)
@@ -324,6 +355,9 @@ def build_peel_stage(cfg: PeelTrainConfig, info: DistInfo, seed: int) -> Stage:
     model.to(info.device).requires_grad_(False).eval()
     base_hash = weights_hash(cfg.base)
     peel = Peel.init(cfg.peel_name, model, cfg.peel_config(), base_hash, seed=seed)
+    if cfg.init_peel is not None:
+        peel = _initial_peel(cfg, peel, base_hash)
+    company = tuple(_companion(path, cfg, base_hash) for path in cfg.stack_with)
     config = model.config
     tokenizer = Tokenizer(config.tokenizer.context_length, config.tokenizer.vocab_size)
     world = train_world(config)
@@ -338,14 +372,17 @@ def build_peel_stage(cfg: PeelTrainConfig, info: DistInfo, seed: int) -> Stage:
         styled = dataclasses.replace(world, styles=cfg.styles)
         data = StyledPairs(plain, LatentSet.cached(cfg.cache, tuned, styled, tokenizer, cfg.scenes, info),
                            object_mask([world, styled], cfg.scenes, info, config.downsample))
-    objective = StyleShiftObjective(model, peel, tuned, cfg.styles, cfg.grid, cfg.target, cfg.object_weight)
+    objective = StyleShiftObjective(model, peel, tuned, cfg.styles, cfg.grid, cfg.target, cfg.object_weight,
+                                    company)
     arguments = {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(cfg).items()}
     arguments["styles"] = [s.value for s in cfg.styles]
     arguments["target"] = cfg.target.value
+    arguments["stack_with"] = [p.name for p, _ in company]
 
     def export(run_dir: Path, facts: dict[str, Any]) -> None:
         save_peel(objective.peel, cfg.peel_file, extra={"styles": arguments["styles"], "step": facts["step"],
-                                                  "elapsed_s": facts["elapsed_s"]})
+                                                  "elapsed_s": facts["elapsed_s"],
+                                                  "stack_with": arguments["stack_with"]})
 
     return Stage(
         name="peel", model=model, objective=objective, trained=objective.ab,
@@ -353,3 +390,32 @@ def build_peel_stage(cfg: PeelTrainConfig, info: DistInfo, seed: int) -> Stage:
         arguments=arguments, export=export,
     )
 
+
+
+def _initial_peel(cfg: PeelTrainConfig, fresh: Peel, base_hash: str) -> Peel:
+    """The --init-peel file as the starting point: same base, and the rank, alpha and targets of `cfg`."""
+    start = load_peel(cfg.init_peel)
+    check_base(start, base_hash, str(cfg.base))
+    if start.config != fresh.config or set(start.tensors) != set(fresh.tensors):
+        raise PeelError(f"--init-peel {cfg.init_peel} has rank {start.config.rank}, alpha {start.config.alpha}, "
+                        f"targets {list(start.config.targets)}; this run asks for rank {fresh.config.rank}, alpha "
+                        f"{fresh.config.alpha}, targets {list(fresh.config.targets)}")
+    return dataclasses.replace(fresh, tensors={k: (a.clone().requires_grad_(), b.clone().requires_grad_())
+                                               for k, (a, b) in start.tensors.items()})
+
+
+def _companion(path: Path, cfg: PeelTrainConfig, base_hash: str) -> tuple[Peel, tuple[Style, ...]]:
+    """A --stack-with peel and the styles it draws: same base, another name, styles of its own."""
+    peel = load_peel(path)
+    check_base(peel, base_hash, str(cfg.base))
+    try:
+        styles = parse_styles(peel_styles(path))
+    except DataError as exc:
+        raise PeelError(f"--stack-with {path}: {exc}") from None
+    if not styles:
+        raise PeelError(f"--stack-with {path} records no styles (train it with `banana peel train`)")
+    if peel.name == cfg.peel_name:
+        raise PeelError(f"--stack-with {path} has this peel's own name {peel.name!r}")
+    if set(styles) & set(cfg.styles):
+        raise PeelError(f"--stack-with {path} draws {sorted(s.value for s in styles)}, which this peel learns too")
+    return peel, styles
