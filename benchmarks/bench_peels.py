@@ -39,24 +39,28 @@ PEELS = {"pastel": (Style.PASTEL,), "outlined": (Style.OUTLINED,)}
 
 
 def train_peel(model: Path, name: str, styles: tuple[Style, ...], work: Path, steps: int,
-               batch: int = 8) -> tuple[Path, float]:
-    """(peel file, training seconds): trained unless a file for these weights and settings exists."""
+               batch: int = 8, file: str | None = None, lr: float = 1e-3, **extra: Any) -> tuple[Path, float]:
+    """(peel file, training seconds): trained unless a file for these weights and settings exists and is newer
+    than the peels it starts from or stacks with (`extra`: `init_peel`, `stack_with` of `PeelTrainConfig`)."""
     from banana_sdk.peels.io import load_peel
     from banana_sdk.peels.train import PeelTrainConfig
     from banana_sdk.training.common import LoopConfig
     from banana_sdk.training.stages import train_stage
 
-    path = work / f"{name}.safetensors"
-    cfg = PeelTrainConfig(base=model, styles=styles, peel_file=path, peel_name=name, scenes=SCENES).validate()
+    path = work / f"{file or name}.safetensors"
+    cfg = PeelTrainConfig(base=model, styles=styles, peel_file=path, peel_name=name, scenes=SCENES,
+                          **extra).validate()
+    inputs = [p for p in (cfg.init_peel, *cfg.stack_with) if p is not None]
     try:
         peel = load_peel(path)
         record = json.loads(_metadata(path).get("training", "{}"))
-        if peel.base_hash == weights_hash(model) and record.get("step") == steps:
+        if (peel.base_hash == weights_hash(model) and record.get("step") == steps
+                and all(path.stat().st_mtime > p.stat().st_mtime for p in inputs)):
             return path, float(record.get("elapsed_s", 0.0))
     except PeelError:
         pass
-    loop = LoopConfig(steps=steps, batch_size=batch, lr=1e-3, warmup=20, save_every=steps, log_every=25)
-    summary = train_stage("peel", loop, work / "runs" / name, threads=1, force=True, **vars(cfg))
+    loop = LoopConfig(steps=steps, batch_size=batch, lr=lr, warmup=20, save_every=steps, log_every=25)
+    summary = train_stage("peel", loop, work / "runs" / (file or name), threads=1, force=True, **vars(cfg))
     return path, float(summary["elapsed_s"])
 
 
@@ -117,6 +121,9 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=200, help="ShapeEval prompts per row")
     parser.add_argument("--train-steps", type=int, default=600, help="optimizer steps per peel")
     parser.add_argument("--train-batch", type=int, default=8, help="scenes per optimizer step")
+    parser.add_argument("--stack-steps", type=int, default=0,
+                        help="then fine-tune each peel this many steps with the other as --stack-with (0 = skip)")
+    parser.add_argument("--stack-lr", type=float, default=5e-4, help="peak learning rate of that fine-tune")
     parser.add_argument("--latency-runs", type=int, default=20)
     parser.add_argument("--steps", type=int, default=4, help="LCM steps of every generation")
     parser.add_argument("--work", type=Path, default=ROOT / "out/bench_peels")
@@ -137,6 +144,13 @@ def main() -> None:
         peels[name], train_s[name] = train_peel(args.model, name, styles, work, args.train_steps,
                                                 args.train_batch)
         print(f"peel {name}: {peels[name]} ({train_s[name]:.0f} s of training)", flush=True)
+    stacked, stack_s = {}, {}
+    if args.stack_steps:  # each fine-tuned from its own weights beside the other (frozen, separately trained)
+        for name, other in (("pastel", "outlined"), ("outlined", "pastel")):
+            stacked[name], stack_s[name] = train_peel(
+                args.model, name, PEELS[name], work, args.stack_steps, args.train_batch, f"{name}-stack",
+                lr=args.stack_lr, init_peel=peels[name], stack_with=(peels[other],))
+            print(f"stack-tuned peel {name}: {stacked[name]} ({stack_s[name]:.0f} s)", flush=True)
     # 3. bundles: base with peel buckets; the base with the pastel peel merged
     base_bundle = bundle(work / "bundle-demo-int4-peels", args.model)
     plain_bundle = bundle(work / "bundle-demo-int4", args.model, ())
@@ -205,6 +219,14 @@ def main() -> None:
     add("pastel + outlined stacked (runtime, 1 + 1)",
         evaluate(pipe, [(runtime["pastel"], 1.0), (runtime["outlined"], 1.0)], both), both)
     add("pastel peel merged (own INT4 bundle)", evaluate(merged_pipe, None, PEELS["pastel"]), PEELS["pastel"])
+    if stacked:
+        tuned = {name: export_for_bundle(path, base_bundle, work / f"{name}-stack.runtime.safetensors")
+                 for name, path in stacked.items()}
+        for name in ("pastel", "outlined"):
+            add(f"{name} peel, stack-tuned (runtime, weight 1)", evaluate(pipe, [(tuned[name], 1.0)], PEELS[name]),
+                PEELS[name])
+        add("stack-tuned pastel + outlined (runtime, 1 + 1)",
+            evaluate(pipe, [(tuned["pastel"], 1.0), (tuned["outlined"], 1.0)], both), both)
     (work / "results.json").write_text(json.dumps({"detector": detector, "latency": lat, "rows": raw}, indent=1))
     body = (
         f"Base `{args.model.relative_to(ROOT) if args.model.is_relative_to(ROOT) else args.model}` "
@@ -218,7 +240,11 @@ def main() -> None:
         f"{args.train_batch} scenes (x2 inputs: plain and the peel's own) from {SCENES}; the bundle converted with "
         "`--peel-targets attn.o,cross.o,mlp.fc2`, the linears they adapt), "
         f"trained in {train_s['pastel']:.0f} s (pastel) and {train_s['outlined']:.0f} s (outlined) on this host. "
-        "LiteRT, 1 CPU thread, batch 1.\n\n"
+        + (f"Stack-tuned peels: each fine-tuned from its own weights for {args.stack_steps} steps (peak lr "
+           f"{args.stack_lr:g}) with the other, separately trained peel attached (frozen) on a random half of the "
+           f"steps and its style added to the target (`banana peel train --init-peel P --stack-with Q`), "
+           f"{stack_s['pastel']:.0f} s and {stack_s['outlined']:.0f} s. " if stacked else "")
+        + "LiteRT, 1 CPU thread, batch 1.\n\n"
         f"Style detector on real renders (300 scenes per style, drawn with and without it, the other style at "
         f"random): pastel {100 * detector['per_style']['pastel']:.1f} %, outlined "
         f"{100 * detector['per_style']['outlined']:.1f} %.\n\n"
