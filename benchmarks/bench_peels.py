@@ -53,22 +53,14 @@ def train_peel(model: Path, name: str, styles: tuple[Style, ...], work: Path, st
     inputs = [p for p in (cfg.init_peel, *cfg.stack_with) if p is not None]
     try:
         peel = load_peel(path)
-        record = json.loads(_metadata(path).get("training", "{}"))
-        if (peel.base_hash == weights_hash(model) and record.get("step") == steps
+        if (peel.base_hash == weights_hash(model) and peel.training.get("step") == steps
                 and all(path.stat().st_mtime > p.stat().st_mtime for p in inputs)):
-            return path, float(record.get("elapsed_s", 0.0))
+            return path, float(peel.training.get("elapsed_s", 0.0))
     except PeelError:
         pass
     loop = LoopConfig(steps=steps, batch_size=batch, lr=lr, warmup=20, save_every=steps, log_every=25)
     summary = train_stage("peel", loop, work / "runs" / (file or name), threads=1, force=True, **vars(cfg))
     return path, float(summary["elapsed_s"])
-
-
-def _metadata(path: Path) -> dict[str, str]:
-    from safetensors import safe_open
-
-    with safe_open(str(path), framework="numpy") as handle:
-        return handle.metadata() or {}
 
 
 def bundle(out: Path, model: Path, buckets: tuple[int, ...] = BUCKETS) -> Path:

@@ -77,7 +77,12 @@ def load_peel(path: str | Path) -> Peel:
         tensors[layer] = (a, b)
     if not tensors:
         raise PeelError(f"{path} holds no LoRA tensors")
-    return Peel(meta.get("name", path.stem), config, meta.get("base_hash", ""), meta.get("base_model", ""), tensors)
+    try:
+        training = json.loads(meta.get("training", "{}"))
+    except ValueError:
+        raise PeelError(f"{path}: its training record is not JSON") from None
+    return Peel(meta.get("name", path.stem), config, meta.get("base_hash", ""), meta.get("base_model", ""), tensors,
+                training if isinstance(training, dict) else {})
 
 
 def check_base(peel: Peel, base_hash: str, what: str) -> None:
@@ -86,13 +91,3 @@ def check_base(peel: Peel, base_hash: str, what: str) -> None:
         raise PeelError(f"peel {peel.name!r} was made for base {peel.base_model!r} ({peel.base_hash[:12]}...), "
                         f"not for {what} ({base_hash[:12]}...)")
 
-
-def peel_styles(path: str | Path) -> tuple[str, ...]:
-    """The render styles a trained peel draws (its file's `training` record), () if it records none."""
-    try:
-        with safe_open(str(path), framework="pt") as handle:
-            record = json.loads((handle.metadata() or {}).get("training", "{}"))
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise PeelError(f"{path} is not a readable safetensors file ({exc})") from None
-    styles = record.get("styles", []) if isinstance(record, dict) else []
-    return tuple(str(s) for s in styles) if isinstance(styles, list) else ()

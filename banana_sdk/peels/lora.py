@@ -27,6 +27,7 @@ class Peel:
     base_hash: str  # identity of the base weights this peel was trained on
     base_model: str  # base model name (preset / checkpoint name)
     tensors: dict[str, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)  # name -> (A, B)
+    training: dict = field(default_factory=dict)  # how it was trained, read from its file (styles, step, ...)
 
     @staticmethod
     def init(name: str, model: nn.Module, config: PeelConfig, base_hash: str, seed: int = 0) -> Peel:

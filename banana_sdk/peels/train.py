@@ -60,7 +60,7 @@ from banana_sdk.fileio import atomic_open
 from banana_sdk.models.model import BananaModel
 from banana_sdk.models.vae import VAE
 from banana_sdk.peels.config import PeelConfig, PeelError, check_config
-from banana_sdk.peels.io import check_base, load_peel, peel_styles, save_peel
+from banana_sdk.peels.io import check_base, load_peel, save_peel
 from banana_sdk.peels.lora import Peel, PeelStack
 from banana_sdk.tokenizer import Tokenizer
 from banana_sdk.training.common import (
@@ -409,8 +409,8 @@ def _companion(path: Path, cfg: PeelTrainConfig, base_hash: str) -> tuple[Peel, 
     peel = load_peel(path)
     check_base(peel, base_hash, str(cfg.base))
     try:
-        styles = parse_styles(peel_styles(path))
-    except DataError as exc:
+        styles = parse_styles(peel.training.get("styles", []))
+    except (DataError, TypeError) as exc:
         raise PeelError(f"--stack-with {path}: {exc}") from None
     if not styles:
         raise PeelError(f"--stack-with {path} records no styles (train it with `banana peel train`)")
