@@ -7,7 +7,12 @@ can be trained to add exactly what the renderer draws to whatever its base gener
 1. outlined: each object (8-connected foreground component, holes filled) keeps a band of its outline: the
    pixels whose position, scaled about the object's bounding-box centre by 1 / (1 - 2 OUTLINE_WIDTH), falls
    outside the object are kept, the rest becomes background (the renderer draws the same scaled copy in
-   background colour). Small dark spots (eye pupils) stay: the renderer draws eyes on top;
+   background colour), except pixels within MIN_BAND px of the object's edge, which always stay: on a
+   generated image an object's shape is never exactly the renderer's, and the scaled copy alone would cut
+   its thin parts (a small star's points) out of the band, breaking it into pieces that score as extra or
+   misnamed objects (measured on the demo model's images: count 99 -> 80 %; with the floor, 99 %; on
+   renders the floor changes nothing the renderer draws). Small dark spots (eye pupils) stay: the renderer
+   draws eyes on top;
 2. pastel: every pixel moves towards white by PASTEL_MIX times its object coverage, estimated as its
    distance from the background / COVERAGE_DISTANCE (clipped to 1), so anti-aliased edges move partially.
 """
@@ -22,6 +27,7 @@ from banana_sdk.data.world import BACKGROUND, PASTEL_MIX, Style, parse_styles
 
 FOREGROUND = 48.0  # max |channel - background| (0-255) above which a pixel belongs to an object
 COVERAGE_DISTANCE = 96.0  # distance from the background of a fully covered pixel (the palette's nearest is 115)
+MIN_BAND = 2.0  # outlined: pixels within this distance (px) of an object's edge are always part of its band
 PUPIL = 60.0  # every channel below this: dark (a pupil if part of a small dark spot)
 PUPIL_AREA = 0.05  # a dark spot is a pupil if smaller than this fraction of its object (kiko's body is not)
 _EIGHT = np.ones((3, 3), dtype=bool)
@@ -61,8 +67,10 @@ def _outlined(image: np.ndarray) -> np.ndarray:
         inside = (sy >= 0) & (sy < h) & (sx >= 0) & (sx < w)
         hollow = np.zeros_like(filled)
         hollow[inside] = filled[sy[inside], sx[inside]]
+        # distance (px) of each object pixel to the nearest pixel outside the object (padded: the box edge too)
+        depth = ndimage.distance_transform_edt(np.pad(filled, 1))[1:-1, 1:-1]
         pixels = out[box]
-        pixels[hollow & filled & ~_pupils(pixels, filled)] = _BG
+        pixels[hollow & filled & (depth > MIN_BAND) & ~_pupils(pixels, filled)] = _BG
     return out
 
 
