@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 from banana_sdk.checkpoint import weights_hash  # noqa: E402
 from banana_sdk.data.world import Style  # noqa: E402
-from banana_sdk.eval.evaluate import evaluate_pipeline  # noqa: E402
+from banana_sdk.eval.evaluate import evaluate_images, evaluate_pipeline  # noqa: E402
 from banana_sdk.eval.style import real_style_accuracy  # noqa: E402
 from banana_sdk.peels.config import PeelError  # noqa: E402
 from benchmarks.report import append_section, median_ms, table  # noqa: E402
@@ -102,6 +102,21 @@ def images(pipe: Any, prompts: list[str], steps: int) -> list[np.ndarray]:
             for i, p in enumerate(prompts)]
 
 
+def stylized(cache: list[np.ndarray], pipe: Any, i: int, styles: tuple[Style, ...], steps: int) -> np.ndarray:
+    """The base's image for eval prompt i (no peel; `cache` holds the first ones), drawn in `styles` by
+    `stylize`: what a peel that draws the style and nothing else would show (uint8 (S, S, 3))."""
+    from banana_sdk.data.stylize import stylize
+    from banana_sdk.eval.evaluate import eval_world
+
+    if i < len(cache):
+        image = cache[i]
+    else:
+        pipe.set_peels([])
+        image = np.asarray(pipe.run(eval_world(pipe.config, 0).scene(i).caption, steps=steps, seed=i).image,
+                           np.float64)
+    return np.clip(np.rint(stylize(image, styles)), 0, 255).astype(np.uint8)
+
+
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
     mse = float(np.mean((a - b) ** 2))
     return 99.0 if mse == 0 else 10.0 * np.log10(255.0**2 / mse)
@@ -116,6 +131,8 @@ def main() -> None:
     parser.add_argument("--stack-steps", type=int, default=0,
                         help="then fine-tune each peel this many steps with the other as --stack-with (0 = skip)")
     parser.add_argument("--stack-lr", type=float, default=5e-4, help="peak learning rate of that fine-tune")
+    parser.add_argument("--beside", action="store_true",
+                        help="also train an outlined peel from scratch beside the frozen pastel peel (--stack-with)")
     parser.add_argument("--latency-runs", type=int, default=20)
     parser.add_argument("--steps", type=int, default=4, help="LCM steps of every generation")
     parser.add_argument("--work", type=Path, default=ROOT / "out/bench_peels")
@@ -143,6 +160,11 @@ def main() -> None:
                 args.model, name, PEELS[name], work, args.stack_steps, args.train_batch, f"{name}-stack",
                 lr=args.stack_lr, init_peel=peels[name], stack_with=(peels[other],))
             print(f"stack-tuned peel {name}: {stacked[name]} ({stack_s[name]:.0f} s)", flush=True)
+    beside, beside_s = None, 0.0
+    if args.beside:  # outlined trained once, from scratch, with the pastel peel attached on half of its steps
+        beside, beside_s = train_peel(args.model, "outlined", PEELS["outlined"], work, args.train_steps,
+                                      args.train_batch, "outlined-with-pastel", stack_with=(peels["pastel"],))
+        print(f"outlined peel trained beside pastel: {beside} ({beside_s:.0f} s)", flush=True)
     # 3. bundles: base with peel buckets; the base with the pastel peel merged
     base_bundle = bundle(work / "bundle-demo-int4-peels", args.model)
     plain_bundle = bundle(work / "bundle-demo-int4", args.model, ())
@@ -203,6 +225,10 @@ def main() -> None:
         return evaluate_pipeline(target, n, 0, steps=steps, styles=styles)
 
     add("base (no peel)", evaluate(pipe, [], ()), ())
+    for styles in (PEELS["pastel"], PEELS["outlined"], (Style.PASTEL, Style.OUTLINED)):  # a perfect peel's score
+        add(f"ideal: the base's images, stylize()d {'+'.join(s.value for s in styles)}",
+            evaluate_images(world, lambda i, _p, st=styles: stylized(base_images, pipe, i, st, steps), n,
+                            styles=styles) | {"latency_ms": {"e2e_median": 0.0}, "eval_s": 0.0}, styles)
     add("pastel peel (runtime, weight 1)", evaluate(pipe, [(runtime["pastel"], 1.0)], PEELS["pastel"]),
         PEELS["pastel"])
     add("outlined peel (runtime, weight 1)", evaluate(pipe, [(runtime["outlined"], 1.0)], PEELS["outlined"]),
@@ -219,6 +245,12 @@ def main() -> None:
                 PEELS[name])
         add("stack-tuned pastel + outlined (runtime, 1 + 1)",
             evaluate(pipe, [(tuned["pastel"], 1.0), (tuned["outlined"], 1.0)], both), both)
+    if beside is not None:
+        with_pastel = export_for_bundle(beside, base_bundle, work / "outlined-with-pastel.runtime.safetensors")
+        add("outlined peel trained beside pastel (runtime, 1)", evaluate(pipe, [(with_pastel, 1.0)],
+                                                                         PEELS["outlined"]), PEELS["outlined"])
+        add("pastel + outlined-beside-pastel (runtime, 1 + 1)",
+            evaluate(pipe, [(runtime["pastel"], 1.0), (with_pastel, 1.0)], both), both)
     (work / "results.json").write_text(json.dumps({"detector": detector, "latency": lat, "rows": raw}, indent=1))
     body = (
         f"Base `{args.model.relative_to(ROOT) if args.model.is_relative_to(ROOT) else args.model}` "
@@ -232,6 +264,9 @@ def main() -> None:
         f"{args.train_batch} scenes (x2 inputs: plain and the peel's own) from {SCENES}; the bundle converted with "
         "`--peel-targets attn.o,cross.o,mlp.fc2`, the linears they adapt), "
         f"trained in {train_s['pastel']:.0f} s (pastel) and {train_s['outlined']:.0f} s (outlined) on this host. "
+        + (f"Outlined trained beside pastel: `banana peel train --style outlined --stack-with pastel.safetensors`, "
+           f"the same steps from scratch with the (frozen) pastel peel attached on a random half of them and "
+           f"pastel added to those steps' targets, {beside_s:.0f} s. " if beside is not None else "")
         + (f"Stack-tuned peels: each fine-tuned from its own weights for {args.stack_steps} steps (peak lr "
            f"{args.stack_lr:g}) with the other, separately trained peel attached (frozen) on a random half of the "
            f"steps and its style added to the target (`banana peel train --init-peel P --stack-with Q`), "
@@ -253,7 +288,8 @@ def main() -> None:
         f"ShapeEval on {n} held-out prompts (eval seed 0, the same prompts and noise seeds in every row). style = "
         "images showing every intended style; pastel / outlined = images showing each style; attribute acc = "
         "mean of shape, colour, position, count, colours named as drawn in the row's styles; Δ = points vs the "
-        "base.\n\n"
+        "base. The `ideal` rows score the base's own images with the style drawn on them by `stylize` (the peels' "
+        "training target): what a peel that adds the style and changes nothing else would reach.\n\n"
         + table(["row", "style %", "pastel %", "outlined %", "attribute acc %", "Δ", "shape", "colour", "position",
                  "count", "e2e ms"], rows)
     )
