@@ -172,6 +172,7 @@ def test_pixel_target_is_on_policy_and_reaches_the_peel(tiny_checkpoint: Path) -
     (["--style", "pastel", "--rank", "32"], "larger than any runtime bucket"),
     (["--style", "pastel", "--targets", "attn.q,attn.x"], "unknown peel target"),
     (["--style", "pastel", "--scenes", "0"], "--scenes"),
+    (["--style", "pastel", "--grid", "0"], "--grid must be >= 1"),
 ])
 def test_peel_train_bad_input_writes_nothing(tiny_checkpoint: Path, tmp_path: Path, args: list[str],
                                              fragment: str) -> None:

@@ -128,7 +128,7 @@ class PeelTrainConfig:
         if not 1.0 <= self.object_weight <= 1e3:
             raise PeelError(f"object weight must be in [1, 1000], got {self.object_weight}")
         if self.grid < 1:
-            raise PeelError(f"grid must be >= 1, got {self.grid}")
+            raise PeelError(f"--grid must be >= 1, got {self.grid}")
         if not 0 < self.alpha <= 1e3:
             raise PeelError(f"--alpha must be in (0, 1000], got {self.alpha}")
         try:
