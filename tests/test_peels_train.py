@@ -119,7 +119,7 @@ def test_pixel_target_is_on_policy_and_reaches_the_peel(tiny_checkpoint: Path) -
     from banana_sdk.checkpoint import load_checkpoint
     from banana_sdk.peels.config import PeelConfig
     from banana_sdk.peels.lora import Peel
-    from banana_sdk.peels.train import StyleShiftObjective, StyleTarget
+    from banana_sdk.peels.train import PixelLoss, StyleShiftObjective, StyleTarget
 
     model, _ = load_checkpoint(tiny_checkpoint)
     model.requires_grad_(False).eval()
@@ -158,7 +158,14 @@ def test_pixel_target_is_on_policy_and_reaches_the_peel(tiny_checkpoint: Path) -
         renoised = (1 - tt) * own + tt * eps
         expected = 0.5 * ((model.vae.decode(estimate(noisy)) - target).pow(2).mean()
                           + (model.vae.decode(estimate(renoised)) - target).pow(2).mean())
+        expected_l1 = 0.5 * ((model.vae.decode(estimate(noisy)) - target).abs().mean()
+                             + (model.vae.decode(estimate(renoised)) - target).abs().mean())
     torch.testing.assert_close(loss, expected, rtol=1e-4, atol=1e-6)
+    objective.pixel_loss = PixelLoss.L1  # --pixel-loss l1: the same draw, absolute errors
+    with torch.no_grad():
+        l1, _ = objective(batch, torch.Generator().manual_seed(1))
+    torch.testing.assert_close(l1, expected_l1, rtol=1e-4, atol=1e-6)
+    objective.pixel_loss = PixelLoss.L2
     objective.object_weight = 10.0  # object pixels weigh 10x: the loss moves towards their error
     _, weight = objective.styled_pixels(e)
     assert set(weight.unique().tolist()) <= {1.0, 10.0} and weight.shape == (n, 1, *target.shape[2:])
@@ -173,6 +180,7 @@ def test_pixel_target_is_on_policy_and_reaches_the_peel(tiny_checkpoint: Path) -
     (["--style", "pastel", "--targets", "attn.q,attn.x"], "unknown peel target"),
     (["--style", "pastel", "--scenes", "0"], "--scenes"),
     (["--style", "pastel", "--grid", "0"], "--grid must be >= 1"),
+    (["--style", "pastel", "--pixel-loss", "l3"], "'l3' is not one of 'l2', 'l1'"),
 ])
 def test_peel_train_bad_input_writes_nothing(tiny_checkpoint: Path, tmp_path: Path, args: list[str],
                                              fragment: str) -> None:

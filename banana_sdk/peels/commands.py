@@ -42,6 +42,8 @@ def peel() -> None:
               help="Fine-tuning steps of the style encoder that encodes the styled scenes (cached).")
 @click.option("--target", "style_target", type=click.Choice(["pixel", "latent"]), default="pixel", show_default=True,
               help="Compare with the styled base estimate in pixels (through the frozen decoder) or in latents.")
+@click.option("--pixel-loss", type=click.Choice(["l2", "l1"]), default="l2", show_default=True,
+              help="Pixel target: penalise errors squared (the mean) or absolute (the median: crisper changes).")
 @click.option("--grid", type=int, default=48, show_default=True,
               help="Training times t = j / GRID, j = 1..GRID (48: the LCD stage's grid; 4: exactly the times of "
                    "the 4-step sampler, which the peel then serves best).")
@@ -65,7 +67,7 @@ def peel() -> None:
 @click.option("--resume", is_flag=True, help="Continue the run in --run-dir.")
 @click.option("--force", is_flag=True, help="Replace --out and a run already in --run-dir.")
 def train(model_dir: Path, styles: tuple[str, ...], out: Path, name: str | None, rank: int, alpha: float | None,
-          targets: str | None, scenes: int, encoder_steps: int, style_target: str, grid: int,
+          targets: str | None, scenes: int, encoder_steps: int, style_target: str, pixel_loss: str, grid: int,
           init_peel: Path | None, stack_with: tuple[Path, ...], steps: int, batch: int, lr: float,
           warmup: int, seed: int, run_dir: Path | None, cache: Path, threads: int, resume: bool, force: bool) -> None:
     """Train a style peel on ShapeWorld for a trained base (minutes on a CPU, with a progress bar)."""
@@ -82,7 +84,7 @@ def train(model_dir: Path, styles: tuple[str, ...], out: Path, name: str | None,
         alpha=float(rank) if alpha is None else alpha,
         targets=tuple(t.strip() for t in targets.split(",") if t.strip()) if targets else TRAIN_TARGETS,
         scenes=scenes, encoder_steps=encoder_steps, target=style_target, cache=cache, init_peel=init_peel,
-        stack_with=stack_with, grid=grid,
+        stack_with=stack_with, grid=grid, pixel_loss=pixel_loss,
     ).validate()
     loop = LoopConfig(steps=steps, batch_size=batch, lr=lr, warmup=min(warmup, max(0, steps - 1)),
                       save_every=max(1, steps), log_every=max(1, min(25, steps)), seed=seed)

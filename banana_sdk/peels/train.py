@@ -89,6 +89,13 @@ class StyleTarget(str, Enum):
     LATENT = "latent"  # encoded: || f_peel - (e + s(e)) ||^2 (cheaper; only as right as the style encoder)
 
 
+class PixelLoss(str, Enum):
+    """How StyleTarget.PIXEL penalises a pixel's error e = D(f_peel) - stylize(D(e))."""
+
+    L2 = "l2"  # e^2: the mean; with too little capacity for a crisp change it draws blends (pale fills)
+    L1 = "l1"  # |e|: the median; prefers most pixels exactly right to all of them a little wrong
+
+
 @dataclass(frozen=True)
 class PeelTrainConfig:
     base: Path  # checkpoint dir of the base model (a trained LCM student, e.g. banana_sdk/weights/demo)
@@ -104,6 +111,7 @@ class PeelTrainConfig:
     grid: int = 48  # M: training times t = j / M (the LCD stage's grid)
     target: StyleTarget = StyleTarget.PIXEL  # where the styled target is compared (see StyleTarget)
     object_weight: float = 10.0  # PIXEL: loss weight of pixels on and next to objects (background: 1)
+    pixel_loss: PixelLoss = PixelLoss.L2  # PIXEL: the per-pixel penalty (see PixelLoss)
     cache: Path | None = Path("out/cache")  # where encoded latents are cached (None = no cache)
     init_peel: Path | None = None  # start from this peel file (same base, rank, alpha, targets), e.g. to fine-tune
     stack_with: tuple[Path, ...] = ()  # trained peels (same base) this one must also work stacked with: PIXEL
@@ -136,9 +144,15 @@ class PeelTrainConfig:
         except ValueError:
             raise PeelError(f"unknown style target {self.target!r}; choose from {[t.value for t in StyleTarget]}") \
                 from None
+        try:
+            pixel_loss = PixelLoss(self.pixel_loss)
+        except ValueError:
+            raise PeelError(f"unknown pixel loss {self.pixel_loss!r}; choose from {[x.value for x in PixelLoss]}") \
+                from None
         if self.stack_with and target is not StyleTarget.PIXEL:
             raise PeelError("--stack-with needs the pixel target (--target pixel)")
-        return dataclasses.replace(self, styles=styles, target=target, stack_with=tuple(map(Path, self.stack_with)),
+        return dataclasses.replace(self, styles=styles, target=target, pixel_loss=pixel_loss,
+                                   stack_with=tuple(map(Path, self.stack_with)),
                                    peel_name=self.peel_name or "+".join(s.value for s in styles))
 
     def peel_config(self) -> PeelConfig:
@@ -167,7 +181,8 @@ class StyleShiftObjective(nn.Module):
 
     def __init__(self, model: BananaModel, peel: Peel, tuned: VAE | None, styles: tuple[Style, ...], grid: int,
                  target: StyleTarget = StyleTarget.PIXEL, object_weight: float = 1.0,
-                 company: tuple[tuple[Peel, tuple[Style, ...]], ...] = ()) -> None:
+                 company: tuple[tuple[Peel, tuple[Style, ...]], ...] = (),
+                 pixel_loss: PixelLoss = PixelLoss.L2) -> None:
         super().__init__()
         self.ab = nn.ParameterDict()
         device = next(model.parameters()).device  # the peel trains where the base computes
@@ -180,6 +195,7 @@ class StyleShiftObjective(nn.Module):
         self.stack = PeelStack(model)
         self.stack.attach(peel)
         self.styles, self.grid, self.target, self.object_weight = styles, grid, target, object_weight
+        self.pixel_loss = pixel_loss
         # frozen peels this one learns to stack with: (peel on the model's device, the styles it draws)
         self.company = tuple((dataclasses.replace(p, tensors={k: (a.detach().to(device), b.detach().to(device))
                                                               for k, (a, b) in p.tensors.items()}), st)
@@ -253,7 +269,8 @@ class StyleShiftObjective(nn.Module):
                            subject_mask).float()
         peeled = inputs - times[:, None, None, None] * v
         weight = torch.cat([weight, weight])
-        error = (model.vae.decode(peeled).float() - torch.cat([target, target])).pow(2)
+        error = model.vae.decode(peeled).float() - torch.cat([target, target])
+        error = error.abs() if self.pixel_loss is PixelLoss.L1 else error.pow(2)
         loss = (weight * error).sum() / (weight.sum() * error.shape[1])
         return loss, {"style_shift": loss.detach()}
 
@@ -373,10 +390,11 @@ def build_peel_stage(cfg: PeelTrainConfig, info: DistInfo, seed: int) -> Stage:
         data = StyledPairs(plain, LatentSet.cached(cfg.cache, tuned, styled, tokenizer, cfg.scenes, info),
                            object_mask([world, styled], cfg.scenes, info, config.downsample))
     objective = StyleShiftObjective(model, peel, tuned, cfg.styles, cfg.grid, cfg.target, cfg.object_weight,
-                                    company)
+                                    company, cfg.pixel_loss)
     arguments = {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(cfg).items()}
     arguments["styles"] = [s.value for s in cfg.styles]
     arguments["target"] = cfg.target.value
+    arguments["pixel_loss"] = cfg.pixel_loss.value
     arguments["stack_with"] = [p.name for p, _ in company]
 
     def export(run_dir: Path, facts: dict[str, Any]) -> None:
