@@ -102,18 +102,13 @@ def images(pipe: Any, prompts: list[str], steps: int) -> list[np.ndarray]:
             for i, p in enumerate(prompts)]
 
 
-def stylized(cache: list[np.ndarray], pipe: Any, i: int, styles: tuple[Style, ...], steps: int) -> np.ndarray:
-    """The base's image for eval prompt i (no peel; `cache` holds the first ones), drawn in `styles` by
-    `stylize`: what a peel that draws the style and nothing else would show (uint8 (S, S, 3))."""
+def stylized(cache: list[np.ndarray], pipe: Any, i: int, prompt: str, styles: tuple[Style, ...],
+             steps: int) -> np.ndarray:
+    """The base's image for eval prompt i (`pipe` with no peel set; `cache` holds the first ones), drawn in
+    `styles` by `stylize`: what a peel that draws the style and nothing else would show (uint8 (S, S, 3))."""
     from banana_sdk.data.stylize import stylize
-    from banana_sdk.eval.evaluate import eval_world
 
-    if i < len(cache):
-        image = cache[i]
-    else:
-        pipe.set_peels([])
-        image = np.asarray(pipe.run(eval_world(pipe.config, 0).scene(i).caption, steps=steps, seed=i).image,
-                           np.float64)
+    image = cache[i] if i < len(cache) else np.asarray(pipe.run(prompt, steps=steps, seed=i).image, np.float64)
     return np.clip(np.rint(stylize(image, styles)), 0, 255).astype(np.uint8)
 
 
@@ -225,9 +220,10 @@ def main() -> None:
         return evaluate_pipeline(target, n, 0, steps=steps, styles=styles)
 
     add("base (no peel)", evaluate(pipe, [], ()), ())
+    pipe.set_peels([])
     for styles in (PEELS["pastel"], PEELS["outlined"], (Style.PASTEL, Style.OUTLINED)):  # a perfect peel's score
         add(f"ideal: the base's images, stylize()d {'+'.join(s.value for s in styles)}",
-            evaluate_images(world, lambda i, _p, st=styles: stylized(base_images, pipe, i, st, steps), n,
+            evaluate_images(world, lambda i, p, st=styles: stylized(base_images, pipe, i, p, st, steps), n,
                             styles=styles) | {"latency_ms": {"e2e_median": 0.0}, "eval_s": 0.0}, styles)
     add("pastel peel (runtime, weight 1)", evaluate(pipe, [(runtime["pastel"], 1.0)], PEELS["pastel"]),
         PEELS["pastel"])

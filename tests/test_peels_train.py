@@ -47,7 +47,9 @@ def test_stylize_keeps_the_content_of_generated_images() -> None:
     """On the demo model's own images (soft edges, shapes not exactly the renderer's) the outline band stays
     whole: the styled image scores the same content as the image (the scaled copy alone cut small stars'
     points out of the band: count 99 -> 80 % on 200 prompts)."""
-    pipe = Pipeline.from_pretrained(Path(__file__).resolve().parent.parent / "banana_sdk/weights/demo")
+    from banana_sdk.demo import WEIGHTS
+
+    pipe = Pipeline.from_pretrained(WEIGHTS)
     world, plain, styled, images = _world(), Tally(), Tally(), []
     for i in range(120):
         prompt = world.scene(i).caption
