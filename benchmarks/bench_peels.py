@@ -30,7 +30,8 @@ from banana_sdk.checkpoint import weights_hash  # noqa: E402
 from banana_sdk.data.world import Style  # noqa: E402
 from banana_sdk.eval.evaluate import evaluate_images, evaluate_pipeline  # noqa: E402
 from banana_sdk.eval.style import real_style_accuracy  # noqa: E402
-from banana_sdk.peels.config import PeelError  # noqa: E402
+from banana_sdk.peels.config import PeelError, Storage  # noqa: E402
+from banana_sdk.peels.io import load_peel  # noqa: E402
 from benchmarks.report import append_section, median_ms, table  # noqa: E402
 
 BUCKETS = (4, 8, 16)
@@ -42,7 +43,6 @@ def train_peel(model: Path, name: str, styles: tuple[Style, ...], work: Path, st
                batch: int = 8, file: str | None = None, lr: float = 1e-3, **extra: Any) -> tuple[Path, float]:
     """(peel file, training seconds): trained unless a file for these weights and settings exists and is newer
     than the peels it starts from or stacks with (`extra`: `init_peel`, `stack_with` of `PeelTrainConfig`)."""
-    from banana_sdk.peels.io import load_peel
     from banana_sdk.peels.train import PeelTrainConfig
     from banana_sdk.training.common import LoopConfig
     from banana_sdk.training.stages import train_stage
@@ -61,6 +61,14 @@ def train_peel(model: Path, name: str, styles: tuple[Style, ...], work: Path, st
     loop = LoopConfig(steps=steps, batch_size=batch, lr=lr, warmup=20, save_every=steps, log_every=25)
     summary = train_stage("peel", loop, work / "runs" / (file or name), threads=1, force=True, **vars(cfg))
     return path, float(summary["elapsed_s"])
+
+
+def describe_peel(name: str, path: Path, seconds: float, given: dict[str, str]) -> str:
+    """How a peel of the table was made, from its file: rank, targets, steps, seconds."""
+    peel = load_peel(path)
+    how = f"given as `{given[name]}`" if name in given else "trained here"
+    return (f"{name} rank {peel.config.rank} on {', '.join(peel.config.targets)}, {peel.training.get('step', '?')} "
+            f"steps in {seconds:.0f} s ({how})")
 
 
 def bundle(out: Path, model: Path, buckets: tuple[int, ...] = BUCKETS) -> Path:
@@ -131,7 +139,15 @@ def main() -> None:
     parser.add_argument("--latency-runs", type=int, default=20)
     parser.add_argument("--steps", type=int, default=4, help="LCM steps of every generation")
     parser.add_argument("--work", type=Path, default=ROOT / "out/bench_peels")
+    parser.add_argument("--use", action="append", default=[], metavar="NAME=PEEL",
+                        help="measure this trained peel file as peel NAME (pastel / outlined) instead of training it")
+    parser.add_argument("--storage", choices=[s.value for s in Storage], default=Storage.FLOAT16.value,
+                        help="how the runtime exports store A and B")
     args = parser.parse_args()
+    given = dict(item.split("=", 1) for item in args.use)
+    unknown = sorted(set(given) - set(PEELS))
+    if unknown:
+        parser.error(f"--use names {unknown}; choose from {sorted(PEELS)}")
     from banana_sdk.eval.evaluate import eval_world
     from banana_sdk.peels.ops import export_for_bundle, merge_into_checkpoint
     from converters.runtime import LiteRTPipeline
@@ -145,8 +161,12 @@ def main() -> None:
     # 2. the peels
     peels, train_s = {}, {}
     for name, styles in PEELS.items():
-        peels[name], train_s[name] = train_peel(args.model, name, styles, work, args.train_steps,
-                                                args.train_batch)
+        if name in given:
+            peels[name] = Path(given[name])
+            train_s[name] = float(load_peel(peels[name]).training.get("elapsed_s", 0.0))
+        else:
+            peels[name], train_s[name] = train_peel(args.model, name, styles, work, args.train_steps,
+                                                    args.train_batch)
         print(f"peel {name}: {peels[name]} ({train_s[name]:.0f} s of training)", flush=True)
     stacked, stack_s = {}, {}
     if args.stack_steps:  # each fine-tuned from its own weights beside the other (frozen, separately trained)
@@ -165,7 +185,8 @@ def main() -> None:
     plain_bundle = bundle(work / "bundle-demo-int4", args.model, ())
     merged_dir = merge_into_checkpoint(args.model, [(peels["pastel"], 1.0)], work / "merged-pastel")
     merged_bundle = bundle(work / "bundle-merged-pastel-int4", merged_dir)
-    runtime = {name: export_for_bundle(path, base_bundle, work / f"{name}.runtime.safetensors")
+    storage = Storage(args.storage)
+    runtime = {name: export_for_bundle(path, base_bundle, work / f"{name}.runtime.safetensors", storage)
                for name, path in peels.items()}
     # 4a. sizes
     total, plain_total = bundle_bytes(base_bundle), bundle_bytes(plain_bundle)
@@ -234,7 +255,7 @@ def main() -> None:
         evaluate(pipe, [(runtime["pastel"], 1.0), (runtime["outlined"], 1.0)], both), both)
     add("pastel peel merged (own INT4 bundle)", evaluate(merged_pipe, None, PEELS["pastel"]), PEELS["pastel"])
     if stacked:
-        tuned = {name: export_for_bundle(path, base_bundle, work / f"{name}-stack.runtime.safetensors")
+        tuned = {name: export_for_bundle(path, base_bundle, work / f"{name}-stack.runtime.safetensors", storage)
                  for name, path in stacked.items()}
         for name in ("pastel", "outlined"):
             add(f"{name} peel, stack-tuned (runtime, weight 1)", evaluate(pipe, [(tuned[name], 1.0)], PEELS[name]),
@@ -242,7 +263,8 @@ def main() -> None:
         add("stack-tuned pastel + outlined (runtime, 1 + 1)",
             evaluate(pipe, [(tuned["pastel"], 1.0), (tuned["outlined"], 1.0)], both), both)
     if beside is not None:
-        with_pastel = export_for_bundle(beside, base_bundle, work / "outlined-with-pastel.runtime.safetensors")
+        with_pastel = export_for_bundle(beside, base_bundle, work / "outlined-with-pastel.runtime.safetensors",
+                                        storage)
         add("outlined peel trained beside pastel (runtime, 1)", evaluate(pipe, [(with_pastel, 1.0)],
                                                                          PEELS["outlined"]), PEELS["outlined"])
         add("pastel + outlined-beside-pastel (runtime, 1 + 1)",
@@ -253,13 +275,11 @@ def main() -> None:
         f"(weights {weights_hash(args.model)[:12]}), INT4 bundle with `--peel-buckets "
         f"{','.join(map(str, BUCKETS))}` ({total / 2**20:.2f} MiB; without buckets {plain_total / 2**20:.2f} MiB: "
         f"denoise.tflite {denoise['plain'] / 2**20:.2f} -> {denoise['peels'] / 2**20:.2f} MiB, the bucket "
-        "signatures share its weights and add their own graphs and quantization tables). Peels: `banana peel "
-        "train` (rank 4, "
-        "targets attn.o, cross.o, mlp.fc2, on-policy pixel target with object pixels x10, float16 files; "
-        f"{args.train_steps} steps of "
-        f"{args.train_batch} scenes (x2 inputs: plain and the peel's own) from {SCENES}; the bundle converted with "
-        "`--peel-targets attn.o,cross.o,mlp.fc2`, the linears they adapt), "
-        f"trained in {train_s['pastel']:.0f} s (pastel) and {train_s['outlined']:.0f} s (outlined) on this host. "
+        "signatures share its weights and add their own graphs and quantization tables). Peels (`banana peel "
+        "train`, on-policy pixel target with object pixels x10, float16 files; the bundle converted with "
+        "`--peel-targets attn.o,cross.o,mlp.fc2`, the linears they adapt): "
+        + "; ".join(describe_peel(name, peels[name], train_s[name], given) for name in PEELS)
+        + f". Runtime exports stored as {storage.value}. "
         + (f"Outlined trained beside pastel: `banana peel train --style outlined --stack-with pastel.safetensors`, "
            f"the same steps from scratch with the (frozen) pastel peel attached on a random half of them and "
            f"pastel added to those steps' targets, {beside_s:.0f} s. " if beside is not None else "")

@@ -33,3 +33,9 @@ def assert_one_line_error(result: Result, *fragments: str) -> None:
     assert len(lines) == 1, result.err
     for fragment in fragments:
         assert fragment in lines[0], (fragment, lines[0])
+
+
+def safetensors_payload(path: Path) -> int:
+    """Bytes of a safetensors file after its JSON header (the tensors alone)."""
+    with open(path, "rb") as handle:
+        return Path(path).stat().st_size - 8 - int.from_bytes(handle.read(8), "little")

@@ -7,10 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from cli_helpers import assert_one_line_error, run_cli
+from cli_helpers import assert_one_line_error, run_cli, safetensors_payload
 
 from banana_sdk.checkpoint import weights_hash
 from banana_sdk.models.model import build_model
+from banana_sdk.peels import quant
 from banana_sdk.peels.config import PeelConfig, PeelError, Storage, check_config
 from banana_sdk.peels.device import export_runtime, load_runtime, stack_runtime
 from banana_sdk.peels.io import check_base, load_peel, save_peel
@@ -143,6 +144,59 @@ def test_file_round_trip_and_validation(model, tmp_path: Path) -> None:  # noqa:
     save_peel(peel, tmp_path / "nan.safetensors")
     with pytest.raises(PeelError, match="sane range"):
         load_peel(tmp_path / "nan.safetensors")
+
+
+def test_int8_storage_blocks_round_trip_within_half_a_step() -> None:
+    rng = np.random.default_rng(0)
+    x = rng.normal(0, 0.05, (3, 100)).astype(np.float32)
+    x[1] = 0.0  # an all-zero stretch keeps scale 1 and exact zeros
+    x[2, :64] *= 1e3  # a loud block does not coarsen its neighbours
+    q, scales = quant.quantize(x)
+    assert q.dtype == np.int8 and q.shape == x.shape and scales.dtype == np.float16 and scales.size == 5  # 300/64
+    back = quant.dequantize(q, scales)
+    flat, err = x.ravel(), np.abs(back - x).ravel()
+    for k in range(5):
+        block = slice(64 * k, 64 * (k + 1))
+        assert err[block].max() <= np.abs(flat[block]).max() / 254 * 1.002 + 1e-12
+    assert not back[1].any()
+    with pytest.raises(ValueError, match="needs 5 float16 scales"):
+        quant.dequantize(q, scales[:4])
+    entries = quant.store("k", x, int8=True)
+    assert set(entries) == {"k", "k.scale"} and np.array_equal(quant.values(entries, "k"), back)
+    with pytest.raises(ValueError, match="has no k.scale"):
+        quant.values({"k": q}, "k")
+
+
+def test_int8_peel_files_are_half_the_size_and_load_within_a_step(model, tmp_path: Path) -> None:  # noqa: ANN001
+    from safetensors import safe_open
+    from safetensors.numpy import save as save_numpy
+
+    peel = _peel(model, "style", rank=8)
+    half = save_peel(peel, tmp_path / "f16.safetensors")
+    small = save_peel(peel, tmp_path / "i8.safetensors", storage=Storage.INT8)
+    assert safetensors_payload(small) < 0.53 * safetensors_payload(half)  # the header lists twice the entries
+    with safe_open(str(small), framework="numpy") as handle:
+        assert handle.metadata()["schema_version"] == "2"  # float files stay schema 1 for older readers
+        assert handle.get_tensor("denoiser.blocks.0.attn.q.lora_A").dtype == np.int8
+    loaded = load_peel(small)
+    for layer, (a, b) in peel.tensors.items():
+        for x, y in ((a, loaded.tensors[layer][0]), (b, loaded.tensors[layer][1])):
+            assert y.dtype == torch.float32
+            assert (y - x.detach()).abs().max() <= x.detach().abs().max() / 254 * 1.002
+    slots = runtime_layers(model.denoiser)
+    _, a, b = load_runtime(export_runtime(peel, slots, tmp_path / "i8.rt", storage=Storage.INT8))
+    ea, eb = pack([(peel, 1.0)], slots, 8)
+    assert a.dtype == np.float32
+    assert np.abs(a - ea).max() <= np.abs(ea).max() / 254 * 1.002 and np.abs(b - eb).max() <= np.abs(eb).max() / 254
+    with safe_open(str(small), framework="numpy") as handle:  # a scale lost: refused, naming it
+        entries = {k: handle.get_tensor(k) for k in handle.keys() if not k.endswith("attn.q.lora_B.scale")}
+        meta = handle.metadata()
+    (tmp_path / "lost.safetensors").write_bytes(save_numpy(entries, metadata=meta))
+    with pytest.raises(PeelError, match=r"attn.q.lora_B has no .*lora_B.scale"):
+        load_peel(tmp_path / "lost.safetensors")
+    with pytest.raises(PeelError, match=r"unknown peel storage 'int4'; choose from \['float16', 'float32', 'int8'\]"):
+        save_peel(peel, tmp_path / "x.safetensors", storage="int4")
+    assert not (tmp_path / "x.safetensors").exists()
 
 
 def test_config_checks() -> None:

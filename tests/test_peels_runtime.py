@@ -12,15 +12,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from cli_helpers import assert_one_line_error, run_cli
+from cli_helpers import assert_one_line_error, run_cli, safetensors_payload
 from device_fixtures import adb_server, sims  # noqa: F401
 from safetensors.torch import save_file
 
 from banana_sdk.checkpoint import load_checkpoint, weights_hash
-from banana_sdk.peels.config import PeelConfig, PeelError
+from banana_sdk.peels.config import PeelConfig, PeelError, Storage
 from banana_sdk.peels.device import load_runtime
 from banana_sdk.peels.io import save_peel
 from banana_sdk.peels.lora import Peel, PeelStack
+from banana_sdk.peels.ops import export_for_bundle
 from banana_sdk.peels.runtime import flat_sizes, runtime_layers
 from converters.flatbuffer import read_graph
 from converters.gate import gate_signature
@@ -121,7 +122,7 @@ def test_bundle_has_bucket_signatures_sharing_the_weights(peel_bundle: Path, bun
 
 
 def test_runtime_peels_on_litert_match_pytorch_and_swap_without_reload(
-    peel_bundle: Path, peel_files: dict[str, Path], tiny_checkpoint: Path,
+    peel_bundle: Path, peel_files: dict[str, Path], tiny_checkpoint: Path, tmp_path: Path,
 ) -> None:
     from banana_sdk.peels.io import load_peel
 
@@ -148,6 +149,11 @@ def test_runtime_peels_on_litert_match_pytorch_and_swap_without_reload(
     gate = DEFAULT_GATE[Quant.INT4]
     result = gate_signature("denoise_r8", {"velocity": reference}, {"velocity": stacked}, gate)
     assert result.passed, result
+    small = [export_for_bundle(peel_files[k], peel_bundle, tmp_path / f"{k}.int8.safetensors", Storage.INT8)
+             for k in "ab"]
+    pipe.set_peels([(small[0], 0.8), (small[1], 0.5)])  # int8 files: the same gate against the same reference
+    result = gate_signature("denoise_r8 (int8 peels)", {"velocity": reference}, {"velocity": pipe.denoise(*args)}, gate)
+    assert result.passed, result
     assert gate_signature("x", {"velocity": reference - torch_base}, {"velocity": stacked - base}, gate).cosine > 0.95
     pipe.set_peels([])
     assert np.array_equal(pipe.denoise(*args), base)  # back to the base signature, bit for bit
@@ -163,6 +169,14 @@ def test_runtime_export_is_sparse_and_equivalent(peel_bundle: Path, peel_files: 
     meta, a, b = load_runtime(out)
     assert json.loads(meta["slots"]) == [f"denoiser.blocks.{i}.{t}" for i in range(2) for t in ("cross.k", "mlp.fc1")]
     assert "runtime peel b" in run_cli("peel", "info", out).out
+    small = tmp_path / "b.int8.safetensors"
+    result = run_cli("peel", "export", "--peel", peel_files["b"], "--bundle", peel_bundle, "--out", small,
+                     "--storage", "int8")
+    assert result.code == 0, result.err
+    assert safetensors_payload(small) < 0.53 * safetensors_payload(out)  # int8 + block scales vs float16
+    _, a8, b8 = load_runtime(small)
+    for x, y in ((a, a8), (b, b8)):  # within half an int8 step of the float16 file's values
+        assert a8.dtype == np.float32 and np.abs(y - x).max() <= np.abs(x).max() / 254 + 1e-3 * np.abs(x).max()
     pipe = LiteRTPipeline.load(peel_bundle)
     gens = []
     for peel in (peel_files["b"], out):

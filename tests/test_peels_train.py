@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -261,6 +262,35 @@ def test_companion_is_attached_on_half_the_steps_and_its_style_joins_the_target(
     assert seen == {True, False}
 
 
+def test_init_peel_of_lower_rank_is_widened_to_the_same_update(tiny_checkpoint: Path) -> None:
+    """--init-peel rank 2 (alpha 2) into a rank-4 run (alpha 8): every layer's alpha / r * B A is unchanged,
+    and the new rank directions get A rows of their own with zero B columns."""
+    import torch
+
+    from banana_sdk.checkpoint import load_checkpoint
+    from banana_sdk.peels.config import PeelConfig
+    from banana_sdk.peels.io import save_peel
+    from banana_sdk.peels.lora import Peel
+    from banana_sdk.peels.train import PeelTrainConfig, _initial_peel
+
+    model, _ = load_checkpoint(tiny_checkpoint)
+    small = Peel.init("outlined", model, PeelConfig(rank=2, alpha=2.0, targets=("attn.o", "mlp.fc2")), "h", seed=0)
+    for _, b in small.tensors.values():
+        b.data.normal_(0, 0.05, generator=torch.Generator().manual_seed(3))
+    with tempfile.TemporaryDirectory() as tmp:
+        path = save_peel(small, Path(tmp) / "small.safetensors", storage="float32")
+        cfg = PeelTrainConfig(base=tiny_checkpoint, styles=("outlined",), peel_file=Path(tmp) / "big.safetensors",
+                              rank=4, alpha=8.0, targets=("attn.o", "mlp.fc2"), init_peel=path).validate()
+        fresh = Peel.init("outlined", model, cfg.peel_config(), "h", seed=1)
+        wide = _initial_peel(cfg, fresh, "h")
+    assert wide.config.rank == 4
+    for layer, (a, b) in wide.tensors.items():
+        assert a.shape[0] == b.shape[1] == 4 and a.requires_grad and b.requires_grad
+        torch.testing.assert_close(wide.delta(layer), small.delta(layer).detach(), rtol=1e-5, atol=1e-7)
+        assert torch.equal(a[2:], fresh.tensors[layer][0][2:].detach())
+        assert not b[:, 2:].any()
+
+
 @pytest.mark.parametrize(("case", "fragment"), [
     ("other-base", "was made for base"),
     ("same-style", "which this peel learns too"),
@@ -278,7 +308,7 @@ def test_stack_with_bad_input_writes_nothing(tiny_checkpoint: Path, tmp_path: Pa
     elif case == "same-style":
         args = ["--model", tiny_checkpoint, "--stack-with", pastel, "--style", "pastel", "--name", "pastel-b"]
     elif case == "init-rank":
-        args = ["--model", tiny_checkpoint, "--init-peel", pastel, "--rank", "3"]
+        args = ["--model", tiny_checkpoint, "--init-peel", pastel, "--rank", "1"]  # narrower than the file
     else:
         args = ["--model", tiny_checkpoint, "--stack-with", pastel, "--target", "latent"]
     style = [] if "--style" in args else ["--style", "outlined"]

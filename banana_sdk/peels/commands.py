@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from banana_sdk.peels.config import PeelError
+from banana_sdk.peels.config import PeelError, Storage
 
 
 def parse_weighted(spec: str) -> tuple[Path, float]:
@@ -48,7 +48,8 @@ def peel() -> None:
               help="Training times t = j / GRID, j = 1..GRID (48: the LCD stage's grid; 4: exactly the times of "
                    "the 4-step sampler, which the peel then serves best).")
 @click.option("--init-peel", type=click.Path(path_type=Path), default=None,
-              help="Start from this peel (same base, rank, alpha, targets): fine-tune it, e.g. with --stack-with.")
+              help="Start from this peel (same base and targets, rank <= --rank; a lower rank is widened "
+                   "with zero columns, the same update): fine-tune it, e.g. with --stack-with.")
 @click.option("--stack-with", "stack_with", type=click.Path(path_type=Path), multiple=True,
               help="A trained peel this one must also work stacked with (repeatable): attached on a random half "
                    "of the steps, frozen, its styles added to the target.")
@@ -158,11 +159,14 @@ def merge(model_dir: Path, peels: tuple[str, ...], out: Path) -> None:
 @click.option("--peel", "peel_path", type=click.Path(path_type=Path), required=True, help="Peel file.")
 @click.option("--bundle", type=click.Path(path_type=Path), required=True, help="Base bundle (runtime export).")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Runtime peel file to write.")
-def export(peel_path: Path, bundle: Path, out: Path) -> None:
+@click.option("--storage", type=click.Choice([s.value for s in Storage]), default=Storage.FLOAT16.value,
+              show_default=True, help="How A and B are stored: int8 (block-64 scales) is ~0.52 of float16, "
+                                      "so rank 8 fits where float16 holds rank 4; computed in float32 either way.")
+def export(peel_path: Path, bundle: Path, out: Path, storage: str) -> None:
     """Export a peel for a bundle's runtime-peel signatures (no reconversion of the base)."""
     from banana_sdk.peels.ops import export_for_bundle
 
-    path = export_for_bundle(peel_path, bundle, out)
+    path = export_for_bundle(peel_path, bundle, out, Storage(storage))
     click.echo(f"wrote runtime peel {path} ({path.stat().st_size / 1024:.1f} KiB)")
 
 

@@ -1,6 +1,7 @@
 """Runtime peel files for a bundle: exactly the low-rank tensors the `denoise_r{R}` signatures take.
 
-A runtime peel file (safetensors, float16 by default, widened to float32 on load) holds
+A runtime peel file (safetensors; float16, float32, or int8 with block scales `lora_a.scale` / `lora_b.scale`;
+widened to float32 on load) holds
 `lora_a` = concat_i A_i (r, in_i) and `lora_b` = concat_i
 B_i * (alpha / r) (out_i, r) over the bundle's peel layout, at the peel's own rank r, plus metadata (base
 hash, rank, name). Which layout slots it covers: metadata `slots` (JSON list of slot names, in layout order)
@@ -19,7 +20,8 @@ from safetensors import SafetensorError, safe_open
 from safetensors.numpy import save
 
 from banana_sdk.fileio import atomic_write_bytes
-from banana_sdk.peels.config import PEEL_SCHEMA_VERSION, PeelError, Storage, check_schema
+from banana_sdk.peels import quant
+from banana_sdk.peels.config import PEEL_SCHEMA_VERSION, PeelError, Storage, check_schema, parse_choice
 from banana_sdk.peels.lora import Peel
 from banana_sdk.peels.runtime import LayerSlot, bucket_for, pack
 
@@ -53,22 +55,28 @@ def to_runtime(peel: Peel, slots: list[LayerSlot], sparse: bool = False) -> Runt
 
 def export_runtime(peel: Peel, slots: list[LayerSlot], path: str | Path, sparse: bool = False,
                    storage: Storage = Storage.FLOAT16) -> Path:
-    """Write the runtime form of `peel` for a layout (see `to_runtime`), A and B stored as `storage`."""
+    """Write the runtime form of `peel` for a layout (see `to_runtime`), A and B stored as `storage` (INT8:
+    block scales `lora_a.scale` / `lora_b.scale` over the flat values, `banana_sdk.peels.quant`)."""
+    storage = parse_choice(Storage, storage, "peel storage")
     meta, a, b = to_runtime(peel, slots, sparse)
-    dtype = np.float16 if Storage(storage) is Storage.FLOAT16 else np.float32
-    atomic_write_bytes(Path(path), save({"lora_a": a.astype(dtype), "lora_b": b.astype(dtype)}, metadata=meta))
+    meta["schema_version"] = str(storage.schema_version)
+    dtype = np.float32 if storage is Storage.FLOAT32 else np.float16
+    tensors = {**quant.store("lora_a", a, storage is Storage.INT8, dtype),
+               **quant.store("lora_b", b, storage is Storage.INT8, dtype)}
+    atomic_write_bytes(Path(path), save(tensors, metadata=meta))
     return Path(path)
 
 
 def load_runtime(path: str | Path) -> RuntimePeel:
-    """(metadata, lora_a, lora_b) of a runtime peel file."""
+    """(metadata, lora_a, lora_b) of a runtime peel file: float A and B as stored, int8 widened to float32."""
     path = Path(path)
     if not path.is_file():
         raise PeelError(f"peel file {str(path)!r} does not exist")
     try:
         with safe_open(str(path), framework="numpy") as handle:
             meta = handle.metadata() or {}
-            a, b = handle.get_tensor("lora_a"), handle.get_tensor("lora_b")
+            raw = {k: handle.get_tensor(k) for k in handle.keys()}
+        a, b = quant.values(raw, "lora_a"), quant.values(raw, "lora_b")
     except (SafetensorError, OSError, ValueError, KeyError) as exc:
         raise PeelError(f"{path} is not a readable runtime peel ({exc})") from None
     if meta.get("format") != "banana-runtime-peel":

@@ -5,30 +5,33 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import save
+from safetensors.numpy import save
 
 from banana_sdk.fileio import atomic_write_bytes
-from banana_sdk.peels.config import PEEL_SCHEMA_VERSION, PeelConfig, PeelError, Storage, check_config, check_schema
+from banana_sdk.peels import quant
+from banana_sdk.peels.config import PeelConfig, PeelError, Storage, check_config, check_schema, parse_choice
 from banana_sdk.peels.lora import Peel
 
 MAX_ABS_VALUE = 1.0e3  # larger LoRA entries mean a diverged or foreign file
 
 
 def save_peel(peel: Peel, path: str | Path, extra: dict | None = None, storage: Storage = Storage.FLOAT16) -> Path:
-    """Write `peel` atomically as safetensors (`storage` dtype); keys `<layer>.lora_A` (r, in) / `<layer>.lora_B`
-    (out, r).
+    """Write `peel` atomically as safetensors; keys `<layer>.lora_A` (r, in) / `<layer>.lora_B` (out, r) in
+    `storage` (INT8 adds `<key>.scale`, see `banana_sdk.peels.quant`).
 
     `extra` (JSON-able, e.g. how the peel was trained) is stored as the metadata entry `training`."""
     path = Path(path)
-    dtype = torch.float16 if Storage(storage) is Storage.FLOAT16 else torch.float32
-    tensors = {}
+    storage = parse_choice(Storage, storage, "peel storage")
+    dtype = np.float32 if storage is Storage.FLOAT32 else np.float16
+    tensors: dict[str, np.ndarray] = {}
     for layer, (a, b) in peel.tensors.items():
-        tensors[f"{layer}.lora_A"] = a.detach().cpu().float().to(dtype).contiguous()
-        tensors[f"{layer}.lora_B"] = b.detach().cpu().float().to(dtype).contiguous()
+        for key, value in ((f"{layer}.lora_A", a), (f"{layer}.lora_B", b)):
+            tensors.update(quant.store(key, value.detach().cpu().float().numpy(), storage is Storage.INT8, dtype))
     metadata = {
-        "format": "banana-peel", "schema_version": str(PEEL_SCHEMA_VERSION), "name": peel.name,
+        "format": "banana-peel", "schema_version": str(storage.schema_version), "name": peel.name,
         "base_model": peel.base_model, "base_hash": peel.base_hash, "rank": str(peel.config.rank),
         "alpha": str(peel.config.alpha), "targets": json.dumps(list(peel.config.targets)),
         "text_encoder": json.dumps(peel.config.text_encoder),
@@ -45,7 +48,7 @@ def load_peel(path: str | Path) -> Peel:
     if not path.is_file():
         raise PeelError(f"peel file {str(path)!r} does not exist")
     try:
-        with safe_open(str(path), framework="pt") as handle:
+        with safe_open(str(path), framework="numpy") as handle:
             meta = handle.metadata() or {}
             raw = {k: handle.get_tensor(k) for k in handle.keys()}
     except (SafetensorError, OSError, ValueError) as exc:
@@ -65,10 +68,12 @@ def load_peel(path: str | Path) -> Peel:
         if not key.endswith(".lora_A"):
             continue
         layer = key[: -len(".lora_A")]
-        a, b = raw[key].float(), raw.get(f"{layer}.lora_B")
-        if b is None:
+        if f"{layer}.lora_B" not in raw:
             raise PeelError(f"{path}: {layer} has lora_A but no lora_B")
-        b = b.float()
+        try:
+            a, b = (torch.from_numpy(quant.values(raw, f"{layer}.lora_{x}")).float() for x in "AB")
+        except ValueError as exc:
+            raise PeelError(f"{path}: {exc}") from None
         if a.shape[0] != config.rank or b.shape[1] != config.rank:
             raise PeelError(f"{path}: {layer} has rank {a.shape[0]}/{b.shape[1]}, metadata says {config.rank}")
         for t in (a, b):

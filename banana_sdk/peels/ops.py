@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from banana_sdk.checkpoint import load_checkpoint, save_checkpoint, weights_hash
-from banana_sdk.peels.config import PeelError, check_weight
+from banana_sdk.peels.config import PeelError, Storage, check_weight
 from banana_sdk.peels.device import export_runtime, layout_from_manifest
 from banana_sdk.peels.io import check_base, load_peel
 from banana_sdk.peels.lora import Peel, PeelStack, merge
@@ -48,7 +48,7 @@ def attach_to_pipeline(pipe, model_dir: Path, peels: list[tuple[Path, float]]) -
     return stack
 
 
-def export_for_bundle(peel_path: Path, bundle: Path, out: Path) -> Path:
+def export_for_bundle(peel_path: Path, bundle: Path, out: Path, storage: Storage = Storage.FLOAT16) -> Path:
     """Runtime peel file for `bundle` (checks the peel's base, rank and layers against the bundle)."""
     from converters.bundle import load_manifest
 
@@ -61,4 +61,4 @@ def export_for_bundle(peel_path: Path, bundle: Path, out: Path) -> Path:
     check_base(peel, manifest["model"].get("weights_sha256") or "", f"bundle {bundle}")
     slots, buckets = layout_from_manifest(manifest)
     bucket_for(peel.config.rank, buckets)
-    return export_runtime(peel, slots, out, sparse=True)
+    return export_runtime(peel, slots, out, sparse=True, storage=storage)

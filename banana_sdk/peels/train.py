@@ -59,7 +59,7 @@ from banana_sdk.data.world import BACKGROUND, DataError, Style, parse_styles
 from banana_sdk.fileio import atomic_open
 from banana_sdk.models.model import BananaModel
 from banana_sdk.models.vae import VAE
-from banana_sdk.peels.config import PeelConfig, PeelError, check_config
+from banana_sdk.peels.config import PeelConfig, PeelError, check_config, parse_choice
 from banana_sdk.peels.io import check_base, load_peel, save_peel
 from banana_sdk.peels.lora import Peel, PeelStack
 from banana_sdk.tokenizer import Tokenizer
@@ -113,7 +113,7 @@ class PeelTrainConfig:
     object_weight: float = 10.0  # PIXEL: loss weight of pixels on and next to objects (background: 1)
     pixel_loss: PixelLoss = PixelLoss.L2  # PIXEL: the per-pixel penalty (see PixelLoss)
     cache: Path | None = Path("out/cache")  # where encoded latents are cached (None = no cache)
-    init_peel: Path | None = None  # start from this peel file (same base, rank, alpha, targets), e.g. to fine-tune
+    init_peel: Path | None = None  # start from this peel file (same base, targets; rank <= rank), e.g. to fine-tune
     stack_with: tuple[Path, ...] = ()  # trained peels (same base) this one must also work stacked with: PIXEL
     # ^ only; each is attached (frozen) on a random half of the steps and its styles join the target's
 
@@ -139,16 +139,8 @@ class PeelTrainConfig:
             raise PeelError(f"--grid must be >= 1, got {self.grid}")
         if not 0 < self.alpha <= 1e3:
             raise PeelError(f"--alpha must be in (0, 1000], got {self.alpha}")
-        try:
-            target = StyleTarget(self.target)
-        except ValueError:
-            raise PeelError(f"unknown style target {self.target!r}; choose from {[t.value for t in StyleTarget]}") \
-                from None
-        try:
-            pixel_loss = PixelLoss(self.pixel_loss)
-        except ValueError:
-            raise PeelError(f"unknown pixel loss {self.pixel_loss!r}; choose from {[x.value for x in PixelLoss]}") \
-                from None
+        target = parse_choice(StyleTarget, self.target, "style target")
+        pixel_loss = parse_choice(PixelLoss, self.pixel_loss, "pixel loss")
         if self.stack_with and target is not StyleTarget.PIXEL:
             raise PeelError("--stack-with needs the pixel target (--target pixel)")
         return dataclasses.replace(self, styles=styles, target=target, pixel_loss=pixel_loss,
@@ -411,15 +403,26 @@ def build_peel_stage(cfg: PeelTrainConfig, info: DistInfo, seed: int) -> Stage:
 
 
 def _initial_peel(cfg: PeelTrainConfig, fresh: Peel, base_hash: str) -> Peel:
-    """The --init-peel file as the starting point: same base, and the rank, alpha and targets of `cfg`."""
+    """The --init-peel file as the starting point: same base and targets, rank <= this run's.
+
+    A lower-rank start is widened without changing its update: A gains the fresh peel's random rows, B zero
+    columns, and B is rescaled by start scale / this scale (alpha / r may differ), so training continues from
+    the same function with more capacity."""
     start = load_peel(cfg.init_peel)
     check_base(start, base_hash, str(cfg.base))
-    if start.config != fresh.config or set(start.tensors) != set(fresh.tensors):
-        raise PeelError(f"--init-peel {cfg.init_peel} has rank {start.config.rank}, alpha {start.config.alpha}, "
-                        f"targets {list(start.config.targets)}; this run asks for rank {fresh.config.rank}, alpha "
-                        f"{fresh.config.alpha}, targets {list(fresh.config.targets)}")
-    return dataclasses.replace(fresh, tensors={k: (a.clone().requires_grad_(), b.clone().requires_grad_())
-                                               for k, (a, b) in start.tensors.items()})
+    if start.config.targets != fresh.config.targets or set(start.tensors) != set(fresh.tensors) \
+            or start.config.rank > fresh.config.rank:
+        raise PeelError(f"--init-peel {cfg.init_peel} has rank {start.config.rank}, targets "
+                        f"{list(start.config.targets)}; this run asks for rank {fresh.config.rank} (or more), targets "
+                        f"{list(fresh.config.targets)}")
+    ratio = start.config.scale / fresh.config.scale
+    tensors = {}
+    for layer, (a, b) in start.tensors.items():
+        fresh_a, fresh_b = fresh.tensors[layer]
+        a = torch.cat([a, fresh_a.detach()[a.shape[0]:]])
+        b = torch.cat([b * ratio, fresh_b.detach()[:, b.shape[1]:]], dim=1)
+        tensors[layer] = (a.clone().requires_grad_(), b.clone().requires_grad_())
+    return dataclasses.replace(fresh, tensors=tensors)
 
 
 def _companion(path: Path, cfg: PeelTrainConfig, base_hash: str) -> tuple[Peel, tuple[Style, ...]]:

@@ -139,6 +139,13 @@ def _corrupt_cases(tmp: Path) -> list[dict[str, Any]]:
         ("no_metadata", canonical_safetensors(save({"lora_a": a, "lora_b": b})), "is not a runtime peel"),
         ("not_finite", canonical_safetensors(save({"lora_a": a, "lora_b": nan_b}, metadata=meta)),
          "peel weights are not finite"),
+        ("int8_without_scales", canonical_safetensors(save({"lora_a": a.astype(np.int8), "lora_b": b},
+                                                           metadata={**meta, "schema_version": "2"})),
+         "int8 tensor lora_a has no lora_a.scale"),
+        ("int8_scales_short", canonical_safetensors(save({"lora_a": a.astype(np.int8), "lora_b": b,
+                                                          "lora_a.scale": np.ones(0, np.float16)},
+                                                         metadata={**meta, "schema_version": "2"})),
+         "int8 tensor of 5 values needs 1"),
     ]
     out = []
     for name, data, contains in cases:
@@ -255,6 +262,9 @@ def peel_vectors() -> dict[str, Any]:
             "half.safetensors": _half_peel(slots),
             "foreign.safetensors": _export(foreign, slots, tmp),
             "wrong_layout.safetensors": _export(wrong, extra, tmp),
+            "int8.safetensors": canonical_safetensors(  # int8 codes + float16 block scales, widened on read
+                export_runtime(_peel(model, "int8", rank=2, alpha=4.0, seed=15), slots, tmp / "int8.raw",
+                               storage=Storage.INT8).read_bytes()),
         }
         read = []
         for name in files:
@@ -269,6 +279,7 @@ def peel_vectors() -> dict[str, Any]:
                                 ("style.safetensors", -0.5)], slots, tmp, False),
             _stack_case(files, [("style.safetensors", 1.0)] * 3 + [("outline.safetensors", 0.75)], slots, tmp,
                         False),
+            _stack_case(files, [("int8.safetensors", 0.7), ("style.safetensors", 0.5)], slots, tmp, False),
         ]
         refusals = []
         for picks, buckets in (([("style.safetensors", 1.0)] * 5, RANK_BUCKETS),

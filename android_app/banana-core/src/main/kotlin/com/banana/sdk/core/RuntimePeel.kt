@@ -25,14 +25,16 @@ class RuntimePeel(
 )
 
 /**
- * Reads runtime peel files: safetensors holding flat `lora_a` and `lora_b` (F32, or F16 widened exactly) and
+ * Reads runtime peel files: safetensors holding flat `lora_a` and `lora_b` (F32, F16 widened exactly, or I8 codes
+ * with F16 `lora_a.scale` / `lora_b.scale`, one per [INT8_BLOCK] values: value k = code[k] * scale[k / 64]) and
  * string metadata `format=banana-runtime-peel`, `rank`, `name`, `base_hash`, `base_model` and optionally `slots`
  * (a JSON list of layer names) (as `banana_sdk.peels.device.load_runtime`, whose messages these mirror). Which
  * layout slots the names are is checked against a bundle's layout when the peel is stacked ([PeelStacker]).
  */
 object RuntimePeelReader {
     const val FORMAT = "banana-runtime-peel"
-    const val SCHEMA_VERSION = 1
+    const val SCHEMA_VERSION = 2 // 2: int8 A/B with float16 scales per block of INT8_BLOCK values (1: float only)
+    const val INT8_BLOCK = 64 // values per scale in an int8 file (banana_sdk/peels/quant.py BLOCK)
     const val SUFFIX = ".safetensors"
 
     /** Reads the runtime peel at [file]; [PeelException] says what is wrong. */
@@ -112,7 +114,18 @@ object RuntimePeelReader {
     ): FloatArray {
         val t = file.tensors[key] ?: throw PeelException("$what is not a readable runtime peel (it holds no tensor $key)")
         if (t.shape.size != 1) throw PeelException("$what: $key must be a flat (1-D) tensor, got shape ${t.shape}")
-        return t.data
+        if (t.dtype != SafetensorsDType.I8) return t.data
+        val scales =
+            file.tensors["$key.scale"]
+                ?: throw PeelException("$what is not a readable runtime peel (int8 tensor $key has no $key.scale)")
+        val blocks = (t.data.size + INT8_BLOCK - 1) / INT8_BLOCK
+        if (scales.dtype != SafetensorsDType.F16 || scales.shape != listOf(blocks)) {
+            throw PeelException(
+                "$what is not a readable runtime peel (int8 tensor of ${t.data.size} values needs $blocks F16 scales " +
+                    "(one per $INT8_BLOCK), got ${scales.dtype} ${scales.shape})",
+            )
+        }
+        return FloatArray(t.data.size) { k -> t.data[k] * scales.data[k / INT8_BLOCK] }
     }
 
     /**

@@ -10,13 +10,14 @@ import java.nio.ByteOrder
 import java.nio.charset.CharacterCodingException
 import java.nio.charset.CodingErrorAction
 
-/** Element types [Safetensors] decodes; both widen to float32 exactly. */
+/** Element types [Safetensors] decodes; each widens to float32 exactly (I8: int8 codes of an int8 peel). */
 enum class SafetensorsDType(
     val id: String, // the header's "dtype"
     val bytes: Int, // bytes per element, little-endian
 ) {
     F32("F32", 4),
     F16("F16", 2),
+    I8("I8", 1),
 }
 
 /** One tensor of a safetensors file: its stored type, its shape and its values widened to float32, row-major. */
@@ -42,7 +43,7 @@ class SafetensorsException(
  * little-endian header length N, N bytes of UTF-8 JSON (padded with spaces)
  * `{"__metadata__": {str: str}, "<name>": {"dtype": "F32", "shape": [..], "data_offsets": [begin, end]}, ...}`,
  * then the byte buffer. Offsets are relative to the buffer, and the tensors must cover it exactly (no gap, no
- * overlap), as the reference implementation requires. Only little-endian F32 and F16 are decoded.
+ * overlap), as the reference implementation requires. Only little-endian F32, F16 and I8 are decoded.
  */
 object Safetensors {
     /** Largest header accepted (the reference implementation's limit). */
@@ -160,6 +161,7 @@ object Safetensors {
             when (e.dtype) {
                 SafetensorsDType.F32 -> FloatArray(count).also { buffer.asFloatBuffer().get(it) }
                 SafetensorsDType.F16 -> FloatArray(count) { halfToFloat(buffer.short.toInt() and 0xFFFF) }
+                SafetensorsDType.I8 -> FloatArray(count) { buffer.get().toFloat() }
             }
         return SafetensorsTensor(e.dtype, e.shape, data)
     }

@@ -18,7 +18,7 @@ class PeelGoldenTest {
     @Test
     fun peelFilesReadAsPythonReadsThem() {
         val cases = golden["read"].arr().map { it.obj() }
-        assertEquals(5, cases.size)
+        assertEquals(6, cases.size)
         for (c in cases) {
             val name = c["file"].str()
             val peel = PeelFixtures.peel(name)
@@ -32,6 +32,10 @@ class PeelGoldenTest {
         }
         // the F16 file widens exactly, subnormals and signed zero included
         assertEquals("float16", cases.first { it["file"].str() == "half.safetensors" }["lora_a_dtype"].str())
+        // the int8 file (I8 codes, F16 block scales) widens to Python's float32 values bit for bit
+        val int8 = Safetensors.parse(golden["files"].obj()["int8.safetensors"].base64())
+        assertEquals(SafetensorsDType.I8, int8.tensors.getValue("lora_a").dtype)
+        assertEquals(SafetensorsDType.F16, int8.tensors.getValue("lora_b.scale").dtype)
     }
 
     @Test
@@ -47,7 +51,7 @@ class PeelGoldenTest {
     @Test
     fun weightedPeelsStackBitForBitLikePython() {
         val cases = golden["stack"].arr().map { it.obj() }
-        assertEquals(5, cases.size)
+        assertEquals(6, cases.size)
         assertStacksLikePython(cases)
     }
 

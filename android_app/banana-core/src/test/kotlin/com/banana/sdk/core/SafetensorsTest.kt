@@ -48,7 +48,7 @@ class SafetensorsTest {
         val two = floatArrayOf(1f, 2f).littleEndianBytes()
         val cases =
             listOf(
-                file("{\"a\":{\"dtype\":\"BF16\",\"shape\":[4],\"data_offsets\":[0,8]}}", two) to "dtype BF16; only [F32, F16]",
+                file("{\"a\":{\"dtype\":\"BF16\",\"shape\":[4],\"data_offsets\":[0,8]}}", two) to "dtype BF16; only [F32, F16, I8]",
                 file("{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},\"__metadata__\":{\"k\":1}}", two) to
                     "__metadata__.k must be a string",
                 file("{\"a\":{\"dtype\":\"F32\",\"shape\":[-2],\"data_offsets\":[0,8]}}", two) to "negative dimension",
