@@ -262,6 +262,79 @@ def test_companion_is_attached_on_half_the_steps_and_its_style_joins_the_target(
     assert seen == {True, False}
 
 
+def test_joint_training_trains_every_peel_on_random_subsets(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    result, pastel = _train(tiny_checkpoint, tmp_path, "pastel", "pastel")
+    assert result.code == 0, result.err
+    before = pastel.read_bytes()
+    result, outlined = _train(tiny_checkpoint, tmp_path, "outlined", "outlined", "--stack-with", pastel, "--joint",
+                              "--steps", "6")
+    assert result.code == 0, result.err
+    companion = tmp_path / "outlined.pastel.safetensors"
+    assert f"wrote peel {companion}" in result.out
+    assert pastel.read_bytes() == before  # the input peel is never rewritten; its trained copy is written beside
+    old, new = load_peel(pastel), load_peel(companion)
+    assert new.name == "pastel" and new.config == old.config and new.base_hash == old.base_hash
+    assert any(not np.array_equal(x.numpy(), y.numpy())
+               for (_, x), (_, y) in zip(old.tensors.values(), new.tensors.values(), strict=True))
+    assert json.loads(_training_record(companion))["stack_with"] == ["outlined"]
+    log = [json.loads(line) for line in (tmp_path / "outlined" / "log.jsonl").read_text().splitlines()]
+    assert all(r["own"] + r["stacked"] >= 1 for r in log if "own" in r)  # never the bare base
+    # a run whose companion copy would replace a file the user has refuses without --force
+    kept = tmp_path / "fresh.pastel.safetensors"
+    kept.write_bytes(b"mine")
+    taken = run_cli("peel", "train", "--model", tiny_checkpoint, "--style", "outlined", "--out",
+                    tmp_path / "fresh.safetensors", "--stack-with", pastel, "--joint", "--steps", "1")
+    assert_one_line_error(taken, f"{kept} already exists; pass --force")
+    assert kept.read_bytes() == b"mine" and not (tmp_path / "fresh.safetensors").exists()
+    solo = run_cli("peel", "train", "--model", tiny_checkpoint, "--style", "outlined", "--out",
+                   tmp_path / "solo.safetensors", "--joint", "--steps", "1", "--scenes", "8")
+    assert_one_line_error(solo, "--joint trains this peel together with --stack-with peels")
+
+
+def test_joint_subsets_are_uniform_and_the_target_draws_their_styles(tiny_checkpoint: Path) -> None:
+    import torch
+
+    from banana_sdk.checkpoint import load_checkpoint
+    from banana_sdk.peels.config import PeelConfig
+    from banana_sdk.peels.lora import Peel
+    from banana_sdk.peels.train import StyleShiftObjective
+
+    model, _ = load_checkpoint(tiny_checkpoint)
+    model.requires_grad_(False).eval()
+    config = PeelConfig(rank=2, alpha=2.0, targets=("attn.o", "mlp.fc2"))
+    own, other = Peel.init("own", model, config, "h", seed=0), Peel.init("other", model, config, "h", seed=1)
+    objective = StyleShiftObjective(model, own, None, (Style.OUTLINED,), grid=4, object_weight=10.0,
+                                    company=((other, (Style.PASTEL,)),), joint=True)
+    assert len(objective.ab) == 2 * 2 * 2 * 2  # A and B of 2 layers x 2 blocks, both peels: all trained
+    c, n, size = model.config.vae.latent_channels, 2, model.config.image_size // model.config.downsample
+    gen = torch.Generator().manual_seed(0)
+    batch = {"latents": torch.randn(n, c, size, size, generator=gen),
+             "tokens": torch.randint(1, 20, (n, model.config.tokenizer.context_length), generator=gen),
+             "segments": torch.zeros(n, model.config.tokenizer.context_length, dtype=torch.long)}
+    seen = set()
+    for seed in range(10):
+        loss, metrics = objective(batch, torch.Generator().manual_seed(seed))
+        assert objective.stack.attached == {"own": 1.0}  # back to this peel alone after every step
+        g = torch.Generator().manual_seed(seed)
+        pick = int(torch.randint(1, 4, (1,), generator=g)[0])
+        seen.add(pick)
+        assert (metrics["own"].item(), metrics["stacked"].item()) == (float(pick & 1), float(pick >> 1))
+        objective.stack.detach_all()
+        styles = ()
+        if pick & 1:
+            objective.stack.attach(own)
+            styles += (Style.OUTLINED,)
+        if pick & 2:
+            objective.stack.attach(objective.company[0][0])
+            styles += (Style.PASTEL,)
+        with torch.no_grad():
+            expected, _ = objective._pixel_step(batch, g, styles)
+        objective.stack.detach_all()
+        objective.stack.attach(own)
+        torch.testing.assert_close(loss.detach(), expected, rtol=1e-5, atol=1e-7)
+    assert seen == {1, 2, 3}
+
+
 def test_init_peel_of_lower_rank_is_widened_to_the_same_update(tiny_checkpoint: Path) -> None:
     """--init-peel rank 2 (alpha 2) into a rank-4 run (alpha 8): every layer's alpha / r * B A is unchanged,
     and the new rank directions get A rows of their own with zero B columns."""

@@ -53,6 +53,9 @@ def peel() -> None:
 @click.option("--stack-with", "stack_with", type=click.Path(path_type=Path), multiple=True,
               help="A trained peel this one must also work stacked with (repeatable): attached on a random half "
                    "of the steps, frozen, its styles added to the target.")
+@click.option("--joint", is_flag=True,
+              help="Train the --stack-with peels together with this one: each step a random non-empty subset of "
+                   "all of them is attached; each companion is written beside --out (OUT.<name>.safetensors).")
 @click.option("--steps", type=int, default=600, show_default=True, help="Optimizer steps.")
 @click.option("--batch", type=int, default=8, show_default=True,
               help="Scenes per step (the pixel target runs each twice: plain and the peel's own input).")
@@ -69,23 +72,26 @@ def peel() -> None:
 @click.option("--force", is_flag=True, help="Replace --out and a run already in --run-dir.")
 def train(model_dir: Path, styles: tuple[str, ...], out: Path, name: str | None, rank: int, alpha: float | None,
           targets: str | None, scenes: int, encoder_steps: int, style_target: str, pixel_loss: str, grid: int,
-          init_peel: Path | None, stack_with: tuple[Path, ...], steps: int, batch: int, lr: float,
+          init_peel: Path | None, stack_with: tuple[Path, ...], joint: bool, steps: int, batch: int, lr: float,
           warmup: int, seed: int, run_dir: Path | None, cache: Path, threads: int, resume: bool, force: bool) -> None:
     """Train a style peel on ShapeWorld for a trained base (minutes on a CPU, with a progress bar)."""
     import json
 
-    from banana_sdk.peels.train import TRAIN_TARGETS, PeelTrainConfig
+    from banana_sdk.peels.io import load_peel
+    from banana_sdk.peels.train import TRAIN_TARGETS, PeelTrainConfig, joint_file
     from banana_sdk.training.common import LoopConfig
     from banana_sdk.training.stages import train_stage
 
-    if out.exists() and not (force or resume):
-        raise PeelError(f"{out} already exists; pass --force to replace it")
+    written = [out, *(joint_file(out, load_peel(p).name) for p in stack_with)] if joint else [out]
+    for path in written:
+        if path.exists() and not (force or resume):
+            raise PeelError(f"{path} already exists; pass --force to replace it")
     cfg = PeelTrainConfig(
         base=model_dir, styles=styles, peel_file=out, peel_name=name, rank=rank,
         alpha=float(rank) if alpha is None else alpha,
         targets=tuple(t.strip() for t in targets.split(",") if t.strip()) if targets else TRAIN_TARGETS,
         scenes=scenes, encoder_steps=encoder_steps, target=style_target, cache=cache, init_peel=init_peel,
-        stack_with=stack_with, grid=grid, pixel_loss=pixel_loss,
+        stack_with=stack_with, joint=joint, grid=grid, pixel_loss=pixel_loss,
     ).validate()
     loop = LoopConfig(steps=steps, batch_size=batch, lr=lr, warmup=min(warmup, max(0, steps - 1)),
                       save_every=max(1, steps), log_every=max(1, min(25, steps)), seed=seed)
@@ -93,7 +99,8 @@ def train(model_dir: Path, styles: tuple[str, ...], out: Path, name: str | None,
                           force=force, **vars(cfg))
     if summary is not None:
         click.echo(json.dumps(summary))
-        click.echo(f"wrote peel {out} ({out.stat().st_size / 1024:.1f} KiB)")
+        for path in written:
+            click.echo(f"wrote peel {path} ({path.stat().st_size / 1024:.1f} KiB)")
 
 
 @peel.command()

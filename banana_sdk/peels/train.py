@@ -116,6 +116,8 @@ class PeelTrainConfig:
     init_peel: Path | None = None  # start from this peel file (same base, targets; rank <= rank), e.g. to fine-tune
     stack_with: tuple[Path, ...] = ()  # trained peels (same base) this one must also work stacked with: PIXEL
     # ^ only; each is attached (frozen) on a random half of the steps and its styles join the target's
+    joint: bool = False  # train the --stack-with peels too: each step a random non-empty subset of all of them
+    # ^ is attached (this one included or not) and the target draws their styles; each is written beside --out
 
     def validate(self) -> PeelTrainConfig:
         """Return self, or raise PeelError naming the bad argument (before anything is loaded or written)."""
@@ -143,6 +145,8 @@ class PeelTrainConfig:
         pixel_loss = parse_choice(PixelLoss, self.pixel_loss, "pixel loss")
         if self.stack_with and target is not StyleTarget.PIXEL:
             raise PeelError("--stack-with needs the pixel target (--target pixel)")
+        if self.joint and not self.stack_with:
+            raise PeelError("--joint trains this peel together with --stack-with peels; give at least one")
         return dataclasses.replace(self, styles=styles, target=target, pixel_loss=pixel_loss,
                                    stack_with=tuple(map(Path, self.stack_with)),
                                    peel_name=self.peel_name or "+".join(s.value for s in styles))
@@ -174,24 +178,33 @@ class StyleShiftObjective(nn.Module):
     def __init__(self, model: BananaModel, peel: Peel, tuned: VAE | None, styles: tuple[Style, ...], grid: int,
                  target: StyleTarget = StyleTarget.PIXEL, object_weight: float = 1.0,
                  company: tuple[tuple[Peel, tuple[Style, ...]], ...] = (),
-                 pixel_loss: PixelLoss = PixelLoss.L2) -> None:
+                 pixel_loss: PixelLoss = PixelLoss.L2, joint: bool = False) -> None:
         super().__init__()
         self.ab = nn.ParameterDict()
         device = next(model.parameters()).device  # the peel trains where the base computes
-        for i, (layer, (a, b)) in enumerate(peel.tensors.items()):
-            pa, pb = nn.Parameter(a.detach().to(device, copy=True)), nn.Parameter(b.detach().to(device, copy=True))
-            self.ab[f"a{i}"], self.ab[f"b{i}"] = pa, pb
-            peel.tensors[layer] = (pa, pb)  # the peel and this module share the tensors
+        self._train(peel, "", device)
         self.peel = peel
         self.refs = [model, tuned]  # frozen base and style encoder (LATENT only): not submodules (not saved)
         self.stack = PeelStack(model)
         self.stack.attach(peel)
         self.styles, self.grid, self.target, self.object_weight = styles, grid, target, object_weight
         self.pixel_loss = pixel_loss
-        # frozen peels this one learns to stack with: (peel on the model's device, the styles it draws)
+        # peels this one learns to stack with: (peel on the model's device, the styles it draws); frozen, or
+        # with `joint` trained too
         self.company = tuple((dataclasses.replace(p, tensors={k: (a.detach().to(device), b.detach().to(device))
                                                               for k, (a, b) in p.tensors.items()}), st)
                              for p, st in company)
+        self.joint = joint
+        if joint:
+            for j, (companion, _) in enumerate(self.company):
+                self._train(companion, f"c{j}", device)
+
+    def _train(self, peel: Peel, prefix: str, device: torch.device) -> None:
+        """Make `peel`'s A and B parameters of this module (shared: the peel sees every update)."""
+        for i, (layer, (a, b)) in enumerate(peel.tensors.items()):
+            pa, pb = nn.Parameter(a.detach().to(device, copy=True)), nn.Parameter(b.detach().to(device, copy=True))
+            self.ab[f"{prefix}a{i}"], self.ab[f"{prefix}b{i}"] = pa, pb
+            peel.tensors[layer] = (pa, pb)
 
     def forward(self, batch: dict[str, torch.Tensor], generator: torch.Generator):  # noqa: ANN201
         if self.target is StyleTarget.PIXEL:
@@ -225,20 +238,31 @@ class StyleShiftObjective(nn.Module):
     def _pixel(self, batch: dict[str, torch.Tensor], generator: torch.Generator):  # noqa: ANN202
         """StyleTarget.PIXEL, on-policy: the peel is trained from the inputs its own sampling meets. With
         company, each companion peel is attached on a random half of the steps (drawn first) and the target
-        draws its styles too: the peel learns to act alone and stacked."""
+        draws its styles too: the peel learns to act alone and stacked. `joint`: a uniform non-empty subset of
+        this peel and the companions is attached each step, all of them trained."""
         if not self.company:
             return self._pixel_step(batch, generator, self.styles)
-        drawn = torch.rand(len(self.company), generator=generator, device=generator.device) < 0.5
-        present = [(peel, styles) for (peel, styles), on in zip(self.company, drawn.tolist(), strict=True) if on]
+        own = True
+        if self.joint:  # a uniform non-empty subset of {this peel} + company (bit 0: this peel)
+            pick = int(torch.randint(1, 2 ** (1 + len(self.company)), (1,), generator=generator,
+                                     device=generator.device)[0])
+            own, drawn = bool(pick & 1), [bool(pick >> (1 + j) & 1) for j in range(len(self.company))]
+        else:
+            drawn = (torch.rand(len(self.company), generator=generator, device=generator.device) < 0.5).tolist()
+        present = [(peel, styles) for (peel, styles), on in zip(self.company, drawn, strict=True) if on]
+        if not own:
+            self.stack.detach(self.peel.name)
         for peel, _ in present:
             self.stack.attach(peel)
         try:
-            styles = self.styles + tuple(s for _, st in present for s in st)
+            styles = (self.styles if own else ()) + tuple(s for _, st in present for s in st)
             loss, metrics = self._pixel_step(batch, generator, styles)
         finally:
             for peel, _ in present:
                 self.stack.detach(peel.name)
-        return loss, {**metrics, "stacked": torch.tensor(float(len(present)))}
+            if not own:
+                self.stack.attach(self.peel)
+        return loss, {**metrics, "stacked": torch.tensor(float(len(present))), "own": torch.tensor(float(own))}
 
     def _pixel_step(self, batch: dict[str, torch.Tensor], generator: torch.Generator,  # noqa: ANN202
                     styles: tuple[Style, ...]):
@@ -382,7 +406,7 @@ def build_peel_stage(cfg: PeelTrainConfig, info: DistInfo, seed: int) -> Stage:
         data = StyledPairs(plain, LatentSet.cached(cfg.cache, tuned, styled, tokenizer, cfg.scenes, info),
                            object_mask([world, styled], cfg.scenes, info, config.downsample))
     objective = StyleShiftObjective(model, peel, tuned, cfg.styles, cfg.grid, cfg.target, cfg.object_weight,
-                                    company, cfg.pixel_loss)
+                                    company, cfg.pixel_loss, cfg.joint)
     arguments = {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(cfg).items()}
     arguments["styles"] = [s.value for s in cfg.styles]
     arguments["target"] = cfg.target.value
@@ -390,9 +414,13 @@ def build_peel_stage(cfg: PeelTrainConfig, info: DistInfo, seed: int) -> Stage:
     arguments["stack_with"] = [p.name for p, _ in company]
 
     def export(run_dir: Path, facts: dict[str, Any]) -> None:
-        save_peel(objective.peel, cfg.peel_file, extra={"styles": arguments["styles"], "step": facts["step"],
-                                                  "elapsed_s": facts["elapsed_s"],
-                                                  "stack_with": arguments["stack_with"]})
+        record = {"step": facts["step"], "elapsed_s": facts["elapsed_s"], "joint": cfg.joint}
+        save_peel(objective.peel, cfg.peel_file, extra={**record, "styles": arguments["styles"],
+                                                        "stack_with": arguments["stack_with"]})
+        if cfg.joint:
+            for companion, styles in objective.company:
+                save_peel(companion, joint_file(cfg.peel_file, companion.name),
+                          extra={**record, "styles": [s.value for s in styles], "stack_with": [objective.peel.name]})
 
     return Stage(
         name="peel", model=model, objective=objective, trained=objective.ab,
@@ -400,6 +428,11 @@ def build_peel_stage(cfg: PeelTrainConfig, info: DistInfo, seed: int) -> Stage:
         arguments=arguments, export=export,
     )
 
+
+
+def joint_file(peel_file: Path, companion: str) -> Path:
+    """Where a --joint run writes a companion's trained copy: beside --out, e.g. outlined.pastel.safetensors."""
+    return peel_file.with_name(f"{peel_file.stem}.{companion}.safetensors")
 
 
 def _initial_peel(cfg: PeelTrainConfig, fresh: Peel, base_hash: str) -> Peel:
