@@ -183,6 +183,8 @@ def test_pixel_target_is_on_policy_and_reaches_the_peel(tiny_checkpoint: Path) -
     (["--style", "pastel", "--targets", "attn.q,attn.x"], "unknown peel target"),
     (["--style", "pastel", "--scenes", "0"], "--scenes"),
     (["--style", "pastel", "--grid", "0"], "--grid must be >= 1"),
+    (["--style", "pastel", "--grid", "4", "--max-t", "0.2"], "--max-t must be in [1 / grid, 1] = [0.25, 1]"),
+    (["--style", "pastel", "--max-t", "1.5"], "--max-t must be in"),
     (["--style", "pastel", "--pixel-loss", "l3"], "'l3' is not one of 'l2', 'l1'"),
 ])
 def test_peel_train_bad_input_writes_nothing(tiny_checkpoint: Path, tmp_path: Path, args: list[str],
@@ -260,6 +262,25 @@ def test_companion_is_attached_on_half_the_steps_and_its_style_joins_the_target(
         objective.stack.attach(own)
         torch.testing.assert_close(loss.detach(), expected, rtol=1e-5, atol=1e-7)
     assert seen == {True, False}
+
+
+def test_max_t_draws_only_the_late_grid_times(tiny_checkpoint: Path) -> None:
+    import torch
+
+    from banana_sdk.checkpoint import load_checkpoint
+    from banana_sdk.peels.config import PeelConfig
+    from banana_sdk.peels.lora import Peel
+    from banana_sdk.peels.train import StyleShiftObjective
+
+    model, _ = load_checkpoint(tiny_checkpoint)
+    peel = Peel.init("p", model, PeelConfig(rank=2, alpha=2.0, targets=("attn.o",)), "h", seed=0)
+    x0 = torch.zeros(4096, 1, 1, 1)
+    for max_t, expected in ((0.5, {0.25, 0.5}), (0.25, {0.25}), (1.0, {0.25, 0.5, 0.75, 1.0})):
+        objective = StyleShiftObjective(model, peel, None, (Style.OUTLINED,), grid=4, object_weight=10.0,
+                                        max_t=max_t)
+        t, _, _ = objective._time_and_noise(x0, torch.Generator().manual_seed(0))
+        assert set(t.tolist()) == expected
+        objective.stack.detach_all()
 
 
 def test_joint_training_trains_every_peel_on_random_subsets(tiny_checkpoint: Path, tmp_path: Path) -> None:

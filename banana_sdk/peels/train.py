@@ -109,6 +109,7 @@ class PeelTrainConfig:
     encoder_steps: int = 1000  # fine-tuning steps of the style encoder (see the module docstring)
     encoder_batch: int = 32  # styled crops per style-encoder step
     grid: int = 48  # M: training times t = j / M (the LCD stage's grid)
+    max_t: float = 1.0  # only times t <= max_t (>= the grid's first, 1 / M): the late, content-settled steps
     target: StyleTarget = StyleTarget.PIXEL  # where the styled target is compared (see StyleTarget)
     object_weight: float = 10.0  # PIXEL: loss weight of pixels on and next to objects (background: 1)
     pixel_loss: PixelLoss = PixelLoss.L2  # PIXEL: the per-pixel penalty (see PixelLoss)
@@ -139,6 +140,8 @@ class PeelTrainConfig:
             raise PeelError(f"object weight must be in [1, 1000], got {self.object_weight}")
         if self.grid < 1:
             raise PeelError(f"--grid must be >= 1, got {self.grid}")
+        if not 1.0 / self.grid <= self.max_t <= 1.0:
+            raise PeelError(f"--max-t must be in [1 / grid, 1] = [{1.0 / self.grid:g}, 1], got {self.max_t}")
         if not 0 < self.alpha <= 1e3:
             raise PeelError(f"--alpha must be in (0, 1000], got {self.alpha}")
         target = parse_choice(StyleTarget, self.target, "style target")
@@ -178,7 +181,7 @@ class StyleShiftObjective(nn.Module):
     def __init__(self, model: BananaModel, peel: Peel, tuned: VAE | None, styles: tuple[Style, ...], grid: int,
                  target: StyleTarget = StyleTarget.PIXEL, object_weight: float = 1.0,
                  company: tuple[tuple[Peel, tuple[Style, ...]], ...] = (),
-                 pixel_loss: PixelLoss = PixelLoss.L2, joint: bool = False) -> None:
+                 pixel_loss: PixelLoss = PixelLoss.L2, joint: bool = False, max_t: float = 1.0) -> None:
         super().__init__()
         self.ab = nn.ParameterDict()
         device = next(model.parameters()).device  # the peel trains where the base computes
@@ -188,6 +191,7 @@ class StyleShiftObjective(nn.Module):
         self.stack = PeelStack(model)
         self.stack.attach(peel)
         self.styles, self.grid, self.target, self.object_weight = styles, grid, target, object_weight
+        self.top = max(1, int(max_t * grid + 1e-6))  # largest j drawn: t = j / grid <= max_t
         self.pixel_loss = pixel_loss
         # peels this one learns to stack with: (peel on the model's device, the styles it draws); frozen, or
         # with `joint` trained too
@@ -230,9 +234,9 @@ class StyleShiftObjective(nn.Module):
 
     def _time_and_noise(self, x0: torch.Tensor, generator: torch.Generator
                         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(t (B,) on the grid j / M, j in [1, M]; t as (B, 1, 1, 1); noise like x0), drawn in that order."""
+        """(t (B,) on the grid j / M, j in [1, M * max_t]; t as (B, 1, 1, 1); noise like x0), drawn in that order."""
         b, device = x0.shape[0], x0.device
-        t = torch.randint(1, self.grid + 1, (b,), generator=generator, device=device).float() / self.grid
+        t = torch.randint(1, self.top + 1, (b,), generator=generator, device=device).float() / self.grid
         return t, t[:, None, None, None], torch.randn(x0.shape, generator=generator, device=device)
 
     def _pixel(self, batch: dict[str, torch.Tensor], generator: torch.Generator):  # noqa: ANN202
@@ -406,7 +410,7 @@ def build_peel_stage(cfg: PeelTrainConfig, info: DistInfo, seed: int) -> Stage:
         data = StyledPairs(plain, LatentSet.cached(cfg.cache, tuned, styled, tokenizer, cfg.scenes, info),
                            object_mask([world, styled], cfg.scenes, info, config.downsample))
     objective = StyleShiftObjective(model, peel, tuned, cfg.styles, cfg.grid, cfg.target, cfg.object_weight,
-                                    company, cfg.pixel_loss, cfg.joint)
+                                    company, cfg.pixel_loss, cfg.joint, cfg.max_t)
     arguments = {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(cfg).items()}
     arguments["styles"] = [s.value for s in cfg.styles]
     arguments["target"] = cfg.target.value
