@@ -185,6 +185,7 @@ def test_pixel_target_is_on_policy_and_reaches_the_peel(tiny_checkpoint: Path) -
     (["--style", "pastel", "--grid", "0"], "--grid must be >= 1"),
     (["--style", "pastel", "--grid", "4", "--max-t", "0.2"], "--max-t must be in [1 / grid, 1] = [0.25, 1]"),
     (["--style", "pastel", "--max-t", "1.5"], "--max-t must be in"),
+    (["--style", "outlined", "--stroke-weight", "0.5"], "--stroke-weight must be in [1, 1000]"),
     (["--style", "pastel", "--pixel-loss", "l3"], "'l3' is not one of 'l2', 'l1'"),
 ])
 def test_peel_train_bad_input_writes_nothing(tiny_checkpoint: Path, tmp_path: Path, args: list[str],
@@ -281,6 +282,32 @@ def test_max_t_draws_only_the_late_grid_times(tiny_checkpoint: Path) -> None:
         t, _, _ = objective._time_and_noise(x0, torch.Generator().manual_seed(0))
         assert set(t.tolist()) == expected
         objective.stack.detach_all()
+
+
+def test_stroke_weight_multiplies_the_weight_where_the_target_draws(tiny_checkpoint: Path) -> None:
+    import torch
+
+    from banana_sdk.checkpoint import load_checkpoint
+    from banana_sdk.data.world import BACKGROUND
+    from banana_sdk.peels.config import PeelConfig
+    from banana_sdk.peels.lora import Peel
+    from banana_sdk.peels.train import DRAWN, StyleShiftObjective
+
+    model, _ = load_checkpoint(tiny_checkpoint)
+    peel = Peel.init("p", model, PeelConfig(rank=2, alpha=2.0, targets=("attn.o",)), "h", seed=0)
+    c, size = model.config.vae.latent_channels, model.config.image_size // model.config.downsample
+    latents = torch.randn(3, c, size, size, generator=torch.Generator().manual_seed(0))
+    weights = {}
+    for sw in (1.0, 4.0):
+        objective = StyleShiftObjective(model, peel, None, (Style.OUTLINED,), grid=4, object_weight=10.0,
+                                        stroke_weight=sw)
+        target, weights[sw] = objective.styled_pixels(latents)
+        objective.stack.detach_all()
+    pixels = (target + 1) * 127.5
+    stroke = (pixels - torch.tensor(BACKGROUND, dtype=torch.float32)[:, None, None]).abs().amax(1, keepdim=True) > DRAWN
+    assert stroke.any() and (~stroke).any()
+    torch.testing.assert_close(weights[4.0][stroke], 4 * weights[1.0][stroke])
+    torch.testing.assert_close(weights[4.0][~stroke], weights[1.0][~stroke])
 
 
 def test_joint_training_trains_every_peel_on_random_subsets(tiny_checkpoint: Path, tmp_path: Path) -> None:

@@ -112,6 +112,8 @@ class PeelTrainConfig:
     max_t: float = 1.0  # only times t <= max_t (>= the grid's first, 1 / M): the late, content-settled steps
     target: StyleTarget = StyleTarget.PIXEL  # where the styled target is compared (see StyleTarget)
     object_weight: float = 10.0  # PIXEL: loss weight of pixels on and next to objects (background: 1)
+    stroke_weight: float = 1.0  # PIXEL: times more weight on the pixels the styled target draws (outlined: the
+    # ^ band), whose colour the L2 optimum otherwise blends with the background
     pixel_loss: PixelLoss = PixelLoss.L2  # PIXEL: the per-pixel penalty (see PixelLoss)
     cache: Path | None = Path("out/cache")  # where encoded latents are cached (None = no cache)
     init_peel: Path | None = None  # start from this peel file (same base, targets; rank <= rank), e.g. to fine-tune
@@ -138,6 +140,8 @@ class PeelTrainConfig:
                             f"{self.encoder_batch}")
         if not 1.0 <= self.object_weight <= 1e3:
             raise PeelError(f"object weight must be in [1, 1000], got {self.object_weight}")
+        if not 1.0 <= self.stroke_weight <= 1e3:
+            raise PeelError(f"--stroke-weight must be in [1, 1000], got {self.stroke_weight}")
         if self.grid < 1:
             raise PeelError(f"--grid must be >= 1, got {self.grid}")
         if not 1.0 / self.grid <= self.max_t <= 1.0:
@@ -181,7 +185,8 @@ class StyleShiftObjective(nn.Module):
     def __init__(self, model: BananaModel, peel: Peel, tuned: VAE | None, styles: tuple[Style, ...], grid: int,
                  target: StyleTarget = StyleTarget.PIXEL, object_weight: float = 1.0,
                  company: tuple[tuple[Peel, tuple[Style, ...]], ...] = (),
-                 pixel_loss: PixelLoss = PixelLoss.L2, joint: bool = False, max_t: float = 1.0) -> None:
+                 pixel_loss: PixelLoss = PixelLoss.L2, joint: bool = False, max_t: float = 1.0,
+                 stroke_weight: float = 1.0) -> None:
         super().__init__()
         self.ab = nn.ParameterDict()
         device = next(model.parameters()).device  # the peel trains where the base computes
@@ -192,6 +197,7 @@ class StyleShiftObjective(nn.Module):
         self.stack.attach(peel)
         self.styles, self.grid, self.target, self.object_weight = styles, grid, target, object_weight
         self.top = max(1, int(max_t * grid + 1e-6))  # largest j drawn: t = j / grid <= max_t
+        self.stroke_weight = stroke_weight
         self.pixel_loss = pixel_loss
         # peels this one learns to stack with: (peel on the model's device, the styles it draws); frozen, or
         # with `joint` trained too
@@ -299,10 +305,15 @@ class StyleShiftObjective(nn.Module):
                       ) -> tuple[torch.Tensor, torch.Tensor]:
         """(stylize(D(z)) in [-1, 1] in `styles` (default: the peel's), the pixel target; (B, 1, H, W) loss
         weights: `object_weight` on and next to the objects D(z) draws, 1 on the background, which is most of
-        a ShapeWorld image)."""
+        a ShapeWorld image; times `stroke_weight` where the styled target itself draws)."""
         _, styled, drawn = self._decode_stylized(latents, styles)
         near = F.max_pool2d(drawn, 5, stride=1, padding=2)
-        return styled, 1 + (self.object_weight - 1) * near
+        weight = 1 + (self.object_weight - 1) * near
+        if self.stroke_weight != 1.0:
+            background = torch.tensor(BACKGROUND, dtype=styled.dtype, device=styled.device)[:, None, None] / 127.5 - 1
+            stroke = ((styled - background).abs().amax(1, keepdim=True) * 127.5 > DRAWN).float()
+            weight = weight * (1 + (self.stroke_weight - 1) * stroke)
+        return styled, weight
 
     @torch.no_grad()
     def style_offset(self, latents: torch.Tensor) -> torch.Tensor:
@@ -410,7 +421,7 @@ def build_peel_stage(cfg: PeelTrainConfig, info: DistInfo, seed: int) -> Stage:
         data = StyledPairs(plain, LatentSet.cached(cfg.cache, tuned, styled, tokenizer, cfg.scenes, info),
                            object_mask([world, styled], cfg.scenes, info, config.downsample))
     objective = StyleShiftObjective(model, peel, tuned, cfg.styles, cfg.grid, cfg.target, cfg.object_weight,
-                                    company, cfg.pixel_loss, cfg.joint, cfg.max_t)
+                                    company, cfg.pixel_loss, cfg.joint, cfg.max_t, cfg.stroke_weight)
     arguments = {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(cfg).items()}
     arguments["styles"] = [s.value for s in cfg.styles]
     arguments["target"] = cfg.target.value
