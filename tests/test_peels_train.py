@@ -339,6 +339,17 @@ def test_joint_training_trains_every_peel_on_random_subsets(tiny_checkpoint: Pat
     assert_one_line_error(solo, "--joint trains this peel together with --stack-with peels")
 
 
+def test_train_writes_int8_peels_on_request(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    from safetensors import safe_open
+
+    result, path = _train(tiny_checkpoint, tmp_path, "small", "outlined", "--storage", "int8")
+    assert result.code == 0, result.err
+    with safe_open(str(path), framework="numpy") as handle:
+        dtypes = {k: handle.get_tensor(k).dtype for k in handle.keys()}
+    assert {str(d) for k, d in dtypes.items() if not k.endswith(".scale")} == {"int8"}
+    assert load_peel(path).training["step"] == 2
+
+
 def test_joint_subsets_are_uniform_and_the_target_draws_their_styles(tiny_checkpoint: Path) -> None:
     import torch
 

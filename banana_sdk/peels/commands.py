@@ -53,6 +53,8 @@ def peel() -> None:
 @click.option("--stroke-weight", "stroke_weight", type=float, default=1.0, show_default=True,
               help="Times more loss weight on the pixels the styled target draws (outlined: the band), against the "
                    "pale blends of the background that the squared error settles on.")
+@click.option("--storage", type=click.Choice([s.value for s in Storage]), default=Storage.FLOAT16.value,
+              show_default=True, help="How the written peel stores A and B (int8: ~0.52 of float16's bytes).")
 @click.option("--init-peel", type=click.Path(path_type=Path), default=None,
               help="Start from this peel (same base and targets, rank <= --rank; a lower rank is widened "
                    "with zero columns, the same update): fine-tune it, e.g. with --stack-with.")
@@ -78,9 +80,9 @@ def peel() -> None:
 @click.option("--force", is_flag=True, help="Replace --out and a run already in --run-dir.")
 def train(model_dir: Path, styles: tuple[str, ...], out: Path, name: str | None, rank: int, alpha: float | None,
           targets: str | None, scenes: int, encoder_steps: int, style_target: str, pixel_loss: str, grid: int,
-          max_t: float, stroke_weight: float, init_peel: Path | None, stack_with: tuple[Path, ...], joint: bool,
-          steps: int, batch: int, lr: float, warmup: int, seed: int, run_dir: Path | None, cache: Path, threads: int,
-          resume: bool, force: bool) -> None:
+          max_t: float, stroke_weight: float, storage: str, init_peel: Path | None, stack_with: tuple[Path, ...],
+          joint: bool, steps: int, batch: int, lr: float, warmup: int, seed: int, run_dir: Path | None, cache: Path,
+          threads: int, resume: bool, force: bool) -> None:
     """Train a style peel on ShapeWorld for a trained base (minutes on a CPU, with a progress bar)."""
     import json
 
@@ -98,7 +100,8 @@ def train(model_dir: Path, styles: tuple[str, ...], out: Path, name: str | None,
         alpha=float(rank) if alpha is None else alpha,
         targets=tuple(t.strip() for t in targets.split(",") if t.strip()) if targets else TRAIN_TARGETS,
         scenes=scenes, encoder_steps=encoder_steps, target=style_target, cache=cache, init_peel=init_peel,
-        stack_with=stack_with, joint=joint, grid=grid, max_t=max_t, stroke_weight=stroke_weight, pixel_loss=pixel_loss,
+        stack_with=stack_with, joint=joint, grid=grid, max_t=max_t, stroke_weight=stroke_weight, storage=storage,
+        pixel_loss=pixel_loss,
     ).validate()
     loop = LoopConfig(steps=steps, batch_size=batch, lr=lr, warmup=min(warmup, max(0, steps - 1)),
                       save_every=max(1, steps), log_every=max(1, min(25, steps)), seed=seed)

@@ -59,7 +59,7 @@ from banana_sdk.data.world import BACKGROUND, DataError, Style, parse_styles
 from banana_sdk.fileio import atomic_open
 from banana_sdk.models.model import BananaModel
 from banana_sdk.models.vae import VAE
-from banana_sdk.peels.config import PeelConfig, PeelError, check_config, parse_choice
+from banana_sdk.peels.config import PeelConfig, PeelError, Storage, check_config, parse_choice
 from banana_sdk.peels.io import check_base, load_peel, save_peel
 from banana_sdk.peels.lora import Peel, PeelStack
 from banana_sdk.tokenizer import Tokenizer
@@ -119,6 +119,7 @@ class PeelTrainConfig:
     init_peel: Path | None = None  # start from this peel file (same base, targets; rank <= rank), e.g. to fine-tune
     stack_with: tuple[Path, ...] = ()  # trained peels (same base) this one must also work stacked with: PIXEL
     # ^ only; each is attached (frozen) on a random half of the steps and its styles join the target's
+    storage: Storage = Storage.FLOAT16  # how the written peel files store A and B (INT8: ~0.52 of the bytes)
     joint: bool = False  # train the --stack-with peels too: each step a random non-empty subset of all of them
     # ^ is attached (this one included or not) and the target draws their styles; each is written beside --out
 
@@ -148,13 +149,14 @@ class PeelTrainConfig:
             raise PeelError(f"--max-t must be in [1 / grid, 1] = [{1.0 / self.grid:g}, 1], got {self.max_t}")
         if not 0 < self.alpha <= 1e3:
             raise PeelError(f"--alpha must be in (0, 1000], got {self.alpha}")
+        storage = parse_choice(Storage, self.storage, "peel storage")
         target = parse_choice(StyleTarget, self.target, "style target")
         pixel_loss = parse_choice(PixelLoss, self.pixel_loss, "pixel loss")
         if self.stack_with and target is not StyleTarget.PIXEL:
             raise PeelError("--stack-with needs the pixel target (--target pixel)")
         if self.joint and not self.stack_with:
             raise PeelError("--joint trains this peel together with --stack-with peels; give at least one")
-        return dataclasses.replace(self, styles=styles, target=target, pixel_loss=pixel_loss,
+        return dataclasses.replace(self, styles=styles, target=target, pixel_loss=pixel_loss, storage=storage,
                                    stack_with=tuple(map(Path, self.stack_with)),
                                    peel_name=self.peel_name or "+".join(s.value for s in styles))
 
@@ -426,16 +428,18 @@ def build_peel_stage(cfg: PeelTrainConfig, info: DistInfo, seed: int) -> Stage:
     arguments["styles"] = [s.value for s in cfg.styles]
     arguments["target"] = cfg.target.value
     arguments["pixel_loss"] = cfg.pixel_loss.value
+    arguments["storage"] = cfg.storage.value
     arguments["stack_with"] = [p.name for p, _ in company]
 
     def export(run_dir: Path, facts: dict[str, Any]) -> None:
         record = {"step": facts["step"], "elapsed_s": facts["elapsed_s"], "joint": cfg.joint}
         save_peel(objective.peel, cfg.peel_file, extra={**record, "styles": arguments["styles"],
-                                                        "stack_with": arguments["stack_with"]})
+                                                        "stack_with": arguments["stack_with"]}, storage=cfg.storage)
         if cfg.joint:
             for companion, styles in objective.company:
                 save_peel(companion, joint_file(cfg.peel_file, companion.name),
-                          extra={**record, "styles": [s.value for s in styles], "stack_with": [objective.peel.name]})
+                          extra={**record, "styles": [s.value for s in styles], "stack_with": [objective.peel.name]},
+                          storage=cfg.storage)
 
     return Stage(
         name="peel", model=model, objective=objective, trained=objective.ab,
