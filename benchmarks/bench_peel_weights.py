@@ -4,8 +4,9 @@
         out/bench_peels/pastel.safetensors:0.9:pastel out/bench_peels/pastel.safetensors:0.8:pastel
 
 Each spec is PEEL:WEIGHT:STYLE, several joined by `+` to stack them. Prints one line per spec (style score,
-attribute accuracy and per attribute) on the same held-out prompts and seeds as `bench_peels.py`'s table;
-prints only (bench_peels.py writes the BENCHMARKS section these rows extend).
+attribute accuracy and per attribute) on the same held-out prompts and seeds as `bench_peels.py`'s table, then
+a table with the base's row first and each spec's points vs the base, appended to BENCHMARKS.md (not with
+--no-append).
 """
 
 from __future__ import annotations
@@ -23,13 +24,17 @@ def main() -> None:
     ap.add_argument("--bundle", type=Path, default=ROOT / "out/bench_peels/bundle-demo-int4-peels")
     ap.add_argument("--samples", type=int, default=200)
     ap.add_argument("--steps", type=int, default=4)
+    ap.add_argument("--no-append", action="store_true", help="print only; BENCHMARKS.md untouched")
     ap.add_argument("specs", nargs="+", help="PEEL:WEIGHT:STYLE[+PEEL:WEIGHT:STYLE...]")
     args = ap.parse_args()
     from banana_sdk.data.world import Style
     from banana_sdk.eval.evaluate import evaluate_pipeline
+    from benchmarks.report import append_section, table
     from converters.runtime import LiteRTPipeline
 
     pipe = LiteRTPipeline.load(args.bundle, threads=1)
+    base = evaluate_pipeline(pipe, args.samples, 0, steps=args.steps)["attribute_accuracy"]
+    rows = [["base (no peel)", "–", f"{100 * base:.1f}", "+0.0", "", "", "", ""]]
     for spec in args.specs:
         peels, styles = [], []
         for part in spec.split("+"):
@@ -41,6 +46,16 @@ def main() -> None:
         per = {k: round(100 * v, 1) for k, v in r["per_attribute"].items()}
         print(f"{spec}: style {100 * r['style_score']:.1f} %, attribute acc {100 * r['attribute_accuracy']:.1f} %, "
               f"{per}", flush=True)
+        rows.append([f"`{spec}`", f"{100 * r['style_score']:.1f}", f"{100 * r['attribute_accuracy']:.1f}",
+                     f"{100 * (r['attribute_accuracy'] - base):+.1f}",
+                     *(f"{per[k]:.1f}" for k in ("shape", "colour", "position", "count"))])
+    body = (f"LiteRT (`{args.bundle.relative_to(ROOT) if args.bundle.is_relative_to(ROOT) else args.bundle}`, 1 CPU "
+            f"thread), {args.steps} LCM steps, ShapeEval on {args.samples} held-out prompts (eval seed 0, the same "
+            "prompts and noise seeds as bench_peels.py). style = images showing every intended style; Δ = "
+            "attribute-accuracy points vs the base.\n\n"
+            + table(["peels (PEEL:WEIGHT:STYLE, + = stacked)", "style %", "attribute acc %", "Δ", "shape",
+                     "colour", "position", "count"], rows))
+    append_section("Peels at chosen weights (bench_peel_weights.py)", body, append=not args.no_append)
 
 
 if __name__ == "__main__":
