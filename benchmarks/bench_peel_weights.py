@@ -33,8 +33,10 @@ def main() -> None:
     from converters.runtime import LiteRTPipeline
 
     pipe = LiteRTPipeline.load(args.bundle, threads=1)
-    base = evaluate_pipeline(pipe, args.samples, 0, steps=args.steps)["attribute_accuracy"]
-    rows = [["base (no peel)", "–", f"{100 * base:.1f}", "+0.0", "", "", "", ""]]
+    report = evaluate_pipeline(pipe, args.samples, 0, steps=args.steps)
+    base = report["attribute_accuracy"]
+    rows = [["base (no peel)", "–", f"{100 * base:.1f}", "+0.0",
+             *(f"{100 * report['per_attribute'][k]:.1f}" for k in ("shape", "colour", "position", "count"))]]
     for spec in args.specs:
         peels, styles = [], []
         for part in spec.split("+"):
