@@ -32,6 +32,7 @@ from banana_sdk.eval.evaluate import evaluate_images, evaluate_pipeline  # noqa:
 from banana_sdk.eval.style import real_style_accuracy  # noqa: E402
 from banana_sdk.peels.config import PeelError, Storage  # noqa: E402
 from banana_sdk.peels.io import load_peel  # noqa: E402
+from banana_sdk.peels.runtime import bucket_for  # noqa: E402
 from benchmarks.report import append_section, median_ms, table  # noqa: E402
 
 BUCKETS = (4, 8, 16)
@@ -197,11 +198,12 @@ def main() -> None:
                  for name in peels]
     # 4b. latency (same steps) and swaps
     pipe = LiteRTPipeline.load(base_bundle, threads=1)
+    both_bucket = bucket_for(sum(load_peel(p).config.rank for p in peels.values()), BUCKETS)
     prompt = "a small red circle top left and pip center and a large blue square bottom right"
     lat = {"base": latency(pipe, [], args.latency_runs, prompt),
            "pastel peel (denoise_r4)": latency(pipe, [(peels["pastel"], 1.0)], args.latency_runs, prompt),
-           "both peels (denoise_r8)": latency(pipe, [(peels["pastel"], 1.0), (peels["outlined"], 1.0)],
-                                              args.latency_runs, prompt)}
+           f"both peels (denoise_r{both_bucket})": latency(pipe, [(peels["pastel"], 1.0), (peels["outlined"], 1.0)],
+                                                         args.latency_runs, prompt)}
     base_lat = lat["base"]
     lat_rows = [[name, f"{v['step_ms']:.2f}", f"{v['step_ms'] / base_lat['step_ms']:.3f}", f"{v['e2e_ms']:.1f}",
                  f"{v['e2e_ms'] / base_lat['e2e_ms']:.3f}"] for name, v in lat.items()]

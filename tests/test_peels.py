@@ -258,13 +258,16 @@ def test_bypassed_runs_the_base_bit_for_bit(model) -> None:  # noqa: ANN001
     assert stack.enabled and stack.attached == {"p": 1.0}
 
 
-def test_shipped_pastel_peel_fits_the_demo_weights() -> None:
-    """The committed peel loads, names its style, and matches the committed demo weights (retrain it with them)."""
+@pytest.mark.parametrize(("style", "rank", "step"), [("pastel", 4, 1200), ("outlined", 8, 600)])
+def test_shipped_peels_fit_the_demo_weights_and_the_size_budget(style: str, rank: int, step: int) -> None:
+    """The committed peels load, name their style, match the committed demo weights (retrain them with them),
+    and are at most 3 % of the demo's INT4 bucket bundle (5.0 MiB: BENCHMARKS "Peels")."""
     from banana_sdk.demo import WEIGHTS
 
-    path = WEIGHTS.parent / "peels" / "pastel.safetensors"
+    path = WEIGHTS.parent / "peels" / f"{style}.safetensors"
     peel = load_peel(path)
     check_base(peel, weights_hash(WEIGHTS), str(WEIGHTS))
-    assert peel.name == "pastel" and peel.config.rank == 4
+    assert peel.name == style and peel.config.rank == rank
     assert peel.config.targets == ("attn.o", "cross.o", "mlp.fc2")
-    assert peel.training["styles"] == ["pastel"] and peel.training["step"] == 1200
+    assert peel.training["styles"] == [style] and peel.training["step"] == step
+    assert path.stat().st_size <= 0.03 * 5.0 * 2**20
