@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import tempfile
 from pathlib import Path
@@ -25,6 +26,18 @@ STYLE_SETS = [(Style.PASTEL,), (Style.OUTLINED,), (Style.PASTEL, Style.OUTLINED)
 
 def _world(styles: tuple = (), seed: int = 1_000_000) -> ShapeWorld:
     return ShapeWorld(DEMO_WORLD, seed, 128, styles)
+
+
+def _toy_batch(model, n: int) -> dict:
+    """A random training batch for the tiny model: latents (n, C, h, w), tokens and segments (n, context)."""
+    import torch
+
+    c, size = model.config.vae.latent_channels, model.config.image_size // model.config.downsample
+    length = model.config.tokenizer.context_length
+    gen = torch.Generator().manual_seed(0)
+    return {"latents": torch.randn(n, c, size, size, generator=gen),
+            "tokens": torch.randint(1, 20, (n, length), generator=gen),
+            "segments": torch.zeros(n, length, dtype=torch.long)}
 
 
 def test_styles_are_a_deterministic_render_option() -> None:
@@ -122,21 +135,18 @@ def test_pixel_target_is_on_policy_and_reaches_the_peel(tiny_checkpoint: Path) -
     from banana_sdk.checkpoint import load_checkpoint
     from banana_sdk.peels.config import PeelConfig
     from banana_sdk.peels.lora import Peel
-    from banana_sdk.peels.train import PixelLoss, StyleShiftObjective, StyleTarget
+    from banana_sdk.peels.train import PixelLoss, ShiftSettings, StyleShiftObjective, StyleTarget
 
     model, _ = load_checkpoint(tiny_checkpoint)
     model.requires_grad_(False).eval()
     peel = Peel.init("p", model, PeelConfig(rank=2, alpha=2.0, targets=("attn.o", "mlp.fc2")), "h", seed=0)
-    objective = StyleShiftObjective(model, peel, None, (Style.PASTEL,), grid=4, target=StyleTarget.PIXEL)
+    objective = StyleShiftObjective(model, peel, None, ShiftSettings((Style.PASTEL,), grid=4, target=StyleTarget.PIXEL))
     with torch.no_grad():
         for name, param in objective.ab.items():
             if name[0] == "b":
                 param.normal_(0, 0.05, generator=torch.Generator().manual_seed(7))  # a peel that does something
-    c, n, size = model.config.vae.latent_channels, 2, model.config.image_size // model.config.downsample
-    gen = torch.Generator().manual_seed(0)
-    batch = {"latents": torch.randn(n, c, size, size, generator=gen),
-             "tokens": torch.randint(1, 20, (n, model.config.tokenizer.context_length), generator=gen),
-             "segments": torch.zeros(n, model.config.tokenizer.context_length, dtype=torch.long)}
+    n = 2
+    batch = _toy_batch(model, n)
     loss, _ = objective(batch, torch.Generator().manual_seed(1))
     # the same draw by hand
     g = torch.Generator().manual_seed(1)
@@ -164,12 +174,13 @@ def test_pixel_target_is_on_policy_and_reaches_the_peel(tiny_checkpoint: Path) -
         expected_l1 = 0.5 * ((model.vae.decode(estimate(noisy)) - target).abs().mean()
                              + (model.vae.decode(estimate(renoised)) - target).abs().mean())
     torch.testing.assert_close(loss, expected, rtol=1e-4, atol=1e-6)
-    objective.pixel_loss = PixelLoss.L1  # --pixel-loss l1: the same draw, absolute errors
+    # --pixel-loss l1: the same draw, absolute errors
+    objective.settings = dataclasses.replace(objective.settings, pixel_loss=PixelLoss.L1)
     with torch.no_grad():
         l1, _ = objective(batch, torch.Generator().manual_seed(1))
     torch.testing.assert_close(l1, expected_l1, rtol=1e-4, atol=1e-6)
-    objective.pixel_loss = PixelLoss.L2
-    objective.object_weight = 10.0  # object pixels weigh 10x: the loss moves towards their error
+    objective.settings = dataclasses.replace(objective.settings, pixel_loss=PixelLoss.L2, object_weight=10.0)
+    # ^ object pixels weigh 10x: the loss moves towards their error
     _, weight = objective.styled_pixels(e)
     assert set(weight.unique().tolist()) <= {1.0, 10.0} and weight.shape == (n, 1, *target.shape[2:])
     loss.backward()
@@ -231,7 +242,7 @@ def test_companion_is_attached_on_half_the_steps_and_its_style_joins_the_target(
     from banana_sdk.checkpoint import load_checkpoint
     from banana_sdk.peels.config import PeelConfig
     from banana_sdk.peels.lora import Peel
-    from banana_sdk.peels.train import StyleShiftObjective
+    from banana_sdk.peels.train import ShiftSettings, StyleShiftObjective
 
     model, _ = load_checkpoint(tiny_checkpoint)
     model.requires_grad_(False).eval()
@@ -240,13 +251,10 @@ def test_companion_is_attached_on_half_the_steps_and_its_style_joins_the_target(
     other = Peel.init("other", model, config, "h", seed=1)
     for _, b in other.tensors.values():
         b.data.normal_(0, 0.05, generator=torch.Generator().manual_seed(3))
-    objective = StyleShiftObjective(model, own, None, (Style.PASTEL,), grid=4, object_weight=10.0,
-                                    company=((other, (Style.OUTLINED,)),))
-    c, n, size = model.config.vae.latent_channels, 2, model.config.image_size // model.config.downsample
-    gen = torch.Generator().manual_seed(0)
-    batch = {"latents": torch.randn(n, c, size, size, generator=gen),
-             "tokens": torch.randint(1, 20, (n, model.config.tokenizer.context_length), generator=gen),
-             "segments": torch.zeros(n, model.config.tokenizer.context_length, dtype=torch.long)}
+    objective = StyleShiftObjective(model, own, None, ShiftSettings((Style.PASTEL,), grid=4, object_weight=10.0),
+                                    ((other, (Style.OUTLINED,)),))
+    n = 2
+    batch = _toy_batch(model, n)
     seen = set()
     for seed in range(8):
         loss, metrics = objective(batch, torch.Generator().manual_seed(seed))
@@ -271,14 +279,13 @@ def test_max_t_draws_only_the_late_grid_times(tiny_checkpoint: Path) -> None:
     from banana_sdk.checkpoint import load_checkpoint
     from banana_sdk.peels.config import PeelConfig
     from banana_sdk.peels.lora import Peel
-    from banana_sdk.peels.train import StyleShiftObjective
+    from banana_sdk.peels.train import ShiftSettings, StyleShiftObjective
 
     model, _ = load_checkpoint(tiny_checkpoint)
     peel = Peel.init("p", model, PeelConfig(rank=2, alpha=2.0, targets=("attn.o",)), "h", seed=0)
     x0 = torch.zeros(4096, 1, 1, 1)
     for max_t, expected in ((0.5, {0.25, 0.5}), (0.25, {0.25}), (1.0, {0.25, 0.5, 0.75, 1.0})):
-        objective = StyleShiftObjective(model, peel, None, (Style.OUTLINED,), grid=4, object_weight=10.0,
-                                        max_t=max_t)
+        objective = StyleShiftObjective(model, peel, None, ShiftSettings((Style.OUTLINED,), grid=4, max_t=max_t))
         t, _, _ = objective._time_and_noise(x0, torch.Generator().manual_seed(0))
         assert set(t.tolist()) == expected
         objective.stack.detach_all()
@@ -291,7 +298,7 @@ def test_stroke_weight_multiplies_the_weight_where_the_target_draws(tiny_checkpo
     from banana_sdk.data.world import BACKGROUND
     from banana_sdk.peels.config import PeelConfig
     from banana_sdk.peels.lora import Peel
-    from banana_sdk.peels.train import DRAWN, StyleShiftObjective
+    from banana_sdk.peels.train import DRAWN, ShiftSettings, StyleShiftObjective
 
     model, _ = load_checkpoint(tiny_checkpoint)
     peel = Peel.init("p", model, PeelConfig(rank=2, alpha=2.0, targets=("attn.o",)), "h", seed=0)
@@ -299,8 +306,8 @@ def test_stroke_weight_multiplies_the_weight_where_the_target_draws(tiny_checkpo
     latents = torch.randn(3, c, size, size, generator=torch.Generator().manual_seed(0))
     weights = {}
     for sw in (1.0, 4.0):
-        objective = StyleShiftObjective(model, peel, None, (Style.OUTLINED,), grid=4, object_weight=10.0,
-                                        stroke_weight=sw)
+        objective = StyleShiftObjective(model, peel, None, ShiftSettings((Style.OUTLINED,), grid=4, object_weight=10.0,
+                                                                       stroke_weight=sw))
         target, weights[sw] = objective.styled_pixels(latents)
         objective.stack.detach_all()
     pixels = (target + 1) * 127.5
@@ -356,20 +363,17 @@ def test_joint_subsets_are_uniform_and_the_target_draws_their_styles(tiny_checkp
     from banana_sdk.checkpoint import load_checkpoint
     from banana_sdk.peels.config import PeelConfig
     from banana_sdk.peels.lora import Peel
-    from banana_sdk.peels.train import StyleShiftObjective
+    from banana_sdk.peels.train import ShiftSettings, StyleShiftObjective
 
     model, _ = load_checkpoint(tiny_checkpoint)
     model.requires_grad_(False).eval()
     config = PeelConfig(rank=2, alpha=2.0, targets=("attn.o", "mlp.fc2"))
     own, other = Peel.init("own", model, config, "h", seed=0), Peel.init("other", model, config, "h", seed=1)
-    objective = StyleShiftObjective(model, own, None, (Style.OUTLINED,), grid=4, object_weight=10.0,
-                                    company=((other, (Style.PASTEL,)),), joint=True)
+    objective = StyleShiftObjective(model, own, None, ShiftSettings((Style.OUTLINED,), grid=4, object_weight=10.0,
+                                                                     joint=True), ((other, (Style.PASTEL,)),))
     assert len(objective.ab) == 2 * 2 * 2 * 2  # A and B of 2 layers x 2 blocks, both peels: all trained
-    c, n, size = model.config.vae.latent_channels, 2, model.config.image_size // model.config.downsample
-    gen = torch.Generator().manual_seed(0)
-    batch = {"latents": torch.randn(n, c, size, size, generator=gen),
-             "tokens": torch.randint(1, 20, (n, model.config.tokenizer.context_length), generator=gen),
-             "segments": torch.zeros(n, model.config.tokenizer.context_length, dtype=torch.long)}
+    n = 2
+    batch = _toy_batch(model, n)
     seen = set()
     for seed in range(10):
         loss, metrics = objective(batch, torch.Generator().manual_seed(seed))

@@ -97,6 +97,25 @@ class PixelLoss(str, Enum):
 
 
 @dataclass(frozen=True)
+class ShiftSettings:
+    """What StyleShiftObjective draws and how it weighs the error (`PeelTrainConfig.shift()` makes one)."""
+
+    styles: tuple[Style, ...]  # the styles this peel draws (companions add theirs when attached)
+    grid: int = 48  # M: training times t = j / M
+    max_t: float = 1.0  # only times t <= max_t: j in [1, M * max_t]
+    target: StyleTarget = StyleTarget.PIXEL  # where the styled target is compared (see StyleTarget)
+    object_weight: float = 1.0  # PIXEL: loss weight of pixels on and next to objects (background: 1)
+    stroke_weight: float = 1.0  # PIXEL: times more weight where the styled target draws
+    pixel_loss: PixelLoss = PixelLoss.L2  # PIXEL: the per-pixel penalty
+    joint: bool = False  # train the companions too, on uniform non-empty subsets of all the peels
+
+    @property
+    def top(self) -> int:
+        """The largest grid index j drawn: t = j / grid <= max_t."""
+        return max(1, int(self.max_t * self.grid + 1e-6))
+
+
+@dataclass(frozen=True)
 class PeelTrainConfig:
     base: Path  # checkpoint dir of the base model (a trained LCM student, e.g. banana_sdk/weights/demo)
     styles: tuple[Style, ...]  # ShapeWorld render styles the peel learns
@@ -163,6 +182,11 @@ class PeelTrainConfig:
     def peel_config(self) -> PeelConfig:
         return PeelConfig(rank=self.rank, alpha=self.alpha, targets=tuple(self.targets))
 
+    def shift(self) -> ShiftSettings:
+        """The objective's settings (of a validated config)."""
+        return ShiftSettings(self.styles, self.grid, self.max_t, self.target, self.object_weight,
+                             self.stroke_weight, self.pixel_loss, self.joint)
+
 
 class StyledPairs:
     """Plain latents (the base encoder's) and style offsets of the same scenes: (styled - plain) latents where
@@ -184,11 +208,10 @@ class StyledPairs:
 class StyleShiftObjective(nn.Module):
     """The module docstring's objective; its only parameters are the peel's A and B."""
 
-    def __init__(self, model: BananaModel, peel: Peel, tuned: VAE | None, styles: tuple[Style, ...], grid: int,
-                 target: StyleTarget = StyleTarget.PIXEL, object_weight: float = 1.0,
-                 company: tuple[tuple[Peel, tuple[Style, ...]], ...] = (),
-                 pixel_loss: PixelLoss = PixelLoss.L2, joint: bool = False, max_t: float = 1.0,
-                 stroke_weight: float = 1.0) -> None:
+    def __init__(self, model: BananaModel, peel: Peel, tuned: VAE | None, settings: ShiftSettings,
+                 company: tuple[tuple[Peel, tuple[Style, ...]], ...] = ()) -> None:
+        """`tuned`: the style encoder (StyleTarget.LATENT only); `company`: (peel, the styles it draws) of the
+        peels this one learns to stack with (frozen, or trained too with `settings.joint`)."""
         super().__init__()
         self.ab = nn.ParameterDict()
         device = next(model.parameters()).device  # the peel trains where the base computes
@@ -197,17 +220,12 @@ class StyleShiftObjective(nn.Module):
         self.refs = [model, tuned]  # frozen base and style encoder (LATENT only): not submodules (not saved)
         self.stack = PeelStack(model)
         self.stack.attach(peel)
-        self.styles, self.grid, self.target, self.object_weight = styles, grid, target, object_weight
-        self.top = max(1, int(max_t * grid + 1e-6))  # largest j drawn: t = j / grid <= max_t
-        self.stroke_weight = stroke_weight
-        self.pixel_loss = pixel_loss
-        # peels this one learns to stack with: (peel on the model's device, the styles it draws); frozen, or
-        # with `joint` trained too
+        self.settings = settings
+        # the companions on the model's device
         self.company = tuple((dataclasses.replace(p, tensors={k: (a.detach().to(device), b.detach().to(device))
                                                               for k, (a, b) in p.tensors.items()}), st)
                              for p, st in company)
-        self.joint = joint
-        if joint:
+        if settings.joint:
             for j, (companion, _) in enumerate(self.company):
                 self._train(companion, f"c{j}", device)
 
@@ -219,7 +237,7 @@ class StyleShiftObjective(nn.Module):
             peel.tensors[layer] = (pa, pb)
 
     def forward(self, batch: dict[str, torch.Tensor], generator: torch.Generator):  # noqa: ANN201
-        if self.target is StyleTarget.PIXEL:
+        if self.settings.target is StyleTarget.PIXEL:
             return self._pixel(batch, generator)
         model = self.refs[0]
         x0, offsets, tokens, segments = batch["latents"], batch["offsets"], batch["tokens"], batch["segments"]
@@ -244,7 +262,8 @@ class StyleShiftObjective(nn.Module):
                         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(t (B,) on the grid j / M, j in [1, M * max_t]; t as (B, 1, 1, 1); noise like x0), drawn in that order."""
         b, device = x0.shape[0], x0.device
-        t = torch.randint(1, self.top + 1, (b,), generator=generator, device=device).float() / self.grid
+        top, grid = self.settings.top, self.settings.grid
+        t = torch.randint(1, top + 1, (b,), generator=generator, device=device).float() / grid
         return t, t[:, None, None, None], torch.randn(x0.shape, generator=generator, device=device)
 
     def _pixel(self, batch: dict[str, torch.Tensor], generator: torch.Generator):  # noqa: ANN202
@@ -253,9 +272,9 @@ class StyleShiftObjective(nn.Module):
         draws its styles too: the peel learns to act alone and stacked. `joint`: a uniform non-empty subset of
         this peel and the companions is attached each step, all of them trained."""
         if not self.company:
-            return self._pixel_step(batch, generator, self.styles)
+            return self._pixel_step(batch, generator, self.settings.styles)
         own = True
-        if self.joint:  # a uniform non-empty subset of {this peel} + company (bit 0: this peel)
+        if self.settings.joint:  # a uniform non-empty subset of {this peel} + company (bit 0: this peel)
             pick = int(torch.randint(1, 2 ** (1 + len(self.company)), (1,), generator=generator,
                                      device=generator.device)[0])
             own, drawn = bool(pick & 1), [bool(pick >> (1 + j) & 1) for j in range(len(self.company))]
@@ -267,7 +286,7 @@ class StyleShiftObjective(nn.Module):
         for peel, _ in present:
             self.stack.attach(peel)
         try:
-            styles = (self.styles if own else ()) + tuple(s for _, st in present for s in st)
+            styles = (self.settings.styles if own else ()) + tuple(s for _, st in present for s in st)
             loss, metrics = self._pixel_step(batch, generator, styles)
         finally:
             for peel, _ in present:
@@ -298,7 +317,7 @@ class StyleShiftObjective(nn.Module):
         peeled = inputs - times[:, None, None, None] * v
         weight = torch.cat([weight, weight])
         error = model.vae.decode(peeled).float() - torch.cat([target, target])
-        error = error.abs() if self.pixel_loss is PixelLoss.L1 else error.pow(2)
+        error = error.abs() if self.settings.pixel_loss is PixelLoss.L1 else error.pow(2)
         loss = (weight * error).sum() / (weight.sum() * error.shape[1])
         return loss, {"style_shift": loss.detach()}
 
@@ -310,11 +329,12 @@ class StyleShiftObjective(nn.Module):
         a ShapeWorld image; times `stroke_weight` where the styled target itself draws)."""
         _, styled, drawn = self._decode_stylized(latents, styles)
         near = F.max_pool2d(drawn, 5, stride=1, padding=2)
-        weight = 1 + (self.object_weight - 1) * near
-        if self.stroke_weight != 1.0:
+        object_weight, stroke_weight = self.settings.object_weight, self.settings.stroke_weight
+        weight = 1 + (object_weight - 1) * near
+        if stroke_weight != 1.0:
             background = torch.tensor(BACKGROUND, dtype=styled.dtype, device=styled.device)[:, None, None] / 127.5 - 1
             stroke = ((styled - background).abs().amax(1, keepdim=True) * 127.5 > DRAWN).float()
-            weight = weight * (1 + (self.stroke_weight - 1) * stroke)
+            weight = weight * (1 + (stroke_weight - 1) * stroke)
         return styled, weight
 
     @torch.no_grad()
@@ -331,7 +351,7 @@ class StyleShiftObjective(nn.Module):
         """(D(z), stylize(D(z)), both (B, 3, H, W) in [-1, 1]; (B, 1, H, W) 1 where either draws something)."""
         images = self.refs[0].vae.decode(latents).float().clamp(-1, 1)
         pixels = ((images + 1) * 127.5).permute(0, 2, 3, 1).cpu().numpy()
-        styled_pixels = stylize(pixels, self.styles if styles is None else styles)
+        styled_pixels = stylize(pixels, self.settings.styles if styles is None else styles)
         drawn = np.maximum(np.abs(pixels - BACKGROUND).max(-1), np.abs(styled_pixels - BACKGROUND).max(-1)) > DRAWN
         styled = torch.from_numpy(styled_pixels).to(latents.device).permute(0, 3, 1, 2) / 127.5 - 1
         return images, styled, torch.from_numpy(drawn).float()[:, None].to(latents.device)
@@ -422,8 +442,7 @@ def build_peel_stage(cfg: PeelTrainConfig, info: DistInfo, seed: int) -> Stage:
         styled = dataclasses.replace(world, styles=cfg.styles)
         data = StyledPairs(plain, LatentSet.cached(cfg.cache, tuned, styled, tokenizer, cfg.scenes, info),
                            object_mask([world, styled], cfg.scenes, info, config.downsample))
-    objective = StyleShiftObjective(model, peel, tuned, cfg.styles, cfg.grid, cfg.target, cfg.object_weight,
-                                    company, cfg.pixel_loss, cfg.joint, cfg.max_t, cfg.stroke_weight)
+    objective = StyleShiftObjective(model, peel, tuned, cfg.shift(), company)
     arguments = {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(cfg).items()}
     arguments["styles"] = [s.value for s in cfg.styles]
     arguments["target"] = cfg.target.value
