@@ -144,7 +144,15 @@ def main() -> None:
                         help="measure this trained peel file as peel NAME (pastel / outlined) instead of training it")
     parser.add_argument("--storage", choices=[s.value for s in Storage], default=Storage.FLOAT16.value,
                         help="how the runtime exports store A and B")
+    parser.add_argument("--stack-weights", default="1,1", metavar="PASTEL,OUTLINED",
+                        help="also stack the two at these weights (a row beside 1 + 1)")
     args = parser.parse_args()
+    try:
+        stack_weights = tuple(float(w) for w in args.stack_weights.split(","))
+    except ValueError:
+        stack_weights = ()
+    if len(stack_weights) != 2:
+        parser.error(f"--stack-weights takes two numbers PASTEL,OUTLINED, got {args.stack_weights!r}")
     given = dict(item.split("=", 1) for item in args.use)
     unknown = sorted(set(given) - set(PEELS))
     if unknown:
@@ -255,6 +263,10 @@ def main() -> None:
     both = (Style.PASTEL, Style.OUTLINED)
     add("pastel + outlined stacked (runtime, 1 + 1)",
         evaluate(pipe, [(runtime["pastel"], 1.0), (runtime["outlined"], 1.0)], both), both)
+    if stack_weights != (1.0, 1.0):
+        add(f"pastel + outlined stacked (runtime, {stack_weights[0]:g} + {stack_weights[1]:g})",
+            evaluate(pipe, [(runtime["pastel"], stack_weights[0]), (runtime["outlined"], stack_weights[1])], both),
+            both)
     add("pastel peel merged (own INT4 bundle)", evaluate(merged_pipe, None, PEELS["pastel"]), PEELS["pastel"])
     if stacked:
         tuned = {name: export_for_bundle(path, base_bundle, work / f"{name}-stack.runtime.safetensors", storage)
