@@ -24,6 +24,8 @@ def main() -> None:
     ap.add_argument("--bundle", type=Path, default=ROOT / "out/bench_peels/bundle-demo-int4-peels")
     ap.add_argument("--samples", type=int, default=200)
     ap.add_argument("--steps", type=int, default=4)
+    ap.add_argument("--seed", type=int, default=0,
+                    help="eval seed: 0 = bench_peels.py's prompts; others draw other held-out prompts")
     ap.add_argument("--no-append", action="store_true", help="print only; BENCHMARKS.md untouched")
     ap.add_argument("specs", nargs="+", help="PEEL:WEIGHT:STYLE[+PEEL:WEIGHT:STYLE...]")
     args = ap.parse_args()
@@ -33,7 +35,7 @@ def main() -> None:
     from converters.runtime import LiteRTPipeline
 
     pipe = LiteRTPipeline.load(args.bundle, threads=1)
-    report = evaluate_pipeline(pipe, args.samples, 0, steps=args.steps)
+    report = evaluate_pipeline(pipe, args.samples, args.seed, steps=args.steps)
     base = report["attribute_accuracy"]
     rows = [["base (no peel)", "–", f"{100 * base:.1f}", "+0.0",
              *(f"{100 * report['per_attribute'][k]:.1f}" for k in ("shape", "colour", "position", "count"))]]
@@ -44,7 +46,7 @@ def main() -> None:
             peels.append((Path(path), float(weight)))
             styles.append(Style(style))
         pipe.set_peels(peels)
-        r = evaluate_pipeline(pipe, args.samples, 0, steps=args.steps, styles=tuple(styles))
+        r = evaluate_pipeline(pipe, args.samples, args.seed, steps=args.steps, styles=tuple(styles))
         per = {k: round(100 * v, 1) for k, v in r["per_attribute"].items()}
         print(f"{spec}: style {100 * r['style_score']:.1f} %, attribute acc {100 * r['attribute_accuracy']:.1f} %, "
               f"{per}", flush=True)
@@ -52,8 +54,9 @@ def main() -> None:
                      f"{100 * (r['attribute_accuracy'] - base):+.1f}",
                      *(f"{per[k]:.1f}" for k in ("shape", "colour", "position", "count"))])
     body = (f"LiteRT (`{args.bundle.relative_to(ROOT) if args.bundle.is_relative_to(ROOT) else args.bundle}`, 1 CPU "
-            f"thread), {args.steps} LCM steps, ShapeEval on {args.samples} held-out prompts (eval seed 0, the same "
-            "prompts and noise seeds as bench_peels.py). style = images showing every intended style; Δ = "
+            f"thread), {args.steps} LCM steps, ShapeEval on {args.samples} held-out prompts (eval seed {args.seed}"
+            + (", the same prompts and noise seeds as bench_peels.py" if args.seed == 0 else ", other prompts than "
+               "bench_peels.py's seed 0") + "). style = images showing every intended style; Δ = "
             "attribute-accuracy points vs the base.\n\n"
             + table(["peels (PEEL:WEIGHT:STYLE, + = stacked)", "style %", "attribute acc %", "Δ", "shape",
                      "colour", "position", "count"], rows))
