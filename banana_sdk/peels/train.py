@@ -184,8 +184,9 @@ class PeelTrainConfig:
 
     def shift(self) -> ShiftSettings:
         """The objective's settings (of a validated config)."""
-        return ShiftSettings(self.styles, self.grid, self.max_t, self.target, self.object_weight,
-                             self.stroke_weight, self.pixel_loss, self.joint)
+        return ShiftSettings(styles=self.styles, grid=self.grid, max_t=self.max_t, target=self.target,
+                             object_weight=self.object_weight, stroke_weight=self.stroke_weight,
+                             pixel_loss=self.pixel_loss, joint=self.joint)
 
 
 class StyledPairs:
