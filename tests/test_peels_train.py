@@ -459,3 +459,13 @@ def test_stack_with_bad_input_writes_nothing(tiny_checkpoint: Path, tmp_path: Pa
                      "--run-dir", tmp_path / "run", "--cache", tmp_path / "cache")
     assert_one_line_error(result, fragment)
     assert not out.exists()
+
+
+def test_shift_settings_carry_the_validated_config() -> None:
+    from banana_sdk.peels.train import PeelTrainConfig, PixelLoss, StyleTarget
+
+    cfg = PeelTrainConfig(base=Path("base"), styles=("outlined",), peel_file=Path("p.safetensors"), grid=4,
+                          max_t=0.5, object_weight=3.0, stroke_weight=10.0, pixel_loss="l1").validate()
+    s = cfg.shift()
+    assert (s.styles, s.grid, s.max_t, s.top, s.target, s.object_weight, s.stroke_weight, s.pixel_loss, s.joint) \
+        == ((Style.OUTLINED,), 4, 0.5, 2, StyleTarget.PIXEL, 3.0, 10.0, PixelLoss.L1, False)
