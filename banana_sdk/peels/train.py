@@ -328,13 +328,11 @@ class StyleShiftObjective(nn.Module):
         """(stylize(D(z)) in [-1, 1] in `styles` (default: the peel's), the pixel target; (B, 1, H, W) loss
         weights: `object_weight` on and next to the objects D(z) draws, 1 on the background, which is most of
         a ShapeWorld image; times `stroke_weight` where the styled target itself draws)."""
-        _, styled, drawn = self._decode_stylized(latents, styles)
+        _, styled, drawn, stroke = self._decode_stylized(latents, styles)
         near = F.max_pool2d(drawn, 5, stride=1, padding=2)
         object_weight, stroke_weight = self.settings.object_weight, self.settings.stroke_weight
         weight = 1 + (object_weight - 1) * near
         if stroke_weight != 1.0:
-            background = torch.tensor(BACKGROUND, dtype=styled.dtype, device=styled.device)[:, None, None] / 127.5 - 1
-            stroke = ((styled - background).abs().amax(1, keepdim=True) * 127.5 > DRAWN).float()
             weight = weight * (1 + (stroke_weight - 1) * stroke)
         return styled, weight
 
@@ -342,20 +340,22 @@ class StyleShiftObjective(nn.Module):
     def style_offset(self, latents: torch.Tensor) -> torch.Tensor:
         """E'(stylize(D(z))) - E(D(z)) on and next to the objects D(z) draws (0 elsewhere)."""
         model, tuned = self.refs
-        images, styled, drawn = self._decode_stylized(latents)
+        images, styled, drawn, _ = self._decode_stylized(latents)
         near = _latent_mask(drawn, model.config.downsample)
         return near * (tuned.encode(styled).float() - model.vae.encode(images).float())
 
     @torch.no_grad()
     def _decode_stylized(self, latents: torch.Tensor, styles: tuple[Style, ...] | None = None
-                         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(D(z), stylize(D(z)), both (B, 3, H, W) in [-1, 1]; (B, 1, H, W) 1 where either draws something)."""
+                         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(D(z), stylize(D(z)), both (B, 3, H, W) in [-1, 1]; (B, 1, H, W) masks: 1 where either draws something,
+        1 where the styled image draws)."""
         images = self.refs[0].vae.decode(latents).float().clamp(-1, 1)
         pixels = ((images + 1) * 127.5).permute(0, 2, 3, 1).cpu().numpy()
         styled_pixels = stylize(pixels, self.settings.styles if styles is None else styles)
-        drawn = np.maximum(np.abs(pixels - BACKGROUND).max(-1), np.abs(styled_pixels - BACKGROUND).max(-1)) > DRAWN
+        stroke = np.abs(styled_pixels - BACKGROUND).max(-1) > DRAWN
+        drawn = stroke | (np.abs(pixels - BACKGROUND).max(-1) > DRAWN)
         styled = torch.from_numpy(styled_pixels).to(latents.device).permute(0, 3, 1, 2) / 127.5 - 1
-        return images, styled, torch.from_numpy(drawn).float()[:, None].to(latents.device)
+        return images, styled, *(torch.from_numpy(m).float()[:, None].to(latents.device) for m in (drawn, stroke))
 
 
 def _latent_mask(drawn: torch.Tensor, downsample: int) -> torch.Tensor:
