@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+ATTRIBUTES = ("shape", "colour", "position", "count")  # the per-attribute columns
 sys.path.insert(0, str(ROOT))
 
 
@@ -37,8 +38,13 @@ def main() -> None:
     pipe = LiteRTPipeline.load(args.bundle, threads=1)
     report = evaluate_pipeline(pipe, args.samples, args.seed, steps=args.steps)
     base = report["attribute_accuracy"]
-    rows = [["base (no peel)", "–", f"{100 * base:.1f}", "+0.0",
-             *(f"{100 * report['per_attribute'][k]:.1f}" for k in ("shape", "colour", "position", "count"))]]
+
+    def row(label: str, style: str, r: dict) -> list[str]:
+        """One table row: label, style %, attribute acc %, points vs the base, then ATTRIBUTES %."""
+        return [label, style, f"{100 * r['attribute_accuracy']:.1f}", f"{100 * (r['attribute_accuracy'] - base):+.1f}",
+                *(f"{100 * r['per_attribute'][k]:.1f}" for k in ATTRIBUTES)]
+
+    rows = [row("base (no peel)", "–", report)]
     for spec in args.specs:
         peels, styles = [], []
         for part in spec.split("+"):
@@ -50,16 +56,14 @@ def main() -> None:
         per = {k: round(100 * v, 1) for k, v in r["per_attribute"].items()}
         print(f"{spec}: style {100 * r['style_score']:.1f} %, attribute acc {100 * r['attribute_accuracy']:.1f} %, "
               f"{per}", flush=True)
-        rows.append([f"`{spec}`", f"{100 * r['style_score']:.1f}", f"{100 * r['attribute_accuracy']:.1f}",
-                     f"{100 * (r['attribute_accuracy'] - base):+.1f}",
-                     *(f"{per[k]:.1f}" for k in ("shape", "colour", "position", "count"))])
+        rows.append(row(f"`{spec}`", f"{100 * r['style_score']:.1f}", r))
     body = (f"LiteRT (`{args.bundle.relative_to(ROOT) if args.bundle.is_relative_to(ROOT) else args.bundle}`, 1 CPU "
             f"thread), {args.steps} LCM steps, ShapeEval on {args.samples} held-out prompts (eval seed {args.seed}"
             + (", the same prompts and noise seeds as bench_peels.py" if args.seed == 0 else ", other prompts than "
                "bench_peels.py's seed 0") + "). style = images showing every intended style; Δ = "
             "attribute-accuracy points vs the base.\n\n"
-            + table(["peels (PEEL:WEIGHT:STYLE, + = stacked)", "style %", "attribute acc %", "Δ", "shape",
-                     "colour", "position", "count"], rows))
+            + table(["peels (PEEL:WEIGHT:STYLE, + = stacked)", "style %", "attribute acc %", "Δ", *ATTRIBUTES],
+                    rows))
     append_section("Peels at chosen weights (bench_peel_weights.py)", body, append=not args.no_append)
 
 
