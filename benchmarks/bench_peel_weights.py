@@ -32,9 +32,26 @@ def main() -> None:
     args = ap.parse_args()
     from banana_sdk.data.world import Style
     from banana_sdk.eval.evaluate import evaluate_pipeline
+    from banana_sdk.peels.config import PeelError
     from benchmarks.report import append_section, table
     from converters.runtime import LiteRTPipeline
 
+    stacks = []  # per spec: ([(peel file, weight)], (style, ...)), checked before the slow base row
+    for spec in args.specs:
+        peels, styles = [], []
+        for part in spec.split("+"):
+            fields = part.rsplit(":", 2)
+            if len(fields) != 3:
+                ap.error(f"spec part {part!r} is not PEEL:WEIGHT:STYLE")
+            path, weight, style = fields
+            try:
+                peels.append((Path(path), float(weight)))
+                styles.append(Style(style))
+            except ValueError:
+                ap.error(f"spec part {part!r}: WEIGHT must be a number and STYLE one of {[s.value for s in Style]}")
+            if not Path(path).is_file():
+                ap.error(f"peel file {path!r} does not exist")
+        stacks.append((peels, tuple(styles)))
     pipe = LiteRTPipeline.load(args.bundle, threads=1)
     report = evaluate_pipeline(pipe, args.samples, args.seed, steps=args.steps)
     base = report["attribute_accuracy"]
@@ -45,14 +62,12 @@ def main() -> None:
                 *(f"{100 * r['per_attribute'][k]:.1f}" for k in ATTRIBUTES)]
 
     rows = [row("base (no peel)", "–", report)]
-    for spec in args.specs:
-        peels, styles = [], []
-        for part in spec.split("+"):
-            path, weight, style = part.rsplit(":", 2)
-            peels.append((Path(path), float(weight)))
-            styles.append(Style(style))
-        pipe.set_peels(peels)
-        r = evaluate_pipeline(pipe, args.samples, args.seed, steps=args.steps, styles=tuple(styles))
+    for spec, (peels, styles) in zip(args.specs, stacks, strict=True):
+        try:
+            pipe.set_peels(peels)
+        except PeelError as exc:
+            ap.error(str(exc))
+        r = evaluate_pipeline(pipe, args.samples, args.seed, steps=args.steps, styles=styles)
         per = {k: round(100 * v, 1) for k, v in r["per_attribute"].items()}
         print(f"{spec}: style {100 * r['style_score']:.1f} %, attribute acc {100 * r['attribute_accuracy']:.1f} %, "
               f"{per}", flush=True)
