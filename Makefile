@@ -29,4 +29,4 @@ pytest: setup $(TEST_PREREQS)
 test: lint pytest $(EXTRA_TESTS)
 
 demo: setup $(DEMO_PREREQS)
-	$(PY) -m banana_sdk.demo
+	$(PY) demo.py

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import click
 
 from banana_sdk.errors import ConfigError
-from banana_sdk.fileio import atomic_write_bytes
+from banana_sdk.imageio import save_png
 from banana_sdk.info import format_info, model_info
 from banana_sdk.presets import PRESETS, get_preset
 
@@ -19,15 +18,6 @@ from banana_sdk.presets import PRESETS, get_preset
 def info(preset: str, size: int | None) -> None:
     """Parameters per component, FLOPs per step and weight memory of PRESET (nothing allocated)."""
     click.echo(format_info(model_info(get_preset(preset), size)))
-
-
-def save_png(image, out: Path) -> None:  # noqa: ANN001
-    """Encode to PNG in memory, then write atomically (no partial file on error)."""
-    if out.suffix.lower() != ".png":
-        raise ConfigError(f"output must be a .png file, got {str(out)!r}")
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    atomic_write_bytes(out, buffer.getvalue())
 
 
 @click.command()
@@ -67,7 +57,7 @@ def generate(
 
         peels = [parse_weighted(spec) for spec in peel_specs]
     if bundle is not None:
-        from converters.runtime import LiteRTPipeline
+        from banana_sdk.runtime.litert import LiteRTPipeline
 
         pipe = LiteRTPipeline.load(bundle, threads=threads)
         backend, base, note = pipe, pipe.size, f"LiteRT bundle {bundle}"

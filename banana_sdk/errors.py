@@ -21,3 +21,7 @@ class PromptError(BananaError):
 
 class CheckpointError(BananaError):
     """A checkpoint directory that is missing, corrupt or for another model."""
+
+
+class BundleError(BananaError):
+    """A bundle directory that is missing, not a bundle, corrupt, of a newer schema or with an invalid manifest."""

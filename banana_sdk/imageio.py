@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import io
+from pathlib import Path
+
 import numpy as np
 from PIL import Image
+
+from banana_sdk.errors import ConfigError
+from banana_sdk.fileio import atomic_write_bytes
 
 
 def to_uint8(image: np.ndarray) -> np.ndarray:
@@ -23,3 +29,12 @@ def from_pil(image: Image.Image) -> np.ndarray:
     """RGB PIL image -> (3, H, W) float32 in [-1, 1] (the VAE encoder's input layout)."""
     array = np.asarray(image.convert("RGB"), dtype=np.float32) / 127.5 - 1.0
     return np.ascontiguousarray(array.transpose(2, 0, 1))
+
+
+def save_png(image, out: Path) -> None:  # noqa: ANN001
+    """Encode to PNG in memory, then write atomically (no partial file on error)."""
+    if out.suffix.lower() != ".png":
+        raise ConfigError(f"output must be a .png file, got {str(out)!r}")
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    atomic_write_bytes(out, buffer.getvalue())

@@ -1,4 +1,4 @@
-"""Text-to-image generation over any backend (PyTorch here, LiteRT in `converters.runtime`).
+"""Text-to-image generation over any backend (PyTorch here, LiteRT in `banana_sdk.runtime.litert`).
 
 Both backends share the tokenizer, the samplers and the image conversion, so an image differs between
 them only by what the converted graphs compute differently.
@@ -21,8 +21,9 @@ from banana_sdk.errors import ConfigError
 from banana_sdk.imageio import to_pil
 from banana_sdk.models.model import BananaModel, build_model
 from banana_sdk.presets import get_preset
-from banana_sdk.sampling.base import StepCallback, check_steps, get_sampler
+from banana_sdk.sampling.base import StepCallback, check_steps
 from banana_sdk.sampling.noise import check_seed
+from banana_sdk.sampling.registry import get_sampler
 from banana_sdk.tokenizer import Tokenizer
 
 

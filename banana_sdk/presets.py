@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from banana_sdk.config import (
     DenoiserConfig,
     ModelConfig,
@@ -12,6 +14,7 @@ from banana_sdk.config import (
 )
 from banana_sdk.errors import UnknownPreset
 
+DEMO_WEIGHTS = Path(__file__).parent / "weights" / "demo"  # the committed, trained demo checkpoint
 _TOKENS = TokenizerConfig(context_length=32, vocab_size=512)
 
 PRESETS: dict[str, ModelConfig] = {

@@ -41,7 +41,7 @@ def convert_measured(folder: Path, quant: str, out: Path) -> tuple[float, float,
 
 
 def generation_ms(bundle: Path, runs: int, threads: int) -> float:
-    from converters.runtime import LiteRTPipeline
+    from banana_sdk.runtime.litert import LiteRTPipeline
 
     lite = LiteRTPipeline.load(bundle, threads=threads)
     lite.run("a photo of a red banana on a blue table", seed=0)  # warm-up
@@ -63,7 +63,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
-    from converters.bundle import load_manifest
+    from banana_sdk.bundle.reader import load_manifest
     from converters.byom.fixtures import PRESETS, build_pipeline
 
     rows = []

@@ -43,7 +43,7 @@ def latency(bundles: dict[str, Path], source: list[str], steps: int, runs: int, 
     import torch
 
     from banana_sdk.pipeline import Pipeline
-    from converters.runtime import LiteRTPipeline
+    from banana_sdk.runtime.litert import LiteRTPipeline
 
     torch.set_num_threads(threads)
     pipe = Pipeline.from_preset(source[1]) if source[0] == "--preset" else Pipeline.from_pretrained(source[1])
@@ -72,7 +72,7 @@ def main() -> None:
     parser.add_argument("--no-latency", action="store_true")
     args = parser.parse_args()
     sources = [["--model", args.model]] if args.model else [["--preset", p] for p in args.presets.split(",")]
-    from converters.bundle import load_manifest
+    from banana_sdk.bundle.reader import load_manifest
 
     for source in sources:
         work = Path(tempfile.mkdtemp(prefix="bench-convert-"))

@@ -138,8 +138,8 @@ def main() -> int:
 
     from device_tests.adb import Adb
     from device_tests.adb_server import IsolatedAdbServer
-    from device_tests.sim.device import SimOptions
     from device_tests.sim.launcher import start_simulator
+    from device_tests.sim.options import SimOptions
 
     with tempfile.TemporaryDirectory(prefix="bench-harness-") as tmp:
         workdir = Path(tmp)

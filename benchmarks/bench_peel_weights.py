@@ -33,8 +33,8 @@ def main() -> None:
     from banana_sdk.data.world import Style
     from banana_sdk.eval.evaluate import evaluate_pipeline
     from banana_sdk.peels.config import PeelError
+    from banana_sdk.runtime.litert import LiteRTPipeline
     from benchmarks.report import append_section, table
-    from converters.runtime import LiteRTPipeline
 
     stacks = []  # per spec: ([(peel file, weight)], (style, ...)), checked before the slow base row
     for spec in args.specs:

@@ -45,8 +45,8 @@ def train_peel(model: Path, name: str, styles: tuple[Style, ...], work: Path, st
     """(peel file, training seconds): trained unless a file for these weights and settings exists and is newer
     than the peels it starts from or stacks with (`extra`: `init_peel`, `stack_with` of `PeelTrainConfig`)."""
     from banana_sdk.peels.train import PeelTrainConfig
+    from banana_sdk.peels.train import train_peel as run_peel_training
     from banana_sdk.training.common import LoopConfig
-    from banana_sdk.training.stages import train_stage
 
     path = work / f"{file or name}.safetensors"
     cfg = PeelTrainConfig(base=model, styles=styles, peel_file=path, peel_name=name, scenes=SCENES,
@@ -60,7 +60,7 @@ def train_peel(model: Path, name: str, styles: tuple[Style, ...], work: Path, st
     except PeelError:
         pass
     loop = LoopConfig(steps=steps, batch_size=batch, lr=lr, warmup=20, save_every=steps, log_every=25)
-    summary = train_stage("peel", loop, work / "runs" / (file or name), threads=1, force=True, **vars(cfg))
+    summary = run_peel_training(cfg, loop, work / "runs" / (file or name), threads=1, force=True)
     return path, float(summary["elapsed_s"])
 
 
@@ -159,7 +159,7 @@ def main() -> None:
         parser.error(f"--use names {unknown}; choose from {sorted(PEELS)}")
     from banana_sdk.eval.evaluate import eval_world
     from banana_sdk.peels.ops import export_for_bundle, merge_into_checkpoint
-    from converters.runtime import LiteRTPipeline
+    from banana_sdk.runtime.litert import LiteRTPipeline
 
     work = args.work
     work.mkdir(parents=True, exist_ok=True)

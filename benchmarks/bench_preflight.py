@@ -32,7 +32,7 @@ from banana_sdk.models import text_encoder, vae  # noqa: E402
 from banana_sdk.models.model import build_component  # noqa: E402
 from banana_sdk.presets import get_preset  # noqa: E402
 from benchmarks.report import append_section, table  # noqa: E402
-from converters.convert import GATE_SEED  # noqa: E402
+from converters.engine import GATE_SEED  # noqa: E402
 from converters.export import export_signature  # noqa: E402
 from converters.postprocess import fix_zero_block_scales  # noqa: E402
 from converters.preflight.engine import SignatureResult, run_table  # noqa: E402

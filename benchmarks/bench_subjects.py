@@ -86,7 +86,7 @@ def main() -> None:
     from banana_sdk.subjects.train import reference_scene
 
     if args.bundle:
-        from converters.runtime import LiteRTPipeline
+        from banana_sdk.runtime.litert import LiteRTPipeline
 
         backend = LiteRTPipeline.load(args.bundle, threads=args.threads)
         source = f"LiteRT bundle {Path(args.bundle).name} ({backend.manifest['quantization']['recipe']})"

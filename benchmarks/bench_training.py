@@ -107,7 +107,7 @@ def main() -> None:
     dqat = Pipeline.from_pretrained(args.qat)
     add("DQAT weights fp32 (PyTorch), LCM 4", evaluate_pipeline(dqat, n, seed, steps=4))
     if not args.no_litert:
-        from converters.runtime import LiteRTPipeline
+        from banana_sdk.runtime.litert import LiteRTPipeline
 
         for name, source in (("PTQ", args.student), ("DQAT", args.qat)):
             path = bundle(args.bundles / f"{name.lower()}-int4", source, args.block_size)

@@ -85,13 +85,13 @@ def worker(args: argparse.Namespace) -> None:
     """Runs in a subprocess: one measured job, prints one JSON line."""
     from PIL import Image
 
+    from banana_sdk.runtime.tiles import LiteRTTileRunner
     from banana_sdk.upscale.chain import float_to_pil_inplace, pil_to_float, upscale_image
     from banana_sdk.upscale.config import TileConfig
-    from converters.tiles import LiteRTTileRunner
 
     if args.worker == "e2e":
+        from banana_sdk.runtime.litert import LiteRTPipeline
         from banana_sdk.upscale import generate_4k
-        from converters.runtime import LiteRTPipeline
 
         pipe = LiteRTPipeline.load(args.bundle, threads=args.threads)
         prompt = "pip top left and a small red circle center and zed bottom right"
@@ -132,9 +132,9 @@ def seam_error(model, base: np.ndarray, work: Path, quant: str, tiles, threads: 
     """Tiled vs untiled LiteRT on the 256 -> 1024 pass, in 1/255 units."""
     from ai_edge_litert.interpreter import Interpreter
 
+    from banana_sdk.runtime.tiles import LiteRTTileRunner
     from banana_sdk.upscale.chain import box_down2
     from banana_sdk.upscale.tiling import overlap_mask, tiled_apply
-    from converters.tiles import LiteRTTileRunner
 
     tile_model = export(model, tiles.tile, work / f"tile-{quant}.tflite", quant)
     runner = LiteRTTileRunner(tile_model, tiles, 4, threads)

@@ -47,7 +47,7 @@ def convert(
     peel_targets,  # noqa: ANN001
 ) -> None:
     """Convert a preset, checkpoint, diffusers pipeline or any nn.Module to a LiteRT bundle."""
-    from converters.bundle import load_manifest
+    from banana_sdk.bundle.reader import load_manifest
 
     sources = [s for s in (preset, model_dir, diffusers_dir, factory) if s is not None]
     if len(sources) != 1:
@@ -108,7 +108,7 @@ def convert(
 @click.option("--ops", "show_ops", is_flag=True, help="List every op type with its count.")
 def verify(bundle: Path, model_dir: Path | None, diffusers_dir: Path | None, show_ops: bool) -> None:
     """Check a bundle: schema, sha256 of every file, ops and weight types per signature, the gate."""
-    from converters.bundle import load_manifest
+    from banana_sdk.bundle.reader import load_manifest
     from converters.verify import verify
 
     if model_dir is not None and diffusers_dir is not None:

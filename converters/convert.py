@@ -1,65 +1,48 @@
-"""`banana convert`: a list of signature jobs -> a LiteRT bundle, one signature at a time.
+"""`banana convert` for our model family: a preset or checkpoint -> signature jobs -> `converters.engine`.
 
-`convert_jobs` is the generic engine (our presets and checkpoints use it through `convert`; diffusers
-pipelines and arbitrary modules through `converters.byom`). Per signature: build just that component ->
-reference outputs (the model's own forward) -> rewrite + export fp32 to a temp file -> free the torch module
--> quantize from the file -> write atomically -> read the written file back (op and weight types) ->
-accuracy gate on the ai-edge-litert Interpreter. Work happens in a hidden staging
-dir beside the output; the manifest is written last and the staging dir replaces the output only when
-every signature passed, so a failed run never leaves a half-written bundle or touches the old one.
-Re-runs skip signatures whose job key (weights, config, recipe, size, gate) is unchanged.
+Plans one job per signature of `converters.signatures` (plus runtime-peel and tile signatures on request)
+and the bundle manifest; the engine converts, gates and writes them.
 """
 
 from __future__ import annotations
 
-import errno
 import functools
-import gc
 import hashlib
 import json
-import os
-import shutil
-import sys
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from torch import nn
 
 from banana_sdk import __version__
+from banana_sdk.bundle.reader import BUNDLE_FORMAT, BUNDLE_SCHEMA_VERSION, created_by
 from banana_sdk.checkpoint import load_component, read_checkpoint_config, weights_hash
 from banana_sdk.config import ModelConfig, check_image_size
-from banana_sdk.errors import BananaError, ConfigError
-from banana_sdk.fileio import atomic_write_bytes, atomic_write_json, sha256_file
+from banana_sdk.errors import ConfigError
 from banana_sdk.models.model import build_component, build_model
 from banana_sdk.peels.config import DENOISER_TARGETS
 from banana_sdk.presets import get_preset
-from banana_sdk.sampling.base import get_sampler
+from banana_sdk.sampling.registry import get_sampler
 from banana_sdk.tokenizer import Tokenizer, vocabulary
-from converters.bundle import (
-    BUNDLE_FORMAT,
-    BUNDLE_SCHEMA_VERSION,
-    MANIFEST,
-    created_by,
-    file_entry,
-    is_bundle,
-    load_manifest,
-    signature_io,
+from banana_sdk.upscale.config import default_tiles
+from converters.engine import (
+    GATE_SEED,
+    ManifestFn,
+    SignatureJob,
+    bundle_files,
+    check_output_dir,
+    convert_jobs,
+    gate_threshold,
 )
-from converters.errors import ConversionError
-from converters.export import check_block_divisibility, export_signature
-from converters.flatbuffer import read_graph
-from converters.gate import gate_signature, require, run_tflite
-from converters.isolate import export_isolated
-from converters.postprocess import fix_zero_block_scales, strip_tensor_names
+from converters.export import check_block_divisibility
+from converters.peels import parse_buckets, parse_targets, with_peel_buckets
 from converters.preflight.plan import delegate_plan
-from converters.recipes import DEFAULT_GATE, GateThreshold, Quant, Scheme, parse_quant, quantize_model, recipe_rules
-from converters.signatures import SIGNATURES, SignatureSpec, torch_outputs
+from converters.recipes import GateThreshold, Quant, parse_quant, recipe_rules
+from converters.signatures import SIGNATURES, SignatureSpec
+from converters.tiles import with_tiles
 
-GATE_SEED = 1234
-ISOLATE_PARAMS = 200_000_000  # components above this export in a child process  # seed of the gate's example inputs
+ISOLATE_PARAMS = 200_000_000  # components above this export in a child process
 
 
 @dataclass(frozen=True)
@@ -88,72 +71,6 @@ def resolve_source(preset: str | None, model_dir: Path | None, seed: int = 0) ->
     return Source(config, f"sha256:{weights_hash(model_dir)}", None, Path(model_dir))
 
 
-def _expected_storage(quant: Quant, block_size: int) -> dict[str, set[str]]:
-    """What the recipe may have produced per weight-bearing op type (checked against the file): the rule's
-    storage, plus float32 where a scoped FLOAT32 rule excludes some ops of that type."""
-    labels = {Scheme.DYNAMIC_INT4_BLOCKWISE: f"int4_blockwise_{block_size}",
-              Scheme.DYNAMIC_INT8_CHANNELWISE: "int8_channelwise", Scheme.FLOAT16: "float16"}
-    rules = recipe_rules(quant, block_size)
-    stored = [r for r in rules if r.scheme is not Scheme.FLOAT32]
-    excluded = {r.op for r in rules if r.scheme is Scheme.FLOAT32}
-    if any(r.op == "*" for r in stored):
-        expected = {op: {labels[stored[0].scheme]} for op in ("FULLY_CONNECTED", "CONV_2D")}
-    else:
-        expected = {r.op: {labels[r.scheme]} for r in stored}
-    return {op: allowed | ({"float32"} if op in excluded else set()) for op, allowed in expected.items()}
-
-
-def _check_storage(name: str, storage: dict[str, dict[str, int]], quant: Quant, block_size: int) -> None:
-    for op, allowed in _expected_storage(quant, block_size).items():
-        got = storage.get(op)
-        if got and not set(got) <= allowed:
-            raise ConversionError(f"{name}: recipe {quant.value} should store every {op} weight as "
-                                  f"{' or '.join(sorted(allowed))}, the written file has {got}")
-
-
-def _check_output_dir(out: Path, force: bool) -> None:
-    if out.exists() and not out.is_dir():
-        raise ConversionError(f"{out} exists and is not a directory; choose another --out")
-    if out.is_dir() and any(out.iterdir()) and not is_bundle(out) and not force:
-        raise ConversionError(f"{out} exists and is not a bundle; refusing to overwrite it (use --force)")
-
-
-def _progress(total: int, enabled: bool):  # noqa: ANN202
-    from tqdm import tqdm
-
-    return tqdm(total=total, disable=not enabled, file=sys.stderr, unit="stage", dynamic_ncols=True,
-                bar_format="{desc:<28} {bar} {n_fmt}/{total_fmt} [{elapsed}<{remaining}]")
-
-
-@dataclass(frozen=True)
-class ExtraSignature:
-    """Another signature exported into its job's file, built from the job's wrapped module so that it shares
-    the weights (one copy in the file): e.g. the runtime-peel signatures `denoise_r4` beside `denoise`."""
-
-    name: str  # signature key (the file stays the job's)
-    inputs: Callable[[], dict[str, np.ndarray]]  # seeded example inputs: export trace and gate
-    wrap: Callable[[nn.Module], nn.Module]  # the job's wrapped module -> this signature's module
-    # ^ picklable (a functools.partial of a top-level function) so isolated jobs can build it in the child
-
-
-@dataclass(frozen=True)
-class SignatureJob:
-    """One signature to convert: how to build it, feed it and judge it."""
-
-    name: str  # signature key and file stem
-    key: str  # sha256 of everything that determines the file (equal key + file sha256 = skip on re-run)
-    inputs: Callable[[], dict[str, np.ndarray]]  # seeded example inputs: export trace and gate
-    load: Callable[[], nn.Module]  # the bare component (called only when the signature is not skipped)
-    wrap: Callable[[nn.Module], nn.Module]  # component -> exportable signature module (rewrites go here)
-    reference: Callable[[nn.Module, dict[str, np.ndarray]], dict[str, np.ndarray]] | None = None
-    # ^ the gate's PyTorch reference from the bare component (the model's own forward); None = the wrapped module
-    notes: Callable[[nn.Module], dict[str, Any]] | None = None  # facts about the wrapped module for the record
-    isolated: Callable[[], nn.Module] | None = None  # picklable builder of the wrapped module: export it in a
-    # ^ child process (big models: the parent never holds the torch weights, see converters/isolate.py)
-    extra: tuple[ExtraSignature, ...] = ()  # more signatures in this job's file (gated and recorded alike)
-
-
-ManifestFn = Callable[[dict[str, dict[str, Any]], Path], dict[str, Any]]  # (records, staging) -> manifest
 
 
 def convert(
@@ -170,8 +87,6 @@ def convert(
     (e.g. (4, 8, 16)) `denoise.tflite` also holds the runtime-peel signatures `denoise_r4`, ... and the
     manifest a `peels` section (`converters.peels`); `peel_targets` (e.g. "attn.o,cross.o,mlp.fc2")
     restricts their low-rank path to those linears of every block (default: all ten), which is what it costs."""
-    from converters.peels import parse_buckets, parse_targets, with_peel_buckets
-
     buckets = parse_buckets(peel_buckets)
     targets = parse_targets(peel_targets)
     if peel_targets is not None and not buckets:
@@ -183,7 +98,7 @@ def convert(
     cfg = source.config
     size = cfg.image_size if size is None else size
     check_image_size(cfg, size)
-    _check_output_dir(out, force)
+    check_output_dir(out, force)
     if q is Quant.INT4:
         check_block_divisibility(build_model(cfg, "meta"), block_size)
     threshold = gate_threshold(q, min_psnr, min_cosine)
@@ -192,20 +107,10 @@ def convert(
     manifest: ManifestFn = lambda records, staging: _manifest(source, q, block_size, size, records, staging)  # noqa: E731
     jobs, manifest = with_peel_buckets(jobs, manifest, buckets, cfg, size, GATE_SEED, threshold, threads, targets)
     if upscaler is not None:
-        from banana_sdk.upscale.config import default_tiles
-        from converters.tiles import with_tiles
-
         jobs, manifest = with_tiles(jobs, manifest, upscaler, default_tiles(size), size, q, block_size, threshold)
     vocab = ("\n".join(vocabulary()) + "\n").encode()
     return convert_jobs(out, jobs, q, block_size, threshold, manifest,
                         extra_files={"vocab.txt": vocab}, force=force, threads=threads, progress=progress)
-
-
-def gate_threshold(q: Quant, min_psnr: float | None, min_cosine: float | None) -> GateThreshold:
-    """The recipe's default gate with the user's overrides."""
-    base = DEFAULT_GATE[q]
-    return GateThreshold(min_psnr if min_psnr is not None else base.min_psnr_db,
-                         min_cosine if min_cosine is not None else base.min_cosine)
 
 
 def _wrapped_component(source: Source, spec: SignatureSpec) -> nn.Module:
@@ -226,51 +131,6 @@ def _preset_job(
                         load=lambda: source.component(spec.component), wrap=spec.wrap, isolated=isolated)
 
 
-def convert_jobs(
-    out: Path, jobs: list[SignatureJob], q: Quant, block_size: int, threshold: GateThreshold,
-    manifest: ManifestFn, *, extra_files: dict[str, bytes] | None = None, force: bool = False, threads: int = 2,
-    progress: bool = False,
-) -> Path:
-    """The engine: convert every job into a staging dir beside `out`, write `extra_files` and the manifest
-    (built by `manifest(records, staging)`), then swap the staging dir in. Nothing is left on failure."""
-    out = Path(out)
-    _check_output_dir(out, force)
-    staging = out.parent / f".{out.name}.partial"
-    staging.mkdir(parents=True, exist_ok=True)
-    previous = load_manifest(out) if is_bundle(out) else None
-    bar = _progress(3 * len(jobs), progress)
-    try:
-        records = {}
-        for job in jobs:
-            records[job.name] = _convert_signature(job, q, block_size, threshold, staging, out, previous,
-                                                   threads, bar)
-            for extra, sub in records[job.name].get("signatures", {}).items():  # same file, own I/O and gate
-                records[extra] = {**sub, "key": records[job.name]["key"], "sha256": records[job.name]["sha256"]}
-        for name, data in (extra_files or {}).items():
-            atomic_write_bytes(staging / name, data)
-        atomic_write_json(staging / MANIFEST, manifest(records, staging))
-        for stamp in staging.glob("*.stamp.json"):
-            stamp.unlink()
-        _swap_in(staging, out)
-    except OSError as exc:
-        shutil.rmtree(staging, ignore_errors=True)
-        if exc.errno == errno.ENOSPC:
-            raise ConversionError(f"disk full while writing the bundle; {out} was left as it was") from None
-        raise ConversionError(f"could not write the bundle: {exc.strerror or exc} ({exc.filename or out})") from None
-    except BananaError:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    finally:
-        bar.close()
-    return out
-
-
-def job_key(**parts: Any) -> str:
-    """sha256 of JSON-able key parts (plus the bundle schema version)."""
-    blob = json.dumps({**parts, "bundle_schema": BUNDLE_SCHEMA_VERSION}, sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()
-
-
 def _signature_key(source: Source, q: Quant, block: int, size: int, name: str, th: GateThreshold,
                    peel_buckets: tuple[int, ...] = (), peel_targets: tuple[str, ...] = DENOISER_TARGETS) -> str:
     peels = {"peel_buckets": list(peel_buckets), "peel_format": 2} if peel_buckets else {}  # else: keys unchanged
@@ -281,107 +141,6 @@ def _signature_key(source: Source, q: Quant, block: int, size: int, name: str, t
                        "gate": [th.min_psnr_db, th.min_cosine], "bundle_schema": BUNDLE_SCHEMA_VERSION, **peels},
                       sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
-
-
-def _reuse(name: str, key: str, staging: Path, out: Path, previous: dict[str, Any] | None) -> dict | None:
-    """A finished record for this signature from the staging dir or the existing bundle, else None."""
-    target = staging / f"{name}.tflite"
-    stamp = staging / f"{name}.stamp.json"
-    if stamp.is_file() and target.is_file():
-        record = json.loads(stamp.read_text())
-        if record.get("key") == key and sha256_file(target) == record.get("sha256"):
-            return record
-    if previous is not None:
-        record = previous.get("build", {}).get(name)
-        old = out / f"{name}.tflite"
-        if record and record.get("key") == key and old.is_file() and sha256_file(old) == record.get("sha256"):
-            shutil.copy2(old, target)
-            return record
-    return None
-
-
-def _convert_signature(
-    job: SignatureJob, q: Quant, block: int, threshold: GateThreshold, staging: Path, out: Path,
-    previous: dict | None, threads: int, bar,  # noqa: ANN001
-) -> dict[str, Any]:
-    name = job.name
-    record = _reuse(name, job.key, staging, out, previous)
-    if record is not None:
-        bar.set_description_str(f"{name}: current, skipped")
-        bar.update(3)
-        return {**record, "skipped": True}
-    # 1. export fp32 (the torch module lives only inside this block)
-    bar.set_description_str(f"{name}: export")
-    inputs = {name: job.inputs(), **{x.name: x.inputs() for x in job.extra}}
-    float_path = staging / f".{name}.fp32.tflite"
-    if job.isolated is not None:
-        references = export_isolated(job.isolated, name, inputs[name], float_path,
-                                     [(x.name, x.wrap, inputs[x.name]) for x in job.extra])
-        return _finish_signature(job, q, block, threshold, staging, inputs, references, None, threads, bar)
-    module = job.load()
-    own = job.reference(module, inputs[name]) if job.reference is not None else None
-    wrapped = job.wrap(module)
-    extras = [(x.name, x.wrap(wrapped), inputs[x.name]) for x in job.extra]
-    notes = job.notes(wrapped) if job.notes is not None else None
-    if q is Quant.INT4:
-        check_block_divisibility(wrapped, block)
-    if extras:
-        export_signature(wrapped, name, inputs[name], float_path, extras)
-    else:  # the one-signature call, unchanged
-        export_signature(wrapped, name, inputs[name], float_path)
-    references = {name: own if own is not None else torch_outputs(wrapped, inputs[name]),
-                  **{n: torch_outputs(m, i) for n, m, i in extras}}
-    del module, wrapped, extras
-    gc.collect()
-    return _finish_signature(job, q, block, threshold, staging, inputs, references, notes, threads, bar)
-
-
-def _finish_signature(
-    job: SignatureJob, q: Quant, block: int, threshold: GateThreshold, staging: Path,
-    inputs: dict[str, dict[str, np.ndarray]], references: dict[str, dict[str, np.ndarray]],
-    notes: dict[str, Any] | None, threads: int, bar,  # noqa: ANN001
-) -> dict[str, Any]:
-    """Quantize the exported fp32 file, write it, verify its types and gate every signature in it against its
-    PyTorch reference (`inputs` and `references` by signature; the job's own first)."""
-    name = job.name
-    float_path = staging / f".{name}.fp32.tflite"
-    bar.update(1)
-    # 2. quantize from the serialized file, write atomically
-    bar.set_description_str(f"{name}: quantize {q.value}")
-    target = staging / f"{name}.tflite"
-    quantized, _ = fix_zero_block_scales(quantize_model(float_path.read_bytes(), q, block))
-    # inner tensor names (module paths from the export) are ~8% of a small INT4 bundle and nothing reads them
-    quantized = strip_tensor_names(quantized, {name, *(x.name for x in job.extra)})
-    atomic_write_bytes(target, quantized)
-    del quantized
-    float_path.unlink()
-    gc.collect()
-    bar.update(1)
-    # 3. verify from the written file: op/weight types, then the accuracy gate on LiteRT
-    bar.set_description_str(f"{name}: verify")
-    graph = read_graph(target)
-    checked = {}
-    for sig, sig_inputs in inputs.items():
-        storage = graph.signatures[sig].weight_storage()
-        _check_storage(sig, storage, q, block)
-        result = gate_signature(sig, references[sig], run_tflite(target, sig, sig_inputs, threads), threshold)
-        require(result)
-        checked[sig] = {"storage": storage, "gate": result.to_dict(), "io": signature_io(target, sig)}
-    bar.update(1)
-    record = {"key": job.key, "sha256": sha256_file(target), **checked.pop(name)}
-    if checked:
-        record["signatures"] = checked
-    if notes is not None:
-        record["notes"] = notes
-    atomic_write_json(staging / f"{name}.stamp.json", record)
-    return record
-
-
-def bundle_files(staging: Path) -> dict[str, dict[str, Any]]:
-    """The manifest's `files`: every finished file of the staging dir (not the manifest, stamps, temps)."""
-    return {p.name: file_entry(p) for p in sorted(staging.iterdir())
-            if p.is_file() and not p.name.startswith(".") and not p.name.endswith(".stamp.json")
-            and p.name != MANIFEST}
 
 
 def _manifest(source: Source, q: Quant, block: int, size: int, records: dict, staging: Path) -> dict[str, Any]:
@@ -413,12 +172,3 @@ def _manifest(source: Source, q: Quant, block: int, size: int, records: dict, st
     }
 
 
-def _swap_in(staging: Path, out: Path) -> None:
-    """Replace `out` with the finished staging dir (the old one is removed only after the rename)."""
-    old = None
-    if out.exists():
-        old = out.parent / f".{out.name}.old-{os.getpid()}"
-        os.replace(out, old)
-    os.replace(staging, out)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)

@@ -7,7 +7,3 @@ from banana_sdk.errors import BananaError
 
 class ConversionError(BananaError):
     """Conversion failed (gate below threshold, unsupported recipe, write failure); nothing was kept."""
-
-
-class BundleError(BananaError):
-    """A bundle directory that is missing, not a bundle, corrupt or of a newer schema."""

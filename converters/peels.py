@@ -33,7 +33,7 @@ from banana_sdk.models.model import build_component
 from banana_sdk.peels.config import DENOISER_TARGETS, PeelError, check_targets
 from banana_sdk.peels.runtime import DenoisePeelSignature, LayerSlot, flat_sizes, runtime_layers
 from banana_sdk.sampling.noise import gaussian
-from converters.convert import ExtraSignature, ManifestFn, SignatureJob
+from converters.engine import ExtraSignature, ManifestFn, SignatureJob
 from converters.errors import ConversionError
 from converters.gate import compare, run_tflite
 from converters.recipes import GateThreshold
@@ -157,7 +157,7 @@ def check_peels_section(bundle: Path, manifest: dict[str, Any]) -> dict[str, Any
     """The manifest's `peels` section checked against its signatures and model config (None if absent);
     BundleError names the first inconsistency."""
     from banana_sdk.config import ModelConfig
-    from converters.errors import BundleError
+    from banana_sdk.errors import BundleError
 
     section = manifest.get(PEELS_SECTION)
     if section is None:

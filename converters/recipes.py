@@ -1,7 +1,7 @@
 """Quantization recipes: the one place where `--quant` is mapped to what ai-edge-quantizer does.
 
 Facts measured with litert-torch 0.10 / ai-edge-quantizer 0.10 (and re-checked from the written file by
-`converters.flatbuffer`, never assumed):
+`banana_sdk.bundle.flatbuffer`, never assumed):
 - INT4 is accepted only as *dynamic-range* blockwise (block 32/64/128/256) and only on FULLY_CONNECTED and
   EMBEDDING_LOOKUP; on CONV_2D it is silently left fp32, and weight-only INT4 is silently a no-op.
 - So `int4` = INT4 blockwise on FC/embedding + INT8 channelwise on CONV_2D, fp32 elsewhere.

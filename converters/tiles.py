@@ -1,16 +1,11 @@
-"""Tile signatures in bundles (conversion side) and the LiteRT-side tiled upscaler (runtime side).
+"""Tile signatures in bundles (the conversion side; the runtime side is `banana_sdk.runtime.tiles`).
 
-Conversion: `tile_jobs` turns `banana_sdk.upscale.signatures` into `SignatureJob`s for the generic engine
-(`converters.convert.convert_jobs`), and `upscale_manifest` is the manifest's `upscale` section that tells
-a runtime how to tile and blend:
-
-    "upscale": {"signature": "upscale_tile", "scale": 4, "tile": 80, "overlap": 16, "margin": 4,
-                "stride": 64, "blend": "separable-linear-ramp", "base_size": 128, "max_size": 4096,
-                "sizes": [256, 512, 1024, 2048, 4096], "upscaler": {"config": {...}, "weights_sha256": "..."}}
+`tile_jobs` turns `banana_sdk.upscale.signatures` into `SignatureJob`s for the generic engine
+(`converters.engine.convert_jobs`), and `upscale_manifest` is the manifest's `upscale` section that tells
+a runtime how to tile and blend (format: `banana_sdk.runtime.tiles`).
 
 `with_tiles` is the converter hook: it extends a job list and wraps a manifest function; `add_tiles` adds
-the tile signatures to an existing bundle (no model reconversion). Runtime:
-`LiteRTTileRunner` runs `upscale_tile` from a bundle and plugs into `banana_sdk.upscale.chain`.
+the tile signatures to an existing bundle (no model reconversion).
 """
 
 from __future__ import annotations
@@ -18,20 +13,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from banana_sdk.errors import ConfigError
+from banana_sdk.bundle.reader import load_manifest
+from banana_sdk.runtime.tiles import BLEND, UPSCALE_SECTION
 from banana_sdk.upscale.chain import reachable_sizes
-from banana_sdk.upscale.config import MAX_SIZE, TileConfig, UpscaleError, UpscalerConfig
+from banana_sdk.upscale.config import MAX_SIZE, TileConfig, UpscaleError, default_tiles
 from banana_sdk.upscale.model import read_upscaler_config, upscaler_identity
 from banana_sdk.upscale.signatures import UPSCALE_TILE, tile_signature_specs
-from converters.bundle import load_manifest
-from converters.convert import ManifestFn, SignatureJob, job_key
-from converters.errors import BundleError
-from converters.recipes import GateThreshold, Quant
+from converters.engine import ManifestFn, SignatureJob, bundle_files, convert_jobs, job_key
+from converters.recipes import GateThreshold, Quant, parse_quant
 
-UPSCALE_SECTION = "upscale"  # manifest key
-BLEND = "separable-linear-ramp"  # the blend `banana_sdk.upscale.tiling` implements
 TILE_GATE_SEED = 1234  # seed of the example tile (export trace and gate)
 
 
@@ -83,10 +73,6 @@ def add_tiles(bundle: str | Path, upscaler_dir: str | Path, tiles: TileConfig | 
     (default: in place) through the same engine, so a failure leaves the old bundle untouched. The other
     files are carried over byte for byte (read into memory: meant for bundles up to a few hundred MB).
     """
-    from banana_sdk.upscale.config import default_tiles
-    from converters.convert import bundle_files, convert_jobs
-    from converters.recipes import parse_quant
-
     bundle = Path(bundle)
     out = Path(out) if out is not None else bundle
     old = load_manifest(bundle)
@@ -116,42 +102,3 @@ def add_tiles(bundle: str | Path, upscaler_dir: str | Path, tiles: TileConfig | 
     jobs, manifest_fn = with_tiles([], manifest, upscaler_dir, tiles, base, q, block, threshold)
     return convert_jobs(out, jobs, q, block, threshold, manifest_fn, extra_files=carried, force=True,
                         threads=threads)
-
-
-def bundle_tiles(manifest: dict[str, Any], bundle: Path | str = "bundle") -> tuple[TileConfig, int]:
-    """(tile config, scale) from a manifest; BundleError if the bundle has no tile signature."""
-    section = manifest.get(UPSCALE_SECTION)
-    if not isinstance(section, dict) or UPSCALE_TILE not in manifest.get("signatures", {}):
-        raise BundleError(f"{bundle} has no {UPSCALE_TILE} signature, so it cannot upscale; convert it again "
-                          "with the upscaler (tile signatures) to generate above its base size")
-    try:  # validated against the upscaler's receptive radius, as the app does (tiles must match untiled)
-        upscaler = UpscalerConfig.from_dict(section["upscaler"]["config"])
-        return TileConfig.from_dict(section).validate(upscaler), int(section["scale"])
-    except (UpscaleError, KeyError, TypeError, ValueError) as exc:
-        raise BundleError(f"{bundle}: manifest section {UPSCALE_SECTION!r} is invalid ({exc})") from None
-
-
-class LiteRTTileRunner:
-    """A `banana_sdk.upscale.chain.TileRunner` over a bundle's `upscale_tile` signature (ai-edge-litert)."""
-
-    def __init__(self, path: Path, tiles: TileConfig, scale: int, threads: int = 2) -> None:
-        from ai_edge_litert.interpreter import Interpreter
-
-        if not isinstance(threads, int) or threads < 1:
-            raise ConfigError(f"threads must be a positive integer, got {threads}")
-        self.tiles, self.scale = tiles, scale
-        try:
-            self._runner = Interpreter(model_path=str(path), num_threads=threads).get_signature_runner(UPSCALE_TILE)
-        except (RuntimeError, ValueError) as exc:
-            first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise BundleError(f"{path}: LiteRT cannot load it ({first_line})") from None
-
-    @classmethod
-    def from_bundle(cls, bundle: str | Path, threads: int = 2) -> LiteRTTileRunner:
-        bundle = Path(bundle)
-        manifest = load_manifest(bundle)
-        tiles, scale = bundle_tiles(manifest, bundle)
-        return cls(bundle / manifest["signatures"][UPSCALE_TILE]["file"], tiles, scale, threads)
-
-    def __call__(self, tile: np.ndarray) -> np.ndarray:
-        return np.array(self._runner(image=np.ascontiguousarray(tile, dtype=np.float32))["upscaled"])

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from banana_sdk.bundle.reader import VerifyReport, load_manifest, verify_bundle
 from banana_sdk.checkpoint import load_component
 from banana_sdk.config import ModelConfig
-from converters.bundle import VerifyReport, load_manifest, verify_bundle
-from converters.errors import BundleError
+from banana_sdk.errors import BundleError
 from converters.gate import gate_signature, require, run_tflite
 from converters.peels import check_peels_section, verify_peels
 from converters.recipes import DEFAULT_GATE, GateThreshold, Quant, parse_quant

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -146,28 +147,37 @@ def sim() -> None:
 def sim_start(profile_name: str, port: int | None, lifetime: str, no_app: bool, abi: str | None,
               storage_mb: float | None, thermal_speedup: float, start_temp: float | None,
               write_mbps: float | None) -> None:
-    """Run a simulated device in the foreground until Ctrl-C or its lifetime ends."""
+    """Run a simulated device in the foreground until Ctrl-C or its lifetime ends (as a child process)."""
     from device_tests.adb_server import server_port
     from device_tests.profile import parse_duration
-    from device_tests.sim.device import SimOptions
+    from device_tests.sim.launcher import ROOT, sim_command, sim_env
+    from device_tests.sim.options import EMULATOR_PORTS, SimOptions, free_port
     from device_tests.sim.profiles import get_profile, with_abi
-    from device_tests.sim.run import run_simulator
-    from device_tests.sim.server import EMULATOR_PORTS, free_port
 
     with_abi(get_profile(profile_name), abi)  # unknown names fail here, listing the choices
     options = SimOptions(profile_name, not no_app, abi, storage_mb, thermal_speedup, start_temp, write_mbps)
     chosen = port if port is not None else free_port(emulator=True)
-
-    def ready(server) -> None:  # noqa: ANN001
-        how = ("the adb server finds it by itself" if server.port in EMULATOR_PORTS
-               else f"run `adb connect 127.0.0.1:{server.port}`")
-        click.echo(f"simulated {profile_name} device {server.serial} listening on 127.0.0.1:{server.port} ({how}); "
-                   f"Ctrl-C to stop", err=False)
-
+    cmd = sim_command(options, chosen, parse_duration(lifetime), server_port())
+    process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, env=sim_env(), cwd=ROOT,
+                               text=True)
     try:
-        run_simulator(options, chosen, parse_duration(lifetime), None, server_port(), ready)
+        for line in process.stdout:
+            if line.startswith("READY "):
+                info = json.loads(line[len("READY "):])
+                how = ("the adb server finds it by itself" if info["port"] in EMULATOR_PORTS
+                       else f"run `adb connect 127.0.0.1:{info['port']}`")
+                click.echo(f"simulated {profile_name} device {info['serial']} listening on 127.0.0.1:{info['port']} "
+                           f"({how}); Ctrl-C to stop")
+            else:
+                click.echo(line, nl=False)
+        code = process.wait()
     except KeyboardInterrupt:
+        process.terminate()
+        process.wait(10)
         click.echo("simulator stopped")
+        return
+    if code != 0:
+        sys.exit(code)  # the simulator printed its one-line error
 
 
 COMMANDS = (devices, push, profile, report, sim)

@@ -11,8 +11,8 @@ from device_tests.adb import Adb
 from device_tests.adb_server import IsolatedAdbServer
 from device_tests.profile import ProfileSettings, profile
 from device_tests.report import write_report
-from device_tests.sim.device import SimOptions
 from device_tests.sim.launcher import start_simulator
+from device_tests.sim.options import SimOptions
 
 
 @contextlib.contextmanager

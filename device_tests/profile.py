@@ -18,7 +18,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from banana_sdk import __version__
 from banana_sdk.errors import BananaError, ConfigError
 from banana_sdk.fileio import atomic_write_json
 from device_tests import benchmark_tool
@@ -29,7 +28,7 @@ from device_tests.devices import check_runnable, describe, resolve_serials
 from device_tests.errors import DeviceError
 from device_tests.journal import Journal, journal_path
 from device_tests.push import bundle_files, manifest_summary, push_bundle, push_peels, push_subjects
-from device_tests.run_file import RUN_FORMAT, RUN_SCHEMA_VERSION
+from device_tests.run_file import build_run_json
 from device_tests.run_record import DeviceRun
 from device_tests.runner import launch
 from device_tests.telemetry import TelemetrySampler, read_time_in_state
@@ -123,8 +122,8 @@ def check_app_request(bundle: Path, manifest: dict[str, Any], settings: ProfileS
         if settings.size < base:
             raise ConfigError(f"--size {settings.size}: this bundle makes {base} px images (and larger ones through "
                               "its tile signature), not smaller ones")
+        from banana_sdk.runtime.tiles import bundle_tiles
         from banana_sdk.upscale.chain import plan_chain
-        from converters.tiles import bundle_tiles
 
         if "upscale_tile" not in manifest["signatures"]:
             raise ConfigError(f"--size {settings.size}: this bundle has no upscale_tile signature to go above "
@@ -218,20 +217,6 @@ def _run_benchmark_model(device, abilist, remote_dir: str, manifest: dict, setti
                                           settings.warmup, settings.runs, settings.delegate is Delegate.GPU,
                                           settings.timeout_s)
         emit("benchmark_model", result=result)
-
-
-def build_run_json(runs: list[DeviceRun], bundle: dict[str, Any], settings: dict[str, Any], started: float,
-                   command: list[str] | None = None) -> dict[str, Any]:
-    """The run file: settings, bundle, one summary per device, and all ExecuTorch-style records."""
-    devices = [r.summary(bundle, settings) for r in runs]
-    return {
-        "schema_version": RUN_SCHEMA_VERSION, "format": RUN_FORMAT, "created_by": f"banana-sdk {__version__}",
-        "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
-        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "command": command, "bundle": bundle,
-        "settings": settings, "complete": all(d["complete"] for d in devices),
-        "simulated": any(d["simulated"] for d in devices), "devices": devices,
-        "records": [rec for d in devices for rec in d["records"]],
-    }
 
 
 def profile(bundle: Path, out: Path, serial: str | None, settings: ProfileSettings, adb: Adb | None = None,

@@ -54,7 +54,7 @@ class PushReport:
 
 def check_name(name: str) -> str:
     """A bundle file name must stay inside the bundle directory; anything else is sent literally."""
-    from converters.errors import BundleError
+    from banana_sdk.errors import BundleError
 
     if not isinstance(name, str) or not name or name in (".", "..") or "/" in name or "\0" in name:
         raise BundleError(f"bundle file name {name!r} would leave the bundle directory; refusing to push it")
@@ -63,8 +63,8 @@ def check_name(name: str) -> str:
 
 def bundle_files(bundle_dir: Path) -> tuple[str, list[BundleFile]]:
     """(bundle hash, files in push order) of a bundle dir; BundleError when it is missing or corrupt."""
-    from converters.bundle import load_manifest
-    from converters.errors import BundleError
+    from banana_sdk.bundle.reader import load_manifest
+    from banana_sdk.errors import BundleError
 
     manifest = load_manifest(bundle_dir)
     entries = manifest.get("files")

@@ -3,15 +3,31 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
+from banana_sdk import __version__
 from device_tests.errors import ReportError
 from device_tests.journal import read_journal
 from device_tests.run_record import DeviceRun
 
 RUN_FORMAT = "banana-profile-run"
 RUN_SCHEMA_VERSION = 1
+
+
+def build_run_json(runs: list[DeviceRun], bundle: dict[str, Any], settings: dict[str, Any], started: float,
+                   command: list[str] | None = None) -> dict[str, Any]:
+    """The run file: settings, bundle, one summary per device, and all ExecuTorch-style records."""
+    devices = [r.summary(bundle, settings) for r in runs]
+    return {
+        "schema_version": RUN_SCHEMA_VERSION, "format": RUN_FORMAT, "created_by": f"banana-sdk {__version__}",
+        "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
+        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "command": command, "bundle": bundle,
+        "settings": settings, "complete": all(d["complete"] for d in devices),
+        "simulated": any(d["simulated"] for d in devices), "devices": devices,
+        "records": [rec for d in devices for rec in d["records"]],
+    }
 
 
 def load_run(path: Path) -> dict[str, Any]:
@@ -37,8 +53,6 @@ def load_run(path: Path) -> dict[str, Any]:
 
 def run_from_journal(path: Path) -> dict[str, Any]:
     """Rebuild the run from its journal; devices without an `end` event are incomplete."""
-    from device_tests.profile import build_run_json
-
     events = read_journal(path)
     start = next((e for e in events if e["kind"] == "start"), None)
     if start is None:

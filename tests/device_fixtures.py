@@ -15,8 +15,8 @@ import pytest
 
 from device_tests.adb import Adb
 from device_tests.adb_server import IsolatedAdbServer
-from device_tests.sim.device import SimOptions
 from device_tests.sim.launcher import SimProcess, start_simulator
+from device_tests.sim.options import SimOptions
 
 SIM_LIFETIME_S = 300.0  # every simulator a test starts stops by itself after this
 

@@ -13,17 +13,17 @@ import torch
 from cli_helpers import Result, assert_one_line_error, run_cli
 from PIL import Image
 
+from banana_sdk.bundle.flatbuffer import read_graph
+from banana_sdk.bundle.reader import load_manifest, verify_bundle
+from banana_sdk.runtime.guidance import GuidanceMode
+from banana_sdk.runtime.litert import LiteRTPipeline
 from banana_sdk.sampling.noise import gaussian
-from converters.bundle import load_manifest, verify_bundle
 from converters.byom.convert_diffusers import convert_diffusers, plan_diffusers, verify_diffusers
 from converters.byom.diffusers import read_pipeline
 from converters.byom.fixtures import build_pipeline
-from converters.byom.rewrites import GuidanceMode
 from converters.byom.scheduler import plan_sampler
-from converters.convert import convert_jobs
+from converters.engine import convert_jobs
 from converters.errors import ConversionError
-from converters.flatbuffer import read_graph
-from converters.runtime import LiteRTPipeline
 
 SIGNATURES = {"text_encoder", "denoise", "vae_decode"}
 PROMPT = "a photo of a red banana on a blue table"

@@ -10,7 +10,7 @@ import pytest
 import torch
 from cli_helpers import Result, assert_one_line_error, run_cli
 
-from converters.bundle import load_manifest
+from banana_sdk.bundle.reader import load_manifest
 from converters.byom.module import convert_module, make_inputs, parse_example_inputs
 from converters.errors import ConversionError
 from converters.gate import run_tflite

@@ -7,9 +7,10 @@ import pytest
 import torch
 
 from banana_sdk.errors import ConfigError, PromptError
-from banana_sdk.sampling.base import get_sampler
+from banana_sdk.runtime.clip_tokenizer import ClipBPETokenizer
 from banana_sdk.sampling.ddpm import DDPMSchedule, Prediction, Spacing
 from banana_sdk.sampling.noise import gaussian
+from banana_sdk.sampling.registry import get_sampler
 from converters.byom import fixtures
 from converters.byom.diffusers import SUPPORTED, Component, PipelineFolder
 from converters.byom.rewrites import (
@@ -22,7 +23,6 @@ from converters.byom.rewrites import (
     reference_denoise,
 )
 from converters.byom.scheduler import plan_sampler
-from converters.byom.tokenizer import ClipBPETokenizer
 from converters.errors import ConversionError
 
 SHAPE = (1, 4, 4, 4)

@@ -12,14 +12,15 @@ import torch
 from cli_helpers import assert_one_line_error, run_cli
 from PIL import Image
 
+from banana_sdk.bundle.flatbuffer import read_graph
+from banana_sdk.bundle.reader import load_manifest, verify_bundle
+from banana_sdk.errors import BundleError
 from banana_sdk.models.model import build_model
 from banana_sdk.pipeline import Pipeline
 from banana_sdk.presets import get_preset
-from converters.bundle import load_manifest, verify_bundle
+from banana_sdk.runtime.litert import LiteRTPipeline
 from converters.convert import convert
-from converters.errors import BundleError, ConversionError
-from converters.flatbuffer import read_graph
-from converters.runtime import LiteRTPipeline
+from converters.errors import ConversionError
 from converters.verify import verify
 
 QUANTS = ("fp32", "fp16", "int8", "int4")
@@ -91,7 +92,7 @@ def test_rerun_skips_current_signatures(bundle_factory, tiny_checkpoint: Path, t
 
 
 def test_interrupted_run_resumes(tiny_checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import converters.convert as conv
+    import converters.engine as conv
 
     calls: list[str] = []
     real = conv.export_signature
@@ -164,7 +165,7 @@ def test_cli_convert_bad_input(tmp_path: Path, tiny_checkpoint: Path) -> None:
 def test_disk_full_mid_write(tiny_checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import errno
 
-    import converters.convert as conv
+    import converters.engine as conv
 
     def full(path, data):  # noqa: ANN001
         raise OSError(errno.ENOSPC, "No space left on device", str(path))

@@ -20,8 +20,8 @@ from device_tests.devices import describe, list_devices, resolve_serials
 from device_tests.errors import NoDevice, RunnerError
 from device_tests.push import push_bundle
 from device_tests.runner import launch
-from device_tests.sim.device import SimOptions
 from device_tests.sim.launcher import start_simulator
+from device_tests.sim.options import SimOptions
 
 NASTY_NAME = "we'ird \"name\";$(cd data; cd local; cd tmp; touch pwned)`id`\n|*.bin"  # no '/': a file name
 NASTY_PROMPT = "a red 'circle'; $(touch /data/local/tmp/pwned) `reboot` && rm -rf / \"quoted\"\nsecond line *"
@@ -58,7 +58,7 @@ def test_devices_lists_simulators_with_their_properties(adb, sims, monkeypatch) 
 def test_emulator_ports_are_found_without_adb_connect(tmp_path) -> None:  # noqa: ANN001
     """A simulator on an odd port 5555-5585 appears as emulator-<port-1> when it announces itself."""
     from device_tests.adb import Adb
-    from device_tests.sim.server import EMULATOR_PORTS
+    from device_tests.sim.options import EMULATOR_PORTS
 
     port = next((p for p in EMULATOR_PORTS if _free(p) and _free(p - 1)), None)
     if port is None:
@@ -158,7 +158,7 @@ def test_malicious_file_names_and_prompts_reach_the_device_literally(adb, sims, 
     # names that would leave the bundle directory are refused before anything is sent
     manifest["files"]["../escape"] = {"sha256": "0" * 64, "bytes": 1}
     atomic_write_json(bundle / "manifest.json", manifest)
-    from converters.errors import BundleError
+    from banana_sdk.errors import BundleError
 
     with pytest.raises(BundleError, match="leave the bundle directory"):
         push_bundle(device, bundle)

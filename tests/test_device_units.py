@@ -31,8 +31,9 @@ from device_tests.parsers import (
 )
 from device_tests.quoting import command_line
 from device_tests.sim import dumpsys
-from device_tests.sim.device import SimDevice, SimOptions
+from device_tests.sim.device import SimDevice
 from device_tests.sim.fs import FsError, SimFS, normalize
+from device_tests.sim.options import SimOptions
 from device_tests.sim.profiles import get_profile
 from device_tests.sim.protocol import A_CNXN, A_WRTE, HEADER, Message, ProtocolError, unpack_header
 from device_tests.sim.shell_service import packet, parse_service

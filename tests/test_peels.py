@@ -262,7 +262,7 @@ def test_bypassed_runs_the_base_bit_for_bit(model) -> None:  # noqa: ANN001
 def test_shipped_peels_fit_the_demo_weights_and_the_size_budget(style: str, rank: int, step: int) -> None:
     """The committed peels load, name their style, match the committed demo weights (retrain them with them),
     and are at most 3 % of the demo's INT4 bucket bundle (5.0 MiB: BENCHMARKS "Peels")."""
-    from banana_sdk.demo import WEIGHTS
+    from banana_sdk.presets import DEMO_WEIGHTS as WEIGHTS
 
     path = WEIGHTS.parent / "peels" / f"{style}.safetensors"
     peel = load_peel(path)

@@ -16,6 +16,7 @@ from cli_helpers import assert_one_line_error, run_cli, safetensors_payload
 from device_fixtures import adb_server, sims  # noqa: F401
 from safetensors.torch import save_file
 
+from banana_sdk.bundle.flatbuffer import read_graph
 from banana_sdk.checkpoint import load_checkpoint, weights_hash
 from banana_sdk.peels.config import PeelConfig, PeelError, Storage
 from banana_sdk.peels.device import load_runtime
@@ -23,11 +24,10 @@ from banana_sdk.peels.io import save_peel
 from banana_sdk.peels.lora import Peel, PeelStack
 from banana_sdk.peels.ops import export_for_bundle
 from banana_sdk.peels.runtime import flat_sizes, runtime_layers
-from converters.flatbuffer import read_graph
+from banana_sdk.runtime.litert import LiteRTPipeline
 from converters.gate import gate_signature
 from converters.peels import peel_inputs
 from converters.recipes import DEFAULT_GATE, Quant
-from converters.runtime import LiteRTPipeline
 from converters.signatures import denoise_inputs
 
 BUCKETS = (4, 8)
@@ -261,7 +261,8 @@ def test_simulated_device_runner_applies_peels(peel_bundle: Path, peel_files: di
 
     from device_tests.contract import Delegate, RunRequest
     from device_tests.errors import ContractError
-    from device_tests.sim.device import SimDevice, SimOptions
+    from device_tests.sim.device import SimDevice
+    from device_tests.sim.options import SimOptions
 
     device = SimDevice(SimOptions("flagship"), tmp_path / "data", serial="BSIMPEEL")
     remote = "/data/local/tmp/banana/tiny"

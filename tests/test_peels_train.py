@@ -62,7 +62,7 @@ def test_stylize_keeps_the_content_of_generated_images() -> None:
     the same content as the image: the outline band stays whole (the scaled copy alone cut small stars' points
     out of the band: count 99 -> 80 % on 200 prompts), and the detector finds pastel objects whole (at the
     plain threshold pastel pip's soft fill fell apart: count 99 -> 95 %)."""
-    from banana_sdk.demo import WEIGHTS
+    from banana_sdk.presets import DEMO_WEIGHTS as WEIGHTS
 
     pipe = Pipeline.from_pretrained(WEIGHTS)
     world, plain = _world(), Tally()

@@ -292,7 +292,7 @@ def test_crafted_topk_v2_and_int64_cast_run_and_are_flagged(tmp_path: Path) -> N
 # ---- bundles, plan, CLI ---------------------------------------------------------------------------------
 
 def test_tiny_bundles_on_litert_gpu_and_plan_agrees(bundle_factory) -> None:  # noqa: ANN001
-    from converters.bundle import load_manifest
+    from banana_sdk.bundle.reader import load_manifest
 
     fp32 = preflight_graphs(read_delegate_graphs_bundle(bundle_factory("fp32")), PreflightRequest.parse("gpu"))
     assert fp32.full and fp32.fallbacks == 0

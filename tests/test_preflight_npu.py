@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from converters.bundle import load_manifest, verify_bundle
-from converters.errors import BundleError
+from banana_sdk.bundle.reader import load_manifest, verify_bundle
+from banana_sdk.errors import BundleError
 from converters.preflight.errors import NpuCompileError, PreflightError
 from converters.preflight.graph import read_delegate_graphs
 from converters.preflight.npu import add_npu_variants, check_npu_request, find_qnn_libs, preflight_compiled

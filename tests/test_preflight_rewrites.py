@@ -11,13 +11,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from banana_sdk.bundle.flatbuffer import read_graph
+from banana_sdk.bundle.reader import load_manifest
 from banana_sdk.models.layers import clamp_unit
 from banana_sdk.models.model import build_component, build_model
 from banana_sdk.models.vae import GroupNorm, group_average, group_norm_by_channel_stats
 from banana_sdk.presets import get_preset
 from banana_sdk.tokenizer import Tokenizer
-from converters.bundle import load_manifest
-from converters.flatbuffer import read_graph
 
 # sha256 of the sorted "key:shape" state_dict lines, computed from the modules *before* the rewrites
 # (git HEAD e5728e4..575f09e): checkpoints trained on the old code load unchanged.

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from banana_sdk.errors import ConfigError
-from banana_sdk.sampling.base import get_sampler
 from banana_sdk.sampling.noise import gaussian
+from banana_sdk.sampling.registry import get_sampler
 from banana_sdk.sampling.schedule import add_noise, predict_x0, shift_time, time_grid
 
 SHAPE = (1, 4, 8, 8)

@@ -218,7 +218,7 @@ def test_stage_refuses_a_vae_run(tmp_path: Path) -> None:
 
 
 def test_litert_bundle_takes_subject_tokens_as_inputs(tiny_bundle: Path, tiny_pipeline: Pipeline) -> None:
-    from converters.runtime import LiteRTPipeline
+    from banana_sdk.runtime.litert import LiteRTPipeline
 
     prompt = "kiko bottom right and momo top middle"
     subjects = [Subject(n, encode_references([reference(n)]), "references") for n in ("kiko", "momo")]

@@ -163,8 +163,8 @@ def tiled_bundle(tiny_bundle: Path, tmp_path_factory: pytest.TempPathFactory) ->
 
 
 def test_bundle_carries_a_fixed_shape_tile_signature(tiled_bundle: Path, tiny_bundle: Path) -> None:
-    from converters.bundle import load_manifest, verify_files
-    from converters.flatbuffer import read_graph
+    from banana_sdk.bundle.flatbuffer import read_graph
+    from banana_sdk.bundle.reader import load_manifest, verify_files
 
     manifest = load_manifest(tiled_bundle)
     verify_files(tiled_bundle, manifest)
@@ -183,8 +183,8 @@ def test_bundle_carries_a_fixed_shape_tile_signature(tiled_bundle: Path, tiny_bu
 
 
 def test_litert_tiles_match_pytorch_and_generate_above_base(tiled_bundle: Path) -> None:
-    from converters.runtime import LiteRTPipeline
-    from converters.tiles import LiteRTTileRunner
+    from banana_sdk.runtime.litert import LiteRTPipeline
+    from banana_sdk.runtime.tiles import LiteRTTileRunner
 
     runner = LiteRTTileRunner.from_bundle(tiled_bundle)
     image = np.random.default_rng(2).uniform(-1, 1, (64, 64, 3)).astype(np.float32)
@@ -207,8 +207,8 @@ def test_pytorch_pipeline_generates_upscaled(tiny_pipeline) -> None:
 
 
 def test_bundle_without_tiles_says_how_to_get_them(tiny_bundle: Path) -> None:
-    from converters.errors import BundleError
-    from converters.tiles import LiteRTTileRunner
+    from banana_sdk.errors import BundleError
+    from banana_sdk.runtime.tiles import LiteRTTileRunner
 
     with pytest.raises(BundleError, match="no upscale_tile signature"):
         LiteRTTileRunner.from_bundle(tiny_bundle)
@@ -239,9 +239,9 @@ def test_cli_upscale_image_and_bad_input(tmp_path: Path, capsys: pytest.CaptureF
 
 def test_a_manifest_tile_margin_below_the_receptive_radius_is_refused(tiled_bundle: Path) -> None:
     """The runtime validates the manifest's tile config against the upscaler, as the app does."""
-    from converters.bundle import load_manifest
-    from converters.errors import BundleError
-    from converters.tiles import bundle_tiles
+    from banana_sdk.bundle.reader import load_manifest
+    from banana_sdk.errors import BundleError
+    from banana_sdk.runtime.tiles import bundle_tiles
 
     manifest = load_manifest(tiled_bundle)
     tiles, scale = bundle_tiles(manifest, tiled_bundle)
@@ -279,11 +279,12 @@ def test_simulated_device_runner_takes_subjects_and_sizes_above_the_base(tiled_b
     from PIL import Image
 
     from banana_sdk.pipeline import generate_with
+    from banana_sdk.runtime.litert import LiteRTPipeline
     from banana_sdk.subjects.binding import bind
-    from converters.runtime import LiteRTPipeline
     from device_tests.contract import Delegate, RunRequest
     from device_tests.errors import ContractError
-    from device_tests.sim.device import SimDevice, SimOptions
+    from device_tests.sim.device import SimDevice
+    from device_tests.sim.options import SimOptions
 
     store = _pip_store(tmp_path)
     subject_file = store.path("pip")

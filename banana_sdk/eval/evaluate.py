@@ -22,9 +22,9 @@ from banana_sdk.errors import BananaError, ConfigError
 from banana_sdk.eval.detect import cell_features, detect
 from banana_sdk.eval.frechet import frechet_distance
 from banana_sdk.eval.score import ImageScore, Tally, score_detections
+from banana_sdk.eval.seeds import EVAL_SEED_OFFSET
 from banana_sdk.eval.style import style_votes
 
-EVAL_SEED_OFFSET = 1_000_000  # evaluation worlds use seeds from here (training uses seed 0)
 MAX_SAMPLES = 100_000  # upper bound on --samples
 
 
@@ -147,7 +147,7 @@ def evaluate_source(model_dir: Path | None = None, bundle: Path | None = None, s
         raise ConfigError("give exactly one of a model directory or a bundle directory")
     _check_samples(samples)
     if bundle is not None:
-        from converters.runtime import LiteRTPipeline
+        from banana_sdk.runtime.litert import LiteRTPipeline
 
         pipe = LiteRTPipeline.load(bundle, threads=threads)
         label = {"source": "bundle", "path": str(bundle),

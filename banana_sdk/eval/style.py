@@ -22,6 +22,7 @@ import numpy as np
 from banana_sdk.data.dataset import ShapeWorld
 from banana_sdk.data.world import DEMO_WORLD, Style, WorldConfig, parse_styles
 from banana_sdk.eval.detect import _PASTEL_RGB, _REF_RGB, Detection, detect
+from banana_sdk.eval.seeds import EVAL_SEED_OFFSET
 
 COLOUR_MARGIN = 30.0  # RGB distance (0-255) at which a pastel vote saturates
 HOLLOW_SPLIT = 0.78  # solidity between outlines (<= 0.66 on real renders) and solid objects (>= 0.9)
@@ -72,8 +73,6 @@ def real_style_accuracy(samples: int = 300, seed: int = 0, size: int = 128,
                         world: WorldConfig = DEMO_WORLD) -> dict[str, Any]:
     """The detector on real renders: per style, scene i drawn with and without it (the other styles on or off
     at random, seeded), so 2 * samples images per style; accuracy = correctly judged / all."""
-    from banana_sdk.eval.evaluate import EVAL_SEED_OFFSET
-
     rng = np.random.default_rng(seed)
     report: dict[str, Any] = {"samples": samples, "size": size, "seed": seed, "per_style": {}}
     for style in Style:

@@ -87,9 +87,8 @@ def train(model_dir: Path, styles: tuple[str, ...], out: Path, name: str | None,
     import json
 
     from banana_sdk.peels.io import load_peel
-    from banana_sdk.peels.train import TRAIN_TARGETS, PeelTrainConfig, joint_file
+    from banana_sdk.peels.train import TRAIN_TARGETS, PeelTrainConfig, joint_file, train_peel
     from banana_sdk.training.common import LoopConfig
-    from banana_sdk.training.stages import train_stage
 
     written = [out, *(joint_file(out, load_peel(p).name) for p in stack_with)] if joint else [out]
     for path in written:
@@ -105,8 +104,8 @@ def train(model_dir: Path, styles: tuple[str, ...], out: Path, name: str | None,
     ).validate()
     loop = LoopConfig(steps=steps, batch_size=batch, lr=lr, warmup=min(warmup, max(0, steps - 1)),
                       save_every=max(1, steps), log_every=max(1, min(25, steps)), seed=seed)
-    summary = train_stage("peel", loop, run_dir or Path("out/peels") / out.stem, threads=threads, resume=resume,
-                          force=force, **vars(cfg))
+    summary = train_peel(cfg, loop, run_dir or Path("out/peels") / out.stem, threads=threads, resume=resume,
+                         force=force)
     if summary is not None:
         click.echo(json.dumps(summary))
         for path in written:

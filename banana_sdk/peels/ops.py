@@ -50,7 +50,7 @@ def attach_to_pipeline(pipe, model_dir: Path, peels: list[tuple[Path, float]]) -
 
 def export_for_bundle(peel_path: Path, bundle: Path, out: Path, storage: Storage = Storage.FLOAT16) -> Path:
     """Runtime peel file for `bundle` (checks the peel's base, rank and layers against the bundle)."""
-    from converters.bundle import load_manifest
+    from banana_sdk.bundle.reader import load_manifest
 
     bundle, out = Path(bundle), Path(out)
     if bundle.resolve() in out.resolve().parents:

@@ -73,6 +73,7 @@ from banana_sdk.training.common import (
 from banana_sdk.training.data import LatentSet, image_batch, train_world
 from banana_sdk.training.distributed import DistInfo
 from banana_sdk.training.loop import Stage
+from banana_sdk.training.stages import run_training
 from banana_sdk.training.teacher import load_stage_model, zero_subjects
 
 TRAIN_TARGETS = ("attn.o", "cross.o", "mlp.fc2")  # default targets (rank 4: ~2% of the demo int4 bundle)
@@ -512,3 +513,11 @@ def _companion(path: Path, cfg: PeelTrainConfig, base_hash: str) -> tuple[Peel, 
     if set(styles) & set(cfg.styles):
         raise PeelError(f"--stack-with {path} draws {sorted(s.value for s in styles)}, which this peel learns too")
     return peel, styles
+
+
+def train_peel(cfg: PeelTrainConfig, loop: LoopConfig, out: str | Path, device: str = "auto", threads: int = 0,
+               resume: bool = False, force: bool = False) -> dict[str, Any] | None:
+    """Train a peel through the shared loop (run dir `out`; the peel file is `cfg.peel_file`); rank 0 returns
+    the summary."""
+    return run_training(lambda info: build_peel_stage(cfg, info, loop.seed), loop, out, device, threads, resume,
+                        force)

@@ -1,16 +1,14 @@
-"""The sampler contract and registry. Samplers work on numpy arrays so PyTorch and LiteRT share them."""
+"""The sampler contract; the registry is `banana_sdk.sampling.registry`. Samplers work on numpy arrays
+so PyTorch and LiteRT share them."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 import numpy as np
 
 from banana_sdk.errors import ConfigError
-
-if TYPE_CHECKING:
-    from banana_sdk.sampling.ddpm import DDPMSchedule
 
 # model_fn(x_t, t) -> v: latent (B, C, h, w) float32 and time t in [0, 1] -> velocity, same shape.
 ModelFn = Callable[[np.ndarray, float], np.ndarray]
@@ -46,30 +44,3 @@ def check_steps(sampler: Sampler, steps: int) -> None:
         raise ConfigError(
             f"{sampler.name} sampler takes {sampler.min_steps}-{sampler.max_steps} steps, got {steps}"
         )
-
-
-DDPM_SAMPLERS = ("ddim", "lcm-ddpm")  # samplers that step on a stored DDPM schedule (diffusers models)
-
-
-def get_sampler(name: str, schedule: DDPMSchedule | None = None) -> Sampler:
-    """Sampler by registry name; the error lists valid names.
-
-    Rectified-flow samplers (`euler`, `lcm`) need nothing else; DDPM samplers (`ddim`, `lcm-ddpm`) need
-    the model's `schedule` (read from its bundle manifest).
-    """
-    from banana_sdk.sampling.ddim import DDIMSampler
-    from banana_sdk.sampling.euler import EulerSampler
-    from banana_sdk.sampling.lcm import LCMSampler
-    from banana_sdk.sampling.lcm_ddpm import LCMDDPMSampler
-
-    flow: dict[str, Callable[[], Sampler]] = {"euler": EulerSampler, "lcm": LCMSampler}
-    ddpm: dict[str, Callable[[DDPMSchedule], Sampler]] = {"ddim": DDIMSampler, "lcm-ddpm": LCMDDPMSampler}
-    if name in flow:
-        return flow[name]()
-    if name in ddpm:
-        if schedule is None:
-            raise ConfigError(f"sampler {name!r} steps on a DDPM schedule; only bundles of diffusers "
-                              f"pipelines carry one (rectified-flow models use {sorted(flow)})")
-        return ddpm[name](schedule)
-    raise ConfigError(f"unknown sampler {name!r}; choose from {sorted(flow)} (rectified flow) "
-                      f"or {sorted(ddpm)} (DDPM schedules of converted diffusers pipelines)")

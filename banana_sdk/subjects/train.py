@@ -37,9 +37,10 @@ from banana_sdk.subjects.encoder import DESCRIPTOR_KIND, DESCRIPTOR_VERSION, REF
 from banana_sdk.tokenizer import Tokenizer
 from banana_sdk.training.common import LoopConfig, TrainingError
 from banana_sdk.training.data import LatentSet
-from banana_sdk.training.distributed import DistInfo, distributed_context
+from banana_sdk.training.distributed import DistInfo
 from banana_sdk.training.fakequant import QuantSpec, check_block_size, quantized_parameters
-from banana_sdk.training.loop import Stage, prepare_run_dir, run_stage
+from banana_sdk.training.loop import Stage
+from banana_sdk.training.stages import run_training
 from banana_sdk.training.teacher import load_stage_model, model_stage, sample_logit_normal
 
 SUBJECT_WORLD = WorldConfig(min_objects=1, max_objects=5, character_prob=0.6, texture_prob=0.0)  # many characters
@@ -225,10 +226,6 @@ def build_subject_stage(cfg: SubjectStageConfig, info: DistInfo, seed: int) -> S
 
 def train_subjects(cfg: SubjectStageConfig, loop: LoopConfig, out: str | Path, device: str = "auto",
                    threads: int = 0, resume: bool = False, force: bool = False) -> dict[str, Any] | None:
-    """Run the stage (like `training.stages.train_stage`, until it lists "subject"); rank 0 returns the summary."""
-    prepare_run_dir(Path(out), resume, force)
-    with distributed_context(device, threads) as info:
-        loop.validate(info.world_size)
-        stage = build_subject_stage(cfg, info, loop.seed)
-        summary = run_stage(stage, loop, Path(out), info, resume=resume, force=force)
-        return summary if info.is_main else None
+    """Run the subject stage through the shared loop; rank 0 returns the summary."""
+    return run_training(lambda info: build_subject_stage(cfg, info, loop.seed), loop, out, device, threads, resume,
+                        force)

@@ -42,24 +42,28 @@ def _qat(info: DistInfo, loop: LoopConfig, **kw: Any) -> Stage:
     return build_qat_stage(QATStageConfig(**kw), info, loop.seed)
 
 
-def _peel(info: DistInfo, loop: LoopConfig, **kw: Any) -> Stage:
-    from banana_sdk.peels.train import PeelTrainConfig, build_peel_stage
-
-    return build_peel_stage(PeelTrainConfig(**kw), info, loop.seed)
-
-
 STAGES: dict[str, Callable[..., Stage]] = {"vae": _vae, "vae-refit": _vae_refit, "teacher": _teacher,
-                                           "distill": _distill, "qat": _qat, "peel": _peel}
+                                           "distill": _distill, "qat": _qat}
+# ^ peels and subjects train through `run_training` with their own builders (banana_sdk.peels.train.train_peel,
+#   banana_sdk.subjects.train.train_subjects): they build on this package, not the other way round
+
+
+def run_training(build: Callable[[DistInfo], Stage], loop: LoopConfig, out: str | Path, device: str = "auto",
+                 threads: int = 0, resume: bool = False, force: bool = False) -> dict[str, Any] | None:
+    """Build a stage with `build(info)` (in this process's share of a torchrun job) and run the shared loop;
+    rank 0 returns the summary."""
+    prepare_run_dir(Path(out), resume, force)  # refuse early, before any expensive set-up
+    with distributed_context(device, threads) as info:
+        loop.validate(info.world_size)
+        stage = build(info)
+        summary = run_stage(stage, loop, Path(out), info, resume=resume, force=force)
+        return summary if info.is_main else None
 
 
 def train_stage(name: str, loop: LoopConfig, out: str | Path, device: str = "auto", threads: int = 0,
                 resume: bool = False, force: bool = False, **stage_args: Any) -> dict[str, Any] | None:
-    """Run stage `name` (in this process's share of a torchrun job); rank 0 returns the summary."""
+    """Run stage `name` of `STAGES`; rank 0 returns the summary."""
     if name not in STAGES:
         raise TrainingError(f"unknown training stage {name!r}; choose from {sorted(STAGES)}")
-    prepare_run_dir(Path(out), resume, force)  # refuse early, before any expensive set-up
-    with distributed_context(device, threads) as info:
-        loop.validate(info.world_size)
-        stage = STAGES[name](info, loop, **stage_args)
-        summary = run_stage(stage, loop, Path(out), info, resume=resume, force=force)
-        return summary if info.is_main else None
+    return run_training(lambda info: STAGES[name](info, loop, **stage_args), loop, out, device, threads, resume,
+                        force)

@@ -206,7 +206,7 @@ def generate_4k(
     if getattr(pipe, "kind", "banana") != "banana":
         raise UpscaleError(f"upscaled output needs a Banana model or bundle, not a {pipe.kind!r} bundle")
     if hasattr(pipe, "bundle"):  # a LiteRT bundle: tiles come from the bundle, nothing else is loaded
-        from converters.tiles import LiteRTTileRunner
+        from banana_sdk.runtime.tiles import LiteRTTileRunner
 
         backend, runner = pipe, LiteRTTileRunner.from_bundle(pipe.bundle, threads)
     else:

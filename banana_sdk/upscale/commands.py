@@ -50,8 +50,7 @@ def image(image: Path, size: int, out: Path, bundle: Path | None, threads: int) 
 
     from PIL import Image
 
-    from banana_sdk.commands import save_png
-    from banana_sdk.imageio import to_pil
+    from banana_sdk.imageio import save_png, to_pil
     from banana_sdk.upscale.chain import pil_to_float, torch_runner, upscale_image
     from banana_sdk.upscale.config import UpscaleError
 
@@ -60,7 +59,7 @@ def image(image: Path, size: int, out: Path, bundle: Path | None, threads: int) 
             raise UpscaleError(f"{image} is {src.mode} {src.width}x{src.height}; give a square RGB image")
         pixels = pil_to_float(src)
     if bundle is not None:
-        from converters.tiles import LiteRTTileRunner
+        from banana_sdk.runtime.tiles import LiteRTTileRunner
 
         runner = LiteRTTileRunner.from_bundle(bundle, threads)
     else:

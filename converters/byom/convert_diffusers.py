@@ -13,8 +13,9 @@ from typing import Any
 
 import numpy as np
 
+from banana_sdk.bundle.reader import BUNDLE_FORMAT, BUNDLE_SCHEMA_VERSION, created_by
+from banana_sdk.runtime.clip_tokenizer import MERGES_FILE, VOCAB_FILE, ClipBPETokenizer, merges_text
 from banana_sdk.sampling.noise import gaussian
-from converters.bundle import BUNDLE_FORMAT, BUNDLE_SCHEMA_VERSION, created_by
 from converters.byom.diffusers import PipelineFolder, read_pipeline, read_tokenizer
 from converters.byom.rewrites import (
     GUIDANCE_SCALE_GATE,
@@ -30,8 +31,7 @@ from converters.byom.rewrites import (
     reference_text,
 )
 from converters.byom.scheduler import SamplerPlan, plan_sampler
-from converters.byom.tokenizer import MERGES_FILE, VOCAB_FILE, ClipBPETokenizer, merges_text
-from converters.convert import (
+from converters.engine import (
     GATE_SEED,
     ManifestFn,
     SignatureJob,
@@ -187,7 +187,7 @@ def convert_diffusers(
 def verify_diffusers(bundle: Path, directory: Path, threads: int = 2) -> dict[str, dict[str, Any]]:
     """Re-run the gate of a diffusers bundle against the pipeline folder (its own forward); ConversionError
     names the first signature that fails. Returns the gate results by signature."""
-    from converters.bundle import load_manifest
+    from banana_sdk.bundle.reader import load_manifest
     from converters.gate import gate_signature, require, run_tflite
     from converters.recipes import GateThreshold
 
@@ -223,7 +223,7 @@ def _vocab_json(tokenizer: ClipBPETokenizer) -> bytes:
 def _manifest(pipe: PipelineFolder, identity: str, name: str | None, q: Quant, block: int, geo: Geometry,
               plan: SamplerPlan, tokenizer: ClipBPETokenizer, records: dict[str, dict[str, Any]],
               staging: Path) -> dict[str, Any]:
-    from banana_sdk.sampling.base import get_sampler
+    from banana_sdk.sampling.registry import get_sampler
 
     sampler = get_sampler(plan.kind, plan.schedule)
     build = {n: {"key": r["key"], "sha256": r["sha256"], "storage": r["storage"], "gate": r["gate"], "io": r["io"],

@@ -17,9 +17,10 @@ from typing import Any
 
 from torch import nn
 
+from banana_sdk.errors import BundleError
 from banana_sdk.fileio import sha256_file
-from converters.byom.tokenizer import ClipBPETokenizer, read_vocab_merges
-from converters.errors import BundleError, ConversionError
+from banana_sdk.runtime.clip_tokenizer import ClipBPETokenizer, read_vocab_merges
+from converters.errors import ConversionError
 
 # our role -> the model_index.json keys that may fill it (first present wins)
 ROLES: dict[str, tuple[str, ...]] = {

@@ -12,7 +12,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from converters.byom.tokenizer import END_OF_WORD, byte_to_unicode, merges_text
+from banana_sdk.runtime.clip_tokenizer import END_OF_WORD, byte_to_unicode, merges_text
 
 BOS, EOS = "<|startoftext|>", "<|endoftext|>"
 CORPUS = (  # prompts the toy vocabulary is learned from

@@ -28,9 +28,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from banana_sdk.bundle.reader import BUNDLE_FORMAT, BUNDLE_SCHEMA_VERSION, created_by
 from banana_sdk.sampling.noise import gaussian
-from converters.bundle import BUNDLE_FORMAT, BUNDLE_SCHEMA_VERSION, created_by
-from converters.convert import GATE_SEED, SignatureJob, bundle_files, convert_jobs, gate_threshold, job_key
+from converters.engine import GATE_SEED, SignatureJob, bundle_files, convert_jobs, gate_threshold, job_key
 from converters.errors import ConversionError
 from converters.preflight.plan import delegate_plan
 from converters.recipes import Quant, parse_quant, recipe_rules

@@ -21,18 +21,14 @@ processor, nn.GroupNorm), and the LiteRT file made from the rewritten signature 
 from __future__ import annotations
 
 import math
-from enum import Enum
 
 import numpy as np
 import torch
 from torch import nn
 
+from banana_sdk.runtime.guidance import GuidanceMode
+
 GUIDANCE_SCALE_GATE = 8.5  # guidance scale fed to embedded-guidance denoisers by the gate
-
-
-class GuidanceMode(str, Enum):
-    CFG = "cfg"  # classifier-free guidance: two batch-1 passes, combined on the host (one pass at scale 1)
-    EMBEDDED = "embedded"  # guidance-distilled: one batch-1 pass, the scale is the `guidance` input
 
 
 def guidance_mode(class_name: str, config: dict) -> GuidanceMode:

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from banana_sdk.runtime.guidance import GuidanceMode
 from banana_sdk.sampling.ddpm import DDPMSchedule, Prediction, Spacing
 from converters.byom.diffusers import PipelineFolder
-from converters.byom.rewrites import GuidanceMode
 from converters.errors import ConversionError
 
 TEACHER_STEPS = 25  # default steps of the DDIM teacher sampler

@@ -1,6 +1,6 @@
 """The view of a signature's subgraph that a delegate sees: nodes with their op options and tensor roles.
 
-Built on `converters.flatbuffer.read_graph` (which gives tensors and ops); this module adds what the
+Built on `banana_sdk.bundle.flatbuffer.read_graph` (which gives tensors and ops); this module adds what the
 delegates' support checks look at and `read_graph` leaves out: builtin options (fused activation, keep_dims,
 softmax beta, ...), which tensors are runtime values versus constants, how weights are quantized (affine
 or blockwise) and the producer/consumer links the partitioner needs.
@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 from ai_edge_litert import schema_py_generated as schema
 
-from converters.errors import BundleError
-from converters.flatbuffer import ModelGraph, SignatureGraph, TensorInfo, read_graph
+from banana_sdk.bundle.flatbuffer import ModelGraph, SignatureGraph, TensorInfo, read_graph
+from banana_sdk.errors import BundleError
 
 ACTIVATIONS = {v: k for k, v in vars(schema.ActivationFunctionType).items() if not k.startswith("_")}
 DTYPE_BYTES = {"FLOAT32": 4.0, "FLOAT16": 2.0, "BFLOAT16": 2.0, "INT32": 4.0, "INT64": 8.0, "INT16": 2.0,

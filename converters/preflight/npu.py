@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from banana_sdk.bundle.reader import MANIFEST, file_entry, load_manifest
 from banana_sdk.fileio import atomic_write_bytes, atomic_write_json
-from converters.bundle import MANIFEST, file_entry, load_manifest
 from converters.preflight.engine import FAILED_BUILD, Fallback, SignatureResult
 from converters.preflight.errors import NpuCompileError, PreflightError
 from converters.preflight.graph import DelegateGraph, read_delegate_graphs

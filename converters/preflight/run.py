@@ -6,8 +6,8 @@ from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 
-from converters.bundle import load_manifest
-from converters.errors import BundleError
+from banana_sdk.bundle.reader import load_manifest
+from banana_sdk.errors import BundleError
 from converters.preflight.engine import run_table
 from converters.preflight.errors import PreflightError
 from converters.preflight.graph import DelegateGraph, read_delegate_graphs

@@ -9,7 +9,7 @@ import signal
 import sys
 
 from device_tests.errors import DeviceError
-from device_tests.sim.device import SimOptions
+from device_tests.sim.options import SimOptions
 from device_tests.sim.run import run_simulator
 
 

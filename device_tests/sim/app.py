@@ -184,7 +184,7 @@ class SimApp:
 
     def _benchmark(self, req: RunRequest, started: float, cancel: threading.Event) -> dict[str, Any]:
         from banana_sdk.pipeline import generate_with
-        from converters.runtime import LiteRTPipeline
+        from banana_sdk.runtime.litert import LiteRTPipeline
 
         fs = self.device.fs
         if fs.stat(req.bundle) is None or fs.stat(f"{req.bundle}/manifest.json") is None:
@@ -211,8 +211,8 @@ class SimApp:
         backend = ThrottledBackend(pipeline, self.device, cancel)
         runner = None
         if req.size > pipeline.size:  # base size, then the bundle's tiled upscaler (e.g. 4096): loaded once
+            from banana_sdk.runtime.tiles import LiteRTTileRunner
             from banana_sdk.upscale.chain import generate_upscaled
-            from converters.tiles import LiteRTTileRunner
 
             runner = LiteRTTileRunner.from_bundle(pipeline.bundle, req.threads)
         used = Delegate.CPU.value

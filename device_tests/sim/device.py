@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import collections
 from collections.abc import Callable
-from dataclasses import dataclass, replace
 from pathlib import Path
 
 from device_tests.contract import FILES_DIR, PACKAGE
 from device_tests.sim import benchmark_bin
 from device_tests.sim.app import SimApp
 from device_tests.sim.fs import SimFS
-from device_tests.sim.profiles import Cluster, DeviceProfile, get_profile, with_abi
+from device_tests.sim.options import SimOptions
+from device_tests.sim.profiles import Cluster
 from device_tests.sim.programs_android import PROGRAMS as ANDROID_PROGRAMS
 from device_tests.sim.programs_files import PROGRAMS as FILE_PROGRAMS
 from device_tests.sim.shell import Program, Shell
@@ -22,23 +22,6 @@ from device_tests.sim.transport import Stream
 
 FEATURES = ("shell_v2", "cmd")  # never stat_v2/ls_v2: we do not implement STA2/LST2
 OTHER_PACKAGES = ("android", "com.android.shell", "com.android.settings", "com.google.android.gms")
-
-
-@dataclass(frozen=True)
-class SimOptions:
-    profile: str = "midrange"  # key of PROFILES
-    app_installed: bool = True  # False: the sample app is missing
-    abi: str | None = None  # override the profile's primary ABI (wrong-ABI phones)
-    storage_mb: float | None = None  # override the free storage (storage-full tests)
-    thermal_speedup: float = 1.0  # thermal seconds per real second
-    start_temp_c: float | None = None  # initial temperature of every node (default: ambient)
-    write_mb_per_s: float | None = None  # limit on how fast pushed files are written (a slow USB link)
-
-    def resolve(self) -> DeviceProfile:
-        profile = with_abi(get_profile(self.profile), self.abi)
-        if self.storage_mb is not None:
-            profile = replace(profile, storage_mb=self.storage_mb)
-        return profile
 
 
 class SimDevice:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from device_tests.errors import SimulatorError
 from device_tests.orphan_guard import guarded
-from device_tests.sim.device import SimOptions
+from device_tests.sim.options import SimOptions
 
 
 @dataclass
@@ -58,12 +58,12 @@ class SimProcess:
         self.stop()
 
 
-def start_simulator(
-    options: SimOptions | None = None, *, port: int = 0, lifetime_s: float = 900.0,
-    announce_adb_port: int | None = None, timeout_s: float = 60.0,
-) -> SimProcess:
-    """Start a simulator process and wait until it listens; raises SimulatorError if it does not."""
-    options = options or SimOptions()
+ROOT = Path(__file__).resolve().parents[2]  # the checkout the simulator process imports from
+
+
+def sim_command(options: SimOptions, port: int = 0, lifetime_s: float = 900.0,
+                announce_adb_port: int | None = None) -> list[str]:
+    """argv of `python -m device_tests.sim` for these options (port 0: any free port)."""
     cmd = [sys.executable, "-m", "device_tests.sim", "--profile", options.profile, "--port", str(port),
            "--lifetime", str(lifetime_s), "--thermal-speedup", str(options.thermal_speedup)]
     if not options.app_installed:
@@ -73,11 +73,24 @@ def start_simulator(
                         ("--announce-adb-port", announce_adb_port)):
         if value is not None:
             cmd += [flag, str(value)]
+    return cmd
+
+
+def sim_env() -> dict[str, str]:
+    """The environment of a simulator process: ours, with this checkout importable."""
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+
+
+def start_simulator(
+    options: SimOptions | None = None, *, port: int = 0, lifetime_s: float = 900.0,
+    announce_adb_port: int | None = None, timeout_s: float = 60.0,
+) -> SimProcess:
+    """Start a simulator process and wait until it listens; raises SimulatorError if it does not."""
+    options = options or SimOptions()
+    cmd = sim_command(options, port, lifetime_s, announce_adb_port)
     log_fd, log_name = tempfile.mkstemp(prefix="banana-sim-", suffix=".log")
-    root = Path(__file__).resolve().parents[2]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
     process = subprocess.Popen(guarded(cmd), stdout=subprocess.PIPE, stderr=log_fd, stdin=subprocess.DEVNULL,
-                               env=env, cwd=root)
+                               env=sim_env(), cwd=ROOT)
     os.close(log_fd)
     line = _read_ready(process, timeout_s)
     if line is None:

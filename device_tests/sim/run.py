@@ -8,14 +8,15 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from device_tests.sim.device import SimDevice, SimOptions
-from device_tests.sim.server import EMULATOR_PORTS, SimServer, announce, free_port
+from device_tests.sim.device import SimDevice
+from device_tests.sim.options import EMULATOR_PORTS, SimOptions, free_port
+from device_tests.sim.server import SimServer, announce
 
 
 def _preload() -> None:
     """Import the inference stack in the background, like Android's zygote preloads classes."""
     try:
-        import converters.runtime  # noqa: F401
+        import banana_sdk.runtime.litert  # noqa: F401
     except ImportError:
         pass
 

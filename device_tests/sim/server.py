@@ -14,36 +14,9 @@ import time
 
 from device_tests.errors import SimulatorError
 from device_tests.sim.device import FEATURES, SimDevice
+from device_tests.sim.options import serial_for
 from device_tests.sim.protocol import banner
 from device_tests.sim.transport import Connection
-
-EMULATOR_PORTS = range(5555, 5586, 2)  # adb ports adb polls for emulators
-
-
-def serial_for(port: int, host: str = "127.0.0.1") -> str:
-    """The serial adb gives a device on `port`."""
-    return f"emulator-{port - 1}" if port in EMULATOR_PORTS else f"{host}:{port}"
-
-
-def _port_free(port: int) -> bool:
-    with socket.socket() as probe:
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def free_port(emulator: bool = False) -> int:
-    """A free loopback port: an emulator port (with its console port free too) or any port."""
-    if emulator:
-        for port in EMULATOR_PORTS:
-            if _port_free(port) and _port_free(port - 1):
-                return port
-        raise SimulatorError("all emulator ports 5555-5585 are taken; pass another --port (then `adb connect`)")
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def announce(adb_server_port: int, sim_port: int) -> bool:

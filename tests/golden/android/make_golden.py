@@ -38,8 +38,8 @@ from banana_sdk.errors import PromptError  # noqa: E402
 from banana_sdk.fileio import sha256_file  # noqa: E402
 from banana_sdk.imageio import to_uint8  # noqa: E402
 from banana_sdk.presets import get_preset  # noqa: E402
-from banana_sdk.sampling.base import get_sampler  # noqa: E402
 from banana_sdk.sampling.noise import _mix, gaussian  # noqa: E402
+from banana_sdk.sampling.registry import get_sampler  # noqa: E402
 from banana_sdk.sampling.schedule import time_grid  # noqa: E402
 from banana_sdk.tokenizer import Tokenizer  # noqa: E402
 

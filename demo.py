@@ -13,13 +13,17 @@ from pathlib import Path
 
 import numpy as np
 
-from banana_sdk.commands import save_png
 from banana_sdk.errors import BananaError
+from banana_sdk.imageio import save_png
 from banana_sdk.pipeline import Pipeline
+from banana_sdk.presets import DEMO_WEIGHTS
+from banana_sdk.runtime.litert import LiteRTPipeline
+from converters.convert import convert
+from device_tests.demo import profile_on_simulator
 
 OUT = Path("out/demo")
 PROMPT = "a small red circle top left and a large blue square bottom right"
-WEIGHTS = Path(__file__).parent / "weights" / "demo"
+WEIGHTS = DEMO_WEIGHTS
 
 
 def _source() -> tuple[Pipeline, dict]:
@@ -30,9 +34,6 @@ def _source() -> tuple[Pipeline, dict]:
 
 
 def main() -> int:
-    from converters.convert import convert
-    from converters.runtime import LiteRTPipeline
-
     pipe, source = _source()
     if not pipe.trained:
         print("note: no trained demo weights yet; running the tiny preset with UNTRAINED random weights")
@@ -52,11 +53,6 @@ def main() -> int:
     print(f"[3/4] LiteRT INT4 on this host: {(OUT / 'litert-int4.png').resolve()} ({lite_result.e2e_ms:.0f} ms, "
           f"mean |LiteRT - PyTorch| = {diff:.2f}/255)")
 
-    try:
-        from device_tests.demo import profile_on_simulator
-    except ImportError:
-        print("[4/4] device harness not installed; skipped")
-        return 0
     report = profile_on_simulator(bundle, OUT / "profile")
     print(f"[4/4] profiled on a device through adb; HTML report: {Path(report).resolve()}")
     return 0

@@ -27,8 +27,7 @@ from typing import Any
 import numpy as np
 import regex
 
-from banana_sdk.errors import PromptError
-from converters.errors import BundleError
+from banana_sdk.errors import BundleError, PromptError
 
 TOKENIZER_KIND = "clip-bpe"
 TOKENIZER_VERSION = 1

@@ -3,7 +3,7 @@
 `LiteRTPipeline` is a `banana_sdk.pipeline.Backend`, so generation shares the tokenizer, samplers and
 image conversion with the PyTorch pipeline: images differ only where the converted graphs differ.
 Bundles converted from a diffusers pipeline (`model.kind == "diffusers"`) generate through
-`converters.byom.runtime.DiffusersGenerator` on the same runners.
+`banana_sdk.runtime.diffusers.DiffusersGenerator` on the same runners.
 
 One Interpreter per file: the signatures of a file (e.g. `denoise` and the runtime-peel `denoise_r4`, ...)
 are runners of the same Interpreter, so `set_peels` switches peels by changing two input arrays and the
@@ -18,12 +18,11 @@ from typing import Any
 
 import numpy as np
 
+from banana_sdk.bundle.reader import load_manifest, verify_files
 from banana_sdk.config import ModelConfig
-from banana_sdk.errors import BananaError, ConfigError
+from banana_sdk.errors import BananaError, BundleError, ConfigError
 from banana_sdk.pipeline import Generation, generate_with
 from banana_sdk.sampling.base import StepCallback
-from converters.bundle import load_manifest, verify_files
-from converters.errors import BundleError
 
 
 class LiteRTPipeline:
@@ -66,7 +65,7 @@ class LiteRTPipeline:
         self.peels: dict[str, float] = {}  # name -> weight of the peels in use
         self._diffusers = None
         if self.kind == "diffusers":
-            from converters.byom.runtime import DiffusersGenerator
+            from banana_sdk.runtime.diffusers import DiffusersGenerator
 
             self._diffusers = DiffusersGenerator(bundle, manifest, self._runners)
 

@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from banana_sdk import __version__
+from banana_sdk.bundle.flatbuffer import read_graph
+from banana_sdk.errors import BundleError
 from banana_sdk.fileio import sha256_file
-from converters.errors import BundleError
-from converters.flatbuffer import read_graph
 
 MANIFEST = "manifest.json"
 BUNDLE_FORMAT = "banana-bundle"

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from ai_edge_litert import schema_py_generated as schema
 
-from converters.errors import BundleError
+from banana_sdk.errors import BundleError
 
 _INDEX_TYPES = ("INT32", "INT64")
 OP_NAMES = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}

@@ -15,15 +15,15 @@ from typing import Any
 
 import numpy as np
 
-from banana_sdk.errors import ConfigError
+from banana_sdk.errors import BundleError, ConfigError
 from banana_sdk.imageio import to_pil
 from banana_sdk.pipeline import Generation, StepTimer
-from banana_sdk.sampling.base import DDPM_SAMPLERS, StepCallback, check_steps, get_sampler
+from banana_sdk.runtime.clip_tokenizer import ClipBPETokenizer, ClipEncoded
+from banana_sdk.runtime.guidance import GuidanceMode
+from banana_sdk.sampling.base import StepCallback, check_steps
 from banana_sdk.sampling.ddpm import DDPMSchedule
 from banana_sdk.sampling.noise import check_seed
-from converters.byom.rewrites import GuidanceMode
-from converters.byom.tokenizer import ClipBPETokenizer, ClipEncoded
-from converters.errors import BundleError
+from banana_sdk.sampling.registry import DDPM_SAMPLERS, get_sampler
 
 Runner = Callable[..., dict[str, np.ndarray]]  # signature runner: named numpy inputs -> named outputs
 
