@@ -22,6 +22,7 @@ $(STAMP): $(PY) setup.cfg pyproject.toml
 
 lint: setup
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports  # the layer contracts of pyproject.toml [tool.importlinter]
 
 pytest: setup $(TEST_PREREQS)
 	$(PY) -m pytest

@@ -7,7 +7,6 @@ Layout of a checkpoint dir written by `save_checkpoint`:
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,7 @@ from safetensors.torch import load_file, save
 
 from banana_sdk.config import ModelConfig
 from banana_sdk.errors import BananaError, CheckpointError
-from banana_sdk.fileio import atomic_write_bytes, atomic_write_json, sha256_file
+from banana_sdk.fileio import atomic_write_bytes, atomic_write_json, read_versioned_json, sha256_file
 from banana_sdk.models.model import BananaModel, build_model
 
 CHECKPOINT_FORMAT = "banana-checkpoint"
@@ -48,17 +47,9 @@ def read_checkpoint_config(directory: str | Path) -> tuple[ModelConfig, dict[str
     directory = Path(directory)
     if not directory.is_dir():
         raise CheckpointError(f"checkpoint directory {str(directory)!r} does not exist")
+    meta = read_versioned_json(directory / CONFIG_FILE, fmt=CHECKPOINT_FORMAT, max_version=CHECKPOINT_SCHEMA_VERSION,
+                               error=CheckpointError, what="banana checkpoint config", require_version=False)
     path = directory / CONFIG_FILE
-    try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise CheckpointError(f"{path} is missing: not a banana checkpoint directory") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise CheckpointError(f"{path} is corrupt: {exc}") from None
-    if not isinstance(meta, dict) or meta.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"{path} is not a banana checkpoint config")
-    if meta.get("schema_version", 0) > CHECKPOINT_SCHEMA_VERSION:
-        raise CheckpointError(f"{path} has schema {meta['schema_version']}; upgrade banana-sdk")
     try:
         config = ModelConfig.from_dict(meta["model"])
     except (BananaError, KeyError, TypeError, ValueError) as exc:

@@ -23,7 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.report import append_section, median_ms, table  # noqa: E402
+from benchmarks.report import Table, median_ms, record  # noqa: E402
 
 
 def convert_measured(folder: Path, quant: str, out: Path) -> tuple[float, float, float]:
@@ -87,10 +87,11 @@ def main() -> None:
                              f"{rss:.2f} GiB", gate, f"{e2e:.0f} ms ({steps} steps)", coverage(manifest)])
         finally:
             shutil.rmtree(work, ignore_errors=True)
-    body = table(["pipeline", "quant", "bundle", "vs fp32", "convert wall", "convert CPU", "peak RSS",
-                  "PSNR / cosine vs diffusers forward", f"LiteRT e2e ({args.threads} threads, median)",
-                  "GPU pre-flight coverage"], rows)
-    append_section("BYOM: diffusers pipelines (random weights)", body)
+    header = ["pipeline", "quant", "bundle", "vs fp32", "convert wall", "convert CPU", "peak RSS",
+              "PSNR / cosine vs diffusers forward", f"LiteRT e2e ({args.threads} threads, median)",
+              "GPU pre-flight coverage"]
+    record("byom", [Table("pipelines", header, rows, key=2, about="Diffusers pipelines with random weights, "
+                          "built locally (`converters/byom/fixtures.py`), converted by `banana convert --diffusers`.")])
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.report import append_section, median_ms, table  # noqa: E402
+from benchmarks.report import Table, median_ms, record  # noqa: E402
 
 
 def convert_measured(source: list[str], quant: str, out: Path, block: int) -> tuple[float, float]:
@@ -87,22 +87,28 @@ def main() -> None:
                 gate = manifest["gate"]
                 rows.append([quant, size, wall, rss, gate])
             fp32 = next((r[1] for r in rows if r[0] == "fp32"), None)
+            name = source[1] if source[0] == "--preset" else f"checkpoint {source[1]}"
+            model = f"{name} (block {args.block_size})"
             body_rows = []
             for quant, size, wall, rss, gate in rows:
                 ratio = f"{size / fp32:.3f}" if fp32 else "-"
                 accuracy = "; ".join(f"{n} {g['psnr_db']:.1f} dB / {g['cosine']:.5f}" for n, g in gate.items())
-                body_rows.append([quant, f"{size / 2**20:,.2f} MiB", ratio, f"{wall:.1f} s", f"{rss:.2f} GiB",
+                body_rows.append([model, quant, f"{size / 2**20:,.2f} MiB", ratio, f"{wall:.1f} s", f"{rss:.2f} GiB",
                                   accuracy])
-            body = table(["quant", "bundle", "vs fp32", "convert wall", "convert peak RSS",
-                          "PSNR / cosine vs torch fp32 per signature"], body_rows)
+            tables = [Table("bundles", ["model", "quant", "bundle", "vs fp32", "convert wall", "convert peak RSS",
+                                        "PSNR / cosine vs torch fp32 per signature"], body_rows, key=2,
+                            title="Bundle size, conversion cost and accuracy per quant")]
+            notes = ""
             if not args.no_latency:
                 lat = latency(bundles, source, args.steps, args.runs, args.threads)
                 base = lat["torch fp32 eager"]
-                body += "\n\n" + table(
-                    ["backend", f"end-to-end ms ({args.steps} steps, median of {args.runs})", "speed-up vs torch"],
-                    [[k, f"{v:.1f}", f"{base / v:.2f}x"] for k, v in lat.items()])
-            name = source[1] if source[0] == "--preset" else f"checkpoint {source[1]}"
-            append_section(f"Converter: {name} (block {args.block_size})", body)
+                tables.append(Table(
+                    "latency", ["model", "backend", "steps", "end-to-end ms (median)", "speed-up vs torch"],
+                    [[model, k, args.steps, f"{v:.1f}", f"{base / v:.2f}x"] for k, v in lat.items()], key=2,
+                    title="End-to-end latency on this host, LiteRT vs PyTorch"))
+                notes = (f"Latency: median of {args.runs} runs per backend, interleaved round by round, LiteRT and "
+                         f"torch both on {args.threads} threads.")
+            record("conversion", tables, notes=notes)
         finally:
             shutil.rmtree(work, ignore_errors=True)
 

@@ -27,7 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.report import append_section, table  # noqa: E402
+from benchmarks.report import Table, record  # noqa: E402
 
 
 def build_payload(bundle: Path, extra_mb: int, workdir: Path) -> Path:
@@ -45,7 +45,7 @@ def build_payload(bundle: Path, extra_mb: int, workdir: Path) -> Path:
     return out
 
 
-def overhead(adb, serial: str, bundle: Path, rounds: int, runs: int, workdir: Path) -> str:  # noqa: ANN001
+def overhead(adb, serial: str, bundle: Path, rounds: int, runs: int, workdir: Path) -> tuple[Table, str]:  # noqa: ANN001
     from device_tests.profile import ProfileSettings, profile
     from device_tests.telemetry import read_sample, thermal_zone_files
 
@@ -76,10 +76,11 @@ def overhead(adb, serial: str, bundle: Path, rounds: int, runs: int, workdir: Pa
             ["profile wall time per run file (s)", f"{statistics.median(walls['off']):.2f}",
              f"{statistics.median(walls['on']):.2f}",
              f"{statistics.median(walls['on']) / statistics.median(walls['off']):.3f}"]]
-    return (table(["metric", "sampling off", "sampling on (1 Hz)", "ratio on/off"], rows)
-            + f"\n\n{len(samples['on'])} timed runs per mode over {rounds} rounds, {ticks} telemetry samples; "
+    return (Table("overhead", ["metric", "sampling off", "sampling on (1 Hz)", "ratio on/off"], rows,
+                  title="Overhead of telemetry sampling"),
+            f"{len(samples['on'])} timed runs per mode over {rounds} rounds, {ticks} telemetry samples; "
             f"one telemetry sample (dumpsys thermalservice + battery + meminfo + thermal zones, one shell round "
-            f"trip): median {statistics.median(costs):.1f} ms, p90 {_p90(costs):.1f} ms.\n")
+            f"trip): median {statistics.median(costs):.1f} ms, p90 {_p90(costs):.1f} ms.")
 
 
 def _p90(values: list[float]) -> float:
@@ -88,7 +89,7 @@ def _p90(values: list[float]) -> float:
     return percentile(values, 90)
 
 
-def push_throughput(adb, serial: str, payload: Path, rounds: int) -> str:  # noqa: ANN001
+def push_throughput(adb, serial: str, payload: Path, rounds: int) -> tuple[Table, str]:  # noqa: ANN001
     from device_tests.adb_server import adb_binary
     from device_tests.push import bundle_files, push_bundle
 
@@ -122,9 +123,9 @@ def push_throughput(adb, serial: str, payload: Path, rounds: int) -> str:  # noq
              f"{statistics.median(harness_total):.3f}"],
             ["plain `adb push DIR`", rate(plain), f"{statistics.median(plain):.3f}"],
             ["harness push again (all files unchanged, skipped)", "–", f"{statistics.median(skip):.3f}"]]
-    return (table(["method", "MB/s", "seconds"], rows)
-            + f"\n\n{mb:.1f} MB ({len(bundle_files(payload)[1])} files) per push, median of {rounds} rounds; "
-            f"transfer-only / plain adb push = {statistics.median(plain) / statistics.median(harness):.2f}x.\n")
+    return (Table("push", ["method", "MB/s", "seconds"], rows, title="Push throughput vs plain `adb push`"),
+            f"{mb:.1f} MB ({len(bundle_files(payload)[1])} files) per push, median of {rounds} rounds; "
+            f"transfer-only / plain adb push = {statistics.median(plain) / statistics.median(harness):.2f}x.")
 
 
 def main() -> int:
@@ -157,9 +158,8 @@ def main() -> int:
                 over = overhead(adb, sim.serial, bundle, args.rounds, args.runs, workdir)
                 push = push_throughput(adb, sim.serial, payload, args.rounds)
     note = (f"Simulated `{args.profile}` device (real LiteRT inference on this host, simulated phone speed), "
-            "through the Debian adb 29.0.6 server on loopback.\n\n")
-    append_section("Device harness: overhead of telemetry sampling", note + over)
-    append_section("Device harness: push throughput vs plain `adb push`", note + push)
+            "through the Debian adb 29.0.6 server on loopback.")
+    record("harness", [over[0], push[0]], notes="\n\n".join([note, over[1], push[1]]))
     return 0
 
 

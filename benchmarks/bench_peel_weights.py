@@ -5,8 +5,8 @@
 
 Each spec is PEEL:WEIGHT:STYLE, several joined by `+` to stack them. Prints one line per spec (style score,
 attribute accuracy and per attribute) on the same held-out prompts and seeds as `bench_peels.py`'s table, then
-a table with the base's row first and each spec's points vs the base, appended to BENCHMARKS.md (not with
---no-append).
+a table with the base's row first and each spec's points vs the base, recorded in the peels area of
+benchmarks/results (rows keyed by eval seed and spec; not with --no-append).
 """
 
 from __future__ import annotations
@@ -27,14 +27,14 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=4)
     ap.add_argument("--seed", type=int, default=0,
                     help="eval seed: 0 = bench_peels.py's prompts; others draw other held-out prompts")
-    ap.add_argument("--no-append", action="store_true", help="print only; BENCHMARKS.md untouched")
+    ap.add_argument("--no-append", action="store_true", help="print only; record no results (BENCHMARKS.md untouched)")
     ap.add_argument("specs", nargs="+", help="PEEL:WEIGHT:STYLE[+PEEL:WEIGHT:STYLE...]")
     args = ap.parse_args()
     from banana_sdk.data.world import Style
     from banana_sdk.eval.evaluate import evaluate_pipeline
     from banana_sdk.peels.config import PeelError
     from banana_sdk.runtime.litert import LiteRTPipeline
-    from benchmarks.report import append_section, table
+    from benchmarks.report import Table, record
 
     stacks = []  # per spec: ([(peel file, weight)], (style, ...)), checked before the slow base row
     for spec in args.specs:
@@ -57,8 +57,9 @@ def main() -> None:
     base = report["attribute_accuracy"]
 
     def row(label: str, style: str, r: dict) -> list[str]:
-        """One table row: label, style %, attribute acc %, points vs the base, then ATTRIBUTES %."""
-        return [label, style, f"{100 * r['attribute_accuracy']:.1f}", f"{100 * (r['attribute_accuracy'] - base):+.1f}",
+        """One table row: eval seed, label, style %, attribute acc %, points vs the base, then ATTRIBUTES %."""
+        return [args.seed, label, style, f"{100 * r['attribute_accuracy']:.1f}",
+                f"{100 * (r['attribute_accuracy'] - base):+.1f}",
                 *(f"{100 * r['per_attribute'][k]:.1f}" for k in ATTRIBUTES)]
 
     rows = [row("base (no peel)", "–", report)]
@@ -72,14 +73,17 @@ def main() -> None:
         print(f"{spec}: style {100 * r['style_score']:.1f} %, attribute acc {100 * r['attribute_accuracy']:.1f} %, "
               f"{per}", flush=True)
         rows.append(row(f"`{spec}`", f"{100 * r['style_score']:.1f}", r))
-    body = (f"LiteRT (`{args.bundle.relative_to(ROOT) if args.bundle.is_relative_to(ROOT) else args.bundle}`, 1 CPU "
-            f"thread), {args.steps} LCM steps, ShapeEval on {args.samples} held-out prompts (eval seed {args.seed}"
-            + (", the same prompts and noise seeds as bench_peels.py" if args.seed == 0 else ", other prompts than "
-               "bench_peels.py's seed 0") + "). style = images showing every intended style; Δ = "
-            "attribute-accuracy points vs the base.\n\n"
-            + table(["peels (PEEL:WEIGHT:STYLE, + = stacked)", "style %", "attribute acc %", "Δ", *ATTRIBUTES],
-                    rows))
-    append_section("Peels at chosen weights (bench_peel_weights.py)", body, append=not args.no_append)
+    notes = (f"Chosen weights, eval seed {args.seed}: LiteRT (`"
+             f"{args.bundle.relative_to(ROOT) if args.bundle.is_relative_to(ROOT) else args.bundle}`, 1 CPU "
+             f"thread), {args.steps} LCM steps, ShapeEval on {args.samples} held-out prompts"
+             + (" (the same prompts and noise seeds as bench_peels.py)." if args.seed == 0 else
+                " (other prompts than bench_peels.py's seed 0)."))
+    about = ("style = images showing every intended style; Δ = attribute-accuracy points vs the base of the same "
+             "eval seed (seed 0 = bench_peels.py's prompts).")
+    record("peels", [Table("weights", ["eval seed", "peels (PEEL:WEIGHT:STYLE, + = stacked)", "style %",
+                                       "attribute acc %", "Δ", *ATTRIBUTES], rows, key=2, about=about,
+                           title="Peels at chosen weights (bench_peel_weights.py)")],
+           notes=notes, append=not args.no_append)
 
 
 if __name__ == "__main__":

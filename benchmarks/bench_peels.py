@@ -33,7 +33,7 @@ from banana_sdk.eval.style import real_style_accuracy  # noqa: E402
 from banana_sdk.peels.config import PeelError, Storage  # noqa: E402
 from banana_sdk.peels.io import load_peel  # noqa: E402
 from banana_sdk.peels.runtime import bucket_for  # noqa: E402
-from benchmarks.report import append_section, median_ms, table  # noqa: E402
+from benchmarks.report import Table, median_ms, record  # noqa: E402
 
 BUCKETS = (4, 8, 16)
 SCENES = 2048  # training scenes per peel
@@ -284,7 +284,7 @@ def main() -> None:
         add("pastel + outlined-beside-pastel (runtime, 1 + 1)",
             evaluate(pipe, [(runtime["pastel"], 1.0), (with_pastel, 1.0)], both), both)
     (work / "results.json").write_text(json.dumps({"detector": detector, "latency": lat, "rows": raw}, indent=1))
-    body = (
+    notes = (
         f"Base `{args.model.relative_to(ROOT) if args.model.is_relative_to(ROOT) else args.model}` "
         f"(weights {weights_hash(args.model)[:12]}), INT4 bundle with `--peel-buckets "
         f"{','.join(map(str, BUCKETS))}` ({total / 2**20:.2f} MiB; without buckets {plain_total / 2**20:.2f} MiB: "
@@ -305,25 +305,27 @@ def main() -> None:
         f"Style detector on real renders (300 scenes per style, drawn with and without it, the other style at "
         f"random): pastel {100 * detector['per_style']['pastel']:.1f} %, outlined "
         f"{100 * detector['per_style']['outlined']:.1f} %.\n\n"
-        + "Peel sizes (% of the bucket bundle):\n\n"
-        + table(["peel", "file KiB", "% of bundle", "runtime export KiB", "% of bundle"], size_rows)
-        + f"\n\nLatency at {steps} LCM steps ({args.latency_runs} runs, medians):\n\n"
-        + table(["denoiser", "ms/step", "ratio", "e2e ms", "ratio"], lat_rows)
-        + f"\n\nSwap without reload (`set_peels`: read, check, stack, pad; 40 swaps of runtime exports): median "
+        f"Swap without reload (`set_peels`: read, check, stack, pad; 40 swaps of runtime exports): median "
         f"{median_ms(swaps):.1f} ms, max {max(swaps):.1f} ms; from trained peel files (packed on the fly): median "
         f"{median_ms(trained_swaps):.1f} ms.\n\n"
         f"Merged vs runtime (pastel, {len(prompts)} prompts, same seeds, both INT4 on LiteRT): image PSNR mean "
         f"{np.mean(agreement):.1f} dB, min {np.min(agreement):.1f} dB (runtime peel vs the base: mean "
-        f"{np.mean(vs_base):.1f} dB).\n\n"
-        f"ShapeEval on {n} held-out prompts (eval seed 0, the same prompts and noise seeds in every row). style = "
-        "images showing every intended style; pastel / outlined = images showing each style; attribute acc = "
-        "mean of shape, colour, position, count, colours named as drawn in the row's styles; Δ = points vs the "
-        "base. The `ideal` rows score the base's own images with the style drawn on them by `stylize` (the peels' "
-        "training target): what a peel that adds the style and changes nothing else would reach.\n\n"
-        + table(["row", "style %", "pastel %", "outlined %", "attribute acc %", "Δ", "shape", "colour", "position",
-                 "count", "e2e ms"], rows)
+        f"{np.mean(vs_base):.1f} dB)."
     )
-    append_section("Peels: trained style peels on the demo model, runtime vs merged (bench_peels.py)", body)
+    about = (f"ShapeEval on {n} held-out prompts (eval seed 0, the same prompts and noise seeds in every row). "
+             "style = images showing every intended style; pastel / outlined = images showing each style; attribute "
+             "acc = mean of shape, colour, position, count, colours named as drawn in the row's styles; Δ = points "
+             "vs the base. The `ideal` rows score the base's own images with the style drawn on them by `stylize` "
+             "(the peels' training target): what a peel that adds the style and changes nothing else would reach.")
+    record("peels", [
+        Table("sizes", ["peel", "file KiB", "% of bundle", "runtime export KiB", "% of bundle"], size_rows,
+              replace_all=True, title="Peel sizes (% of the bucket bundle; bench_peels.py)"),
+        Table("latency", ["denoiser", "ms/step", "ratio", "e2e ms", "ratio"], lat_rows, replace_all=True,
+              title=f"Latency at {steps} LCM steps ({args.latency_runs} runs, medians; bench_peels.py)"),
+        Table("shapeeval", ["row", "style %", "pastel %", "outlined %", "attribute acc %", "Δ", "shape", "colour",
+                            "position", "count", "e2e ms"], rows, replace_all=True, about=about,
+              title="Style and content: each peel, stacked and merged (LiteRT INT4; bench_peels.py)"),
+    ], notes=notes)
 
 
 if __name__ == "__main__":

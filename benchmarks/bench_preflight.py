@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from banana_sdk.models import text_encoder, vae  # noqa: E402
 from banana_sdk.models.model import build_component  # noqa: E402
 from banana_sdk.presets import get_preset  # noqa: E402
-from benchmarks.report import append_section, table  # noqa: E402
+from benchmarks.report import Table, record  # noqa: E402
 from converters.engine import GATE_SEED  # noqa: E402
 from converters.export import export_signature  # noqa: E402
 from converters.postprocess import fix_zero_block_scales  # noqa: E402
@@ -118,18 +118,18 @@ def main() -> None:
         print(f"{preset}: {time.time() - t0:.0f} s", file=sys.stderr, flush=True)
     header = ["preset", "quant", "signature", "ops"] + [f"{name} before → after" for name, _, _ in TARGETS] + [
         "CPU ops left (GPU mldrift, after)"]
-    body = ("Cells: delegated share of ops / delegated partitions, before → after the rewrites; ✗ = the delegate "
-            "fails to build (build-time refusal: INT4 weights on the TFLite GPU delegate, INT4 on the Qualcomm "
-            "plugin), so every op runs on the CPU. GPU mldrift = LiteRT CompiledModel GPU accelerator (the app's); "
-            "GPU opencl = TFLite GPU delegate v2; NPU qcom = the Qualcomm table (a real SM8650 compile is in "
-            "`banana preflight --delegate npu --soc SM8650`).\n\n" + table(header, rows)
-            + f"\n\nTotal {time.time() - started:.0f} s. Exceptions on the NPU row (QNN HTP through the Qualcomm "
-            "plugin): blockwise INT4 weights are refused ('Unsupported quantization type'), so int4 signatures fail "
-            "to build there; dynamic-range INT8 convs (float activations x INT8 weights) have no HTP Conv2d I/O set "
-            "and fall back to the CPU (int8 vae_decode, the denoiser's patch-embedding conv). An NPU wants "
-            "full-integer (static activation) quantization, which these recipes do not produce: use fp32 + "
-            "`--npu SOC` (the plugin quantizes) or the GPU, which takes every signature whole.")
-    append_section(f"Delegate pre-flight: {', '.join(args.presets)} × {', '.join(args.quants)}", body)
+    about = ("Cells: delegated share of ops / delegated partitions, before → after the rewrites; ✗ = the delegate "
+             "fails to build (build-time refusal: INT4 weights on the TFLite GPU delegate, INT4 on the Qualcomm "
+             "plugin), so every op runs on the CPU. GPU mldrift = LiteRT CompiledModel GPU accelerator (the app's); "
+             "GPU opencl = TFLite GPU delegate v2; NPU qcom = the Qualcomm table (a real SM8650 compile is in "
+             "`banana preflight --delegate npu --soc SM8650`). Exceptions on the NPU column (QNN HTP through the "
+             "Qualcomm plugin): blockwise INT4 weights are refused ('Unsupported quantization type'), so int4 "
+             "signatures fail to build there; dynamic-range INT8 convs (float activations x INT8 weights) have no "
+             "HTP Conv2d I/O set and fall back to the CPU (int8 vae_decode, the denoiser's patch-embedding conv). An "
+             "NPU wants full-integer (static activation) quantization, which these recipes do not produce: use "
+             "fp32 + `--npu SOC` (the plugin quantizes) or the GPU, which takes every signature whole.")
+    record("preflight", [Table("coverage", header, rows, key=3, about=about)],
+           notes=f"Presets {', '.join(args.presets)} × {', '.join(args.quants)}: total {time.time() - started:.0f} s.")
 
 
 if __name__ == "__main__":

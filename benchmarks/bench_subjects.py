@@ -23,7 +23,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.report import append_section, table  # noqa: E402
+from benchmarks.report import Table, record  # noqa: E402
 
 EVAL_SEED = 1_000_009  # held-out world for the prompts (training used SUBJECT_WORLD_SEED / TRAIN_SEED)
 
@@ -128,11 +128,11 @@ def main() -> None:
                      f"{100 * np.mean(hits['subj']):.1f}"])
     rows.append(["5 characters x scenes (overall)", len(CHARACTERS) * args.scenes, len(totals["base"]),
                  f"{100 * np.mean(totals['base']):.1f}", f"{100 * np.mean(totals['subj']):.1f}"])
-    body = (f"{source}, {args.steps or cfg.sampler.steps} {cfg.sampler.kind} steps, identity = ShapeEval detector "
-            f"finds the intended character in its cell (target >= 90%). {time.perf_counter() - start:.0f} s.\n\n"
-            + table(["row", "scenes", "appearances", "identity, no subject tokens %", "identity, subject tokens %"],
-                    rows))
-    append_section("Subject consistency (bench_subjects.py)", body, append=not args.no_append)
+    notes = (f"{source}, {args.steps or cfg.sampler.steps} {cfg.sampler.kind} steps, identity = ShapeEval detector "
+             f"finds the intended character in its cell (target >= 90%). {time.perf_counter() - start:.0f} s.")
+    record("subjects", [Table("identity", ["row", "scenes", "appearances", "identity, no subject tokens %",
+                                           "identity, subject tokens %"], rows, replace_all=True)],
+           notes=notes, append=not args.no_append)
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ from banana_sdk.data.dataset import image_to_tensor  # noqa: E402
 from banana_sdk.eval.evaluate import eval_world, evaluate_images, evaluate_pipeline, evaluate_real  # noqa: E402
 from banana_sdk.imageio import to_uint8  # noqa: E402
 from banana_sdk.pipeline import Pipeline  # noqa: E402
-from benchmarks.report import append_section, table  # noqa: E402
+from benchmarks.report import Table, record  # noqa: E402
 
 
 def vae_ceiling(vae_dir: Path, samples: int, seed: int) -> dict:
@@ -63,10 +63,10 @@ def row(name: str, report: dict) -> list[object]:
 def training_times(qat_dir: Path) -> list[list[object]]:
     _, extra = load_checkpoint(qat_dir)
     rows = []
-    for record in extra.get("recipe", []):
-        loop = record["loop"]
-        rows.append([record["stage"], record["step"], loop["batch_size"], record["world_size"],
-                     f"{record['elapsed_s'] / 60:.1f}"])
+    for entry in extra.get("recipe", []):
+        loop = entry["loop"]
+        rows.append([entry["stage"], entry["step"], loop["batch_size"], entry["world_size"],
+                     f"{entry['elapsed_s'] / 60:.1f}"])
     return rows
 
 
@@ -116,16 +116,16 @@ def main() -> None:
                 add(f"student INT4 {name} (LiteRT bundle), LCM {steps}", evaluate_pipeline(pipe, n, seed, steps=steps))
     header = ["row", "attribute acc %", "shape", "colour", "position", "count", "size", "identity",
               "fully correct %", "Fréchet dist.", "host ms/image"]
-    body = (
-        f"ShapeEval on {n} held-out prompts (eval seed {seed}; the same prompts and noise seeds in every generated "
-        "row), batch 1, 1 CPU thread. attribute acc = mean of shape, colour, position and count accuracy; "
-        "fully correct = every attribute of every object and the count right. Fréchet distance between "
-        "evaluator features of the row's images and the real renders of the same scenes (real row: vs another "
-        "real sample).\n\n" + table(header, rows)
-        + "\n\nTraining (from the checkpoints' recipe records):\n\n"
-        + table(["stage", "steps", "batch", "processes", "wall min"], training_times(args.qat))
-    )
-    append_section("Training: ShapeEval of the demo recipe (teacher, LCD student, INT4 PTQ vs DQAT)", body)
+    about = ("attribute acc = mean of shape, colour, position and count accuracy; fully correct = every attribute of "
+             "every object and the count right. Fréchet distance between evaluator features of the row's images "
+             "and the real renders of the same scenes (real row: vs another real sample).")
+    record("training", [
+        Table("shapeeval", header, rows, replace_all=True, about=about,
+              title="ShapeEval: teacher, LCD student, INT4 PTQ vs DQAT"),
+        Table("stages", ["stage", "steps", "batch", "processes", "wall min"], training_times(args.qat),
+              replace_all=True, title="Training (from the checkpoints' recipe records)"),
+    ], notes=f"ShapeEval on {n} held-out prompts (eval seed {seed}; the same prompts and noise seeds in every "
+             "generated row), batch 1, 1 CPU thread.")
 
 
 if __name__ == "__main__":

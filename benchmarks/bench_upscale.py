@@ -32,7 +32,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.report import append_section, table  # noqa: E402
+from benchmarks.report import Table, record  # noqa: E402
 
 RSS_TARGET_GB = 2.0  # the issue's budget for a 4096 px image
 BASE = 128  # demo base size
@@ -157,7 +157,7 @@ def main() -> None:
     parser.add_argument("--quants", default="fp32,int4")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--psnr-scenes", type=int, default=24)
-    parser.add_argument("--no-append", action="store_true", help="Print only; do not touch BENCHMARKS.md.")
+    parser.add_argument("--no-append", action="store_true", help="Print only; BENCHMARKS.md untouched.")
     parser.add_argument("--worker", choices=["tiled", "untiled", "e2e"], help=argparse.SUPPRESS)
     parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     for name, kind in (("--model", str), ("--image", str), ("--target", int), ("--tile", int), ("--overlap", int),
@@ -202,42 +202,47 @@ def main() -> None:
                          f"{r['ms'] / 1e3:.1f}" if r else "-",
                          "yes" if r and r["rss_gb"] <= RSS_TARGET_GB else "no"])
             whole.unlink()
-        memory = table(["run", "pixels", "peak RSS during run GB", "RSS at start GB (runtime, torch)", "time s",
-                        f"peak <= {RSS_TARGET_GB} GB"], rows)
+        memory = Table("memory", ["run", "pixels", "peak RSS during run GB", "RSS at start GB (runtime, torch)",
+                                  "time s", f"peak <= {RSS_TARGET_GB} GB"], rows, key=2,
+                       title="Peak memory and time: the tiled chain vs one untiled pass")
         base = pil_to_float(Image.open(base_png))
         seams = [[q, *(f"{v:.4f}" for v in seam_error(model, base, work, q, tiles, args.threads).values())]
                  for q in args.quants.split(",")]
-        seam = table(["recipe", "seam mean |diff| (1/255)", "seam max", "interior mean"], seams)
+        seam = Table("seams", ["recipe", "seam mean |diff| (1/255)", "seam max", "interior mean"], seams,
+                     title="Seams: the 256 -> 1024 pass tiled vs untiled")
         psnr = evaluate_upscaler(model, scenes=args.psnr_scenes, in_size=BASE)
         soft = evaluate_upscaler(model, scenes=args.psnr_scenes, in_size=BASE, blur=0.7)
-        quality = table(["input (128 px, held-out ShapeWorld)", "upscaler dB", "bicubic dB", "bilinear dB"], [
+        quality = Table("quality", ["input (128 px, held-out ShapeWorld)", "upscaler dB", "bicubic dB",
+                                    "bilinear dB"], [
             ["4x box-filtered render", psnr["upscaler"], psnr["bicubic"], psnr["bilinear"]],
-            ["same, blurred sigma 0.7 (VAE-like)", soft["upscaler"], soft["bicubic"], soft["bilinear"]]])
-        e2e = ""
+            ["same, blurred sigma 0.7 (VAE-like)", soft["upscaler"], soft["bicubic"], soft["bilinear"]]],
+            title="Upscaler PSNR vs the real render")
+        tables = [memory, seam, quality]
+        notes = (f"Tiles: {tiles.tile} px input, overlap {tiles.overlap}, margin {tiles.margin} (stride "
+                 f"{tiles.stride}); chain 128 -> (4x, box 2x down) 256 -> 1024 -> 4096; "
+                 f"{args.threads} threads, XNNPACK.")
         if args.bundle:
-            e2e = "\n\n" + end_to_end(Path(args.bundle), args.threads)
+            tables.append(end_to_end(Path(args.bundle), args.threads))
             model = json.loads((Path(args.bundle) / "manifest.json").read_text())["model"]
             if str(model.get("source", "")).startswith("preset:"):
-                e2e += ("\n\n(a random-weight preset bundle, made by `banana convert --preset demo --quant int4` + "
-                        "`converters.tiles.add_tiles`: timing and memory only, the images are noise)")
-        body = (f"Tiles: {tiles.tile} px input, overlap {tiles.overlap}, margin {tiles.margin} (stride "
-                f"{tiles.stride}); chain 128 -> (4x, box 2x down) 256 -> 1024 -> 4096; "
-                f"{args.threads} threads, XNNPACK.\n\n{memory}\n\n{seam}\n\n{quality}{e2e}")
-        append_section("4K output: tiled upscaling (bench_upscale.py)", body, append=not args.no_append)
+                notes += ("\n\nPrompt -> 4096 px on a random-weight preset bundle, made by `banana convert --preset "
+                          "demo --quant int4` + `converters.tiles.add_tiles`: timing and memory only, the images "
+                          "are noise.")
+        record("upscale", tables, notes=notes, append=not args.no_append)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def end_to_end(bundle: Path, threads: int) -> str:
+def end_to_end(bundle: Path, threads: int) -> Table:
     """Prompt -> 4096 px on a bundle with tile signatures, each run in its own worker (best of 2)."""
     runs = [measured("--worker", "e2e", "--bundle", str(bundle), "--threads", str(threads), "--seed", str(s))
             for s in range(2)]
     best = min((r for r in runs if r), key=lambda r: r["ms"])
-    return table(["bundle", "base image ms", "passes ms", "prompt -> 4096 px s", "peak RSS during run GB",
-                  "RSS at start GB"],
+    return Table("end-to-end", ["bundle", "base image ms", "passes ms", "prompt -> 4096 px s",
+                                "peak RSS during run GB", "RSS at start GB"],
                  [[f"{bundle.name} ({best['recipe']})", f"{best['base_ms']:.0f}",
                    " + ".join(f"{m:.0f}" for m in best["pass_ms"]), f"{best['ms'] / 1e3:.1f}",
-                   f"{best['rss_gb']:.2f}", f"{best['rss_before_gb']:.2f}"]])
+                   f"{best['rss_gb']:.2f}", f"{best['rss_before_gb']:.2f}"]], title="Prompt -> 4096 px on a bundle")
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.report import append_section, table  # noqa: E402
+from benchmarks.report import Table, record  # noqa: E402
 
 STYLES = ((), ("pastel",), ("outlined",))
 
@@ -55,7 +55,7 @@ def main() -> None:
     ap.add_argument("--base", type=Path, default=ROOT / "banana_sdk/weights/demo")
     ap.add_argument("--refit", type=Path, required=True, help="a `banana train vae-refit` run of --base")
     ap.add_argument("--samples", type=int, default=200)
-    ap.add_argument("--no-append", action="store_true", help="print only; leave BENCHMARKS.md alone")
+    ap.add_argument("--no-append", action="store_true", help="print only; record no results (BENCHMARKS.md untouched)")
     args = ap.parse_args()
     import torch
 
@@ -84,15 +84,16 @@ def main() -> None:
         print(row, flush=True)
     refit_args = {k: v for r in pipes["vae-refit"].extra.get("recipe", []) if r.get("stage") == "vae-refit"
                   for k, v in r.items() if k in ("step", "elapsed_s")}
-    body = (f"Base `{args.base.relative_to(ROOT) if args.base.is_relative_to(ROOT) else args.base}`, refit "
-            f"`{args.refit}` ({refit_args}). ShapeEval on {args.samples} held-out scenes (eval seed 0). Round trip "
-            "= D(E(real render)) in each style, colours named as drawn in it; style % = round trips still showing "
-            "the style; drift = relative MSE of plain latents vs the base encoder's (64 scenes); generation = the "
-            "model's own images, PyTorch, 4 LCM steps.\n\n")
-    body += table(["model", "plain acc %", "plain colour %", "pastel acc %", "pastel colour %", "pastel style %",
-                   "outlined acc %", "outlined colour %", "outlined style %", "latent drift", "generation acc %",
-                   "generation colour %"], rows)
-    append_section("VAE refit: what the decoder can draw (bench_vae_refit.py)", body, append=not args.no_append)
+    notes = (f"Base `{args.base.relative_to(ROOT) if args.base.is_relative_to(ROOT) else args.base}`, refit "
+             f"`{args.refit}` ({refit_args}). ShapeEval on {args.samples} held-out scenes (eval seed 0).")
+    about = ("Round trip = D(E(real render)) in each style, colours named as drawn in it; style % = round trips still "
+             "showing the style; drift = relative MSE of plain latents vs the base encoder's (64 scenes); generation "
+             "= the model's own images, PyTorch, 4 LCM steps.")
+    header = ["model", "plain acc %", "plain colour %", "pastel acc %", "pastel colour %", "pastel style %",
+              "outlined acc %", "outlined colour %", "outlined style %", "latent drift", "generation acc %",
+              "generation colour %"]
+    record("vae_refit", [Table("round-trips", header, rows, replace_all=True, about=about)], notes=notes,
+           append=not args.no_append)
 
 
 if __name__ == "__main__":

@@ -152,8 +152,9 @@ def _manifest(source: Source, q: Quant, block: int, size: int, records: dict, st
         "schema_version": BUNDLE_SCHEMA_VERSION,
         "format": BUNDLE_FORMAT,
         "created_by": created_by(),
-        "model": {"name": cfg.name, "config": cfg.to_dict(), "weights_sha256": source.identity.split(":", 1)[1]
-                  if source.identity.startswith("sha256:") else None, "source": source.identity},
+        "model": {"kind": "banana", "name": cfg.name, "config": cfg.to_dict(),
+                  "weights_sha256": source.identity.split(":", 1)[1] if source.identity.startswith("sha256:") else None,
+                  "source": source.identity},
         "quantization": {"recipe": q.value, "block_size": block if q is Quant.INT4 else None,
                          "per_signature": {n: r["storage"] for n, r in records.items()}},
         "image": {"size": size, "latent_channels": cfg.vae.latent_channels,

@@ -29,7 +29,15 @@ import numpy as np
 from torch import nn
 
 from banana_sdk.bundle.flatbuffer import read_graph
-from banana_sdk.bundle.reader import BUNDLE_SCHEMA_VERSION, MANIFEST, file_entry, is_bundle, load_manifest, signature_io
+from banana_sdk.bundle.reader import (
+    BUNDLE_SCHEMA_VERSION,
+    MANIFEST,
+    file_entry,
+    is_bundle,
+    load_manifest,
+    signature_io,
+    write_manifest,
+)
 from banana_sdk.errors import BananaError
 from banana_sdk.fileio import atomic_write_bytes, atomic_write_json, sha256_file
 from converters.errors import ConversionError
@@ -144,7 +152,7 @@ def convert_jobs(
                 records[extra] = {**sub, "key": records[job.name]["key"], "sha256": records[job.name]["sha256"]}
         for name, data in (extra_files or {}).items():
             atomic_write_bytes(staging / name, data)
-        atomic_write_json(staging / MANIFEST, manifest(records, staging))
+        write_manifest(staging, manifest(records, staging))  # validated (Manifest.from_dict), then written
         for stamp in staging.glob("*.stamp.json"):
             stamp.unlink()
         _swap_in(staging, out)

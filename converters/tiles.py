@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from banana_sdk.bundle.reader import load_manifest
+from banana_sdk.bundle.reader import load_manifest, upgraded
 from banana_sdk.runtime.tiles import BLEND, UPSCALE_SECTION
 from banana_sdk.upscale.chain import reachable_sizes
 from banana_sdk.upscale.config import MAX_SIZE, TileConfig, UpscaleError, default_tiles
@@ -88,7 +88,7 @@ def add_tiles(bundle: str | Path, upscaler_dir: str | Path, tiles: TileConfig | 
 
     def manifest(records: dict[str, dict[str, Any]], staging: Path) -> dict[str, Any]:
         keep = {k: v for k, v in old["signatures"].items() if k != UPSCALE_TILE}
-        merged = dict(old)
+        merged = upgraded(old)
         merged["signatures"] = {**keep, **{n: r["io"] for n, r in records.items()}}
         merged["gate"] = {**old.get("gate", {}), **{n: r["gate"] for n, r in records.items()}}
         merged["build"] = {**old.get("build", {}), **{n: {k: r[k] for k in ("key", "sha256", "storage", "gate", "io")}

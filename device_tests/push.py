@@ -8,7 +8,6 @@ without a manifest is never mistaken for a complete bundle). File names go to th
 from __future__ import annotations
 
 import hashlib
-import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -63,21 +62,18 @@ def check_name(name: str) -> str:
 
 def bundle_files(bundle_dir: Path) -> tuple[str, list[BundleFile]]:
     """(bundle hash, files in push order) of a bundle dir; BundleError when it is missing or corrupt."""
-    from banana_sdk.bundle.reader import load_manifest
+    from banana_sdk.bundle.reader import bundle_path, check_signatures, read_manifest
     from banana_sdk.errors import BundleError
 
-    manifest = load_manifest(bundle_dir)
-    entries = manifest.get("files")
-    if not isinstance(entries, dict) or not entries:
-        raise BundleError(f"{bundle_dir / MANIFEST} lists no files")
+    bundle_dir = Path(bundle_dir)
+    manifest = read_manifest(bundle_dir)  # validated: names inside the bundle, every field checked
+    check_signatures(bundle_dir, manifest)  # each file holds the signatures the manifest names
     files = []
-    for name, entry in sorted(entries.items()):
+    for name, entry in sorted(manifest.files.items()):
         check_name(name)
-        local = bundle_dir / name
-        if not local.is_file():
-            raise BundleError(f"bundle file {local} is missing; convert the bundle again")
+        local = bundle_path(bundle_dir, name)
         digest = sha256_file(local)
-        if digest != entry.get("sha256"):
+        if digest != entry.sha256:
             raise BundleError(f"bundle file {local} does not match its manifest sha256; convert the bundle again")
         files.append(BundleFile(name, local, digest, local.stat().st_size))
     raw = (bundle_dir / MANIFEST).read_bytes()
@@ -180,7 +176,9 @@ def push_subjects(device: Device, subjects: tuple[Path, ...]) -> str | None:
 
 def manifest_summary(bundle_dir: Path) -> dict[str, Any]:
     """What a run record says about the bundle (model, quantization, size)."""
-    data = json.loads((Path(bundle_dir) / MANIFEST).read_text(encoding="utf-8"))
+    from banana_sdk.bundle.reader import load_manifest
+
+    data = load_manifest(bundle_dir)
     return {"path": str(Path(bundle_dir).resolve()), "model": data.get("model", {}).get("name"),
             "quantization": data.get("quantization", {}).get("recipe"), "image_size": data.get("image", {}).get("size"),
             "default_steps": data.get("sampler", {}).get("default_steps"),

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
 
 from banana_sdk import __version__
+from banana_sdk.fileio import read_versioned_json
 from device_tests.errors import ReportError
 from device_tests.journal import read_journal
 from device_tests.run_record import DeviceRun
@@ -35,17 +35,10 @@ def load_run(path: Path) -> dict[str, Any]:
     path = Path(path)
     if path.suffix == ".jsonl":
         return run_from_journal(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ReportError(f"cannot read {path}: {exc.strerror}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ReportError(f"{path} is not JSON ({exc}); if the run died, pass its .journal.jsonl instead") from None
-    if not isinstance(data, dict) or data.get("format") != RUN_FORMAT:
-        raise ReportError(f"{path} is not a banana profile run (format {RUN_FORMAT!r})")
-    version = data.get("schema_version")
-    if not isinstance(version, int) or version > RUN_SCHEMA_VERSION:
-        raise ReportError(f"{path} has run schema {version}; this SDK reads <= {RUN_SCHEMA_VERSION}")
+    if not path.is_file():
+        raise ReportError(f"cannot read {path}: it does not exist or is not a file")
+    data = read_versioned_json(path, fmt=RUN_FORMAT, max_version=RUN_SCHEMA_VERSION, error=ReportError,
+                               what="banana profile run")
     if not isinstance(data.get("devices"), list):
         raise ReportError(f"{path} has no device list")
     return data

@@ -186,3 +186,40 @@ def read_graph(path: str | Path) -> ModelGraph:
             tensors=tensors, ops=ops,
         )
     return ModelGraph(path=path, signatures=signatures, model=model)
+
+
+def read_signature_io(path: str | Path) -> dict[str, dict[str, list[dict[str, object]]]]:
+    """Signature -> {"inputs", "outputs": [{"name", "shape", "dtype"}] sorted by name} of a .tflite file.
+
+    Reads only the signature table and the I/O tensors through a memory map (no weights are copied), so a
+    runtime can check a big file against its manifest at load for the cost of a few page reads."""
+    import mmap
+
+    path = Path(path)
+    try:
+        with open(path, "rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as buf:
+            if len(buf) < 8 or buf[4:8] != b"TFL3":
+                raise ValueError("missing TFL3 identifier")
+            model = schema.Model.GetRootAs(buf, 0)
+            out: dict[str, dict[str, list[dict[str, object]]]] = {}
+            for s in range(model.SignatureDefsLength()):
+                sdef = model.SignatureDefs(s)
+                sub = model.Subgraphs(sdef.SubgraphIndex())
+
+                def describe(maps: list, sub=sub) -> list[dict[str, object]]:  # noqa: ANN001
+                    rows = []
+                    for m in maps:
+                        t = sub.Tensors(m.TensorIndex())
+                        rows.append({"name": m.Name().decode(),
+                                     "shape": [int(t.Shape(i)) for i in range(t.ShapeLength())],
+                                     "dtype": TYPE_NAMES.get(t.Type(), str(t.Type())).lower()})
+                    return sorted(rows, key=lambda r: str(r["name"]))
+
+                out[sdef.SignatureKey().decode()] = {
+                    "inputs": describe([sdef.Inputs(i) for i in range(sdef.InputsLength())]),
+                    "outputs": describe([sdef.Outputs(i) for i in range(sdef.OutputsLength())])}
+            return out
+    except FileNotFoundError:
+        raise BundleError(f"{path} does not exist") from None
+    except Exception as exc:  # the generated reader raises assorted errors on garbage
+        raise BundleError(f"{path} is not a valid .tflite flatbuffer ({type(exc).__name__}: {exc})") from None

@@ -1,22 +1,30 @@
-"""Bundle manifests: build, read, verify (docs/DESIGN.md §5)."""
+"""Read and verify a bundle directory (docs/DESIGN.md §5): the typed manifest, its files, its signatures.
+
+`read_manifest` gives the typed `Manifest`; `load_manifest` the same document as a validated dict (for code
+that reads unmodelled sections). `verify_files` checks every listed file's size and sha256 and that it is a
+regular file inside the bundle (no symlink out of it); `check_signatures` that each file holds the
+signatures the manifest names, with the same tensor names, shapes and dtypes. `write_manifest` is what every
+writer uses: it validates through `Manifest.from_dict` and writes `to_dict()` atomically.
+"""
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass, field
+import os
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from banana_sdk import __version__
-from banana_sdk.bundle.flatbuffer import read_graph
+from banana_sdk.bundle.flatbuffer import read_graph, read_signature_io
+from banana_sdk.bundle.manifest import (  # noqa: F401  (the format's names, re-exported for readers)
+    BUNDLE_FORMAT,
+    BUNDLE_SCHEMA_VERSION,
+    MANIFEST,
+    Manifest,
+    ManifestError,
+)
 from banana_sdk.errors import BundleError
-from banana_sdk.fileio import sha256_file
-
-MANIFEST = "manifest.json"
-BUNDLE_FORMAT = "banana-bundle"
-BUNDLE_SCHEMA_VERSION = 1
-_REQUIRED = ("schema_version", "format", "model", "quantization", "image", "sampler", "tokenizer",
-             "signatures", "files")
+from banana_sdk.fileio import atomic_write_json, read_versioned_json, sha256_file
 
 
 def is_bundle(directory: Path) -> bool:
@@ -28,27 +36,56 @@ def is_bundle(directory: Path) -> bool:
     return True
 
 
-def load_manifest(directory: str | Path) -> dict[str, Any]:
-    """The manifest of a bundle dir; BundleError says what is wrong."""
+def _manifest_path(directory: str | Path) -> Path:
     directory = Path(directory)
     if not directory.is_dir():
         raise BundleError(f"bundle {str(directory)!r} does not exist or is not a directory")
     path = directory / MANIFEST
+    if not path.is_file():
+        raise BundleError(f"{directory} is not a bundle: {MANIFEST} is missing")
+    return path
+
+
+def read_manifest(directory: str | Path) -> Manifest:
+    """The typed manifest of a bundle dir; BundleError (one line, naming the field) says what is wrong."""
+    path = _manifest_path(directory)
+    data = read_versioned_json(path, fmt=BUNDLE_FORMAT, max_version=BUNDLE_SCHEMA_VERSION, error=BundleError,
+                               what="bundle manifest")
     try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise BundleError(f"{directory} is not a bundle: {MANIFEST} is missing") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise BundleError(f"{path} is corrupt: {exc}") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != BUNDLE_FORMAT:
-        raise BundleError(f"{path} is not a {BUNDLE_FORMAT} manifest")
-    version = manifest.get("schema_version")
-    if not isinstance(version, int) or version > BUNDLE_SCHEMA_VERSION:
-        raise BundleError(f"{path} has schema version {version}; this SDK reads <= {BUNDLE_SCHEMA_VERSION}")
-    missing = [k for k in _REQUIRED if k not in manifest]
-    if missing:
-        raise BundleError(f"{path} lacks required field(s) {missing}")
+        manifest = Manifest.from_dict(data)
+    except ManifestError as exc:
+        raise ManifestError(f"{Path(directory)}/{exc}") from None
+    for name in manifest.files:  # no listed name may lead out of the bundle through a link
+        path = Path(directory) / name
+        if path.is_symlink() or (path.exists() and not _is_within(Path(directory), path)):
+            raise BundleError(f"{path} is a symbolic link; bundle files must be regular files inside the bundle")
     return manifest
+
+
+def _is_within(directory: Path, path: Path) -> bool:
+    root = directory.resolve()
+    return os.path.commonpath([root, path.resolve()]) == str(root)
+
+
+def load_manifest(directory: str | Path) -> dict[str, Any]:
+    """The validated manifest of a bundle dir as a dict (`read_manifest(...).to_dict()`)."""
+    return read_manifest(directory).to_dict()
+
+
+def upgraded(manifest: dict[str, Any]) -> dict[str, Any]:
+    """A manifest read at any readable version, as this SDK writes it (BUNDLE_SCHEMA_VERSION): for writers
+    that change an existing bundle (add tiles, add NPU variants)."""
+    typed = Manifest.from_dict(manifest)
+    return replace(typed, schema_version=BUNDLE_SCHEMA_VERSION).to_dict()
+
+
+def write_manifest(directory: str | Path, manifest: dict[str, Any] | Manifest) -> Manifest:
+    """Validate `manifest` and write it as the bundle's manifest.json (temp file + rename); returns it typed.
+
+    A writer's mistake is a bug, not user input: it surfaces here as ManifestError before anything is written."""
+    typed = manifest if isinstance(manifest, Manifest) else Manifest.from_dict(manifest)
+    atomic_write_json(Path(directory) / MANIFEST, typed.to_dict())
+    return typed
 
 
 def file_entry(path: Path) -> dict[str, Any]:
@@ -79,37 +116,74 @@ class VerifyReport:
     gate: dict[str, dict[str, Any]] = field(default_factory=dict)  # signature -> gate result (with --model)
 
 
-def verify_files(directory: Path, manifest: dict[str, Any]) -> list[str]:
+def bundle_path(directory: Path, name: str) -> Path:
+    """`directory/name` if it is a regular file inside the bundle (not a symlink, not resolving elsewhere)."""
+    path = directory / name
+    if path.is_symlink():
+        raise BundleError(f"{path} is a symbolic link; bundle files must be regular files inside the bundle")
+    if not _is_within(directory, path):
+        raise BundleError(f"{path} resolves outside the bundle")
+    if not path.is_file():
+        raise BundleError(f"{path} is missing (listed in the manifest)")
+    return path
+
+
+def verify_files(directory: Path, manifest: dict[str, Any] | Manifest) -> list[str]:
     """Check every listed file's size and sha256; BundleError names the first bad file."""
+    directory = Path(directory)
+    typed = manifest if isinstance(manifest, Manifest) else Manifest.from_dict(manifest)
     ok = []
-    for name, entry in sorted(manifest["files"].items()):
-        path = directory / name
-        if not path.is_file():
-            raise BundleError(f"{path} is missing (listed in the manifest)")
+    for name, entry in sorted(typed.files.items()):
+        path = bundle_path(directory, name)
         size = path.stat().st_size
-        if size != entry.get("bytes"):
-            raise BundleError(f"{path} is {size} bytes, manifest says {entry.get('bytes')} (truncated or replaced)")
+        if size != entry.bytes:
+            raise BundleError(f"{path} is {size} bytes, manifest says {entry.bytes} (truncated or replaced)")
         digest = sha256_file(path)
-        if digest != entry.get("sha256"):
-            raise BundleError(
-                f"{path} sha256 mismatch: file {digest[:16]}..., manifest {str(entry.get('sha256'))[:16]}..."
-            )
+        if digest != entry.sha256:
+            raise BundleError(f"{path} sha256 mismatch: file {digest[:16]}..., manifest {entry.sha256[:16]}...")
         ok.append(name)
     return ok
 
 
-def verify_bundle(directory: str | Path) -> VerifyReport:
-    """Schema, every file's sha256, op listing and weight storage per signature (parsed from the files)."""
+def check_signatures(directory: Path, manifest: dict[str, Any] | Manifest) -> None:
+    """Each signature's file holds that signature with the manifest's tensor names, shapes and dtypes.
+
+    A foreign `.tflite` under a re-signed manifest is refused here, naming the signature and what differs,
+    instead of failing inside LiteRT at the first run."""
     directory = Path(directory)
-    manifest = load_manifest(directory)
+    typed = manifest if isinstance(manifest, Manifest) else Manifest.from_dict(manifest)
+    files: dict[str, dict[str, Any]] = {}
+    for name, sig in typed.signatures.items():
+        if sig.file not in files:
+            files[sig.file] = read_signature_io(bundle_path(directory, sig.file))
+        held = files[sig.file]
+        if name not in held:
+            raise BundleError(f"{directory / sig.file} has no signature {name!r} (has {sorted(held)}); "
+                              "the file does not belong to this manifest")
+        for io, declared in (("inputs", sig.inputs), ("outputs", sig.outputs)):
+            want = sorted((t.name, list(t.shape), t.dtype) for t in declared)
+            got = sorted((str(t["name"]), list(t["shape"]), str(t["dtype"])) for t in held[name][io])
+            if want != got:
+                raise BundleError(f"signatures.{name}.{io} in the manifest {_io_text(want)} differ from "
+                                  f"{directory / sig.file}: {_io_text(got)}")
+
+
+def _io_text(rows: list[tuple[str, list[int], str]]) -> str:
+    return "[" + ", ".join(f"{n} {shape} {dtype}" for n, shape, dtype in rows) + "]"
+
+
+def verify_bundle(directory: str | Path) -> VerifyReport:
+    """Schema, every file's sha256 and signatures, op listing and weight storage per signature (parsed from
+    the files)."""
+    directory = Path(directory)
+    manifest = read_manifest(directory)
     report = VerifyReport(bundle=directory, files_ok=verify_files(directory, manifest))
-    for name, sig in manifest["signatures"].items():
-        graph = read_graph(directory / sig["file"])
-        if name not in graph.signatures:
-            raise BundleError(f"{directory / sig['file']} lacks signature {name!r}")
+    check_signatures(directory, manifest)
+    for name, sig in manifest.signatures.items():
+        graph = read_graph(directory / sig.file)
         report.ops[name] = graph.signatures[name].op_counts()
         report.storage[name] = graph.signatures[name].weight_storage()
-        claimed = manifest["quantization"].get("per_signature", {}).get(name)
+        claimed = manifest.quantization.per_signature.get(name)
         if claimed is not None and claimed != report.storage[name]:
             raise BundleError(f"{name}: manifest quantization {claimed} differs from the file {report.storage[name]}")
     return report

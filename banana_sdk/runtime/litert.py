@@ -13,70 +13,75 @@ runner used, without reloading or reconverting anything.
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from banana_sdk.bundle.reader import load_manifest, verify_files
+from banana_sdk.bundle.manifest import Manifest, ModelKind
+from banana_sdk.bundle.reader import check_signatures, read_manifest, verify_files
 from banana_sdk.config import ModelConfig
-from banana_sdk.errors import BananaError, BundleError, ConfigError
+from banana_sdk.errors import BundleError, ConfigError
 from banana_sdk.pipeline import Generation, generate_with
+from banana_sdk.runtime.diffusers import DiffusersGenerator
 from banana_sdk.sampling.base import StepCallback
 
 
 class LiteRTPipeline:
     """A loaded bundle: one Interpreter per signature, created at load (cold load timed per signature)."""
 
-    def __init__(self, bundle: Path, manifest: dict[str, Any], threads: int) -> None:
+    def __init__(self, bundle: Path, manifest: Manifest, threads: int) -> None:
         from ai_edge_litert.interpreter import Interpreter
 
         self.bundle = bundle
-        self.manifest = manifest
-        self.kind = manifest["model"].get("kind", "banana") if isinstance(manifest["model"], dict) else "banana"
-        if self.kind == "module":
-            raise BundleError(f"{bundle} holds one converted module ({', '.join(manifest['signatures'])}), not a "
+        self.typed = manifest  # the validated manifest
+        self.manifest = manifest.to_dict()  # the same, as a dict (peel and diffusers readers take it)
+        self.kind = manifest.kind.value
+        if manifest.kind is ModelKind.MODULE:
+            raise BundleError(f"{bundle} holds one converted module ({', '.join(manifest.signatures)}), not a "
                               "text-to-image pipeline; check it with `banana verify`")
+        assert manifest.image is not None and manifest.sampler is not None
         self.config: ModelConfig | None = None
-        if self.kind == "banana":
-            try:
-                self.config = ModelConfig.from_dict(manifest["model"]["config"])
-            except (BananaError, KeyError, TypeError) as exc:
-                raise BundleError(f"{bundle}: manifest model config is invalid ({exc})") from None
-        elif self.kind != "diffusers":
-            raise BundleError(f"{bundle}: model kind {self.kind!r} is unknown; this SDK runs "
-                              "['banana', 'diffusers', 'module'] bundles")
-        self.size = int(manifest["image"]["size"])
+        if manifest.kind is ModelKind.BANANA:
+            # the manifest is what the bundle runs: its sampler section sets the defaults (validated against the
+            # registry and the model config by Manifest.from_dict)
+            sampler = manifest.sampler
+            base = manifest.model_config()
+            self.config = replace(base, sampler=replace(base.sampler, kind=sampler.kind, steps=sampler.default_steps,
+                                                        shift=sampler.shift, guidance_scale=sampler.guidance_scale))
+        self.size = manifest.image.size
+        self.steps_range = (manifest.sampler.min_steps, manifest.sampler.max_steps)  # what the bundle accepts
         self.load_ms: dict[str, float] = {}  # per file, keyed by the file's stem (= its main signature)
         self._runners = {}
         interpreters: dict[str, Any] = {}
-        for name, sig in manifest["signatures"].items():
+        for name, sig in manifest.signatures.items():
             start = time.perf_counter()
             try:
-                if sig["file"] not in interpreters:
-                    interpreters[sig["file"]] = Interpreter(model_path=str(bundle / sig["file"]), num_threads=threads)
-                self._runners[name] = interpreters[sig["file"]].get_signature_runner(name)
+                if sig.file not in interpreters:
+                    interpreters[sig.file] = Interpreter(model_path=str(bundle / sig.file), num_threads=threads)
+                self._runners[name] = interpreters[sig.file].get_signature_runner(name)
             except (RuntimeError, ValueError) as exc:
                 first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-                raise BundleError(f"{bundle / sig['file']}: LiteRT cannot load it ({first_line})") from None
-            stem = Path(sig["file"]).stem
+                raise BundleError(f"{bundle / sig.file}: LiteRT cannot load it ({first_line})") from None
+            stem = Path(sig.file).stem
             self.load_ms[stem] = self.load_ms.get(stem, 0.0) + (time.perf_counter() - start) * 1e3
         self._peel: tuple[str, np.ndarray, np.ndarray] | None = None  # (signature, lora_a, lora_b) in use
         self.peels: dict[str, float] = {}  # name -> weight of the peels in use
         self._diffusers = None
-        if self.kind == "diffusers":
-            from banana_sdk.runtime.diffusers import DiffusersGenerator
-
-            self._diffusers = DiffusersGenerator(bundle, manifest, self._runners)
+        if manifest.kind is ModelKind.DIFFUSERS:
+            self._diffusers = DiffusersGenerator(bundle, self.manifest, self._runners)
 
     @classmethod
     def load(cls, bundle: str | Path, threads: int = 2, check_files: bool = True) -> LiteRTPipeline:
-        """Load a bundle dir (sha256 of every file checked first unless `check_files` is False)."""
+        """Load a bundle dir: the manifest validated, every file's sha256 (unless `check_files` is False) and
+        each file's signatures and tensors checked against the manifest, then one Interpreter per file."""
         bundle = Path(bundle)
-        manifest = load_manifest(bundle)
+        manifest = read_manifest(bundle)
         if check_files:
             verify_files(bundle, manifest)
-        if not isinstance(threads, int) or threads < 1:
+        check_signatures(bundle, manifest)
+        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
             raise ConfigError(f"threads must be a positive integer, got {threads}")
         return cls(bundle, manifest, threads)
 
@@ -143,4 +148,8 @@ class LiteRTPipeline:
         if size is not None and size != self.size:
             raise ConfigError(f"this bundle was converted for {self.size}x{self.size}; "
                               f"convert again with --size {size} for that size")
+        low, high = self.steps_range
+        if steps is not None and not (isinstance(steps, int) and not isinstance(steps, bool) and low <= steps <= high):
+            raise ConfigError(f"this bundle takes {low}-{high} steps (its manifest's sampler.min_steps/max_steps), "
+                              f"got {steps}")
         return generate_with(self, prompt, steps, seed, self.size, sampler, guidance_scale, callback=callback)

@@ -35,3 +35,12 @@ def get_sampler(name: str, schedule: DDPMSchedule | None = None) -> Sampler:
         return ddpm[name](schedule)
     raise ConfigError(f"unknown sampler {name!r}; choose from {sorted(flow)} (rectified flow) "
                       f"or {sorted(ddpm)} (DDPM schedules of converted diffusers pipelines)")
+
+
+def sampler_class(name: str) -> type:
+    """The registered sampler class of `name` (its `min_steps`/`max_steps` without a schedule); the error lists
+    valid names."""
+    classes = {**_FLOW, **_DDPM}
+    if name not in classes:
+        raise ConfigError(f"unknown sampler {name!r}; choose from {list(SAMPLERS)}")
+    return classes[name]

@@ -17,7 +17,6 @@ descriptor token (width 128) and are projected to any model width when bound; em
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 from dataclasses import dataclass, field
@@ -28,7 +27,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from banana_sdk import __version__
-from banana_sdk.fileio import atomic_write_json
+from banana_sdk.fileio import atomic_write_json, read_versioned_json
 from banana_sdk.subjects.encoder import (
     DESCRIPTOR_DIM,
     DESCRIPTOR_KIND,
@@ -139,16 +138,8 @@ def _check_token(token: np.ndarray, what: str) -> None:
 def read_subject(path: str | Path) -> Subject:
     """Parse and validate one subject file."""
     path = Path(path)
-    try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise SubjectError(f"subject file {str(path)!r} does not exist") from None
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise SubjectError(f"subject file {path} is unreadable ({exc})") from None
-    if not isinstance(meta, dict) or meta.get("format") != SUBJECT_FORMAT:
-        raise SubjectError(f"{path} is not a {SUBJECT_FORMAT} file")
-    if not isinstance(meta.get("schema_version"), int) or meta["schema_version"] > SUBJECT_SCHEMA_VERSION:
-        raise SubjectError(f"{path} has subject schema {meta.get('schema_version')}; upgrade banana-sdk")
+    meta = read_versioned_json(path, fmt=SUBJECT_FORMAT, max_version=SUBJECT_SCHEMA_VERSION, error=SubjectError,
+                               what="subject file")
     encoder = meta.get("encoder") or {}
     if meta.get("source") == "references" and (encoder.get("kind") != DESCRIPTOR_KIND
                                                or encoder.get("version") != DESCRIPTOR_VERSION):

@@ -17,7 +17,6 @@ Weights directory (`banana_sdk/weights/upscaler/` ships a trained one):
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +26,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 from torch import nn
 
-from banana_sdk.fileio import atomic_write_bytes, atomic_write_json, sha256_file
+from banana_sdk.fileio import atomic_write_bytes, atomic_write_json, read_versioned_json, sha256_file
 from banana_sdk.upscale.config import UpscaleError, UpscalerConfig
 
 UPSCALER_FORMAT = "banana-upscaler"
@@ -83,14 +82,8 @@ def read_upscaler_config(directory: str | Path) -> tuple[UpscalerConfig, dict[st
     if not path.is_file():
         raise UpscaleError(f"{directory} holds no upscaler ({CONFIG_FILE} is missing); train one with "
                            "`banana upscale train --out DIR`")
-    try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise UpscaleError(f"{path} is corrupt: {exc}") from None
-    if not isinstance(meta, dict) or meta.get("format") != UPSCALER_FORMAT:
-        raise UpscaleError(f"{path} is not a {UPSCALER_FORMAT} config")
-    if int(meta.get("schema_version", 0)) > UPSCALER_SCHEMA_VERSION:
-        raise UpscaleError(f"{path} has schema {meta['schema_version']}; upgrade banana-sdk")
+    meta = read_versioned_json(path, fmt=UPSCALER_FORMAT, max_version=UPSCALER_SCHEMA_VERSION, error=UpscaleError,
+                               what="upscaler config", require_version=False)
     return UpscalerConfig.from_dict(meta.get("upscaler") or {}), dict(meta.get("extra") or {})
 
 

@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from banana_sdk.bundle.reader import MANIFEST, file_entry, load_manifest
-from banana_sdk.fileio import atomic_write_bytes, atomic_write_json
+from banana_sdk.bundle.reader import file_entry, load_manifest, upgraded, write_manifest
+from banana_sdk.fileio import atomic_write_bytes
 from converters.preflight.engine import FAILED_BUILD, Fallback, SignatureResult
 from converters.preflight.errors import NpuCompileError, PreflightError
 from converters.preflight.graph import DelegateGraph, read_delegate_graphs
@@ -233,7 +233,7 @@ def add_npu_variants(bundle: str | Path, soc: str) -> dict[str, dict[str, Any]]:
         plan = manifest.get("delegate_plan", {}).get(name)
         if plan is not None:
             plan.setdefault("npu", {}).setdefault("compiled", {})[soc] = record["file"]
-    atomic_write_json(bundle / MANIFEST, manifest)
+    write_manifest(bundle, upgraded(manifest))
     return records
 
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 
-from banana_sdk.bundle.reader import load_manifest
+from banana_sdk.bundle.reader import bundle_path, check_signatures, read_manifest
 from banana_sdk.errors import BundleError
 from converters.preflight.engine import run_table
 from converters.preflight.errors import PreflightError
@@ -107,10 +107,11 @@ def bundle_graphs(bundle: str | Path) -> list[DelegateGraph]:
     path = Path(bundle)
     if path.is_file() and path.suffix == ".tflite":
         return read_delegate_graphs(path)
-    manifest = load_manifest(path)
+    manifest = read_manifest(path)
+    check_signatures(path, manifest)  # the files hold the signatures and tensors the manifest names
     graphs = []
-    for name, sig in manifest["signatures"].items():
-        file = path / sig["file"]
+    for name, sig in manifest.signatures.items():
+        file = bundle_path(path, sig.file)
         found = [g for g in read_delegate_graphs(file) if g.signature == name]
         if not found:
             raise BundleError(f"{file} lacks signature {name!r}")

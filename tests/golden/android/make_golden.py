@@ -229,15 +229,15 @@ def _bundle_payloads() -> dict[str, bytes]:
 
 
 def reference_manifest(files: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """A valid schema-1 manifest of the tiny preset, laid out as docs/DESIGN.md §5."""
+    """A valid schema-2 manifest of the tiny preset, laid out as docs/DESIGN.md §5."""
     cfg = get_preset("tiny")
     tok = Tokenizer(cfg.tokenizer.context_length, cfg.tokenizer.vocab_size)
     sampler = get_sampler(cfg.sampler.kind)
     return {
-        "schema_version": 1,
+        "schema_version": 2,
         "format": "banana-bundle",
         "created_by": "banana-sdk golden vectors",  # not the package version: a release must not stale them
-        "model": {"name": cfg.name, "config": cfg.to_dict(),
+        "model": {"name": cfg.name, "kind": "banana", "config": cfg.to_dict(),
                   "weights_sha256": hashlib.sha256(json.dumps(cfg.to_dict(), sort_keys=True).encode()).hexdigest()},
         "quantization": {"recipe": "fp32", "block_size": 0, "per_signature": {}},
         "image": {"size": cfg.image_size, "latent_channels": cfg.vae.latent_channels,
@@ -324,6 +324,14 @@ def _plan_summary(entry: dict[str, Any] | None) -> dict[str, Any] | None:
             "nnapi_max_api": entry.get("nnapi_max_api")}
 
 
+def _with_shift_text(base: dict[str, Any], literal: str) -> str:
+    """The JSON text of `base` with the value of sampler.shift (only that one) written as `literal`."""
+    marker = "@@sampler.shift@@"
+    text = json.dumps(_mutate(base, "sampler.shift", marker))
+    assert text.count(json.dumps(marker)) == 1
+    return text.replace(json.dumps(marker), literal)
+
+
 def manifest_vectors() -> dict[str, Any]:
     payloads = _bundle_payloads()
     base = reference_manifest(_file_entries(payloads))
@@ -338,10 +346,11 @@ def manifest_vectors() -> dict[str, Any]:
         ("unknown_fields_ignored", _mutate(base, "future_field", {"anything": [1, 2]})),
         ("older_schema_field_absent_gate", _mutate(base, "gate", delete=True)),
         ("preset_without_weights_hash", _mutate(base, "model.weights_sha256", None)),
+        ("schema_v1_without_kind", _mutate(_mutate(base, "schema_version", 1), "model.kind", delete=True)),
     ]
     sha_other = "0" * 64
     invalid = [
-        ("newer_schema", _mutate(base, "schema_version", 2), "schema_version 2"),
+        ("newer_schema", _mutate(base, "schema_version", 3), "schema_version 3"),
         ("schema_not_int", _mutate(base, "schema_version", "1"), "schema_version"),
         ("wrong_format", _mutate(base, "format", "zip"), "banana-bundle"),
         ("missing_files", _mutate(base, "files", delete=True), "files"),
@@ -351,7 +360,7 @@ def manifest_vectors() -> dict[str, Any]:
          "tokenizer.context_length"),
         ("image_size_string", _mutate(base, "image.size", "64"), "image.size"),
         ("image_size_fraction", _mutate(base, "image.size", 64.5), "image.size"),
-        ("latent_size_mismatch", _mutate(base, "image.latent_size", 9), "latent_size"),
+        ("latent_size_mismatch", _mutate(base, "image.latent_size", 9), "image.latent_size"),
         ("missing_signature", _mutate(base, "signatures.denoise", delete=True), "denoise"),
         ("signature_file_unlisted", _mutate(base, "signatures.denoise.file", "other.tflite"), "other.tflite"),
         ("missing_required_input", _mutate(base, "signatures.denoise.inputs",
@@ -378,18 +387,54 @@ def manifest_vectors() -> dict[str, Any]:
          "delegate_plan.denoise.order[0]"),
         ("delegate_plan_nnapi_api_not_int", _mutate(with_plan, "delegate_plan.vae_decode.nnapi_min_api", "30"),
          "delegate_plan.vae_decode.nnapi_min_api"),
-        ("unknown_sampler", _mutate(base, "sampler.kind", "ddim"), "ddim"),
-        ("steps_out_of_order", _mutate(base, "sampler.min_steps", 9), "steps"),
-        ("bad_shift", _mutate(base, "sampler.shift", 0.0), "shift"),
+        ("unknown_sampler", _mutate(base, "sampler.kind", "ddim"), "sampler.kind"),
+        ("steps_out_of_order", _mutate(base, "sampler.min_steps", 9), "sampler.min_steps"),
+        ("bad_shift", _mutate(base, "sampler.shift", 0.0), "sampler.shift"),
         ("bad_prediction", _mutate(base, "sampler.prediction", "epsilon"), "epsilon"),
         ("tokenizer_kind", _mutate(base, "tokenizer.kind", "sentencepiece"), "sentencepiece"),
         ("tokenizer_newer", _mutate(base, "tokenizer.version", 2), "tokenizer.version"),
         ("vocab_file_unlisted", _mutate(base, "tokenizer.vocab_file", "words.txt"), "words.txt"),
+        ("files_is_list", _mutate(base, "files", list(base["files"])), "files"),
+        ("signatures_is_string", _mutate(base, "signatures", "denoise"), "signatures"),
+        ("files_entry_is_string", _mutate(base, ("files", "vocab.txt"), "abc"), "files.vocab.txt"),
+        ("missing_image_size", _mutate(base, "image.size", delete=True), "image.size"),
+        ("missing_signature_file", _mutate(base, "signatures.denoise.file", delete=True), "signatures.denoise.file"),
+        ("image_size_word", _mutate(base, "image.size", "big"), "image.size"),
+        ("absolute_file_entry", _mutate(base, "files", {**base["files"], "/etc/passwd": {"sha256": sha_other,
+                                                                                        "bytes": 1}}), "/etc/passwd"),
+        ("parent_file_entry", _mutate(base, "files", {**base["files"], "../outside.txt": {"sha256": sha_other,
+                                                                                          "bytes": 1}}),
+         "../outside.txt"),
+        ("signature_file_outside", _mutate(base, "signatures.denoise.file", "../other/denoise.tflite"),
+         "signatures.denoise.file"),
+        ("default_steps_word", _mutate(base, "sampler.default_steps", "four"), "sampler.default_steps"),
+        ("context_length_huge", _mutate(base, "tokenizer.context_length", 10**18), "tokenizer.context_length"),
+        # the manifest's own signature shapes must agree with image and tokenizer
+        ("context_length_mismatch", _mutate(base, "tokenizer.context_length", 16), "tokenizer.context_length"),
+        # steps: min_steps, default_steps, max_steps in turn, each within [previous (or sampler min), sampler max]
+        ("max_steps_negative", _mutate(base, "sampler.max_steps", -5), "sampler.max_steps"),
+        ("min_steps_zero", _mutate(base, "sampler.min_steps", 0), "sampler.min_steps"),
+        ("default_steps_above_max", _mutate(base, "sampler.default_steps", 9), "sampler.default_steps"),
+        ("vocab_size_zero", _mutate(base, "tokenizer.vocab_size", 0), "tokenizer.vocab_size"),
+        ("sampler_bogus", _mutate(base, "sampler.kind", "bogus"), "sampler.kind"),
+        ("guidance_not_number", _mutate(base, "sampler.guidance_scale", "high"), "sampler.guidance_scale"),
+        ("model_kind_unknown", _mutate(base, "model.kind", "gguf"), "model.kind"),
+        ("schema_v2_without_kind", _mutate(base, "model.kind", delete=True), "model.kind"),
+        ("missing_schema", _mutate(base, "schema_version", delete=True), "schema_version"),
+        ("files_empty", _mutate(base, "files", {}), "files"),
+        ("signature_inputs_not_list", _mutate(base, "signatures.denoise.inputs", {"latent": 1}),
+         "signatures.denoise.inputs"),
+        ("tensor_name_not_string", _mutate(base, "signatures.vae_decode.inputs",
+                                           [{**base["signatures"]["vae_decode"]["inputs"][0], "name": 7}]),
+         "signatures.vae_decode.inputs[0].name"),
     ]
     raw_invalid = [
         ("not_json", "{\"schema_version\": 1,", "JSON"),
         ("root_is_array", "[1, 2, 3]", "object"),
         ("empty_text", "", "JSON"),
+        ("deep_nesting", "[" * 200000 + "]" * 200000, "nesting"),
+        ("nan_literal", _with_shift_text(base, "NaN"), "JSON"),  # NaN and Infinity are not JSON
+        ("shift_overflow", _with_shift_text(base, "1e400"), "sampler.shift"),  # parses to infinity
     ]
     return {
         "about": "manifest.json parsing: valid cases -> summary; invalid ones -> ManifestException containing text",

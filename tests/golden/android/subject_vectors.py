@@ -68,11 +68,11 @@ def _invalid_files(valid: dict[str, Any]) -> list[tuple[str, str, str]]:
         return json.dumps({k: v for k, v in data.items() if v is not None})
 
     return [
-        ("not_json", "{\"format\": ", "unreadable"),
+        ("not_json", "{\"format\": ", "not valid JSON"),
         ("top_level_array", "[1, 2]", "is not a banana-subject file"),
         ("wrong_format", edit(format="banana-peel"), "is not a banana-subject file"),
-        ("newer_schema", edit(schema_version=2), "has subject schema 2"),
-        ("schema_not_int", edit(schema_version="1"), "has subject schema 1"),
+        ("newer_schema", edit(schema_version=2), "schema_version 2"),
+        ("schema_not_int", edit(schema_version="1"), "schema_version"),
         ("other_encoder", edit(encoder={"kind": "clip", "version": 1}), "was made by reference encoder"),
         ("newer_encoder", edit(encoder={"kind": "colour-silhouette", "version": 2}), "was made by reference encoder"),
         ("width_disagrees", edit(width=127), "do not agree"),

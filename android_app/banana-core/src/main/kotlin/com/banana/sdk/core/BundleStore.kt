@@ -19,20 +19,54 @@ class VerifiedBundle(
 
 /** Reads and checks bundle directories in place (app files, /data/local/tmp). */
 object BundleVerifier {
-    /** Parses [directory]/manifest.json; [ManifestException] if absent or invalid. */
+    /**
+     * Parses [directory]/manifest.json; [ManifestException] if absent or invalid, [BundleIntegrityException] if
+     * the manifest or a file it lists is a symbolic link or resolves outside [directory].
+     */
     fun readManifest(directory: File): BundleManifest {
         val file = File(directory, ManifestParser.FILE_NAME)
         if (!directory.isDirectory) throw BundleIntegrityException("bundle directory not found: $directory")
         if (!file.isFile) {
             throw ManifestException("no ${ManifestParser.FILE_NAME} in $directory: not a bundle (or an interrupted export)")
         }
+        checkInside(directory, ManifestParser.FILE_NAME, file)
         val text =
             try {
                 file.readText(Charsets.UTF_8)
             } catch (e: IOException) {
                 throw ManifestException("cannot read $file: ${e.message}", e)
             }
-        return ManifestParser.parse(text)
+        val manifest = ManifestParser.parse(text)
+        for (name in manifest.files.keys) checkInside(directory, name, File(directory, name))
+        return manifest
+    }
+
+    /**
+     * [file] (the bundle's [name]) is no symbolic link and its canonical path lies directly in [directory]: a
+     * bundle holds plain files only, so nothing it lists can reach outside it. A missing file passes here (the size
+     * check reports it).
+     */
+    fun checkInside(
+        directory: File,
+        name: String,
+        file: File,
+    ) {
+        if (Files.isSymbolicLink(file.toPath())) {
+            throw BundleIntegrityException(
+                "bundle file $name is a symbolic link; a bundle holds plain files only, copy the real file in",
+            )
+        }
+        val (dir, canonical) =
+            try {
+                directory.canonicalFile to file.canonicalFile
+            } catch (e: IOException) {
+                throw BundleIntegrityException("cannot resolve bundle file $name: ${e.message}", e)
+            }
+        if (canonical.parentFile != dir) {
+            throw BundleIntegrityException(
+                "bundle file $name resolves outside the bundle directory ($canonical); copy the whole bundle again",
+            )
+        }
     }
 
     /** Checks size and sha256 of every file the manifest lists, before anything is loaded. */

@@ -86,11 +86,19 @@ data class BundleManifest(
 
 /** Reads manifest.json (docs/DESIGN.md §5), rejecting anything this SDK cannot run safely. */
 object ManifestParser {
-    const val SCHEMA_VERSION = 1
+    /** Newest bundle schema this SDK reads; 1 and 2 are accepted (2 adds the required `model.kind`). */
+    const val SCHEMA_VERSION = 2
     const val FORMAT = "banana-bundle"
     const val FILE_NAME = "manifest.json"
     const val TOKENIZER_KIND = "banana-words-bytes"
     const val TOKENIZER_VERSION = 1
+
+    /** `model.kind` values of schema 2 (docs/DESIGN.md §8); this SDK runs only [MODEL_KIND] bundles. */
+    const val MODEL_KIND = "banana"
+    val MODEL_KINDS: List<String> = listOf(MODEL_KIND, "diffusers", "module")
+
+    /** Largest `tokenizer.vocab_size` accepted (embedding rows). */
+    const val MAX_VOCAB_SIZE = 1_000_000
 
     /** Inputs and outputs each core signature must declare (docs/DESIGN.md §1). */
     val REQUIRED_IO: Map<String, Pair<List<String>, List<String>>> =
@@ -103,14 +111,24 @@ object ManifestParser {
 
     private val SHA256 = Regex("[0-9a-f]{64}")
 
-    private fun fail(message: String): Nothing = throw ManifestException("manifest.json: $message")
+    /** Every refusal: one line, starting with "manifest.json: ", naming the field path. */
+    private fun fail(message: String): Nothing = throw ManifestException(oneLine("manifest.json: $message"))
+
+    /** [text] with control characters escaped, so a hostile key or value cannot break the message's line. */
+    private fun oneLine(text: String): String =
+        buildString {
+            for (c in text) if (c < ' ' || c == '\u007f') append("\\u").append(c.code.toString(16).padStart(4, '0')) else append(c)
+        }
+
+    /** [name] quoted for a message, shortened when long. */
+    private fun quote(name: String): String = "'" + (if (name.length > 80) name.take(80) + "..." else name) + "'"
 
     fun parse(text: String): BundleManifest {
         val root =
             try {
                 Json.parse(text)
             } catch (e: JsonSyntaxException) {
-                throw ManifestException("manifest.json is not valid JSON (${e.message}); re-export the bundle", e)
+                throw ManifestException(oneLine("manifest.json: not valid JSON (${e.message}); re-export the bundle"), e)
             }
         val doc = JsonFields(root as? JsonObject ?: fail("the top level must be an object"), "", ::fail)
         val version = doc.int("schema_version")
@@ -120,14 +138,16 @@ object ManifestParser {
         if (version < 1) fail("schema_version $version is not a valid version")
         val format = doc.string("format")
         if (format != FORMAT) fail("format is '$format', expected '$FORMAT'")
-        val files = parseFiles(doc.obj("files"))
         val model = doc.obj("model")
+        checkModelKind(model, version)
+        val files = parseFiles(doc.obj("files"))
         val weights = model.optionalString("weights_sha256") // null: converted from a random-weight preset
         if (weights != null && !SHA256.matches(weights)) fail("model.weights_sha256 must be 64 lower-case hex digits or null")
         val image = parseImage(doc.obj("image"))
         val tokenizer = parseTokenizer(doc.obj("tokenizer"))
-        if (tokenizer.vocabFile !in files) fail("tokenizer.vocab_file '${tokenizer.vocabFile}' is not listed in files")
+        checkFileReference(doc.obj("tokenizer").child("vocab_file"), tokenizer.vocabFile, files)
         val signatures = parseSignatures(doc.obj("signatures"), files, doc.optionalObj("delegate_plan"))
+        checkSignatureShapes(image, tokenizer, signatures)
         return BundleManifest(
             schemaVersion = version,
             createdBy = doc.optionalString("created_by") ?: "",
@@ -142,15 +162,38 @@ object ManifestParser {
         )
     }
 
+    /** Schema 2 requires `model.kind`; schema 1 bundles have none and are [MODEL_KIND] bundles. */
+    private fun checkModelKind(
+        model: JsonFields,
+        version: Int,
+    ) {
+        val kind = if (version >= 2) model.string("kind") else model.optionalString("kind") ?: MODEL_KIND
+        val where = model.child("kind")
+        if (kind !in MODEL_KINDS) fail("$where ${quote(kind)} is unknown; choose from $MODEL_KINDS")
+        if (kind != MODEL_KIND) fail("$where ${quote(kind)} is not supported by this app (only '$MODEL_KIND')")
+    }
+
+    /** A file the manifest points at ([where] names the field): a plain name inside the bundle, listed in `files`. */
+    private fun checkFileReference(
+        where: String,
+        name: String,
+        files: Map<String, FileEntry>,
+    ) {
+        if (!isSafeFileName(name)) fail("$where ${quote(name)} is not a plain file name inside the bundle")
+        if (name !in files) fail("$where ${quote(name)} is not listed in files")
+    }
+
     /** True for a plain file name inside the bundle directory (no path, no hidden or special name). */
     fun isSafeFileName(name: String): Boolean =
         name.isNotEmpty() && name.length <= 255 && !name.startsWith('.') && name != FILE_NAME &&
             name.none { it == '/' || it == '\\' || it == '\u0000' || it == ':' }
 
     private fun parseFiles(obj: JsonFields): Map<String, FileEntry> {
-        if (obj.obj.fields.isEmpty()) fail("files lists no files")
+        if (obj.obj.fields.isEmpty()) fail("files lists no files; every bundle file must be listed")
         return obj.obj.fields.keys.associateWith { name ->
-            if (!isSafeFileName(name)) fail("files entry '$name' is not a plain file name inside the bundle")
+            if (!isSafeFileName(name)) {
+                fail("files entry ${quote(name)} is not a plain file name inside the bundle (no path, not hidden)")
+            }
             val entry = obj.obj(name)
             val sha = entry.string("sha256")
             if (!SHA256.matches(sha)) fail("${entry.child("sha256")} must be 64 lower-case hex digits")
@@ -162,8 +205,13 @@ object ManifestParser {
 
     private fun parseImage(obj: JsonFields): ImageSpec {
         val image = ImageSpec(obj.int("size"), obj.int("latent_channels"), obj.int("latent_size"), obj.int("downsample"))
-        if (image.size <= 0 || image.latentChannels <= 0 || image.latentSize <= 0 || image.downsample <= 0) {
-            fail("image sizes must be positive")
+        for ((key, value) in listOf(
+            "size" to image.size,
+            "latent_channels" to image.latentChannels,
+            "latent_size" to image.latentSize,
+            "downsample" to image.downsample,
+        )) {
+            if (value <= 0) fail("${obj.child(key)} must be positive, got $value")
         }
         if (image.latentSize * image.downsample != image.size) {
             fail("image.latent_size ${image.latentSize} x downsample ${image.downsample} != size ${image.size}")
@@ -173,7 +221,7 @@ object ManifestParser {
 
     private fun parseSampler(obj: JsonFields): SamplerSpec {
         val kindId = obj.string("kind")
-        val kind = SamplerKind.parse(kindId) ?: fail("sampler.kind '$kindId' is unknown; choose from ${SamplerKind.ids}")
+        val kind = SamplerKind.parse(kindId) ?: fail("${obj.child("kind")} ${quote(kindId)} is unknown; choose from ${SamplerKind.ids}")
         val prediction = obj.optionalString("prediction") ?: "velocity"
         if (prediction != "velocity") fail("sampler.prediction '$prediction' is not supported (only 'velocity')")
         val spec =
@@ -186,16 +234,20 @@ object ManifestParser {
                 obj.double("guidance_scale"),
             )
         val sampler = Samplers.forKind(kind)
-        if (spec.minSteps < sampler.minSteps || spec.minSteps > spec.defaultSteps ||
-            spec.defaultSteps > spec.maxSteps || spec.maxSteps > sampler.maxSteps
-        ) {
-            fail(
-                "sampler steps must satisfy ${sampler.minSteps} <= min_steps <= default_steps <= max_steps <= " +
-                    "${sampler.maxSteps}, got ${spec.minSteps}/${spec.defaultSteps}/${spec.maxSteps}",
-            )
+        // sampler min <= min_steps <= default_steps <= max_steps <= sampler max, checked in that order: each field
+        // must lie between the one before it (the sampler's minimum for min_steps) and the sampler's maximum
+        var low = sampler.minSteps
+        for ((key, value) in listOf("min_steps" to spec.minSteps, "default_steps" to spec.defaultSteps, "max_steps" to spec.maxSteps)) {
+            if (value !in low..sampler.maxSteps) {
+                fail(
+                    "${obj.child(key)} must be in $low..${sampler.maxSteps}, got $value (${kind.id} sampler: " +
+                        "${sampler.minSteps} <= min_steps <= default_steps <= max_steps <= ${sampler.maxSteps})",
+                )
+            }
+            low = value
         }
-        if (!(spec.shift > 0.0) || !spec.shift.isFinite()) fail("sampler.shift must be positive, got ${spec.shift}")
-        if (!spec.guidanceScale.isFinite()) fail("sampler.guidance_scale must be finite")
+        if (!(spec.shift > 0.0) || !spec.shift.isFinite()) fail("${obj.child("shift")} must be finite and positive, got ${spec.shift}")
+        if (!spec.guidanceScale.isFinite()) fail("${obj.child("guidance_scale")} must be finite, got ${spec.guidanceScale}")
         return spec
     }
 
@@ -221,8 +273,14 @@ object ManifestParser {
                 obj.ints("separator_bytes"),
                 obj.string("vocab_file"),
             )
-        if (spec.contextLength < 2) fail("tokenizer.context_length must be at least 2 (BOS + EOS)")
+        if (spec.contextLength < 2) fail("tokenizer.context_length must be at least 2 (BOS + EOS), got ${spec.contextLength}")
         if (spec.wordOffset != spec.byteOffset + 256) fail("tokenizer.word_offset must be byte_offset + 256")
+        if (spec.vocabSize !in spec.wordOffset + 1..MAX_VOCAB_SIZE) {
+            fail(
+                "tokenizer.vocab_size must be in ${spec.wordOffset + 1}..$MAX_VOCAB_SIZE (more than word_offset " +
+                    "${spec.wordOffset}), got ${spec.vocabSize}",
+            )
+        }
         if (spec.separatorBytes.any { it !in 0..255 }) fail("tokenizer.separator_bytes must be bytes 0..255")
         return spec
     }
@@ -236,18 +294,50 @@ object ManifestParser {
             obj.obj.fields.keys.associateWith { name ->
                 val sig = obj.obj(name)
                 val file = sig.string("file")
-                if (file !in files) fail("${sig.child("file")} '$file' is not listed in files")
+                checkFileReference(sig.child("file"), file, files)
                 val plan = plans?.optionalObj(name)?.let(::parseDelegatePlan)
                 SignatureSpec(name, file, tensors(sig, "inputs"), tensors(sig, "outputs"), plan)
             }
         for ((name, io) in REQUIRED_IO) {
-            val sig = signatures[name] ?: fail("signatures.$name is missing; the bundle needs ${REQUIRED_IO.keys}")
+            val sig = signatures[name] ?: fail("${obj.child(name)} is missing; the bundle needs ${REQUIRED_IO.keys}")
             val missingIn = io.first.filter { sig.input(it) == null }
             val missingOut = io.second.filter { sig.output(it) == null }
-            if (missingIn.isNotEmpty()) fail("signatures.$name lacks inputs $missingIn")
-            if (missingOut.isNotEmpty()) fail("signatures.$name lacks outputs $missingOut")
+            if (missingIn.isNotEmpty()) fail("${obj.child(name)} lacks inputs $missingIn")
+            if (missingOut.isNotEmpty()) fail("${obj.child(name)} lacks outputs $missingOut")
         }
         return signatures
+    }
+
+    /**
+     * The manifest's own signature shapes agree with its image and tokenizer sections: text_encoder `tokens` is
+     * [1, L], denoise `latent` is [1, C, h, h], vae_decode `image` is [1, size, size, 3]. A mismatch names the
+     * image or tokenizer field that disagrees. (BananaModel.checkShapes checks the rest when a model is opened.)
+     */
+    private fun checkSignatureShapes(
+        image: ImageSpec,
+        tokenizer: TokenizerSpec,
+        signatures: Map<String, SignatureSpec>,
+    ) {
+        val tokens = signatures.getValue("text_encoder").input("tokens")!!.shape
+        if (tokens != listOf(1, tokenizer.contextLength)) {
+            fail("tokenizer.context_length ${tokenizer.contextLength} does not match signatures.text_encoder input tokens $tokens")
+        }
+        val latent = signatures.getValue("denoise").input("latent")!!.shape
+        val expectedLatent = listOf(1, image.latentChannels, image.latentSize, image.latentSize)
+        if (latent != expectedLatent) {
+            val field =
+                if (latent.size == 4 && latent[1] != image.latentChannels) {
+                    "image.latent_channels ${image.latentChannels}"
+                } else {
+                    "image.latent_size ${image.latentSize}"
+                }
+            fail("$field does not match signatures.denoise input latent $latent (expected $expectedLatent)")
+        }
+        val rgb = signatures.getValue("vae_decode").output("image")!!.shape
+        val expectedRgb = listOf(1, image.size, image.size, 3)
+        if (rgb != expectedRgb) {
+            fail("image.size ${image.size} does not match signatures.vae_decode output image $rgb (expected $expectedRgb)")
+        }
     }
 
     /**

@@ -59,14 +59,14 @@ object SubjectFiles {
             try {
                 Json.parse(text)
             } catch (e: JsonSyntaxException) {
-                throw SubjectException("subject file $what is unreadable (${e.message})", e)
+                throw SubjectException("subject file $what is not valid JSON (${e.message})", e)
             }
         if (meta !is JsonObject || (meta["format"] as? JsonString)?.value != FORMAT) {
             throw SubjectException("$what is not a $FORMAT file")
         }
         val version = (meta["schema_version"] as? JsonNumber)?.toLongOrNull()
         if (version == null || version > SCHEMA_VERSION) {
-            throw SubjectException("$what has subject schema ${show(meta["schema_version"])}; upgrade the app")
+            throw SubjectException("$what has schema_version ${show(meta["schema_version"])}; upgrade the app")
         }
         val source = (meta["source"] as? JsonString)?.value
         val encoder = meta["encoder"] as? JsonObject

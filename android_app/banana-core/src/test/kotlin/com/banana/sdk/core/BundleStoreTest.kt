@@ -7,6 +7,7 @@ import org.junit.Assert.assertThrows
 import org.junit.Assert.assertTrue
 import org.junit.Test
 import java.io.File
+import java.nio.file.Files
 
 class BundleStoreTest {
     private val root = TestBundles.tempDir("store")
@@ -82,9 +83,44 @@ class BundleStoreTest {
 
     @Test
     fun newerSchemaInstallsNothing() {
-        val source = TestBundles.write { TestBundles.set(it, listOf("schema_version"), JsonNumber.of(2)) }
+        val source = TestBundles.write { TestBundles.set(it, listOf("schema_version"), JsonNumber.of(ManifestParser.SCHEMA_VERSION + 1)) }
         assertThrows(ManifestException::class.java) { store.install(source, "b") }
         assertEquals(emptyList<String>(), storeContents())
+    }
+
+    @Test
+    fun symlinkedFileIsRefused() {
+        val outside = TestBundles.tempDir("outside")
+        val source = TestBundles.write()
+        val real = File(source, "vocab.txt")
+        val target = File(outside, "vocab.txt")
+        real.copyTo(target) // same bytes: only the link itself is wrong
+        real.delete()
+        Files.createSymbolicLink(real.toPath(), target.toPath())
+        for (action in listOf<() -> Unit>({ BundleVerifier.verify(source) }, { store.install(source, "b") })) {
+            val e = assertThrows(BundleIntegrityException::class.java) { action() }
+            assertTrue(e.message!!, e.message!!.startsWith("bundle file vocab.txt is a symbolic link"))
+        }
+        assertEquals(emptyList<String>(), storeContents())
+        // a link that stays inside the bundle is refused too: every listed file is a plain file
+        real.delete()
+        target.copyTo(File(source, "words.bin"))
+        Files.createSymbolicLink(real.toPath(), File(source, "words.bin").toPath())
+        assertThrows(BundleIntegrityException::class.java) { BundleVerifier.readManifest(source) }
+    }
+
+    @Test
+    fun fileReachedThroughALinkedDirectoryIsRefused() {
+        // the bundle directory itself may be a link (canonical paths compare), but a listed file must be inside it
+        val real = TestBundles.write()
+        val link = File(TestBundles.tempDir("links"), "bundle")
+        Files.createSymbolicLink(link.toPath(), real.toPath())
+        assertEquals(real.canonicalFile, BundleVerifier.verify(link).directory.canonicalFile)
+        val e =
+            assertThrows(BundleIntegrityException::class.java) {
+                BundleVerifier.checkInside(real, "vocab.txt", File(TestBundles.tempDir("elsewhere"), "vocab.txt"))
+            }
+        assertTrue(e.message!!, e.message!!.startsWith("bundle file vocab.txt resolves outside the bundle directory"))
     }
 
     @Test

@@ -1,7 +1,11 @@
 package com.banana.sdk.core
 
 import com.banana.sdk.core.json.Json
+import com.banana.sdk.core.json.JsonArray
 import com.banana.sdk.core.json.JsonNull
+import com.banana.sdk.core.json.JsonNumber
+import com.banana.sdk.core.json.JsonObject
+import com.banana.sdk.core.json.JsonString
 import org.junit.Assert.assertEquals
 import org.junit.Assert.assertThrows
 import org.junit.Assert.assertTrue
@@ -13,7 +17,7 @@ class ManifestGoldenTest {
     @Test
     fun validManifestsParseToTheExpectedSummary() {
         val cases = golden["valid"].arr().map { it.obj() }
-        assertEquals(8, cases.size)
+        assertEquals(9, cases.size)
         for (c in cases) {
             val name = c["name"].str()
             val m = ManifestParser.parse(Json.write(c["manifest"]!!))
@@ -72,13 +76,16 @@ class ManifestGoldenTest {
     @Test
     fun invalidManifestsAreRefusedWithTheReason() {
         val cases = golden["invalid"].arr().map { it.obj() }
-        assertTrue(cases.size >= 30)
+        assertTrue(cases.size >= 60)
         for (c in cases) {
             val name = c["name"].str()
             val text = c["text"]?.str() ?: Json.write(c["manifest"]!!)
             val e = assertThrows(name, ManifestException::class.java) { ManifestParser.parse(text) }
             val expected = c["message_contains"].str()
-            assertTrue("$name: '${e.message}' should mention '$expected'", e.message!!.contains(expected))
+            val message = e.message!!
+            assertTrue("$name: '$message' should mention '$expected'", message.contains(expected))
+            assertTrue("$name: '$message' should start with 'manifest.json: '", message.startsWith("manifest.json: "))
+            assertTrue("$name: '$message' should be one line", message.none { it == '\n' || it == '\r' })
         }
     }
 
@@ -86,7 +93,71 @@ class ManifestGoldenTest {
     fun newerSchemaSaysToUpdateTheApp() {
         val c = golden["invalid"].arr().map { it.obj() }.first { it["name"].str() == "newer_schema" }
         val e = assertThrows(ManifestException::class.java) { ManifestParser.parse(Json.write(c["manifest"]!!)) }
-        assertEquals("manifest.json: schema_version 2 is newer than this SDK reads (1); update the app", e.message)
+        assertEquals("manifest.json: schema_version 3 is newer than this SDK reads (2); update the app", e.message)
+    }
+
+    @Test
+    fun schemaOneBundlesAreBananaBundles() {
+        val c = golden["valid"].arr().map { it.obj() }.first { it["name"].str() == "schema_v1_without_kind" }
+        assertEquals(1, ManifestParser.parse(Json.write(c["manifest"]!!)).schemaVersion)
+        val reference = golden["valid"].arr().map { it.obj() }.first { it["name"].str() == "reference" }
+        assertEquals(2, ManifestParser.parse(Json.write(reference["manifest"]!!)).schemaVersion)
+    }
+
+    @Test
+    fun otherModelKindsAreNotRunByThisApp() {
+        for (kind in listOf("diffusers", "module")) {
+            val edited = TestBundles.set(TestBundles.manifest, listOf("model", "kind"), JsonString(kind))
+            val e = assertThrows(kind, ManifestException::class.java) { ManifestParser.parse(Json.write(edited)) }
+            assertEquals("manifest.json: model.kind '$kind' is not supported by this app (only 'banana')", e.message)
+        }
+        // schema 1 with a kind: the kind is still checked
+        val v1 =
+            TestBundles.set(
+                TestBundles.set(TestBundles.manifest, listOf("schema_version"), JsonNumber.of(1)),
+                listOf("model", "kind"),
+                JsonString("diffusers"),
+            )
+        assertThrows(ManifestException::class.java) { ManifestParser.parse(Json.write(v1)) }
+    }
+
+    @Test
+    fun deepNestingIsRefusedWithoutOverflowingTheStack() {
+        for (open in listOf("[", "{\"a\":")) {
+            val text = open.repeat(1_000_000)
+            val e = assertThrows(ManifestException::class.java) { ManifestParser.parse(text) }
+            assertTrue(e.message!!, e.message!!.startsWith("manifest.json: not valid JSON (nesting deeper than 64"))
+        }
+    }
+
+    @Test
+    fun hostileNamesCannotBreakTheMessageLine() {
+        val files = TestBundles.manifest["files"]!!.obj()
+        val edited =
+            TestBundles.set(
+                TestBundles.manifest,
+                listOf("files"),
+                JsonObject(files.fields + ("x\n/../y\u0000" to files.fields.values.first())),
+            )
+        val e = assertThrows(ManifestException::class.java) { ManifestParser.parse(Json.write(edited)) }
+        assertEquals(
+            "manifest.json: files entry 'x\\u000a/../y\\u0000' is not a plain file name inside the bundle (no path, not hidden)",
+            e.message,
+        )
+    }
+
+    @Test
+    fun fileReferencesMustBePlainNames() {
+        for ((path, bad) in listOf(
+            listOf("tokenizer", "vocab_file") to "/etc/passwd",
+            listOf("tokenizer", "vocab_file") to "..",
+            listOf("signatures", "vae_decode", "file") to "C:\\bundle\\vae_decode.tflite",
+            listOf("signatures", "text_encoder", "file") to ".hidden",
+        )) {
+            val edited = TestBundles.set(TestBundles.manifest, path, JsonString(bad))
+            val e = assertThrows(bad, ManifestException::class.java) { ManifestParser.parse(Json.write(edited)) }
+            assertTrue(e.message!!, e.message!!.contains("${path.joinToString(".")} '$bad' is not a plain file name"))
+        }
     }
 
     @Test
@@ -114,22 +185,27 @@ class ManifestGoldenTest {
 
     @Test
     fun inconsistentSignatureShapesAreRefused() {
-        val m =
-            TestBundles.set(
-                TestBundles.manifest,
-                listOf("image", "size"),
-                com.banana.sdk.core.json.JsonNumber
-                    .of(128),
-            )
-        val edited =
-            TestBundles.set(
-                m,
-                listOf("image", "latent_size"),
-                com.banana.sdk.core.json.JsonNumber
-                    .of(16),
-            )
-        val parsed = ManifestParser.parse(Json.write(edited))
-        val e = assertThrows(ManifestException::class.java) { BananaModel.checkShapes(parsed) }
-        assertTrue(e.message!!, e.message!!.contains("latent"))
+        // image sizes that disagree with the manifest's own signatures: the parser names the image field
+        val m = TestBundles.set(TestBundles.manifest, listOf("image", "size"), JsonNumber.of(128))
+        val edited = TestBundles.set(m, listOf("image", "latent_size"), JsonNumber.of(16))
+        val e = assertThrows(ManifestException::class.java) { ManifestParser.parse(Json.write(edited)) }
+        assertEquals(
+            "manifest.json: image.latent_size 16 does not match signatures.denoise input latent [1, 4, 8, 8] (expected [1, 4, 16, 16])",
+            e.message,
+        )
+        val channels = TestBundles.set(TestBundles.manifest, listOf("image", "latent_channels"), JsonNumber.of(3))
+        val c = assertThrows(ManifestException::class.java) { ManifestParser.parse(Json.write(channels)) }
+        assertTrue(c.message!!, c.message!!.startsWith("manifest.json: image.latent_channels 3 does not match"))
+        // what the parser leaves to BananaModel.checkShapes: the text width the denoiser expects
+        val den = TestBundles.manifest["signatures"]!!.obj()["denoise"]!!.obj()
+        val inputs =
+            den["inputs"]!!.arr().map { t ->
+                val o = t.obj()
+                if (o["name"]!!.str() == "context") TestBundles.set(o, listOf("shape"), Json.parse("[1, 32, 16]")) else o
+            }
+        val wide = TestBundles.set(TestBundles.manifest, listOf("signatures", "denoise", "inputs"), JsonArray(inputs))
+        val parsed = ManifestParser.parse(Json.write(wide))
+        val s = assertThrows(ManifestException::class.java) { BananaModel.checkShapes(parsed) }
+        assertTrue(s.message!!, s.message!!.contains("context"))
     }
 }
