@@ -1,4 +1,4 @@
-"""`banana train {vae,teacher,distill,qat}` and `banana eval`: parse, call one library function, print.
+"""`banana train {vae,teacher,distill,qat,vae-refit,preview}` and `banana eval`: parse, call one function, print.
 
 Training runs single-process as is, or data-parallel under torchrun with the same arguments:
     torchrun --nproc_per_node 2 -m cli train teacher --init out/vae --out out/teacher
@@ -23,6 +23,7 @@ _DEFAULTS = {
     "teacher": (6000, 64, 5e-4, 300, 0.999),
     "distill": (1500, 64, 1e-4, 100, 0.0),
     "qat": (500, 64, 2e-5, 50, 0.0),
+    "preview": (4000, 16, 2e-3, 100, 0.995),
 }
 
 
@@ -77,7 +78,8 @@ def _run(stage: str, common: dict[str, Any], **stage_args: Any) -> None:
 
 @click.group()
 def train() -> None:
-    """Train the demo model family on ShapeWorld: vae -> teacher -> distill -> qat (then optionally vae-refit)."""
+    """Train the demo model family on ShapeWorld: vae -> teacher -> distill -> qat (then optionally vae-refit,
+    preview)."""
 
 
 @train.command("vae")
@@ -143,6 +145,45 @@ def train_distill(teacher: Path, guidance: float, latents: int, cache: Path, **c
 def train_qat(student: Path, block_size: int, latents: int, cache: Path, **common: Any) -> None:
     """Stage 4: DQAT - distill the fp32 student into its INT4 fake-quantized self."""
     _run("qat", common, student=student, block_size=block_size, latents=latents, cache=cache)
+
+
+def _int_list(option: str, value: str | None) -> tuple[int, ...] | None:
+    """'64,48,32,16' -> (64, 48, 32, 16); None stays None; ConfigError names the option otherwise."""
+    if value is None:
+        return None
+    try:
+        return tuple(int(v) for v in value.split(","))
+    except ValueError:
+        raise ConfigError(f"{option} must be comma-separated integers, got {value!r}") from None
+
+
+@train.command("preview")
+@click.option("--model", "model", type=click.Path(path_type=Path), required=True,
+              help="Trained model (any stage with its VAE, e.g. banana_sdk/weights/demo) whose decoder to distil.")
+@click.option("--channels", default=None, help="Preview channels per level, latent resolution first "
+              "(default 64,48,32,16).")
+@click.option("--blocks", default=None, help="Residual blocks per level (default 2,1,1,0).")
+@click.option("--scenes", type=int, default=1500, show_default=True, help="Training scenes encoded by the VAE.")
+@click.option("--samples", type=int, default=1500, show_default=True,
+              help="Latents of the model's own LCM samples (0 = encoded scenes only).")
+@click.option("--sample-steps", default="1,2,4", show_default=True, help="LCM steps of those samples, cycled.")
+@click.option("--character-prob", type=float, default=0.5, show_default=True,
+              help="Chance an object is a character in the scenes and captions.")
+@click.option("--object-weight", type=float, default=4.0, show_default=True,
+              help="L1 weight of object pixels against the background's 1.")
+@click.option("--edge-weight", type=float, default=0.5, show_default=True, help="Weight of the edge term.")
+@click.option("--cache", type=click.Path(path_type=Path), default=Path("out/cache"), show_default=True,
+              help="Where the distillation data (latents + decoder images) is cached.")
+@_loop_options("preview")
+def train_preview(model: Path, channels: str | None, blocks: str | None, scenes: int, samples: int,
+                  sample_steps: str, character_prob: float, object_weight: float, edge_weight: float, cache: Path,
+                  **common: Any) -> None:
+    """Distil the model's VAE decoder into a small preview decoder (live mode); --out receives it."""
+    _run("preview", common, model=model, channels=_int_list("--channels", channels),
+         blocks=_int_list("--blocks", blocks), scenes=scenes, samples=samples,
+         sample_steps=_int_list("--sample-steps", sample_steps), character_prob=character_prob,
+         object_weight=object_weight,
+         edge_weight=edge_weight, cache=cache)
 
 
 @click.command("eval")

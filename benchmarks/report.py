@@ -53,7 +53,11 @@ AREAS: dict[str, str] = {
     "peels": "Peels",
     "subjects": "Subjects: identity consistency",
     "upscale": "4K output: tiled upscaling",
+    "preview": "Live mode: the preview decoder",
     "harness": "Device harness",
+    "gqa": "GQA vs multi-head attention: bytes, latency, heat",
+    "realtime": "What 30 fps at 512 px would take",
+    "live": "Live mode on simulated phones: frame rate, edits and the thermal governor",
 }
 
 HEADER = """# Benchmarks

@@ -6,8 +6,11 @@ from pathlib import Path
 
 import click
 
+import banana_sdk
 from banana_sdk.errors import ConfigError
 from converters.recipes import BLOCK_SIZES, Quant
+
+SHIPPED_PREVIEW = str(Path(banana_sdk.__file__).resolve().parent / "weights" / "preview")  # `--preview` alone
 
 
 @click.command()
@@ -41,63 +44,33 @@ from converters.recipes import BLOCK_SIZES, Quant
               help="With --peel-buckets: the block linears the runtime low-rank path covers, e.g. "
                    "attn.o,cross.o,mlp.fc2 (what `banana peel train` adapts by default; default: all ten). Fewer "
                    "targets, less time per step; peels adapting other layers are refused for this bundle.")
+@click.option("--preview", type=click.Path(path_type=Path), is_flag=False, flag_value=SHIPPED_PREVIEW, default=None,
+              help="Add the `preview_decode` signature (a small decoder for live mode) from this preview decoder dir; "
+                   "--preview alone takes the shipped one (banana_sdk/weights/preview, made for the demo weights).")
 def convert(
     preset, model_dir, diffusers_dir, factory, example_inputs, signature, factory_kwargs, name, quant,  # noqa: ANN001
     block_size, size, out, force, min_psnr, min_cosine, threads, npu_soc, upscaler, peel_buckets,  # noqa: ANN001
-    peel_targets,  # noqa: ANN001
+    peel_targets, preview,  # noqa: ANN001
 ) -> None:
     """Convert a preset, checkpoint, diffusers pipeline or any nn.Module to a LiteRT bundle."""
-    from banana_sdk.bundle.reader import load_manifest
+    from converters.requests import ConvertRequest
+    from converters.requests import convert as run
 
-    sources = [s for s in (preset, model_dir, diffusers_dir, factory) if s is not None]
-    if len(sources) != 1:
-        raise ConfigError("give exactly one of --preset, --model, --diffusers, --module")
-    module_only = {"--example-inputs": example_inputs, "--signature": signature, "--factory-kwargs": factory_kwargs}
-    if factory is None and any(v is not None for v in module_only.values()):
-        raise ConfigError(f"{', '.join(k for k, v in module_only.items() if v is not None)} only go with --module")
-    if name is not None and diffusers_dir is None:
-        raise ConfigError("--name only goes with --diffusers")
-    if upscaler is not None and (diffusers_dir is not None or factory is not None):
-        raise ConfigError("--upscaler goes with --preset or --model")
-    if (peel_buckets is not None or peel_targets is not None) and (diffusers_dir is not None or factory is not None):
-        raise ConfigError("--peel-buckets / --peel-targets go with --preset or --model")
-    if npu_soc is not None:
-        from converters.preflight.npu import check_npu_request
-
-        npu_soc = check_npu_request(npu_soc, quant)
-    common = dict(quant=quant, block_size=block_size, force=force, min_psnr=min_psnr, min_cosine=min_cosine,
-                  threads=threads, progress=True)
-    if diffusers_dir is not None:
-        from converters.byom.convert_diffusers import convert_diffusers
-
-        convert_diffusers(out, diffusers_dir, size=size, name=name, **common)
-    elif factory is not None:
-        from converters.byom.module import convert_module
-
-        if example_inputs is None or signature is None:
-            raise ConfigError("--module needs --example-inputs and --signature")
-        if size is not None:
-            raise ConfigError("--size does not apply to --module (the example inputs fix every shape)")
-        convert_module(out, factory, example_inputs, signature, factory_kwargs=factory_kwargs, **common)
-    else:
-        from converters.convert import convert as run
-
-        run(out, preset=preset, model_dir=model_dir, size=size, upscaler=upscaler, peel_buckets=peel_buckets,
-            peel_targets=peel_targets, **common)
-    if npu_soc is not None:
-        from converters.preflight.npu import add_npu_variants
-
-        for sig, r in add_npu_variants(out, npu_soc).items():
-            click.echo(f"  {sig:<13} NPU {npu_soc}: {r['offloaded']}/{r['total']} ops -> {r['file']}")
-    manifest = load_manifest(out)
-    total = sum(f["bytes"] for f in manifest["files"].values())
-    for sig, gate in manifest["gate"].items():
-        click.echo(f"  {sig:<13} PSNR {gate['psnr_db']:7.2f} dB  cosine {gate['cosine']:.6f}")
-    if manifest.get("peels"):
-        worst = min(z["psnr_db"] for z in manifest["peels"]["zero_check"].values())
-        click.echo(f"  runtime peels: rank buckets {manifest['peels']['buckets']}, zero A/B vs denoise: "
-                   f"PSNR >= {worst:.1f} dB")
-    click.echo(f"wrote bundle {out} ({quant}, {total / 2**20:.2f} MiB)")
+    r = run(ConvertRequest(
+        out=out, preset=preset, model_dir=model_dir, diffusers_dir=diffusers_dir, factory=factory,
+        example_inputs=example_inputs, signature=signature, factory_kwargs=factory_kwargs, name=name, quant=quant,
+        block_size=block_size, size=size, force=force, min_psnr=min_psnr, min_cosine=min_cosine, threads=threads,
+        npu_soc=npu_soc, upscaler=upscaler, peel_buckets=peel_buckets, peel_targets=peel_targets,
+        preview=preview))
+    for sig, n in r.npu.items():
+        click.echo(f"  {sig:<13} NPU {r.npu_soc}: {n['offloaded']}/{n['total']} ops -> {n['file']}")
+    for sig, gate in r.manifest["gate"].items():
+        click.echo(f"  {sig:<14} PSNR {gate['psnr_db']:7.2f} dB  cosine {gate['cosine']:.6f}")
+    if r.manifest.get("peels"):
+        peels = r.manifest["peels"]
+        worst = min(z["psnr_db"] for z in peels["zero_check"].values())
+        click.echo(f"  runtime peels: rank buckets {peels['buckets']}, zero A/B vs denoise: PSNR >= {worst:.1f} dB")
+    click.echo(f"wrote bundle {r.out} ({r.quant}, {r.total_bytes / 2**20:.2f} MiB)")
 
 
 @click.command()

@@ -1,6 +1,6 @@
 """`banana convert` for our model family: a preset or checkpoint -> signature jobs -> `converters.engine`.
 
-Plans one job per signature of `converters.signatures` (plus runtime-peel and tile signatures on request)
+Plans one job per signature of `converters.signatures` (plus runtime-peel, tile and preview signatures on request)
 and the bundle manifest; the engine converts, gates and writes them.
 """
 
@@ -38,6 +38,7 @@ from converters.engine import (
 from converters.export import check_block_divisibility
 from converters.peels import parse_buckets, parse_targets, with_peel_buckets
 from converters.preflight.plan import delegate_plan
+from converters.preview import with_preview
 from converters.recipes import GateThreshold, Quant, parse_quant, recipe_rules
 from converters.signatures import SIGNATURES, SignatureSpec
 from converters.tiles import with_tiles
@@ -78,7 +79,7 @@ def convert(
     block_size: int = 32, size: int | None = None, force: bool = False, min_psnr: float | None = None,
     min_cosine: float | None = None, threads: int = 2, progress: bool = False, seed: int = 0,
     upscaler: Path | None = None, peel_buckets: tuple[int, ...] | str | None = None,
-    peel_targets: tuple[str, ...] | str | None = None,
+    peel_targets: tuple[str, ...] | str | None = None, preview: Path | None = None,
 ) -> Path:
     """Convert a preset (random weights) or checkpoint dir to a bundle at `out`; returns `out`.
 
@@ -86,7 +87,10 @@ def convert(
     tile signatures and the manifest's `upscale` section (4K output, `converters.tiles`). With `peel_buckets`
     (e.g. (4, 8, 16)) `denoise.tflite` also holds the runtime-peel signatures `denoise_r4`, ... and the
     manifest a `peels` section (`converters.peels`); `peel_targets` (e.g. "attn.o,cross.o,mlp.fc2")
-    restricts their low-rank path to those linears of every block (default: all ten), which is what it costs."""
+    restricts their low-rank path to those linears of every block (default: all ten), which is what it costs.
+    With `preview` (a preview decoder dir distilled from this model's VAE, e.g. banana_sdk/weights/preview for
+    the demo weights) the bundle also carries `preview_decode.tflite` and the manifest a `preview` section
+    (`converters.preview`)."""
     buckets = parse_buckets(peel_buckets)
     targets = parse_targets(peel_targets)
     if peel_targets is not None and not buckets:
@@ -108,6 +112,9 @@ def convert(
     jobs, manifest = with_peel_buckets(jobs, manifest, buckets, cfg, size, GATE_SEED, threshold, threads, targets)
     if upscaler is not None:
         jobs, manifest = with_tiles(jobs, manifest, upscaler, default_tiles(size), size, q, block_size, threshold)
+    if preview is not None:
+        jobs, manifest = with_preview(jobs, manifest, preview, source.component("vae"), cfg, size, q, block_size,
+                                      threshold)
     vocab = ("\n".join(vocabulary()) + "\n").encode()
     return convert_jobs(out, jobs, q, block_size, threshold, manifest,
                         extra_files={"vocab.txt": vocab}, force=force, threads=threads, progress=progress)

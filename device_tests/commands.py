@@ -82,18 +82,32 @@ def push(bundle: Path, serial: str | None) -> None:
               help="Subject store (default: $BANANA_SUBJECTS or ~/.banana/subjects).")
 @click.option("--size", type=int, default=None,
               help="Image side (default: the bundle's); above it through the bundle's tile signature, e.g. 4096.")
+@click.option("--live", "live", default=None,
+              help="One live session this long (e.g. 60s, 10m): edits paced to --target-fps, the thermal governor.")
+@click.option("--target-fps", type=int, default=30, show_default=True,
+              help="Live: the frame rate asked for; frames over 1000/N ms are over budget.")
+@click.option("--prompts", "prompts_file", type=click.Path(path_type=Path), default=None,
+              help="Live: a UTF-8 file, one prompt per line, edited in order (default: a built-in list).")
+@click.option("--edit-ms", type=int, default=None, help="Live: ms between edits (default: 1000 / --target-fps).")
+@click.option("--no-governor", is_flag=True, help="Live: no thermal governor (full quality throughout).")
 @click.option("-o", "--out", type=click.Path(path_type=Path), required=True, help="Run file (RUN.json).")
+@click.option("--force", is_flag=True, help="Replace --out if it exists.")
 def profile(bundle: Path, serial: str | None, prompt: str | None, steps: int | None, seed: int, runs: int,
             warmup: int, threads: int, delegate: str, sustained: str | None, cooldown_c: float, no_cooldown: bool,
             cooldown_timeout: float, no_telemetry: bool, throttle_rise: float, timeout: float,
             reconnect_timeout: float, benchmark_model: Path | None, peel_specs: tuple[str, ...],
-            subject_names: tuple[str, ...], subjects_dir: Path | None, size: int | None, out: Path) -> None:
+            subject_names: tuple[str, ...], subjects_dir: Path | None, size: int | None, live: str | None,
+            target_fps: int, prompts_file: Path | None, edit_ms: int | None, no_governor: bool, out: Path,
+            force: bool) -> None:
     """Push BUNDLE and measure it on devices: latency, memory, thermals; writes RUN.json (+ journal)."""
     from banana_sdk.peels.commands import parse_weighted
     from banana_sdk.subjects.store import SubjectStore
     from device_tests import profile as prof
     from device_tests.adb import Adb
+    from device_tests.live import read_prompts
 
+    if live is None and (prompts_file is not None or edit_ms is not None or no_governor):
+        raise ConfigError("--prompts, --edit-ms and --no-governor go with --live DURATION")
     settings = prof.ProfileSettings(
         prompt=prompt if prompt is not None else prof.DEFAULT_PROMPT, steps=steps, seed=seed,
         delegate=Delegate(delegate), threads=threads, warmup=warmup, runs=runs,
@@ -101,12 +115,24 @@ def profile(bundle: Path, serial: str | None, prompt: str | None, steps: int | N
         cooldown_c=None if no_cooldown else cooldown_c, cooldown_timeout_s=cooldown_timeout,
         telemetry_interval_s=None if no_telemetry else 1.0, throttle_rise_pct=throttle_rise, timeout_s=timeout,
         benchmark_model=benchmark_model, peels=tuple(parse_weighted(spec) for spec in peel_specs),
-        subjects=SubjectStore(subjects_dir).files(subject_names) if subject_names else (), size=size)
-    if not reconnect_timeout >= 0:
-        raise ConfigError(f"--reconnect-timeout must be >= 0, got {reconnect_timeout}")
-    result = prof.profile(bundle, out, serial, settings, Adb(reconnect_s=reconnect_timeout),
-                          command=["banana", *sys.argv[1:]])
+        subjects=SubjectStore(subjects_dir).files(subject_names) if subject_names else (), size=size,
+        live_s=prof.parse_duration(live) if live else None, target_fps=target_fps,
+        prompts=read_prompts(prompts_file) if prompts_file is not None else (),
+        prompts_file=str(prompts_file) if prompts_file is not None else None, edit_ms=edit_ms,
+        governor=not no_governor)
+    if not 0 <= reconnect_timeout < float("inf"):
+        raise ConfigError(f"--reconnect-timeout must be a finite number >= 0, got {reconnect_timeout}")
+    try:
+        result = prof.profile(bundle, out, serial, settings, Adb(reconnect_s=reconnect_timeout),
+                              command=["banana", *sys.argv[1:]], overwrite=force)
+    except KeyboardInterrupt as exc:  # every app was stopped and what was measured written (unless it came before)
+        if "what was measured is in" in str(exc):
+            click.echo(f"interrupted: the apps were stopped; what was measured is in {out}", err=True)
+        raise
     for d in result["devices"]:
+        if d.get("live_summary"):
+            click.echo(_live_line(d) + (" [simulated]" if d["simulated"] else ""))
+            continue
         e2e = d["stats"]["e2e_ms"]
         line = f"{d['serial']}: {len(d['runs'])} runs"
         if e2e:
@@ -116,6 +142,22 @@ def profile(bundle: Path, serial: str | None, prompt: str | None, steps: int | N
             line += f", throttle onset {onset['t_s']:.0f} s" if onset else ", no throttling detected"
         click.echo(line + (" [simulated]" if d["simulated"] else ""))
     click.echo(f"wrote {out}")
+
+
+def _live_line(d: dict) -> str:
+    s = d["live_summary"]
+    line = f"{d['serial']}: live {s['ran_s']} s, {s['shown']} frames shown"
+    if s["fps"]["median"] is not None:
+        line += f", {s['fps']['median']:.1f} fps median (target {s['target_fps']:g})"
+    if s["frame_ms"]:
+        line += (f", frame p50 {s['frame_ms']['p50']:.1f} / p99 {s['frame_ms']['p99']:.1f} ms"
+                 f" ({s['over_budget']['pct']:.0f}% over {s['budget_ms']:.1f} ms)")
+    if s["ttff_ms"]:
+        line += f", first frame after an edit p50 {s['ttff_ms']['p50']:.0f} ms"
+    ratio = s["fps"]["last_over_first"]
+    if ratio is not None:
+        line += f", last/first window fps {ratio:.2f}"
+    return line + f", {s['decisions']} governor decision(s)" + ("" if s["governor"] else " (governor off)")
 
 
 @click.command()

@@ -41,6 +41,10 @@ class RunnerError(DeviceError):
     """The on-device runner failed, timed out or wrote an invalid result."""
 
 
+class Interrupted(RunnerError):
+    """The user stopped the run (Ctrl-C); what was measured so far is kept."""
+
+
 class ContractError(RunnerError):
     """Extras or a result file that break the runner contract (docs/DESIGN.md section 6)."""
 

@@ -53,8 +53,22 @@ def executorch_records(run: DeviceRun, summary: dict[str, Any], bundle: dict[str
         metrics.append(("sustained_latency_change(%)", windows.get("change_pct")))
         onset = sustained.get("throttle_onset")
         metrics.append(("throttle_onset(s)", onset["t_s"] if onset else None))
+    live = summary.get("live_summary")
+    if live:  # `banana profile --live`: the stream's frame rate, frame times and the governor
+        frame, fps, ttff = live["frame_ms"] or {}, live["fps"], live["ttff_ms"] or {}
+        metrics += [("live_fps_median(fps)", fps["median"]),
+                    ("live_fps_last_over_first(ratio)", fps["last_over_first"]),
+                    ("live_frame_time_p50(ms)", frame.get("p50")), ("live_frame_time_p90(ms)", frame.get("p90")),
+                    ("live_frame_time_p99(ms)", frame.get("p99")),
+                    ("live_frames_over_budget(%)", live["over_budget"]["pct"]),
+                    ("live_time_to_first_frame_p50(ms)", ttff.get("p50")),
+                    ("live_time_to_first_frame_p90(ms)", ttff.get("p90")),
+                    ("live_frames_shown(count)", live["shown"]), ("live_governor_decisions(count)", live["decisions"]),
+                    ("live_throttle_onset(s)", (live["throttle_onset"] or {}).get("t_s"))]
     for result in run.benchmark_model:
         metrics.append((f"benchmark_model_{result['graph_name']}_inference_avg(ms)", result["inference_avg_us"] / 1e3))
         metrics.append((f"benchmark_model_{result['graph_name']}_init(ms)", result["init_us"] / 1e3))
-    return [{"benchmarkModel": model, "metric": metric, "actualValue": float(value), "targetValue": 0,
-             "deviceInfo": device} for metric, value in metrics if value is not None]
+    targets = {"live_fps_median(fps)": live["target_fps"]} if live else {}
+    return [{"benchmarkModel": model, "metric": metric, "actualValue": float(value),
+             "targetValue": targets.get(metric, 0), "deviceInfo": device}
+            for metric, value in metrics if value is not None]

@@ -2,8 +2,9 @@
 
 Sections: devices side by side, per-component latency breakdown, and per device the latency over time
 against temperature (thermal status shaded, throttle onset marked), memory, cool-down, cpufreq residency
-and the raw samples. A run from a simulated device says so in a banner that stays on screen and repeats
-on every printed page, and again on each device.
+and the raw samples; for a live run (`--live`) the frame rate against temperature over time, the governor's
+levels and decisions, frame times and the time to the first frame after an edit. A run from a simulated
+device says so in a banner that stays on screen and repeats on every printed page, and again on each device.
 """
 
 from __future__ import annotations
@@ -80,12 +81,29 @@ def _side_by_side(devices: list[tuple[dict, dict]]) -> str:
     row("max skin (°C)", lambda r, d: _num(d[s].get("max_skin_c")))
     row("throttle onset", lambda r, d: _onset(d))
     row("first vs last window", lambda r, d: _windows(d))
+    if any(d.get("live_summary") for _, d in devices):
+        row("live fps median (target)", lambda r, d: _live_cell(d, lambda s: f"{_num(s['fps']['median'])} "
+                                                                           f"({s['target_fps']:g})"))
+        row("live frame time p50 / p99 (ms)", lambda r, d: _live_cell(d, lambda s: (
+            f"{_num((s['frame_ms'] or {}).get('p50'))} / {_num((s['frame_ms'] or {}).get('p99'))}")))
+        row("live frames over budget", lambda r, d: _live_cell(d, lambda s: f"{_num(s['over_budget']['pct'])}%"))
+        row("live first frame after an edit p50 (ms)", lambda r, d: _live_cell(
+            d, lambda s: _num((s['ttff_ms'] or {}).get('p50'))))
+        row("live fps last / first window", lambda r, d: _live_cell(d, lambda s: _num(s['fps']['last_over_first'],
+                                                                                      2)))
+        row("live governor decisions", lambda r, d: _live_cell(d, lambda s: f"{s['decisions']}" + (
+            "" if s["governor"] else " (off)")))
     row("result", lambda r, d: "complete" if d.get("complete") else f'<span class="err">incomplete: '
                                                                        f'{escape(d.get("error") or "")}</span>')
     head = "".join(f"<th>{escape(_device_name(d))}</th>" for _, d in devices)
     body = "".join(f"<tr><td>{escape(label)}</td>{''.join(f'<td>{c}</td>' for c in cells)}</tr>"
                    for label, cells in rows)
     return f"<table><tr><th>metric</th>{head}</tr>{body}</table>"
+
+
+def _live_cell(d: dict, fn: Any) -> str:
+    summary = d.get("live_summary")
+    return fn(summary) if summary else "– (not a live run)"
 
 
 def _status(value: Any) -> str:
@@ -142,6 +160,94 @@ def _timeline(d: dict) -> str:
     return line_chart(chart)
 
 
+def _level_name(levels: list[dict], index: int) -> str:
+    if 0 <= index < len(levels):
+        lv = levels[index]
+        return f"L{index} ({lv['fps']:g} fps, {lv['decoder']}, {lv['steps']} step(s))"
+    return f"L{index}"
+
+
+def _live(d: dict) -> str:
+    """A live run: summary, the frame rate against temperature over time, and the governor's decisions."""
+    live, s = d.get("live"), d.get("live_summary")
+    if not live or not s:
+        return ""
+    scale = s["time_scale"] or 1.0
+    clock = "app seconds" + (f"; thermal time runs {scale:g}x (simulator speed-up)" if scale != 1 else "")
+    parts = [f"<h3>Live session{' (partial: the device was lost or the run stopped)' if live.get('partial') else ''}"
+             "</h3>"]
+    frame, ttff, fps = s["frame_ms"] or {}, s["ttff_ms"] or {}, s["fps"]
+    onset = s["throttle_onset"]
+    rows = [
+        ("duration (s)", f"{s['ran_s']} of {_num(s['duration_s'])}"),
+        ("target fps / frame budget", f"{s['target_fps']:g} / {s['budget_ms']:.1f} ms"),
+        ("governor", "on" if s["governor"] else "off"), ("steps", _num(s["steps"])),
+        ("frames shown / cancelled / stale",
+         " / ".join(str(s["outcomes"][k]) for k in ("shown", "cancelled", "stale"))),
+        ("fps median / min / max", f"{_num(fps['median'])} / {_num(fps['min'])} / {_num(fps['max'])}"),
+        (f"fps first / last window ({_num(fps['window_s'])} s)",
+         f"{_num(fps['first'])} / {_num(fps['last'])} (x{_num(fps['last_over_first'], 2)})"),
+        ("frame time p50 / p90 / p99 (ms)", f"{_num(frame.get('p50'))} / {_num(frame.get('p90'))} / "
+                                            f"{_num(frame.get('p99'))}"),
+        ("frames over budget", f"{s['over_budget']['count']} of {s['over_budget']['of']} "
+                               f"({_num(s['over_budget']['pct'])}%)"),
+        ("first frame after an edit p50 / p90 / p99 (ms)", f"{_num(ttff.get('p50'))} / {_num(ttff.get('p90'))} / "
+                                                           f"{_num(ttff.get('p99'))}"),
+        ("edits (that changed the prompt)", f"{s['edits']} ({s['edits_changed']})"),
+        ("throttle onset (status >= LIGHT)", f"{onset['t_s']:.1f} s, {_status(onset['status'])}" if onset else "none"),
+        ("governor decisions (down / up), last level", f"{s['decisions']} ({s['steps_down']} / {s['steps_up']}), "
+                                                       f"L{s['final_level']}"),
+        ("counters", ", ".join(f"{k} {v}" for k, v in s["counters"].items()) or "–"),
+    ]
+    parts.append("<table>" + "".join(f"<tr><td>{escape(k)}</td><td>{escape(str(v))}</td></tr>" for k, v in rows)
+                 + "</table>")
+    thermal = live.get("thermal", [])
+    bins = live.get("fps") if live.get("fps") and not live.get("partial") else None
+    if bins is None:
+        from device_tests.live_stats import fps_bins
+
+        bins = fps_bins(live.get("frames", []), thermal, s["ran_s"])
+    series = [Series("fps (frames shown per second)", [(b["t_s"] + 0.5, b["fps"]) for b in bins], PALETTE[0], "left",
+                     True),
+              Series("target fps of the level", [(t["t_s"], _level_fps(live, t["level"], s)) for t in thermal],
+                     PALETTE[2], "left", dashed=True),
+              Series("skin (°C)", [(t["t_s"], t["skin_c"]) for t in thermal if t.get("skin_c") is not None],
+                     PALETTE[1], "right")]
+    if not series[2].points:  # a phone's app cannot read the skin sensor: the harness's telemetry, on the app's clock
+        offset = live.get("offset_s") or 0.0
+        series[2].points = [(x["t"] - offset, max(v["value_c"] for v in x["sensors"] if v["type"] == 3))
+                            for x in d.get("telemetry", []) if any(v["type"] == 3 for v in x.get("sensors", []))]
+    bands = []
+    for a, b in zip(thermal, thermal[1:] + thermal[-1:], strict=True):
+        if a["status"]:
+            bands.append((a["t_s"], max(b["t_s"], a["t_s"] + 0.05), STATUS_COLORS[min(a["status"], 6)]))
+    vlines = [(x["t_s"], f"L{x['from']}→L{x['to']} {x['reason']}") for x in live.get("decisions", [])[:12]]
+    if onset:
+        vlines.append((onset["t_s"], "throttle onset"))
+    parts.append(line_chart(Chart("Frame rate against temperature over time (shading: thermal status; lines: "
+                                  "governor decisions)", f"time ({clock})", "frames per second", "skin (°C)",
+                                  [x for x in series if x.points], bands, vlines)))
+    decisions = live.get("decisions", [])
+    levels = live.get("levels", [])
+    if decisions:
+        body = "".join(
+            f"<tr><td>{x['t_s']:.2f}</td><td>{x['t_ms'] / 1e3:.1f}</td><td>{escape(_level_name(levels, x['from']))}"
+            f"</td><td>{escape(_level_name(levels, x['to']))}</td><td>{escape(x['reason'])}</td>"
+            f"<td>{_num(x['headroom'], 3)}</td><td>{escape(_status(x['status']))}</td><td>{_num(x['frame_ms'])}</td>"
+            "</tr>" for x in decisions)
+        parts.append("<h3>Governor decisions</h3><table><tr><th>t (s)</th><th>governor clock (thermal s)</th>"
+                     "<th>from</th><th>to</th><th>reason</th><th>headroom forecast</th><th>status</th>"
+                     f"<th>last frame (ms)</th></tr>{body}</table>")
+    else:
+        parts.append("<p>Governor decisions: none" + ("" if s["governor"] else " (governor off)") + ".</p>")
+    return "".join(parts)
+
+
+def _level_fps(live: dict, index: int, summary: dict) -> float:
+    levels = live.get("levels") or []
+    return float(levels[index]["fps"]) if 0 <= index < len(levels) else float(summary["target_fps"])
+
+
 def _memory(d: dict) -> str:
     pss = [(s["t"], s["pss_kb"] / 1024) for s in d.get("telemetry", []) if s.get("pss_kb") is not None]
     if not pss:
@@ -165,7 +271,9 @@ def _device_section(run: dict, d: dict) -> str:
                      f"unchanged, verified: {'yes' if push['verified'] else 'no'}.</p>")
     for gate in d.get("cooldown", []):
         parts.append(f"<p>Cool-down gate: {escape(gate['message'])}.</p>")
-    parts.append(_timeline(d))
+    parts.append(_live(d))
+    if d.get("runs") or not d.get("live"):
+        parts.append(_timeline(d))
     parts.append(_memory(d))
     parts.append(_time_in_state(d))
     if d.get("benchmark_model"):

@@ -13,7 +13,7 @@ from device_tests.journal import read_journal
 from device_tests.run_record import DeviceRun
 
 RUN_FORMAT = "banana-profile-run"
-RUN_SCHEMA_VERSION = 1
+RUN_SCHEMA_VERSION = 2  # 2: devices of a `--live` run carry `live` and `live_summary`; version 1 files read as they are
 
 
 def build_run_json(runs: list[DeviceRun], bundle: dict[str, Any], settings: dict[str, Any], started: float,

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from device_tests.live_stats import summarize_live
 from device_tests.records import executorch_records
 from device_tests.stats import summarize
 from device_tests.sustained import compare_windows, throttle_onset, window_s_for
@@ -31,6 +32,9 @@ class DeviceRun:
     error: str | None = None  # why the run stopped early
     complete: bool = False  # every planned measurement finished
     sustained_s: float | None = None  # planned sustained duration
+    live_s: float | None = None  # planned live duration
+    live_plan: dict[str, Any] | None = None  # the live request: duration_s, target_fps, edit_ms, governor, steps, ...
+    live: dict[str, Any] | None = None  # the result's live section (+ offset_s), or the parts so far (partial)
 
     def apply(self, event: dict[str, Any]) -> None:
         """Fold one journal event into the record."""
@@ -57,9 +61,28 @@ class DeviceRun:
             self.complete = bool(event["complete"])
         elif kind == "plan":
             self.sustained_s = event.get("sustained_s")
+            self.live_s = event.get("live_s")
+        elif kind == "live_plan":
+            self.live_plan = event["plan"]
+        elif kind == "live_part":
+            self._apply_part(event)
+
+    def _apply_part(self, event: dict[str, Any]) -> None:
+        """A live run's part: append its records to what arrived so far (the result replaces them at the end)."""
+        part = event["part"]
+        if self.live is None:
+            self.live = {**(self.live_plan or {}), "partial": True, "time_scale": part["time_scale"],
+                         "start_ms": part["start_ms"], "offset_s": event["started_s"] + part["start_ms"] / 1e3,
+                         "frames": [], "edits": [], "fps": [], "thermal": [], "decisions": [], "counters": {},
+                         "throttle_onset": None, "levels": []}
+        for key in ("frames", "edits", "thermal", "decisions"):
+            self.live[key].extend(part[key])
 
     def _apply_result(self, event: dict[str, Any]) -> None:
         result = event["result"]
+        if result.get("live") is not None:
+            live = result["live"]
+            self.live = {**live, "offset_s": round(event["started_s"] + live["start_ms"] / 1e3, 4)}
         index = len(self.launches)
         self.launches.append({"load_ms": result["load_ms"], "first_image_ms": result["first_image_ms"],
                               "delegate": result["delegate"], "image": result["image"],
@@ -93,6 +116,9 @@ class DeviceRun:
                                 "windows": compare_windows(self.runs, window),
                                 "throttle_onset": throttle_onset(self.runs, self.telemetry, window,
                                                                  settings.get("throttle_rise_pct", 10.0))}
+        if self.live is not None:
+            out["live"] = self.live
+            out["live_summary"] = summarize_live(self.live)
         out["records"] = executorch_records(self, out, bundle)
         return out
 

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from device_tests.adb import Device
 from device_tests.contract import PACKAGE, RunRequest, am_start_argv, validate_result
-from device_tests.errors import AppNotInstalled, ContractError, RunnerError
+from device_tests.errors import AppNotInstalled, ContractError, Interrupted, RunnerError
 
 POLL_S = 0.25  # how often we look for the result file
 PROCESS_CHECK_S = 2.0  # how often we check that the app is still alive
@@ -49,11 +51,16 @@ def log_tail(device: Device, lines: int = 3) -> str:
     return " | ".join(relevant[-lines:]) or "no log lines from the app"
 
 
-def launch(device: Device, request: RunRequest, timeout_s: float) -> LaunchResult:
+def launch(device: Device, request: RunRequest, timeout_s: float, on_poll: Callable[[], None] | None = None,
+           stop: threading.Event | None = None) -> LaunchResult:
     """Start the activity, wait for the result (at most `timeout_s`), return it validated.
 
-    RunnerError when the app reports an error, dies without a result, or times out (it is then stopped).
+    `on_poll()` runs while waiting (a live run's parts are fetched there); `stop` set (Ctrl-C) stops the app and
+    raises Interrupted. RunnerError when the app reports an error, dies without a result, or times out (it is
+    then stopped).
     """
+    if stop is not None and stop.is_set():
+        raise Interrupted(f"interrupted (Ctrl-C) before the run on {device.serial} started")
     path = request.result_path
     device.shell(["rm", "-f", path], check=False)
     started = time.monotonic()
@@ -69,6 +76,11 @@ def launch(device: Device, request: RunRequest, timeout_s: float) -> LaunchResul
             finished = time.monotonic()
             device.shell(["rm", "-f", path], check=False)
             return LaunchResult(_parse(device, raw, request), started, finished)
+        if stop is not None and stop.is_set():
+            device.shell(["am", "force-stop", PACKAGE], check=False)
+            raise Interrupted(f"interrupted (Ctrl-C); the app on {device.serial} was stopped")
+        if on_poll is not None:
+            on_poll()
         now = time.monotonic()
         if now >= deadline:
             device.shell(["am", "force-stop", PACKAGE], check=False)
@@ -104,5 +116,8 @@ def _parse(device: Device, raw: bytes, request: RunRequest) -> dict[str, Any]:
     result = validate_result(obj, expect_run_id=request.run_id)
     if result["status"] == "error":
         raise RunnerError(f"the app on {device.serial} reported an error: {result['error']}")
-    validate_result(result, expect_run_id=request.run_id, expect_runs=request.runs)
+    if request.live and "live" not in result:
+        raise ContractError(f"the app on {device.serial} answered a live run without a live section (an app "
+                            "older than runner contract schema 2?)")
+    validate_result(result, expect_run_id=request.run_id, expect_runs=None if request.live else request.runs)
     return result

@@ -18,6 +18,6 @@ device-test: setup device-adb
 	$(PY) -m pytest tests/test_device_units.py tests/test_device_adb.py tests/test_device_profile.py \
 		tests/test_device_faults.py
 
-# harness overhead and push throughput figures, appended to BENCHMARKS.md
+# harness overhead and push throughput figures, recorded in benchmarks/results/harness.json (rendered into BENCHMARKS.md)
 device-bench: setup device-adb
 	$(PY) benchmarks/bench_harness.py

@@ -8,8 +8,8 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from cli_helpers import assert_one_line_error, run_cli
 
-import cli
 from banana_sdk.appbuild import PROJECT_DIR, AppBuildError, Variant, build_app, compile_sdk, plan_build
 
 
@@ -19,13 +19,12 @@ def _fake_sdk(root: Path, platform: int) -> Path:
     return root
 
 
-def test_cli_without_android_sdk_says_what_is_missing(monkeypatch, capsys) -> None:
+def test_cli_without_android_sdk_says_what_is_missing(monkeypatch) -> None:
     monkeypatch.delenv("ANDROID_HOME", raising=False)
     monkeypatch.delenv("ANDROID_SDK_ROOT", raising=False)
-    assert cli.main(["app", "build"]) == 1
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "Traceback" not in err
-    assert err.startswith("error: cannot build the Android app: missing ANDROID_HOME is not set")
+    result = run_cli("app", "build", in_process=True)
+    line = assert_one_line_error(result, alone=True)
+    assert result.code == 1 and line.startswith("error: cannot build the Android app: missing ANDROID_HOME is not set")
 
 
 def test_every_missing_piece_is_listed(tmp_path: Path) -> None:

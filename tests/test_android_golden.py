@@ -57,7 +57,8 @@ def test_contract_is_documented_once() -> None:
     """device_tests/contract.py (normative) and the DESIGN.md §6 table name the same extras and types."""
     contract = json.loads((GOLDEN_DIR / "contract.json").read_text())
     assert [{"name": e["name"], "type": e["type"]} for e in contract["extras"]] == contract["design_extras"]
-    assert [e["name"] for e in contract["extras"] if not e["required"]] == ["peels", "subjects"]
+    assert [e["name"] for e in contract["extras"] if not e["required"]] == [
+        "peels", "subjects", "mode", "duration_s", "target_fps", "prompts", "edit_ms", "governor"]
     assert "delegate.fallback_reason" in contract["result_keys"]
     assert contract["run_keys"] == ["e2e_ms", "text_ms", "denoise_ms", "decode_ms"]
     assert {r["valid"] for r in contract["run_ids"]} == {True, False}

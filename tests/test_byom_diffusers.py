@@ -10,11 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from cli_helpers import Result, assert_one_line_error, run_cli
+from cli_helpers import assert_one_line_error, run_cli
 from PIL import Image
 
 from banana_sdk.bundle.flatbuffer import read_graph
 from banana_sdk.bundle.reader import load_manifest, verify_bundle
+from banana_sdk.errors import BananaError
 from banana_sdk.runtime.guidance import GuidanceMode
 from banana_sdk.runtime.litert import LiteRTPipeline
 from banana_sdk.sampling.noise import gaussian
@@ -24,19 +25,10 @@ from converters.byom.fixtures import build_pipeline
 from converters.byom.scheduler import plan_sampler
 from converters.engine import convert_jobs
 from converters.errors import ConversionError
+from converters.recipes import DEFAULT_GATE, Quant
 
 SIGNATURES = {"text_encoder", "denoise", "vae_decode"}
 PROMPT = "a photo of a red banana on a blue table"
-
-
-def _cli(capsys: pytest.CaptureFixture[str], *args: object) -> Result:
-    """`banana ARGS` in-process through the real entry point (`cli.main`): exit code, stdout, stderr."""
-    from cli import main
-
-    capsys.readouterr()
-    code = main([str(a) for a in args])
-    captured = capsys.readouterr()
-    return Result(code, captured.out, captured.err)
 
 
 @pytest.fixture(scope="module")
@@ -86,8 +78,10 @@ def test_sd_bundle_manifest_and_files(sd_fp32: Path, sd_folder: Path) -> None:
     table = PNDMScheduler.from_pretrained(sd_folder / "scheduler").alphas_cumprod.double().numpy()
     np.testing.assert_array_equal(np.array(sampler["schedule"]["alphas_cumprod"]), table)
     assert sampler["schedule"]["final_alpha_cumprod"] == pytest.approx(table[0])  # set_alpha_to_one=False
+    recipe = DEFAULT_GATE[Quant.FP32]
     for name, gate in m["gate"].items():
-        assert gate["psnr_db"] >= 60.0 and gate["cosine"] >= 0.99999, name
+        assert (gate["threshold_psnr_db"], gate["threshold_cosine"]) == (recipe.min_psnr_db, recipe.min_cosine)
+        assert gate["psnr_db"] >= recipe.min_psnr_db and gate["cosine"] >= recipe.min_cosine, name
         graph = read_graph(sd_fp32 / f"{name}.tflite").signatures[name]
         assert not any(t.dtype == "INT64" for t in graph.tensors), f"{name}: int64 on device"
         assert "BROADCAST_TO" not in graph.op_counts(), f"{name}: GroupNorm rewrite missing"
@@ -114,9 +108,7 @@ def test_sd_generation_equals_the_diffusers_pipeline(sd_fp32: Path, sd_folder: P
         assert diff.max() <= 1, (steps, scale, diff.max())
 
 
-def test_dit_bundle_masks_lcm_and_cli_generate(
-    dit_int4: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
-) -> None:
+def test_dit_bundle_masks_lcm_and_cli_generate(dit_int4: Path, tmp_path: Path) -> None:
     m = load_manifest(dit_int4)
     assert m["model"]["pipeline"] == "PixArtAlphaPipeline"
     assert _io(m, "text_encoder") == {"tokens": ([1, 77], "int32"), "attention_mask": ([1, 77], "float32")}
@@ -131,13 +123,11 @@ def test_dit_bundle_masks_lcm_and_cli_generate(
     again = LiteRTPipeline.load(dit_int4).run(PROMPT, seed=3)
     np.testing.assert_array_equal(np.asarray(again.image), image)  # same seed, same image
     assert len(again.denoise_ms) == 4
-    assert_one_line_error(_cli(capsys, "generate", "--bundle", dit_int4, "--prompt", PROMPT, "--sampler", "euler",
-                                  "--out", tmp_path / "x.png"), "ddim", "lcm-ddpm")
+    assert_one_line_error(run_cli("generate", "--bundle", dit_int4, "--prompt", PROMPT, "--sampler", "euler",
+                                  "--out", tmp_path / "x.png", in_process=True), "ddim", "lcm-ddpm")
 
 
-def test_rerun_skips_and_verify_catches_tampering(
-    sd_fp32: Path, sd_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
-) -> None:
+def test_rerun_skips_and_verify_catches_tampering(sd_fp32: Path, sd_folder: Path, tmp_path: Path) -> None:
     out = tmp_path / "b"
     shutil.copytree(sd_fp32, out)
     before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
@@ -145,9 +135,9 @@ def test_rerun_skips_and_verify_catches_tampering(
     assert load_manifest(out)["files"] == load_manifest(sd_fp32)["files"]
     assert {p.name: p.stat().st_mtime_ns for p in out.iterdir() if p.suffix == ".tflite"} == \
         {k: v for k, v in before.items() if k.endswith(".tflite")}
-    result = _cli(capsys, "verify", out, "--diffusers", sd_folder)
+    result = run_cli("verify", out, "--diffusers", sd_folder, in_process=True)
     assert result.code == 0 and "sha256 ok" in result.out and result.out.count("passed") == 3, result.err[-2000:]
-    assert_one_line_error(_cli(capsys, "verify", out, "--model", sd_folder), "--diffusers")
+    assert_one_line_error(run_cli("verify", out, "--model", sd_folder, in_process=True), "--diffusers")
     perturbed = tmp_path / "perturbed"
     shutil.copytree(sd_folder, perturbed)
     from diffusers import UNet2DConditionModel
@@ -160,7 +150,7 @@ def test_rerun_skips_and_verify_catches_tampering(
         verify_diffusers(out, perturbed)
     vocab = out / "vocab.json"
     vocab.write_text(vocab.read_text().replace('"red</w>"', '"rex</w>"'))
-    assert_one_line_error(_cli(capsys, "verify", out), "vocab.json", "sha256 mismatch")
+    assert_one_line_error(run_cli("verify", out, in_process=True), "vocab.json", "sha256 mismatch")
 
 
 def test_embedded_guidance_unet_int4_through_the_gate(tmp_path: Path) -> None:
@@ -173,18 +163,23 @@ def test_embedded_guidance_unet_int4_through_the_gate(tmp_path: Path) -> None:
     denoise = next(j for j in plan.jobs if j.name == "denoise")
     records = {}
 
+    class Converted(BananaError):
+        """Stops the engine once the signature is converted and gated (one signature is not a bundle)."""
+
     def manifest(recs: dict, staging: Path) -> dict:
         records.update(recs)
-        return {"schema_version": 1, "format": "banana-bundle", "model": {}, "quantization": {}, "image": {},
-                "sampler": {}, "tokenizer": {}, "signatures": {}, "files": {}}
+        raise Converted("denoise converted")
 
-    convert_jobs(tmp_path / "den", [denoise], plan.quant, plan.block_size, plan.threshold, manifest)
+    with pytest.raises(Converted):
+        convert_jobs(tmp_path / "den", [denoise], plan.quant, plan.block_size, plan.threshold, manifest)
+    assert not (tmp_path / "den").exists() and not (tmp_path / ".den.partial").exists()  # nothing half-written
     record = records["denoise"]
     io = {t["name"]: t["shape"] for t in record["io"]["inputs"]}
     assert io["guidance"] == [1] and io["latent"] == [1, 4, 8, 8] and "context_mask" not in io
     assert set(record["storage"]["FULLY_CONNECTED"]) == {"int4_blockwise_32"}
     assert set(record["storage"]["CONV_2D"]) == {"int8_channelwise"}
-    assert record["gate"]["psnr_db"] >= 20.0 and record["gate"]["cosine"] >= 0.95
+    recipe = DEFAULT_GATE[Quant.INT4]
+    assert record["gate"]["psnr_db"] >= recipe.min_psnr_db and record["gate"]["cosine"] >= recipe.min_cosine
 
 def _broken_copy(sd_folder: Path, tmp_path: Path) -> Path:
     folder = tmp_path / "pipe"
@@ -198,9 +193,7 @@ def _edit_index(folder: Path, **changes: object) -> None:
     (folder / "model_index.json").write_text(json.dumps(index))
 
 
-def test_bad_pipeline_folders_are_one_line_errors(
-    sd_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
-) -> None:
+def test_bad_pipeline_folders_are_one_line_errors(sd_folder: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     empty = tmp_path / "empty"
     empty.mkdir()
@@ -209,10 +202,10 @@ def test_bad_pipeline_folders_are_one_line_errors(
     folder = _broken_copy(sd_folder, tmp_path)
     original = (folder / "model_index.json").read_text()
     _edit_index(folder, unet=["diffusers", "UNet3DConditionModel"])
-    assert_one_line_error(_cli(capsys, "convert", "--diffusers", folder, "--out", out),
+    assert_one_line_error(run_cli("convert", "--diffusers", folder, "--out", out, in_process=True),
                           "unet: UNet3DConditionModel is not supported", "UNet2DConditionModel",
                           "PixArtTransformer2DModel")
-    assert_one_line_error(_cli(capsys, "convert", "--diffusers", folder, "--preset", "tiny", "--out", out),
+    assert_one_line_error(run_cli("convert", "--diffusers", folder, "--preset", "tiny", "--out", out, in_process=True),
                           "exactly one of --preset, --model, --diffusers, --module")
     cases = (
         ({"unet": None}, "lists no 'unet' or 'transformer' component"),
@@ -239,16 +232,14 @@ def test_bad_pipeline_folders_are_one_line_errors(
     assert not out.exists()
 
 
-def test_corrupt_weights_fail_mid_run_and_leave_nothing(
-    sd_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
-) -> None:
+def test_corrupt_weights_fail_mid_run_and_leave_nothing(sd_folder: Path, tmp_path: Path) -> None:
     """The text encoder converts, then the UNet cannot load: one line, no bundle, no staging dir."""
     folder = _broken_copy(sd_folder, tmp_path / "src")
     weights = folder / "unet" / "diffusion_pytorch_model.safetensors"
     weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
     work = tmp_path / "work"
     work.mkdir()
-    result = _cli(capsys, "convert", "--diffusers", folder, "--out", work / "b")
+    result = run_cli("convert", "--diffusers", folder, "--out", work / "b", in_process=True)
     assert_one_line_error(result, "cannot load UNet2DConditionModel")
     assert "text_encoder: verify" in result.err  # it got past the first signature
     assert list(work.iterdir()) == []

@@ -8,12 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from cli_helpers import Result, assert_one_line_error, run_cli
+from cli_helpers import assert_one_line_error, run_cli
 
 from banana_sdk.bundle.reader import load_manifest
 from converters.byom.module import convert_module, make_inputs, parse_example_inputs
 from converters.errors import ConversionError
 from converters.gate import run_tflite
+from converters.recipes import DEFAULT_GATE, Quant
 
 FACTORY = textwrap.dedent('''
     """User code: a small ResNet image classifier from transformers, random weights."""
@@ -38,16 +39,6 @@ FACTORY = textwrap.dedent('''
 SPEC = "pixel_values:1x3x64x64"
 
 
-def _cli(capsys: pytest.CaptureFixture[str], *args: object) -> Result:
-    """`banana ARGS` in-process through the real entry point (`cli.main`): exit code, stdout, stderr."""
-    from cli import main
-
-    capsys.readouterr()
-    code = main([str(a) for a in args])
-    captured = capsys.readouterr()
-    return Result(code, captured.out, captured.err)
-
-
 @pytest.fixture(scope="module")
 def factory_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("user") / "myvision.py"
@@ -65,9 +56,7 @@ def int4_bundle(tmp_path_factory: pytest.TempPathFactory, factory_file: Path) ->
     return out
 
 
-def test_module_bundle_runs_like_the_module(
-    int4_bundle: Path, factory_file: Path, capsys: pytest.CaptureFixture[str],
-) -> None:
+def test_module_bundle_runs_like_the_module(int4_bundle: Path, factory_file: Path) -> None:
     m = load_manifest(int4_bundle)
     assert m["model"]["kind"] == "module" and m["model"]["class"].endswith("ResNetForImageClassification")
     assert set(m["files"]) == {"classifier.tflite"}
@@ -76,7 +65,7 @@ def test_module_bundle_runs_like_the_module(
     assert sig["outputs"] == [{"name": "logits", "shape": [1, 10], "dtype": "float32"}]
     storage = m["quantization"]["per_signature"]["classifier"]
     assert set(storage["CONV_2D"]) == {"int8_channelwise"} and set(storage["FULLY_CONNECTED"]) == {"int4_blockwise_32"}
-    assert m["gate"]["classifier"]["cosine"] >= 0.95
+    assert m["gate"]["classifier"]["cosine"] >= DEFAULT_GATE[Quant.INT4].min_cosine
     assert m["example_inputs"] == {"seed": 1234, "inputs": [{"name": "pixel_values", "shape": [1, 3, 64, 64],
                                                             "dtype": "float32", "low": None, "high": None}]}
     # a fresh input the gate never saw: LiteRT logits follow the eager module's
@@ -91,10 +80,10 @@ def test_module_bundle_runs_like_the_module(
     got = run_tflite(int4_bundle / "classifier.tflite", "classifier", x)["logits"]
     cos = float((got * expected).sum() / np.linalg.norm(got) / np.linalg.norm(expected))
     assert cos > 0.95
-    result = _cli(capsys, "verify", int4_bundle)
+    result = run_cli("verify", int4_bundle, in_process=True)
     assert result.code == 0 and "classifier" in result.out
-    assert_one_line_error(_cli(capsys, "generate", "--bundle", int4_bundle, "--prompt", "a cat", "--out",
-                                  int4_bundle.parent / "x.png"), "one converted module", "verify")
+    assert_one_line_error(run_cli("generate", "--bundle", int4_bundle, "--prompt", "a cat", "--out",
+                                  int4_bundle.parent / "x.png", in_process=True), "one converted module", "verify")
 
 
 def test_importable_factory_kwargs_and_npz_inputs(factory_file: Path, tmp_path: Path,
@@ -106,7 +95,8 @@ def test_importable_factory_kwargs_and_npz_inputs(factory_file: Path, tmp_path: 
     m = load_manifest(out)
     assert m["signatures"]["labels7"]["outputs"][0]["shape"] == [1, 7]
     assert m["signatures"]["labels7"]["inputs"][0]["shape"] == [1, 3, 32, 32]
-    assert m["gate"]["labels7"]["psnr_db"] >= 60.0 and m["model"]["factory_kwargs"] == {"num_labels": 7}
+    assert m["gate"]["labels7"]["psnr_db"] >= DEFAULT_GATE[Quant.FP32].min_psnr_db
+    assert m["model"]["factory_kwargs"] == {"num_labels": 7}
     assert m["example_inputs"]["inputs"][0]["file"] == "inputs.npz"
 
 
@@ -124,17 +114,15 @@ def test_example_input_spec_parsing() -> None:
             parse_example_inputs(bad)
 
 
-def test_bad_module_input_is_one_line_and_writes_nothing(
-    factory_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
-) -> None:
+def test_bad_module_input_is_one_line_and_writes_nothing(factory_file: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     assert_one_line_error(run_cli("convert", "--module", f"{factory_file}:broken", "--example-inputs", SPEC,
                                   "--signature", "c", "--out", out),
                           "factory", "broken", "raised ValueError: checkpoint shards do not match")
-    assert_one_line_error(_cli(capsys, "convert", "--module", f"{factory_file}:build", "--example-inputs",
-                                  "pixel_values:1x4x64x64", "--signature", "c", "--out", out),
+    assert_one_line_error(run_cli("convert", "--module", f"{factory_file}:build", "--example-inputs",
+                                  "pixel_values:1x4x64x64", "--signature", "c", "--out", out, in_process=True),
                           "do not fit ResNetForImageClassification.forward", "[1, 4, 64, 64]")
-    assert_one_line_error(_cli(capsys, "convert", "--module", f"{factory_file}:build", "--out", out),
+    assert_one_line_error(run_cli("convert", "--module", f"{factory_file}:build", "--out", out, in_process=True),
                           "--example-inputs and --signature")
     cases = (
         (f"{factory_file}:not_a_module", SPEC, "returned int, not a torch.nn.Module"),

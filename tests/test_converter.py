@@ -21,6 +21,7 @@ from banana_sdk.presets import get_preset
 from banana_sdk.runtime.litert import LiteRTPipeline
 from converters.convert import convert
 from converters.errors import ConversionError
+from converters.recipes import DEFAULT_GATE, Quant
 from converters.verify import verify
 
 QUANTS = ("fp32", "fp16", "int8", "int4")
@@ -43,7 +44,9 @@ def test_bundle_signatures_and_claimed_types(bundle_factory, quant: str) -> None
         graph = read_graph(bundle / sig["file"])
         assert list(graph.signatures) == [name]
         assert manifest["quantization"]["per_signature"][name] == graph.signatures[name].weight_storage()
-        assert manifest["gate"][name]["psnr_db"] >= manifest["gate"][name]["threshold_psnr_db"]
+        gate, recipe = manifest["gate"][name], DEFAULT_GATE[Quant(quant)]
+        assert (gate["threshold_psnr_db"], gate["threshold_cosine"]) == (recipe.min_psnr_db, recipe.min_cosine)
+        assert gate["psnr_db"] >= recipe.min_psnr_db and gate["cosine"] >= recipe.min_cosine, (name, gate)
         assert not any(t.dtype == "INT64" for t in graph.signatures[name].tensors), "no int64 on device"
 
 
@@ -66,8 +69,15 @@ def test_sizes_shrink_with_precision(bundle_factory) -> None:  # noqa: ANN001
     def size(q: str, sig: str = "denoise") -> int:
         return load_manifest(bundle_factory(q))["files"][f"{sig}.tflite"]["bytes"]
 
+    def weights(q: str, sig: str = "denoise") -> int:
+        return sum(len(b.data) for b in read_graph(bundle_factory(q) / f"{sig}.tflite").model.buffers
+                   if b.data is not None)
+
     assert size("int4") < size("int8") < size("fp16") < size("fp32")
-    assert size("int4") < 0.35 * size("fp32")
+    # FC weights INT4 + an fp16 scale per 32 (0.141x), convs INT8, biases and norms fp32: measured 0.178x on tiny
+    assert weights("int4") <= 0.18 * weights("fp32")
+    # the file adds the graph itself, a fixed cost that weighs more in tiny's small file: measured 0.223x
+    assert size("int4") <= 0.23 * size("fp32")
 
 
 def test_litert_generate_matches_pytorch(bundle_factory, tiny_checkpoint: Path) -> None:  # noqa: ANN001
@@ -77,7 +87,7 @@ def test_litert_generate_matches_pytorch(bundle_factory, tiny_checkpoint: Path) 
     assert set(lite.load_ms) == SIGNATURES and len(result.denoise_ms) == 4
     assert np.abs(np.asarray(result.image).astype(int) - torch_img).max() <= 1
     int4 = np.asarray(LiteRTPipeline.load(bundle_factory("int4")).run("a red circle", steps=4, seed=3).image)
-    assert np.abs(int4.astype(int) - torch_img).mean() < 8
+    assert np.abs(int4.astype(int) - torch_img).mean() < 3  # measured 2.14
 
 
 def test_rerun_skips_current_signatures(bundle_factory, tiny_checkpoint: Path, tmp_path: Path) -> None:  # noqa: ANN001

@@ -155,13 +155,14 @@ def test_malicious_file_names_and_prompts_reach_the_device_literally(adb, sims, 
         launch(device, RunRequest(**{**request.__dict__, "bundle": "/data/local/tmp/banana/gone", "run_id": "n3"}), 60)
     for leftover in ("/data/local/tmp/pwned", "/data/p", "/p"):
         assert device.shell(["ls", leftover], check=False).returncode == 1
-    # names that would leave the bundle directory are refused before anything is sent
+    # names that would leave the bundle directory are refused (by the manifest reader) before anything is sent
     manifest["files"]["../escape"] = {"sha256": "0" * 64, "bytes": 1}
     atomic_write_json(bundle / "manifest.json", manifest)
     from banana_sdk.errors import BundleError
 
-    with pytest.raises(BundleError, match="leave the bundle directory"):
+    with pytest.raises(BundleError, match=r"files entry '\.\./escape' is not a plain file name inside the bundle"):
         push_bundle(device, bundle)
+    assert device.shell(["ls", "/data/local/tmp/banana/escape"], check=False).returncode == 1
 
 
 def test_sandbox_holds_through_adb(adb, sims, tmp_path: Path) -> None:  # noqa: ANN001, F811

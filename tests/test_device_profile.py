@@ -143,7 +143,7 @@ def test_cooldown_gate_waits_and_says_when_it_gives_up(adb, sims, tiny_bundle: P
     cold = ProfileSettings(runs=2, warmup=0, steps=1, cooldown_c=10.0, cooldown_timeout_s=2.0)  # below ambient
     d = profile(tiny_bundle, tmp_path / "b.json", sim.serial, cold, adb=adb)["devices"][0]
     gate = d["cooldown"][0]
-    assert not gate["reached"] and 2.0 <= gate["waited_s"] < 10.0
+    assert not gate["reached"] and 2.0 <= gate["waited_s"] < 5.0  # the timeout + one sample read; measured 2.02 s
     assert d["complete"] and len(d["runs"]) == 2  # measured anyway...
     assert any("cool-down timed out" in note for note in d["notes"])  # ...and said so
     assert d["push"]["pushed"] == []  # second profile of the same bundle: nothing to push

@@ -167,7 +167,7 @@ def _ok_result() -> dict:
 def test_result_validation() -> None:
     assert validate_result(_ok_result(), expect_run_id="r", expect_runs=1)["status"] == "ok"
     for mutate, message in (
-        (lambda r: r.update(schema_version=2), "newer"),
+        (lambda r: r.update(schema_version=3), "newer"),  # 1 (this result) and 2 (live mode) are read
         (lambda r: r.update(run_id="other"), "expected 'r'"),
         (lambda r: r["runs"][0].update(e2e_ms=-1), "runs\\[0\\].e2e_ms"),
         (lambda r: r["runs"][0].update(denoise_ms=[]), "denoise_ms"),

@@ -6,9 +6,8 @@ import json
 
 import numpy as np
 import pytest
-from cli_helpers import assert_one_line_error
+from cli_helpers import assert_one_line_error, run_cli
 from scipy import ndimage
-from test_train_helpers import run_banana
 
 from banana_sdk.data.world import BACKGROUND
 from banana_sdk.eval.detect import detect
@@ -24,7 +23,7 @@ def test_evaluator_is_exact_on_real_shapeworld(size):
     assert report["fully_correct"] >= 0.97
     for attribute, value in report["per_attribute"].items():
         assert value >= 0.97, attribute
-    assert report["frechet_distance"] < 1.5  # two independent real samples
+    assert report["frechet_distance"] < 1.2  # two independent real samples; measured 0.90 (64 px), 0.99 (128 px)
 
 
 def test_evaluator_tolerates_mild_blur_and_noise():
@@ -40,11 +39,12 @@ def test_evaluator_tolerates_mild_blur_and_noise():
 def test_wrong_images_score_low():
     world = eval_world(None, 5, 64)
     shuffled = evaluate_images(world, lambda i, _p: world.image((i + 1) % 100), 100)
-    assert shuffled["attribute_accuracy"] < 0.35  # another scene's image: about chance
+    assert shuffled["attribute_accuracy"] < 0.25  # another scene's image: about chance; measured 0.171
     assert shuffled["fully_correct"] < 0.05
     blank = evaluate_images(world, lambda i, _p: np.full((64, 64, 3), BACKGROUND, np.uint8), 50)
     assert blank["per_attribute"]["position"] == 0.0 and blank["attribute_accuracy"] < 0.1
-    assert blank["frechet_distance"] > 10 * shuffled["frechet_distance"]
+    assert shuffled["frechet_distance"] == pytest.approx(0.0, abs=1e-3)  # the same images in another order
+    assert blank["frechet_distance"] > 15.0  # measured 21.2
 
 
 def test_score_image_checks_binding_per_object():
@@ -76,7 +76,7 @@ def test_frechet_distance_properties():
     rng = np.random.default_rng(0)
     a, b = rng.normal(size=(400, 6)), rng.normal(size=(400, 6))
     assert frechet_distance(a, a) == pytest.approx(0.0, abs=1e-6)
-    assert frechet_distance(a, b) < 0.3
+    assert frechet_distance(a, b) < 0.2  # measured 0.121
     assert frechet_distance(a, b + 3.0) == pytest.approx(frechet_distance(a, b) + 6 * 9.0, rel=0.05)
     with pytest.raises(ValueError):
         frechet_distance(a, b[:, :3])
@@ -95,12 +95,12 @@ def test_bad_inputs_are_eval_errors():
 
 def test_eval_cli_prints_one_json_object(tmp_path):
     Pipeline.from_preset("tiny").save_pretrained(tmp_path / "m")
-    result = run_banana("eval", "--model", tmp_path / "m", "--samples", "3", "--steps", "1")
+    result = run_cli("eval", "--model", tmp_path / "m", "--samples", "3", "--steps", "1")
     assert result.code == 0, result.err
     report = json.loads(result.out)
     assert report["samples"] == 3 and report["steps"] == 1 and report["source"] == "model"
     assert set(report["per_attribute"]) == {"shape", "colour", "position", "count", "size", "identity"}
     assert report["trained"] is False and 0.0 <= report["attribute_accuracy"] <= 1.0
-    assert_one_line_error(run_banana("eval", "--samples", "3"), "--model", "--bundle")
-    assert_one_line_error(run_banana("eval", "--model", tmp_path / "nope"), "does not exist")
-    assert_one_line_error(run_banana("eval", "--model", tmp_path / "m", "--samples", "1"), "--samples")
+    assert_one_line_error(run_cli("eval", "--samples", "3"), "--model", "--bundle")
+    assert_one_line_error(run_cli("eval", "--model", tmp_path / "nope"), "does not exist")
+    assert_one_line_error(run_cli("eval", "--model", tmp_path / "m", "--samples", "1"), "--samples")

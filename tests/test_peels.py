@@ -114,7 +114,7 @@ def test_runtime_files_stack_like_pack(model, tmp_path: Path) -> None:  # noqa: 
         with pytest.raises(PeelError, match=fragment):
             load_runtime(future)
     default = export_runtime(p1, slots, tmp_path / "a16.rt")  # float16 by default: half the bytes, same values
-    assert default.stat().st_size < 0.6 * (tmp_path / "a.rt").stat().st_size
+    assert default.stat().st_size < 0.52 * (tmp_path / "a.rt").stat().st_size  # measured 0.503
     _, a16, b16 = load_runtime(default)
     assert a16.dtype == b16.dtype == np.float16
     np.testing.assert_array_equal(a16, fa.astype(np.float16))
@@ -129,7 +129,7 @@ def test_file_round_trip_and_validation(model, tmp_path: Path) -> None:  # noqa:
     for layer, (a, b) in peel.tensors.items():
         assert torch.equal(loaded.tensors[layer][0], a.detach()) and torch.equal(loaded.tensors[layer][1], b.detach())
     half = load_peel(save_peel(peel, tmp_path / "style16.safetensors"))  # the default: float16, widened on load
-    assert (tmp_path / "style16.safetensors").stat().st_size < 0.6 * path.stat().st_size  # + header
+    assert (tmp_path / "style16.safetensors").stat().st_size < 0.55 * path.stat().st_size  # + header; measured 0.540
     for layer, (a, b) in peel.tensors.items():
         assert half.tensors[layer][0].dtype == torch.float32
         assert torch.equal(half.tensors[layer][0], a.detach().half().float())

@@ -116,7 +116,7 @@ def test_bundle_has_bucket_signatures_sharing_the_weights(peel_bundle: Path, bun
         return sum(len(b.data) for b in read_graph(path).model.buffers if b.data is not None)
 
     with_peels, without = (weight_bytes(d / "denoise.tflite") for d in (peel_bundle, bundle_factory("int4")))
-    assert with_peels < 1.25 * without, (with_peels, without)  # one copy of the weights, not three
+    assert with_peels < 1.15 * without, (with_peels, without)  # one copy of the weights, not three (measured 1.13)
     result = run_cli("verify", peel_bundle, "--model", tiny_checkpoint)
     assert result.code == 0 and "denoise_r8" in result.out, result.err
 
@@ -133,10 +133,13 @@ def test_runtime_peels_on_litert_match_pytorch_and_swap_without_reload(
                                                                            "subject_mask")]
     base = pipe.denoise(*args)
     runners = dict(pipe._runners)
-    swap_ms = pipe.set_peels([(peel_files["a"], 0.8), (peel_files["b"], 0.5)])
+    interpreter = runners["denoise"]._interpreter  # one Interpreter per file: the peel signatures are its runners
+    assert all(runners[f"denoise_r{r}"]._interpreter is interpreter for r in BUCKETS)
+    pipe.set_peels([(peel_files["a"], 0.8), (peel_files["b"], 0.5)])  # its speed: benchmarks/bench_peels.py
     stacked = pipe.denoise(*args)
     assert pipe._runners == runners and all(pipe._runners[k] is v for k, v in runners.items())  # nothing reloaded
-    assert swap_ms < 1000 and pipe.peels == {"a": 0.8, "b": 0.5}
+    assert pipe._runners["denoise_r8"]._interpreter is interpreter  # the swap only changed input arrays
+    assert pipe.peels == {"a": 0.8, "b": 0.5} and not np.allclose(stacked, base)
     model, _ = load_checkpoint(tiny_checkpoint)
     stack = PeelStack(model)
     stack.attach(load_peel(peel_files["a"]), 0.8)

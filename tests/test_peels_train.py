@@ -54,7 +54,7 @@ def test_styles_are_a_deterministic_render_option() -> None:
 def test_stylize_draws_what_the_renderer_draws(styles: tuple) -> None:
     plain, styled = _world(), _world(styles)
     errors = [np.abs(stylize(plain.image(i), styles) - styled.image(i)).mean() for i in range(20)]
-    assert max(errors) < 2.5, errors  # 0-255 scale: anti-aliasing only
+    assert max(errors) < 1.5, errors  # 0-255 scale: anti-aliasing only; measured at most 1.12 (outlined)
 
 
 def test_stylize_keeps_the_content_of_generated_images() -> None:

@@ -73,7 +73,7 @@ def test_cli_info_nano_banana_2() -> None:
     result = run_cli("info", "nano-banana-2")
     assert result.code == 0
     total = float(result.out.splitlines()[0].split(": ")[1].split("M")[0].replace(",", ""))
-    assert abs(total - 1800) <= 54
+    assert abs(total - 1800) <= 18  # 1.80B (README) within 1 %; measured 1,803.38M
     for needle in ("denoiser", "text_encoder", "vae", "GFLOP", "int4"):
         assert needle in result.out
 

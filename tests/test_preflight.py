@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from cli_helpers import assert_one_line_error, run_cli
 from torch import nn
 
 from converters.preflight.craft import OpSpec as O
@@ -20,8 +21,6 @@ from converters.preflight.graph import DelegateGraph, read_delegate_graphs
 from converters.preflight.partition import plan_partitions, split_subsets
 from converters.preflight.run import PreflightRequest, preflight_graphs
 from converters.preflight.tables import gpu_classic, mldrift, nnapi, npu
-from tests.cli_helpers import assert_one_line_error
-from tests.test_preflight_cli import run_cli, run_in_process
 
 
 def craft(tmp_path: Path, name: str, tensors: list[T], ops: list[O], inputs: list[str], outputs: list[str]
@@ -314,12 +313,12 @@ def read_delegate_graphs_bundle(bundle: Path) -> list[DelegateGraph]:
     return bundle_graphs(bundle)
 
 
-def test_cli_report_json_and_max_fallbacks(bundle_factory, capsys) -> None:  # noqa: ANN001
+def test_cli_report_json_and_max_fallbacks(bundle_factory) -> None:  # noqa: ANN001
     bundle = bundle_factory("int4")
-    ok = run_in_process(capsys, "preflight", bundle_factory("fp32"), "--delegate", "gpu", "--max-fallbacks", "0")
+    ok = run_cli("preflight", bundle_factory("fp32"), "--delegate", "gpu", "--max-fallbacks", "0", in_process=True)
     assert ok.code == 0 and "fallbacks: 0" in ok.out and "FULL" in ok.out
-    data = json.loads(run_in_process(capsys, "preflight", bundle, "--delegate", "nnapi", "--api-level", "30",
-                                     "--json").out)
+    data = json.loads(run_cli("preflight", bundle, "--delegate", "nnapi", "--api-level", "30", "--json",
+                              in_process=True).out)
     assert data["target"] == "nnapi@api30" and data["fallbacks"] > 0
     over = run_cli("preflight", bundle, "--delegate", "gpu", "--gpu-backend", "opencl", "--max-fallbacks", "3")
     assert_one_line_error(over, "fall back to the CPU on gpu/opencl", "--max-fallbacks 3")
@@ -334,15 +333,16 @@ def test_cli_report_json_and_max_fallbacks(bundle_factory, capsys) -> None:  # n
     (("--delegate", "npu", "--soc", "SM1234"), ("unknown Qualcomm SoC 'SM1234'", "SM8650")),
     (("--delegate", "gpu", "--max-fallbacks", "-1"), ("--max-fallbacks must be >= 0",)),
 ])
-def test_cli_bad_arguments(bundle_factory, capsys, args: tuple[str, ...], fragments: tuple[str, ...]) -> None:  # noqa: ANN001
-    assert_one_line_error(run_in_process(capsys, "preflight", bundle_factory("int4"), *args), *fragments)
+def test_cli_bad_arguments(bundle_factory, args: tuple[str, ...], fragments: tuple[str, ...]) -> None:  # noqa: ANN001
+    assert_one_line_error(run_cli("preflight", bundle_factory("int4"), *args, in_process=True), *fragments)
 
 
-def test_cli_non_bundle_paths(tmp_path: Path, capsys) -> None:  # noqa: ANN001
+def test_cli_non_bundle_paths(tmp_path: Path) -> None:
     missing = run_cli("preflight", tmp_path / "missing", "--delegate", "gpu")  # the real entry point, exit code
     assert_one_line_error(missing, "does not exist")
     (tmp_path / "empty").mkdir()
-    assert_one_line_error(run_in_process(capsys, "preflight", tmp_path / "empty", "--delegate", "gpu"), "not a bundle")
+    assert_one_line_error(run_cli("preflight", tmp_path / "empty", "--delegate", "gpu", in_process=True),
+                          "not a bundle")
     junk = tmp_path / "junk.tflite"
     junk.write_bytes(b"not a model at all")
-    assert_one_line_error(run_in_process(capsys, "preflight", junk, "--delegate", "gpu"), "not a valid .tflite")
+    assert_one_line_error(run_cli("preflight", junk, "--delegate", "gpu", in_process=True), "not a valid .tflite")

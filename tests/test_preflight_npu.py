@@ -8,14 +8,13 @@ import shutil
 from pathlib import Path
 
 import pytest
+from cli_helpers import assert_one_line_error, run_cli
 
 from banana_sdk.bundle.reader import load_manifest, verify_bundle
 from banana_sdk.errors import BundleError
 from converters.preflight.errors import NpuCompileError, PreflightError
 from converters.preflight.graph import read_delegate_graphs
 from converters.preflight.npu import add_npu_variants, check_npu_request, find_qnn_libs, preflight_compiled
-from tests.cli_helpers import assert_one_line_error
-from tests.test_preflight_cli import run_in_process
 
 
 def _qnn_available() -> bool:
@@ -74,8 +73,8 @@ def test_add_npu_variants_int4_leaves_bundle_untouched(bundle_factory, tmp_path:
 
 
 @needs_qnn
-def test_cli_npu_soc(tiny_bundle: Path, capsys) -> None:  # noqa: ANN001
-    result = run_in_process(capsys, "preflight", tiny_bundle, "--delegate", "npu", "--soc", "SM8650", "--json")
+def test_cli_npu_soc(tiny_bundle: Path) -> None:
+    result = run_cli("preflight", tiny_bundle, "--delegate", "npu", "--soc", "SM8650", "--json", in_process=True)
     assert result.code == 0
     assert json.loads(result.out)["full"] is True
 
@@ -92,6 +91,6 @@ def test_compiled_preflight_rejects_non_bundle(tmp_path: Path) -> None:
         preflight_compiled(tmp_path, "SM8650")
 
 
-def test_cli_soc_needs_npu_delegate(tiny_bundle: Path, capsys) -> None:  # noqa: ANN001
-    assert_one_line_error(run_in_process(capsys, "preflight", tiny_bundle, "--delegate", "gpu", "--soc", "SM8650"),
+def test_cli_soc_needs_npu_delegate(tiny_bundle: Path) -> None:
+    assert_one_line_error(run_cli("preflight", tiny_bundle, "--delegate", "gpu", "--soc", "SM8650", in_process=True),
                           "--soc applies to --delegate npu only")

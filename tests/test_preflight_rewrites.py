@@ -18,6 +18,7 @@ from banana_sdk.models.model import build_component, build_model
 from banana_sdk.models.vae import GroupNorm, group_average, group_norm_by_channel_stats
 from banana_sdk.presets import get_preset
 from banana_sdk.tokenizer import Tokenizer
+from converters.recipes import DEFAULT_GATE, Quant
 
 # sha256 of the sorted "key:shape" state_dict lines, computed from the modules *before* the rewrites
 # (git HEAD e5728e4..575f09e): checkpoints trained on the old code load unchanged.
@@ -111,5 +112,7 @@ def test_converted_int4_bundle_has_no_refused_ops_and_passes_the_gate(bundle_fac
         for refused in ("BROADCAST_TO", "RELU_0_TO_1"):
             assert refused not in counts, (name, counts)
     assert ops["vae_decode"].get("TRANSPOSE", 0) == 1  # only the NCHW latent input; was 24 before
+    recipe = DEFAULT_GATE[Quant.INT4]
     for name, gate in manifest["gate"].items():
-        assert gate["psnr_db"] >= gate["threshold_psnr_db"] and gate["cosine"] >= 0.95, (name, gate)
+        assert (gate["threshold_psnr_db"], gate["threshold_cosine"]) == (recipe.min_psnr_db, recipe.min_cosine)
+        assert gate["psnr_db"] >= recipe.min_psnr_db and gate["cosine"] >= recipe.min_cosine, (name, gate)

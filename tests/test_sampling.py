@@ -6,49 +6,91 @@ import numpy as np
 import pytest
 
 from banana_sdk.errors import ConfigError
+from banana_sdk.sampling.base import Sampler
+from banana_sdk.sampling.ddpm import DDPMSchedule
 from banana_sdk.sampling.noise import gaussian
-from banana_sdk.sampling.registry import get_sampler
+from banana_sdk.sampling.registry import DDPM_SAMPLERS, FLOW_SAMPLERS, SAMPLERS, get_sampler
 from banana_sdk.sampling.schedule import add_noise, predict_x0, shift_time, time_grid
 
 SHAPE = (1, 4, 8, 8)
 
 
-def oracle(x0: np.ndarray):  # noqa: ANN201
-    """The exact velocity field of a point mass at x0: v = (x_t - x0) / t."""
-    return lambda x, t: ((x - x0) / t).astype(np.float32)
+# A Stable-Diffusion schedule for the DDPM samplers: test_byom_parts.BETAS (scaled_linear, T = 1000) computed here
+# in float64 without diffusers, SD's steps_offset 1, final alpha 1 (set_alpha_to_one).
+_BETAS = np.linspace(0.00085**0.5, 0.012**0.5, 1000, dtype=np.float64) ** 2
+DDPM = DDPMSchedule(tuple(np.cumprod(1.0 - _BETAS).tolist()), final_alpha_cumprod=1.0, steps_offset=1)
 
 
-@pytest.mark.parametrize("name", ["euler", "lcm"])
+def make_sampler(name: str) -> Sampler:
+    """Any registered sampler: DDPM ones step on the schedule above."""
+    return get_sampler(name, DDPM if name in DDPM_SAMPLERS else None)
+
+
+def oracle(name: str, x0: np.ndarray):  # noqa: ANN201
+    """The exact model of a point mass at x0, in the parametrisation the sampler's family predicts:
+    rectified flow v = (x_t - x0) / t; DDPM epsilon = (x_k - sqrt(a_k) x0) / sqrt(1 - a_k) with k = t T."""
+    if name in FLOW_SAMPLERS:
+        return lambda x, t: ((x - x0) / t).astype(np.float32)
+
+    def epsilon(x: np.ndarray, t: float) -> np.ndarray:
+        a = DDPM.alpha(round(t * DDPM.num_train_timesteps))
+        return ((x - np.sqrt(a) * x0) / np.sqrt(1.0 - a)).astype(np.float32)
+
+    return epsilon
+
+
+def step_counts(sampler: Sampler) -> list[int]:
+    return sorted({sampler.min_steps, 2, 4, sampler.max_steps} & set(range(sampler.min_steps, sampler.max_steps + 1)))
+
+
+def test_the_registry_lists_every_sampler_once() -> None:
+    assert set(SAMPLERS) == set(FLOW_SAMPLERS) | set(DDPM_SAMPLERS) and len(set(SAMPLERS)) == len(SAMPLERS)
+    assert not set(FLOW_SAMPLERS) & set(DDPM_SAMPLERS)
+
+
+@pytest.mark.parametrize("name", SAMPLERS)  # every registered sampler, new ones included
 class TestSamplerContract:
+    def test_registered_under_its_name_with_a_step_range(self, name: str) -> None:
+        sampler = make_sampler(name)
+        assert sampler.name == name and 1 <= sampler.min_steps <= sampler.max_steps
+
     def test_timesteps_decrease_within_unit_interval(self, name: str) -> None:
-        sampler = get_sampler(name)
-        for steps in (1, 2, 4, sampler.max_steps):
+        sampler = make_sampler(name)
+        for steps in step_counts(sampler):
             ts = sampler.timesteps(steps, shift=3.0)
-            assert ts.shape == (steps,) and ts[0] == 1.0
-            assert np.all(np.diff(ts) < 0) and np.all(ts > 0)
+            assert ts.shape == (steps,), (steps, ts)
+            assert np.all(np.diff(ts) < 0) and np.all(ts > 0) and np.all(ts <= 1), (steps, ts)
+            if name in FLOW_SAMPLERS:
+                assert ts[0] == 1.0  # rectified flow starts from pure noise
 
     def test_recovers_the_oracle_target(self, name: str) -> None:
         x0 = gaussian(7, 0, SHAPE)
-        for steps in (1, 4):
-            out = get_sampler(name).sample(oracle(x0), SHAPE, steps, seed=3)
-            np.testing.assert_allclose(out, x0, atol=2e-5)
+        sampler = make_sampler(name)
+        for steps in step_counts(sampler):
+            out = sampler.sample(oracle(name, x0), SHAPE, steps, seed=3)
+            np.testing.assert_allclose(out, x0, atol=5e-6, err_msg=f"{steps} steps")  # measured <= 1.8e-6
 
-    def test_deterministic_by_seed(self, name: str) -> None:
+    def test_float32_of_the_shape_and_deterministic_by_seed(self, name: str) -> None:
         fn = lambda x, t: 0.5 * x  # noqa: E731
-        a = get_sampler(name).sample(fn, SHAPE, 4, seed=11)
-        b = get_sampler(name).sample(fn, SHAPE, 4, seed=11)
-        c = get_sampler(name).sample(fn, SHAPE, 4, seed=12)
+        steps = min(4, make_sampler(name).max_steps)
+        a = make_sampler(name).sample(fn, SHAPE, steps, seed=11)
+        b = make_sampler(name).sample(fn, SHAPE, steps, seed=11)
+        c = make_sampler(name).sample(fn, SHAPE, steps, seed=12)
+        assert a.shape == SHAPE and a.dtype == np.float32
         assert np.array_equal(a, b) and not np.array_equal(a, c)
 
     def test_calls_model_once_per_step_and_reports_progress(self, name: str) -> None:
+        sampler = make_sampler(name)
+        steps = max(sampler.min_steps, min(3, sampler.max_steps))
         calls, seen = [], []
-        get_sampler(name).sample(lambda x, t: calls.append(t) or x * 0, SHAPE, 3, 0,
-                                 callback=lambda i, n: seen.append((i, n)))
-        assert len(calls) == 3 and seen == [(0, 3), (1, 3), (2, 3)]
+        sampler.sample(lambda x, t: calls.append(t) or x * 0, SHAPE, steps, 0,
+                       callback=lambda i, n: seen.append((i, n)))
+        assert len(calls) == steps and seen == [(i, steps) for i in range(steps)]
+        np.testing.assert_allclose(calls, sampler.timesteps(steps))  # evaluated at the times it announces
 
     def test_rejects_steps_out_of_range(self, name: str) -> None:
-        sampler = get_sampler(name)
-        for bad in (0, sampler.max_steps + 1):
+        sampler = make_sampler(name)
+        for bad in (sampler.min_steps - 1, sampler.max_steps + 1, True, 2.0):
             with pytest.raises(ConfigError, match="steps"):
                 sampler.sample(lambda x, t: x, SHAPE, bad, 0)
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_helpers import Result, assert_one_line_error, run_cli
 from PIL import Image
 
 from banana_sdk.data.render import render_scene
@@ -103,72 +104,52 @@ def test_subject_inputs_refuse_unknown_names_and_a_sixth_slot(tmp_path: Path, ti
 
 
 # --- CLI: `banana subject ...` through the real entry point (one-line errors, exit codes) ---------------
-@pytest.fixture()
-def cli(capsys: pytest.CaptureFixture[str]):  # noqa: ANN201
-    import cli as cli_module
-    from banana_sdk.subjects.commands import subject
-
-    if "subject" not in cli_module.banana.commands:  # until cli.py registers banana_sdk.subjects.commands
-        cli_module.banana.add_command(subject)
-
-    def run(*args: str) -> tuple[int, str, str]:
-        code = cli_module.main([str(a) for a in args])
-        out = capsys.readouterr()
-        return code, out.out, out.err
-
-    return run
-
-
-def test_cli_add_list_remove(tmp_path: Path, cli) -> None:
+def test_cli_add_list_remove(tmp_path: Path) -> None:
     store = tmp_path / "store"
     refs = [write_reference(tmp_path / f"pip{s}.png", "pip", s) for s in range(2)]
-    code, out, _ = cli("subject", "add", "pip", "--image", refs[0], "--image", refs[1], "--store", store)
-    assert code == 0 and "2 reference image(s)" in out
+    result = run_cli("subject", "add", "pip", "--image", refs[0], "--image", refs[1], "--store", store, in_process=True)
+    assert result.code == 0 and "2 reference image(s)" in result.out
     data = json.loads((store / "pip.subject.json").read_text())
     assert data["format"] == "banana-subject" and data["width"] == 128 and len(data["references"]) == 2
-    assert (store / "pip.subject.json").stat().st_size < 8 * 1024
+    assert (store / "pip.subject.json").stat().st_size < 4 * 1024  # measured 3685 bytes
     vector = tmp_path / "zed.npy"
     np.save(vector, np.linspace(-1, 1, 32).astype(np.float32))
-    assert cli("subject", "add", "zed", "--embedding", vector, "--store", store)[0] == 0
-    code, out, _ = cli("subject", "list", "--store", store)
-    assert out.splitlines() == ["pip: 2 reference image(s), 128-wide token", "zed: learned embedding, 32-wide token"]
-    code, out, _ = cli("subject", "remove", "zed", "--store", store)
-    assert code == 0 and not (store / "zed.subject.json").exists()
-    assert cli("subject", "list", "--store", tmp_path / "empty")[1].startswith("no subjects")
+    assert run_cli("subject", "add", "zed", "--embedding", vector, "--store", store, in_process=True).code == 0
+    result = run_cli("subject", "list", "--store", store, in_process=True)
+    assert result.out.splitlines() == ["pip: 2 reference image(s), 128-wide token",
+                                       "zed: learned embedding, 32-wide token"]
+    result = run_cli("subject", "remove", "zed", "--store", store, in_process=True)
+    assert result.code == 0 and not (store / "zed.subject.json").exists()
+    assert run_cli("subject", "list", "--store", tmp_path / "empty", in_process=True).out.startswith("no subjects")
 
 
-def _one_line_error(result: tuple[int, str, str], *fragments: str) -> None:
-    code, _, err = result
-    assert code == 1 and "Traceback" not in err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error:"), err
-    for fragment in fragments:
-        assert fragment in lines[0], (fragment, lines[0])
+def test_cli_bad_input_is_one_line_and_loses_nothing(tmp_path: Path) -> None:
+    def subject(*args: object) -> Result:
+        return run_cli("subject", *args, in_process=True)
 
-
-def test_cli_bad_input_is_one_line_and_loses_nothing(tmp_path: Path, cli) -> None:
     store = tmp_path / "store"
     good = write_reference(tmp_path / "pip.png", "pip")
-    assert cli("subject", "add", "pip", "--image", good, "--store", store)[0] == 0
+    assert subject("add", "pip", "--image", good, "--store", store).code == 0
     before = (store / "pip.subject.json").read_bytes()
     rgba = tmp_path / "rgba.png"
     Image.fromarray(reference("zed")).convert("RGBA").save(rgba)
     small = tmp_path / "small.png"
     Image.fromarray(reference("zed")).resize((64, 64)).save(small)
-    _one_line_error(cli("subject", "add", "zed", "--image", rgba, "--store", store), "mode RGBA", "RGB")
-    _one_line_error(cli("subject", "add", "zed", "--image", small, "--store", store), "64x64", "128x128")
-    _one_line_error(cli("subject", "add", "pip", "--image", write_reference(tmp_path / "z.png", "zed"),
-                        "--store", store), "already exists", "--force")
-    _one_line_error(cli("subject", "add", "Pip!", "--image", good, "--store", store), "lower-case word")
-    _one_line_error(cli("subject", "add", "zed", "--store", store), "--image", "--embedding")
-    _one_line_error(cli("subject", "add", "zed", "--image", tmp_path / "nope.png", "--store", store), "nope.png")
-    _one_line_error(cli("subject", "remove", "kiko", "--store", store), "unknown subject 'kiko'", "['pip']")
-    _one_line_error(cli("subject", "train", "--init", tmp_path / "none", "--out", tmp_path / "run", "--device", "cpu"),
-                    "cannot use", "--init")
+    assert_one_line_error(subject("add", "zed", "--image", rgba, "--store", store), "mode RGBA", "RGB", alone=True)
+    assert_one_line_error(subject("add", "zed", "--image", small, "--store", store), "64x64", "128x128", alone=True)
+    assert_one_line_error(subject("add", "pip", "--image", write_reference(tmp_path / "z.png", "zed"),
+                                  "--store", store), "already exists", "--force", alone=True)
+    assert_one_line_error(subject("add", "Pip!", "--image", good, "--store", store), "lower-case word", alone=True)
+    assert_one_line_error(subject("add", "zed", "--store", store), "--image", "--embedding", alone=True)
+    assert_one_line_error(subject("add", "zed", "--image", tmp_path / "nope.png", "--store", store), "nope.png",
+                          alone=True)
+    assert_one_line_error(subject("remove", "kiko", "--store", store), "unknown subject 'kiko'", "['pip']", alone=True)
+    assert_one_line_error(subject("train", "--init", tmp_path / "none", "--out", tmp_path / "run", "--device", "cpu"),
+                          "cannot use", "--init", alone=True)
     assert (store / "pip.subject.json").read_bytes() == before  # nothing lost
     assert sorted(p.name for p in store.iterdir()) == ["pip.subject.json"]  # nothing half-written
-    assert cli("subject", "add", "pip", "--image", write_reference(tmp_path / "z2.png", "zed"), "--force",
-               "--store", store)[0] == 0
+    assert subject("add", "pip", "--image", write_reference(tmp_path / "z2.png", "zed"), "--force",
+                   "--store", store).code == 0
     assert (store / "pip.subject.json").read_bytes() != before
 
 

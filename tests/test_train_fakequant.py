@@ -31,6 +31,7 @@ from banana_sdk.training.fakequant import (
     quant_plan,
     quantized_parameters,
 )
+from converters.convert import convert
 
 
 def _weights(shape: tuple[int, ...], seed: int) -> np.ndarray:
@@ -96,7 +97,7 @@ def test_straight_through_gradients_and_untouched_weights():
     args = (x, torch.tensor([0.5]), torch.randn(1, 32, 32), torch.ones(1, 32), torch.zeros(1, 5, 32), torch.zeros(1, 5))
     with torch.no_grad():
         ref, quant = model.denoiser(*args), functional_call(model.denoiser, params, args)
-    assert 0 < (ref - quant).abs().max() < 0.2 * ref.abs().max()
+    assert 0 < (ref - quant).abs().max() < 0.05 * ref.abs().max()  # measured 0.009-0.021 (20 unseeded runs)
 
 
 def test_block_size_must_divide_input_dims():
@@ -178,7 +179,6 @@ def _assert_plan_matches(bundle: Path, ckpt: Path) -> None:
 
 def test_fake_quant_equals_the_converted_tflite_with_folding(tmp_path):
     """head_dim 32, random LayerNorm weights, fp16 checkpoint, patch 2 (the demo's layout)."""
-    convert = pytest.importorskip("converters.convert").convert
     ckpt = _fold_test_model(tmp_path, patch=2)
     _assert_plan_matches(convert(tmp_path / "bundle", model_dir=ckpt, quant="int4", block_size=32), ckpt)
     plan = quant_plan(load_checkpoint(ckpt)[0])

@@ -9,8 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from cli_helpers import assert_one_line_error
-from test_train_helpers import run_banana
+from cli_helpers import assert_one_line_error, run_cli
 
 from banana_sdk.checkpoint import load_checkpoint
 from banana_sdk.pipeline import Pipeline
@@ -117,20 +116,20 @@ def test_nan_loss_stops_and_keeps_the_last_checkpoint(tmp_path, runs):
 
 
 def test_cli_train_and_bad_arguments(tmp_path, runs):
-    ok = run_banana("train", "vae", "--preset", "tiny", "--out", tmp_path / "v", "--steps", "2", "--batch", "2",
-                    "--crop", "32", "--precision", "fp32")
+    ok = run_cli("train", "vae", "--preset", "tiny", "--out", tmp_path / "v", "--steps", "2", "--batch", "2",
+                 "--crop", "32", "--precision", "fp32")
     assert ok.code == 0, ok.err
     assert json.loads(ok.out.splitlines()[-1])["steps"] == 2
-    assert_one_line_error(run_banana("train", "vae", "--preset", "tiny", "--out", tmp_path / "v", "--steps", "2"),
+    assert_one_line_error(run_cli("train", "vae", "--preset", "tiny", "--out", tmp_path / "v", "--steps", "2"),
                           "already holds a run", "--resume")
-    assert_one_line_error(run_banana("train", "vae", "--preset", "nope", "--out", tmp_path / "w"), "unknown preset")
-    assert_one_line_error(run_banana("train", "vae", "--preset", "tiny", "--out", tmp_path / "w", "--steps", "0"),
+    assert_one_line_error(run_cli("train", "vae", "--preset", "nope", "--out", tmp_path / "w"), "unknown preset")
+    assert_one_line_error(run_cli("train", "vae", "--preset", "tiny", "--out", tmp_path / "w", "--steps", "0"),
                           "--steps")
-    assert_one_line_error(run_banana("train", "vae", "--preset", "tiny", "--out", tmp_path / "w", "--batch", "3",
-                                     "--lr", "-1"), "--lr")
-    assert_one_line_error(run_banana("train", "teacher", "--init", tmp_path / "missing", "--out", tmp_path / "t"),
+    assert_one_line_error(run_cli("train", "vae", "--preset", "tiny", "--out", tmp_path / "w", "--batch", "3",
+                                  "--lr", "-1"), "--lr")
+    assert_one_line_error(run_cli("train", "teacher", "--init", tmp_path / "missing", "--out", tmp_path / "t"),
                           "does not exist")
-    assert_one_line_error(run_banana("train", "distill", "--teacher", runs["vae"], "--out", tmp_path / "d"),
+    assert_one_line_error(run_cli("train", "distill", "--teacher", runs["vae"], "--out", tmp_path / "d"),
                           "not a trained teacher")
-    assert_one_line_error(run_banana("train", "vae", "--preset", "tiny", "--out", tmp_path / "v", "--resume",
-                                     "--steps", "2"), "already at step 2")
+    assert_one_line_error(run_cli("train", "vae", "--preset", "tiny", "--out", tmp_path / "v", "--resume",
+                                  "--steps", "2"), "already at step 2")

@@ -8,8 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from cli_helpers import assert_one_line_error
-from test_train_helpers import run_banana
+from cli_helpers import assert_one_line_error, run_cli
 from test_train_stages import loop, runs  # noqa: F401
 
 from banana_sdk.checkpoint import load_checkpoint
@@ -72,10 +71,10 @@ def test_bad_refit_arguments(tmp_path: Path, runs) -> None:  # noqa: F811
         train_stage("vae-refit", loop(1), tmp_path / "a", init=runs["qat"], style_prob=1.5)
     with pytest.raises(TrainingError, match="--object-weight"):
         train_stage("vae-refit", loop(1), tmp_path / "b", init=runs["qat"], object_weight=0.5)
-    assert_one_line_error(run_banana("train", "vae-refit", "--init", tmp_path / "missing", "--out", tmp_path / "c"),
+    assert_one_line_error(run_cli("train", "vae-refit", "--init", tmp_path / "missing", "--out", tmp_path / "c"),
                           "does not exist")
-    assert_one_line_error(run_banana("train", "vae-refit", "--init", runs["qat"], "--out", tmp_path / "d",
-                                     "--crop", "4", "--steps", "1"), "--crop")
+    assert_one_line_error(run_cli("train", "vae-refit", "--init", runs["qat"], "--out", tmp_path / "d",
+                                  "--crop", "4", "--steps", "1"), "--crop")
     assert not (tmp_path / "a" / "model.safetensors").exists()
 
 
@@ -90,5 +89,5 @@ def test_loader_workers_train_the_same_run(tmp_path: Path, runs) -> None:  # noq
     losses = [[json.loads(line)["loss"] for line in (d / "log.jsonl").read_text().splitlines()]
               for d in (inline, loaded)]
     assert losses[0] == losses[1]
-    assert_one_line_error(run_banana("train", "vae-refit", "--init", runs["qat"], "--out", tmp_path / "w",
-                                     "--workers", "-1", "--steps", "1"), "--workers")
+    assert_one_line_error(run_cli("train", "vae-refit", "--init", runs["qat"], "--out", tmp_path / "w",
+                                  "--workers", "-1", "--steps", "1"), "--workers")

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from cli_helpers import assert_one_line_error, run_cli
 from device_fixtures import adb, adb_server, sims  # noqa: F401
 
 from banana_sdk.upscale import (
@@ -148,7 +149,7 @@ def test_upscaler_round_trip_and_bad_files(tmp_path: Path, random_upscaler) -> N
 
 def test_shipped_upscaler_is_small_and_beats_bicubic() -> None:
     size = sum(p.stat().st_size for p in DEFAULT_WEIGHTS.iterdir())
-    assert size < 2 * 1024 * 1024
+    assert size < 128 * 1024  # measured 119.3 KiB
     meta = json.loads((DEFAULT_WEIGHTS / "config.json").read_text())
     assert meta["extra"]["trained"] is True
     scores = evaluate_upscaler(load_upscaler(), scenes=3, in_size=64)
@@ -196,7 +197,7 @@ def test_litert_tiles_match_pytorch_and_generate_above_base(tiled_bundle: Path) 
     assert result.image.size == (256, 256) and len(result.pass_ms) == 1
     base = np.asarray(result.base.image, dtype=np.float32)
     shrunk = np.asarray(result.image, dtype=np.float32).reshape(64, 4, 64, 4, 3).mean(axis=(1, 3))
-    assert np.abs(shrunk - base).mean() < 10.0  # faithful to the base (a noise-like image: random weights)
+    assert np.abs(shrunk - base).mean() < 7.0  # faithful to the base (noise-like: random weights); measured 5.97
     with pytest.raises(UpscaleError, match="choose one of"):
         generate_4k(pipe, "a red circle center", 100)
 
@@ -214,26 +215,19 @@ def test_bundle_without_tiles_says_how_to_get_them(tiny_bundle: Path) -> None:
         LiteRTTileRunner.from_bundle(tiny_bundle)
 
 
-def test_cli_upscale_image_and_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_upscale_image_and_bad_input(tmp_path: Path) -> None:
     from PIL import Image
 
-    import cli as cli_module
-    from banana_sdk.upscale.commands import upscale
-
-    if "upscale" not in cli_module.banana.commands:  # until cli.py registers banana_sdk.upscale.commands
-        cli_module.banana.add_command(upscale)
     square = tmp_path / "in.png"
     Image.new("RGB", (64, 64), (200, 30, 30)).save(square)
-    assert cli_module.main(["upscale", "image", str(square), "--size", "256", "--out", str(tmp_path / "o.png")]) == 0
+    result = run_cli("upscale", "image", square, "--size", "256", "--out", tmp_path / "o.png", in_process=True)
+    assert result.code == 0, result.err
     assert Image.open(tmp_path / "o.png").size == (256, 256)
     Image.new("RGBA", (64, 64)).save(tmp_path / "rgba.png")
-    capsys.readouterr()
     bad = ((["rgba.png", "--size", "256"], "square RGB"), (["in.png", "--size", "300"], "choose one of"))
     for args, fragment in bad:
-        code = cli_module.main(["upscale", "image", str(tmp_path / args[0]), *args[1:], "--out",
-                                str(tmp_path / "bad.png")])
-        err = capsys.readouterr().err.strip().splitlines()
-        assert code == 1 and len(err) == 1 and err[0].startswith("error:") and fragment in err[0], err
+        assert_one_line_error(run_cli("upscale", "image", tmp_path / args[0], *args[1:], "--out", tmp_path / "bad.png",
+                                      in_process=True), fragment, alone=True)
     assert not (tmp_path / "bad.png").exists()
 
 
@@ -320,8 +314,6 @@ def test_profile_pushes_subjects_and_asks_for_4k_sizes_on_a_simulated_phone(sims
                                                                              tmp_path: Path) -> None:
     """`banana profile --subject NAME --size N`: the subject file is pushed beside the bundle and bound by the
     app, the size goes through the bundle's tile signature; bad sizes and subjects fail before any device work."""
-    from cli_helpers import assert_one_line_error, run_cli
-
     store_dir = _pip_store(tmp_path).root
     phone = sims("flagship")
     prompt = "pip top left and a red circle center"

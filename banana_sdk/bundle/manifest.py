@@ -9,7 +9,7 @@ line naming the field (`image.size must be an integer, got string "big"`). The K
 refuses the same documents naming the same fields (shared golden cases: tests/golden/android/manifest.json).
 
 Sections a runtime does not need to run the bundle (`gate`, `build`, `peels`, `upscale`, `npu`,
-`example_inputs`, keys from newer writers) are kept as `extra` objects: checked to be objects, with file
+`example_inputs`, `preview`, keys from newer writers) are kept as `extra` objects: checked to be objects, with file
 names inside them checked where known (`npu`), their content validated by their own readers
 (`banana_sdk.runtime.tiles.bundle_tiles`, `converters.peels.check_peels_section`).
 
@@ -47,6 +47,7 @@ REQUIRED_IO = {
     "denoise": (("latent", "t", "context", "context_mask", "subjects", "subject_mask"), ("velocity",)),
     "vae_decode": (("latent",), ("image",)),
 }
+PREVIEW_IO = ("preview_decode", (("latent",), ("image",)))  # the optional preview decoder: vae_decode's I/O
 
 
 class ManifestError(BundleError):
@@ -283,7 +284,7 @@ def _parse(data: Any) -> Manifest:
     plan = _delegate_plan(plans, signatures, files)
     other_plans = {k: v for k, v in plans.obj.items() if k not in signatures} if plans else {}
     extra = {k: v for k, v in data.items() if k not in _KNOWN}
-    for key in ("gate", "build", "peels", "upscale", "npu", "example_inputs"):
+    for key in ("gate", "build", "peels", "upscale", "npu", "example_inputs", "preview"):
         if extra.get(key) is not None and not isinstance(extra[key], dict):
             doc.obj_(key)  # fails naming the section
     if isinstance(extra.get("npu"), dict):
@@ -529,6 +530,23 @@ def _check_pipeline(m: Manifest) -> None:
     image = _shape_of(m, "vae_decode", "outputs", "image")
     if m.kind is ModelKind.BANANA and image != (1, img.size, img.size, 3):
         _fail(f"image.size {img.size} does not match signatures.vae_decode output image {list(image)}")
+    if PREVIEW_IO[0] in m.signatures:  # optional; where present, the same I/O as vae_decode
+        _check_preview(m)
+
+
+def _check_preview(m: Manifest) -> None:
+    """The optional preview decoder takes `vae_decode`'s input and gives its output (docs/DESIGN.md §1)."""
+    name, (inputs, outputs) = PREVIEW_IO
+    sig = m.signatures[name]
+    for io, wanted, spec in (("inputs", inputs, sig.input), ("outputs", outputs, sig.output)):
+        missing = [t for t in wanted if spec(t) is None]
+        if missing:
+            _fail(f"signatures.{name}.{io} lacks {missing}")
+    for io, tensor in (("inputs", "latent"), ("outputs", "image")):
+        got, want = _shape_of(m, name, io, tensor), _shape_of(m, "vae_decode", io, tensor)
+        if got != want:
+            _fail(f"signatures.{name} {io[:-1]} {tensor} {list(got)} does not match signatures.vae_decode's "
+                  f"{list(want)}")
 
 
 def _check_config(m: Manifest) -> None:

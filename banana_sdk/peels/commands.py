@@ -163,11 +163,12 @@ def list_(directory: Path) -> None:
 @click.option("--model", "model_dir", type=click.Path(path_type=Path), required=True, help="Base checkpoint.")
 @click.option("--peel", "peels", multiple=True, required=True, help="PEEL.safetensors[:WEIGHT], repeatable.")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Merged checkpoint directory.")
-def merge(model_dir: Path, peels: tuple[str, ...], out: Path) -> None:
+@click.option("--force", is_flag=True, help="Write into --out even if it already holds files.")
+def merge(model_dir: Path, peels: tuple[str, ...], out: Path, force: bool) -> None:
     """Fold weighted peels into a copy of a checkpoint."""
     from banana_sdk.peels.ops import merge_into_checkpoint
 
-    merge_into_checkpoint(model_dir, [parse_weighted(s) for s in peels], out)
+    merge_into_checkpoint(model_dir, [parse_weighted(s) for s in peels], out, overwrite=force)
     click.echo(f"wrote merged checkpoint {out}")
 
 
@@ -178,11 +179,12 @@ def merge(model_dir: Path, peels: tuple[str, ...], out: Path) -> None:
 @click.option("--storage", type=click.Choice([s.value for s in Storage]), default=Storage.FLOAT16.value,
               show_default=True, help="How A and B are stored: int8 (block-64 scales) is ~0.52 of float16, "
                                       "so rank 8 fits where float16 holds rank 4; computed in float32 either way.")
-def export(peel_path: Path, bundle: Path, out: Path, storage: str) -> None:
+@click.option("--force", is_flag=True, help="Replace --out if it exists.")
+def export(peel_path: Path, bundle: Path, out: Path, storage: str, force: bool) -> None:
     """Export a peel for a bundle's runtime-peel signatures (no reconversion of the base)."""
     from banana_sdk.peels.ops import export_for_bundle
 
-    path = export_for_bundle(peel_path, bundle, out, Storage(storage))
+    path = export_for_bundle(peel_path, bundle, out, Storage(storage), overwrite=force)
     click.echo(f"wrote runtime peel {path} ({path.stat().st_size / 1024:.1f} KiB)")
 
 

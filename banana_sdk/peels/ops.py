@@ -28,10 +28,15 @@ def load_checked(model_dir: Path, peels: list[tuple[Path, float]]) -> list[tuple
     return loaded
 
 
-def merge_into_checkpoint(model_dir: Path, peels: list[tuple[Path, float]], out: Path) -> Path:
-    """A new checkpoint with weighted peels folded in; the base checkpoint is never modified."""
+def merge_into_checkpoint(model_dir: Path, peels: list[tuple[Path, float]], out: Path, *,
+                          overwrite: bool = True) -> Path:
+    """A new checkpoint with weighted peels folded in; the base checkpoint is never modified. With `overwrite`
+    False (the CLI without --force) an `out` folder that already holds files is refused."""
+    from banana_sdk.fileio import refuse_overwrite
+
     if Path(out).resolve() == Path(model_dir).resolve():
         raise PeelError(f"--out {out} is the base checkpoint; merge into a new directory")
+    refuse_overwrite(out, overwrite, folder=True)
     loaded = load_checked(model_dir, peels)
     model, extra = load_checkpoint(model_dir)
     merged = merge(model, loaded)
@@ -48,14 +53,18 @@ def attach_to_pipeline(pipe, model_dir: Path, peels: list[tuple[Path, float]]) -
     return stack
 
 
-def export_for_bundle(peel_path: Path, bundle: Path, out: Path, storage: Storage = Storage.FLOAT16) -> Path:
-    """Runtime peel file for `bundle` (checks the peel's base, rank and layers against the bundle)."""
+def export_for_bundle(peel_path: Path, bundle: Path, out: Path, storage: Storage = Storage.FLOAT16, *,
+                      overwrite: bool = True) -> Path:
+    """Runtime peel file for `bundle` (checks the peel's base, rank and layers against the bundle). With
+    `overwrite` False (the CLI without --force) an existing `out` is refused."""
     from banana_sdk.bundle.reader import load_manifest
+    from banana_sdk.fileio import refuse_overwrite
 
     bundle, out = Path(bundle), Path(out)
     if bundle.resolve() in out.resolve().parents:
         raise PeelError(f"--out {out} is inside the bundle {bundle}; write runtime peels outside it "
                         "(a bundle is never modified)")
+    refuse_overwrite(out, overwrite)
     manifest = load_manifest(bundle)
     peel = load_peel(peel_path)
     check_base(peel, manifest["model"].get("weights_sha256") or "", f"bundle {bundle}")

@@ -25,6 +25,7 @@ from banana_sdk.config import ModelConfig
 from banana_sdk.errors import BundleError, ConfigError
 from banana_sdk.pipeline import Generation, generate_with
 from banana_sdk.runtime.diffusers import DiffusersGenerator
+from banana_sdk.runtime.tiles import LiteRTTileRunner
 from banana_sdk.sampling.base import StepCallback
 
 
@@ -67,6 +68,7 @@ class LiteRTPipeline:
             stem = Path(sig.file).stem
             self.load_ms[stem] = self.load_ms.get(stem, 0.0) + (time.perf_counter() - start) * 1e3
         self._peel: tuple[str, np.ndarray, np.ndarray] | None = None  # (signature, lora_a, lora_b) in use
+        self.use_preview = False  # `decode` runs `preview_decode` instead of `vae_decode` (`set_preview`)
         self.peels: dict[str, float] = {}  # name -> weight of the peels in use
         self._diffusers = None
         if manifest.kind is ModelKind.DIFFUSERS:
@@ -121,6 +123,11 @@ class LiteRTPipeline:
         self.peels = {name: float(w) for name, (_, _, _, w) in zip(names, files, strict=True)}
         return (time.perf_counter() - start) * 1e3
 
+    def tile_runner(self, threads: int = 2) -> LiteRTTileRunner:
+        """The bundle's `upscale_tile` signature as a tile runner (`banana_sdk.upscale.chain`); BundleError if the
+        bundle has none."""
+        return LiteRTTileRunner.from_bundle(self.bundle, threads)
+
     # --- Backend -------------------------------------------------------------------------------------
     def encode_text(self, tokens: np.ndarray, segments: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         out = self._run("text_encoder", tokens=tokens.astype(np.int32), segments=segments.astype(np.float32))
@@ -135,7 +142,32 @@ class LiteRTPipeline:
         return np.array(self._run("denoise", **inputs)["velocity"])
 
     def decode(self, latent: np.ndarray) -> np.ndarray:
+        if self.use_preview:
+            return self.decode_preview(latent)
         return np.array(self._run("vae_decode", latent=latent.astype(np.float32))["image"])
+
+    # --- preview decoder (optional, `banana convert --preview`) ------------------------------------------
+    @property
+    def has_preview(self) -> bool:
+        """True if the bundle carries the `preview_decode` signature (a small decoder for live mode)."""
+        return "preview_decode" in self._runners
+
+    def decode_preview(self, latent: np.ndarray) -> np.ndarray:
+        """Like `decode` (latent (1, C, h, w) -> image (1, H, W, 3) in about [-1, 1]) with the preview decoder."""
+        self._require_preview()
+        return np.array(self._run("preview_decode", latent=latent.astype(np.float32))["image"])
+
+    def set_preview(self, on: bool) -> None:
+        """Decode generated images with the preview decoder (True) or the full VAE decoder (False, the default);
+        BundleError if the bundle has no preview decoder."""
+        if on:
+            self._require_preview()
+        self.use_preview = bool(on)
+
+    def _require_preview(self) -> None:
+        if not self.has_preview:
+            raise BundleError(f"{self.bundle} has no preview decoder (signature 'preview_decode'); convert it with "
+                              "`banana convert ... --preview [DIR]`")
 
     # --- generation ----------------------------------------------------------------------------------
     def run(

@@ -22,7 +22,8 @@ class Sampler(Protocol):
     max_steps: int  # most steps this sampler is meant for
 
     def timesteps(self, steps: int, shift: float = 1.0) -> np.ndarray:
-        """(steps,) float64 times at which the model is evaluated, strictly decreasing in (0, 1]."""
+        """(steps,) float64 times at which the model is evaluated, strictly decreasing in [0, 1] (flow samplers:
+        in (0, 1]; a DDPM schedule with leading spacing and no steps_offset evaluates its last step at t = 0)."""
 
     def sample(
         self,

@@ -42,8 +42,14 @@ def _qat(info: DistInfo, loop: LoopConfig, **kw: Any) -> Stage:
     return build_qat_stage(QATStageConfig(**kw), info, loop.seed)
 
 
+def _preview(info: DistInfo, loop: LoopConfig, **kw: Any) -> Stage:
+    from banana_sdk.training.preview import PreviewStageConfig, build_preview_stage
+
+    return build_preview_stage(PreviewStageConfig(**kw), info, loop.seed)
+
+
 STAGES: dict[str, Callable[..., Stage]] = {"vae": _vae, "vae-refit": _vae_refit, "teacher": _teacher,
-                                           "distill": _distill, "qat": _qat}
+                                           "distill": _distill, "qat": _qat, "preview": _preview}
 # ^ peels and subjects train through `run_training` with their own builders (banana_sdk.peels.train.train_peel,
 #   banana_sdk.subjects.train.train_subjects): they build on this package, not the other way round
 

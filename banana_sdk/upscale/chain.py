@@ -205,10 +205,8 @@ def generate_4k(
     or a `LiteRTPipeline` (its bundle's `upscale_tile` signature)."""
     if getattr(pipe, "kind", "banana") != "banana":
         raise UpscaleError(f"upscaled output needs a Banana model or bundle, not a {pipe.kind!r} bundle")
-    if hasattr(pipe, "bundle"):  # a LiteRT bundle: tiles come from the bundle, nothing else is loaded
-        from banana_sdk.runtime.tiles import LiteRTTileRunner
-
-        backend, runner = pipe, LiteRTTileRunner.from_bundle(pipe.bundle, threads)
+    if hasattr(pipe, "tile_runner"):  # a LiteRT bundle: tiles come from the bundle, nothing else is loaded
+        backend, runner = pipe, pipe.tile_runner(threads)
     else:
         backend = pipe.backend
         runner = torch_runner(base_size_of(backend), upscaler_dir)

@@ -127,6 +127,11 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 
+def _exit_call(exc: SystemExit) -> str:
+    """`sys.exit(N)` as the user's code wrote it (`sys.exit()` for no code)."""
+    return "sys.exit()" if exc.code is None else f"sys.exit({exc.code!r})"
+
+
 def load_factory(spec: str) -> Any:
     """The callable named by `pkg.mod:factory` or `path/to/file.py:factory`."""
     module_name, sep, attr = spec.rpartition(":")
@@ -147,6 +152,8 @@ def load_factory(spec: str) -> Any:
             module = importlib.import_module(module_name)
     except ConversionError:
         raise
+    except SystemExit as exc:  # user code ending the process is an error, never a silent exit
+        raise ConversionError(f"cannot import {module_name}: it called {_exit_call(exc)}") from None
     except Exception as exc:  # importing user code can raise anything; report one line
         raise ConversionError(f"cannot import {module_name}: {_one_line(exc)}") from None
     factory = getattr(module, attr, None)
@@ -160,6 +167,9 @@ def build_module(spec: str, kwargs: dict[str, Any] | None = None) -> nn.Module:
     factory = load_factory(spec)
     try:
         module = factory(**(kwargs or {}))
+    except SystemExit as exc:  # sys.exit in the factory would end `banana` silently (exit 0 for sys.exit(0))
+        raise ConversionError(f"the factory {spec} called {_exit_call(exc)}; it must return a torch.nn.Module"
+                              ) from None
     except Exception as exc:  # the user's factory can raise anything; report one line
         raise ConversionError(f"factory {spec} raised {_one_line(exc)}") from None
     if not isinstance(module, nn.Module):
@@ -204,6 +214,8 @@ def check_inputs(module: nn.Module, inputs: dict[str, np.ndarray]) -> dict[str, 
     try:
         with torch.no_grad():
             outputs = ModuleSignature(module)(**{k: torch.from_numpy(v) for k, v in inputs.items()})
+    except SystemExit as exc:
+        raise ConversionError(f"{name}.forward called {_exit_call(exc)} on the example inputs") from None
     except Exception as exc:  # shape/dtype mismatches surface as assorted errors; report one line
         if unknown:  # passed through **kwargs, and the module did not take them
             raise ConversionError(f"example input(s) {unknown} are not parameters of {name}.forward"

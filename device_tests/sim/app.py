@@ -5,7 +5,9 @@ filesystem, generates with the bundle's graphs on this host's CPU, and writes th
 atomically. The phone's slowness is simulated by sleeping after each graph call until it has taken the
 phone's time: the call's cost (the fastest host time seen for that graph and input shapes, host work
 since the previous call included) over `speed * freq_cap`, where `speed` is the profile's speed and
-`freq_cap` the thermal model's clock cap (`pace.py`); the call's real CPU time heats the thermal model.
+`freq_cap` the thermal model's clock cap (`pace.py`). Each call heats the thermal model by its energy: its real
+CPU time (the busy cores) plus the FLOPs and the bytes the called graph moves, counted once per bundle on its
+graphs (`banana_sdk.bundle.traffic`; the count is simulator work, kept off the phone's clock).
 """
 
 from __future__ import annotations
@@ -17,8 +19,10 @@ import itertools
 import json
 import threading
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from banana_sdk.bundle.traffic import bundle_traffic
 from banana_sdk.errors import BananaError
 from device_tests.contract import (
     ACTIVITY,
@@ -41,6 +45,22 @@ if TYPE_CHECKING:
 MAX_GAP_S = 0.5  # host work between graph calls longer than this is not part of a generation
 LAUNCH_MS = 40  # simulated activity launch time reported by `am start -W`
 _pids = itertools.count(5100)
+CALL_SIGNATURES = {"encode_text": "text_encoder", "denoise": "denoise", "decode": "vae_decode",  # call -> graph
+                   "decode_preview": "preview_decode"}
+_WORK: dict[tuple[str, int], dict[str, tuple[float, float]]] = {}  # (manifest path, mtime) -> its bundle's work
+_WORK_LOCK = threading.Lock()
+
+
+def bundle_work(bundle_dir: Any) -> dict[str, tuple[float, float]]:
+    """{backend call name: (FLOPs, bytes moved)} of a bundle's graphs, counted once per bundle version."""
+    manifest = Path(bundle_dir) / "manifest.json"
+    key = (str(manifest.resolve()), manifest.stat().st_mtime_ns)
+    with _WORK_LOCK:
+        if key not in _WORK:
+            traffic = bundle_traffic(bundle_dir)
+            _WORK[key] = {call: (traffic[sig].flops, traffic[sig].total_bytes)
+                          for call, sig in CALL_SIGNATURES.items() if sig in traffic}
+        return _WORK[key]
 
 
 class Cancelled(Exception):
@@ -50,8 +70,10 @@ class Cancelled(Exception):
 class ThrottledBackend:
     """A `Backend` that runs the bundle's graphs and stretches each call to the simulated phone's speed."""
 
-    def __init__(self, inner: Any, device: SimDevice, cancel: threading.Event) -> None:
+    def __init__(self, inner: Any, device: SimDevice, cancel: threading.Event,
+                 work: dict[str, tuple[float, float]] | None = None) -> None:
         self.inner = inner
+        self.work = work or {}  # backend call name -> (FLOPs, bytes moved) of its graph
         self.config = inner.config
         self.size = getattr(inner, "size", None)  # the converted size (base_size_of reads it)
         self.device = device
@@ -71,6 +93,11 @@ class ThrottledBackend:
         gap = wall0 - self._last_end if self._last_end is not None and wall0 - self._last_end < MAX_GAP_S else 0.0
         out = fn(*args)
         self.device.thermal.add_cpu_time((time.process_time() - cpu0) / self.device.profile.speed)  # phone CPU time
+        name = fn.__name__
+        if name == "decode" and getattr(self.inner, "use_preview", False):
+            name = "decode_preview"  # the pipeline decodes with its preview decoder
+        if name in self.work:
+            self.device.thermal.add_work(*self.work[name])
         key = (fn.__name__, tuple(getattr(a, "shape", None) for a in args))
         self.pace.pad(key, wall0 - gap, self.device.thermal.state().freq_cap)
         self._last_end = time.perf_counter()
@@ -186,6 +213,10 @@ class SimApp:
         from banana_sdk.pipeline import generate_with
         from banana_sdk.runtime.litert import LiteRTPipeline
 
+        if req.live:  # a live session (device_tests/sim/live_app.py)
+            from device_tests.sim.live_app import run_live
+
+            return run_live(self, req, started, cancel, Cancelled, bundle_work)
         fs = self.device.fs
         if fs.stat(req.bundle) is None or fs.stat(f"{req.bundle}/manifest.json") is None:
             raise ContractError(f"bundle not found on the device: {req.bundle}")
@@ -194,6 +225,9 @@ class SimApp:
         stretch = 1.0 / (self.device.profile.speed * self.device.thermal.state().freq_cap)
         time.sleep((time.perf_counter() - load0) * (stretch - 1.0))  # a load happens once: its own time is its cost
         load_ms = {name: ms * stretch for name, ms in pipeline.load_ms.items()}
+        count0 = time.perf_counter()
+        work = bundle_work(fs.host_path(req.bundle))  # simulator work: off the phone's clock
+        started += time.perf_counter() - count0
         tiles = "upscale_tile" in pipeline.manifest["signatures"]
         if req.size < pipeline.size or (req.size > pipeline.size and not tiles):
             raise ContractError(f"bundle was converted for {pipeline.size}px images, asked for {req.size}px"
@@ -208,7 +242,7 @@ class SimApp:
                     raise ContractError(f"peel not found on the device: {path}")
                 peels.append((fs.host_path(path), weight))
             pipeline.set_peels(peels)
-        backend = ThrottledBackend(pipeline, self.device, cancel)
+        backend = ThrottledBackend(pipeline, self.device, cancel, work)
         runner = None
         if req.size > pipeline.size:  # base size, then the bundle's tiled upscaler (e.g. 4096): loaded once
             from banana_sdk.runtime.tiles import LiteRTTileRunner

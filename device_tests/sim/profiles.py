@@ -19,7 +19,20 @@ class ThermalParams:
     die_to_body_k_per_w: float = 2.5  # thermal resistance die -> body
     body_to_air_k_per_w: float = 8.0  # thermal resistance body -> air
     idle_power_w: float = 0.4  # heat when nothing runs (display, radios)
-    watts_per_cpu_second: float = 4.0  # heat per busy CPU-core second of the phone, at full clock
+    # Heat of inference = busy-core power x CPU time + compute energy + memory-traffic energy (thermal.py). The
+    # energy figures are per operation on the phone, from public figures (the comments say which); every byte a
+    # graph moves is charged as DRAM traffic, an upper bound (caches absorb some), like its count (traffic.py).
+    watts_per_cpu_second: float = 3.7  # busy CPU-core power at full clock that is neither arithmetic nor DRAM
+    # ^ traffic (leakage, clocks, instruction overhead). 4.0 W when CPU time was the only heat; lowered by the
+    #   7 % share the energy terms below take of the tiny bundle's heat, so it heats as before (calibration in
+    #   benchmarks/bench_gqa.py: tiny within 1 %, demo-size int4 +7-9 % per image on this host)
+    pj_per_flop: float = 10.0  # compute energy, at full clock. Horowitz (ISSCC 2014, 45 nm): fp32 multiply
+    # ^ 3.7 pJ + add 0.9 pJ (2.3 pJ/FLOP), int8 multiply 0.2 pJ; a CPU's register file, operand delivery and
+    #   instruction overhead multiply the ALU's energy several times even with 128-bit NEON, and a 7-8 nm node
+    #   divides it by 3-5: about 10 pJ/FLOP for a mid-range Cortex-A7x core running XNNPACK
+    pj_per_byte: float = 60.0  # memory traffic: LPDDR4X about 5-6 pJ/bit for device + PHY (LPDDR5 20-30 %
+    # ^ less), plus the SoC fabric and cache hierarchy, about 7.5 pJ/bit in all (Horowitz's 45 nm DDR3 figure:
+    #   640 pJ per 32-bit DRAM read, 20 pJ/bit)
     battery_lag_s: float = 90.0  # battery temperature follows the body with this time constant
     # skin temperature (C) at which the thermal status becomes LIGHT, MODERATE, SEVERE, CRITICAL, EMERGENCY, SHUTDOWN
     skin_thresholds_c: tuple[float, ...] = (39.0, 41.0, 43.0, 46.0, 50.0, 55.0)
@@ -78,7 +91,10 @@ PROFILES: dict[str, DeviceProfile] = {
         clusters=(Cluster(0, 4, (300000, 1100000, 1800000, 2000000)),
                   Cluster(4, 3, (600000, 1600000, 2400000, 2800000)),
                   Cluster(7, 1, (800000, 2000000, 2800000, 3300000))),
-        thermal=ThermalParams(body_capacity_j_per_k=70.0, body_to_air_k_per_w=7.0, watts_per_cpu_second=5.0),
+        # a 4 nm flagship with LPDDR5X: 6 pJ/FLOP (the node scaling above), 5 pJ/bit = 40 pJ/byte (LPDDR5X
+        # device + PHY about 4 pJ/bit, fabric 1); busy-core power 5.0 W before, lowered by the same 7 %
+        thermal=ThermalParams(body_capacity_j_per_k=70.0, body_to_air_k_per_w=7.0, watts_per_cpu_second=4.6,
+                              pj_per_flop=6.0, pj_per_byte=40.0),
     ),
 }
 

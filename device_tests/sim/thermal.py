@@ -4,7 +4,12 @@
     C_body dT_body/dt = (T_die - T_body) / R_db - (T_body - T_air) / R_ba
     dT_batt/dt        = (T_body - T_batt) / lag
 
-Heat P comes from the runner's real CPU time (`add_cpu_time`) plus an idle floor. Skin temperature is
+Heat P follows energy: each graph call deposits the busy-core power over its CPU time (`add_cpu_time`: the
+runner's real CPU time, stretched to the phone's), its compute energy (FLOPs x pJ/FLOP) and its memory-traffic
+energy (bytes moved x pJ/byte), both counted on the bundle's graphs (`add_work`; banana_sdk/bundle/traffic.py),
+plus an idle floor. Energy per operation scales with the square of the clock cap (voltage follows frequency)
+for the CPU terms, not for DRAM. So of two models that take the same time, the one moving fewer bytes runs
+cooler, and at a fixed frame rate a cheaper model heats less. Skin temperature is
 the body node; the thermal status (0 NONE .. 6 SHUTDOWN) is the highest of the skin and CPU sensor
 severities, and caps the CPU clock (`freq_cap`), which the runner turns into real slow-down.
 `speedup` compresses thermal time so minutes of heating happen in seconds of a test: one real second
@@ -48,6 +53,7 @@ class ThermalModel:
         start = params.ambient_c if start_c is None else start_c
         self.die = self.body = self.battery = start
         self._energy_j = 0.0  # deposited since the last update, spread over the next interval
+        self.energy_j = {"cpu": 0.0, "compute": 0.0, "memory": 0.0}  # phone joules deposited, by source
         self._busy = 0  # runners currently computing
         self._last = clock()
         self._lock = threading.Lock()
@@ -60,7 +66,20 @@ class ThermalModel:
         with self._lock:
             self._advance()
             cap = self._status_and_cap()[1]
-            self._energy_j += cpu_seconds * self.p.watts_per_cpu_second * cap * cap * self.speedup
+            joules = cpu_seconds * self.p.watts_per_cpu_second * cap * cap
+            self.energy_j["cpu"] += joules
+            self._energy_j += joules * self.speedup
+
+    def add_work(self, flops: float, nbytes: float) -> None:
+        """Deposit the energy of a graph call's FLOPs (at the clock cap) and the bytes it moves through memory."""
+        with self._lock:
+            self._advance()
+            cap = self._status_and_cap()[1]
+            compute = flops * self.p.pj_per_flop * 1e-12 * cap * cap
+            memory = nbytes * self.p.pj_per_byte * 1e-12
+            self.energy_j["compute"] += compute
+            self.energy_j["memory"] += memory
+            self._energy_j += (compute + memory) * self.speedup
 
     def set_busy(self, busy: bool) -> None:
         """A runner starts/stops computing (clusters run at the cap while busy, at the floor while idle)."""

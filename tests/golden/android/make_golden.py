@@ -29,6 +29,7 @@ for _path in (ROOT, OUT_DIR):  # banana_sdk, and the generator modules beside th
     if str(_path) not in sys.path:
         sys.path.insert(0, str(_path))
 
+from live_vectors import governor_vectors, live_vectors  # noqa: E402
 from peel_vectors import peel_vectors  # noqa: E402
 from subject_vectors import subject_vectors  # noqa: E402
 from tile_vectors import tile_vectors  # noqa: E402
@@ -556,6 +557,8 @@ GENERATORS = {
     "peels.json": peel_vectors,
     "subjects.json": subject_vectors,
     "tiles.json": tile_vectors,
+    "live.json": live_vectors,
+    "governor.json": governor_vectors,
 }
 
 

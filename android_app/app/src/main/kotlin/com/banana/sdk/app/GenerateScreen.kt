@@ -31,10 +31,13 @@ import androidx.compose.ui.unit.dp
 import androidx.lifecycle.compose.collectAsStateWithLifecycle
 import com.banana.sdk.core.RgbImage
 
-/** Prompt, steps, seed, size and peels in; the image, its latency and delegate out. */
+/** Prompt, steps, seed, size and peels in; the image, its latency and delegate out; [onLive] opens live mode. */
 @OptIn(ExperimentalLayoutApi::class)
 @Composable
-fun GenerateScreen(viewModel: GenerateViewModel) {
+fun GenerateScreen(
+    viewModel: GenerateViewModel,
+    onLive: () -> Unit,
+) {
     val state by viewModel.state.collectAsStateWithLifecycle()
     Column(
         modifier = Modifier.padding(16.dp).verticalScroll(rememberScrollState()),
@@ -94,6 +97,7 @@ fun GenerateScreen(viewModel: GenerateViewModel) {
             }
         }
         Button(onClick = viewModel::generate, enabled = !state.busy && state.selected != null) { Text("Generate") }
+        OutlinedButton(onClick = onLive, enabled = !state.busy && state.selected != null) { Text("Live: image as you type") }
         if (state.busy) LinearProgressIndicator(progress = { state.progress }, modifier = Modifier.fillMaxWidth())
         state.message?.let { Text(it, color = MaterialTheme.colorScheme.error) }
         state.image?.let { image ->

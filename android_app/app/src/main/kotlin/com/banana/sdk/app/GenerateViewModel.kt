@@ -57,6 +57,9 @@ class GenerateViewModel(
     private val shared = application.getExternalFilesDir(null) ?: application.filesDir
     private val engine = LiteRtEngine()
     private var model: BananaModel? = null
+
+    /** The open bundle's model, which the live screen borrows (generate() waits while a live session holds it). */
+    val openModel: BananaModel? get() = model
     private val attachedPeels = HashMap<String, String>() // peel file path -> attached peel name
     private val _state = MutableStateFlow(UiState())
     val state: StateFlow<UiState> = _state.asStateFlow()

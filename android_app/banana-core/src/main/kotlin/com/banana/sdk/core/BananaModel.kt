@@ -29,13 +29,13 @@ class BananaModel private constructor(
     val manifest: BundleManifest = bundle.manifest
     val residency: Residency =
         options.residency ?: Residency.auto(manifest.signatures.values.sumOf { manifest.files.getValue(it.file).bytes }, device)
-    private val tokenizer =
+    internal val tokenizer =
         Tokenizer(Tokenizer.parseVocabulary(bundle.file(manifest.tokenizer.vocabFile).readText(Charsets.UTF_8)), manifest.tokenizer)
     private val peelSet = PeelSet(manifest)
     private val sessions = HashMap<String, EngineSession>()
     private val chosen = HashMap<String, Delegate>()
     private val reports = LinkedHashMap<String, DelegateReport>()
-    private val mutex = Mutex()
+    internal val mutex = Mutex() // held by a generation, or by a LiveSession while it is open
     private var closed = false
 
     init {
@@ -240,7 +240,7 @@ class BananaModel private constructor(
         return ImageConversion.toRgb(result, job.size, job.size)
     }
 
-    private fun encodeText(
+    internal fun encodeText(
         session: EngineSession,
         encoded: Encoded,
     ): Pair<Tensor.F32, Tensor.F32> {
@@ -256,7 +256,7 @@ class BananaModel private constructor(
     }
 
     /** Denoise inputs that do not change between steps: bound subjects, stacked peels, zeros for anything else. */
-    private fun fixedDenoiseInputs(
+    internal fun fixedDenoiseInputs(
         sig: SignatureSpec,
         peels: PeelBinding?,
         subjects: SubjectInputs?,
@@ -286,7 +286,7 @@ class BananaModel private constructor(
         return output(session.run(inputs), sig, "velocity").data
     }
 
-    private fun output(
+    internal fun output(
         outputs: Map<String, Tensor>,
         sig: SignatureSpec,
         name: String,
@@ -313,7 +313,7 @@ class BananaModel private constructor(
             }
         }
 
-    private fun release(name: String) =
+    internal fun release(name: String) =
         synchronized(this) {
             if (residency == Residency.ONE_AT_A_TIME) sessions.remove(name)?.close()
         }
@@ -346,6 +346,16 @@ class BananaModel private constructor(
                 (plan.skipped.map { "${it.key.id}: ${it.value}" } + failures.map { "${it.key.id}: ${it.value}" }).joinToString("; "),
         )
     }
+
+    /** The compiled [name] for a live session: loaded with delegate fallback on first use, kept until [release]. */
+    internal fun resident(name: String): EngineSession =
+        synchronized(this) {
+            ensureOpen()
+            session(name)
+        }
+
+    /** The attached peels' denoise binding now (null without peels). */
+    internal fun peelBinding(): PeelBinding? = synchronized(this) { peelSet.binding() }
 
     private fun ensureOpen() {
         if (closed) throw IllegalStateException("this BananaModel is closed")

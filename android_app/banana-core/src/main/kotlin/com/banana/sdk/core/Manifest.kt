@@ -109,6 +109,9 @@ object ManifestParser {
             "vae_decode" to (listOf("latent") to listOf("image")),
         )
 
+    /** The optional preview decoder's signature: `vae_decode`'s I/O (docs/DESIGN.md §5.3). */
+    const val PREVIEW_DECODE = "preview_decode"
+
     private val SHA256 = Regex("[0-9a-f]{64}")
 
     /** Every refusal: one line, starting with "manifest.json: ", naming the field path. */
@@ -337,6 +340,27 @@ object ManifestParser {
         val expectedRgb = listOf(1, image.size, image.size, 3)
         if (rgb != expectedRgb) {
             fail("image.size ${image.size} does not match signatures.vae_decode output image $rgb (expected $expectedRgb)")
+        }
+        signatures[PREVIEW_DECODE]?.let { checkPreview(it, signatures.getValue("vae_decode")) }
+    }
+
+    /**
+     * The optional preview decoder (docs/DESIGN.md §5.3) has vae_decode's I/O: a `latent` input and an `image`
+     * output of the same shapes (manifest.py `_check_preview`, same messages).
+     */
+    private fun checkPreview(
+        preview: SignatureSpec,
+        vae: SignatureSpec,
+    ) {
+        val latent = preview.input("latent") ?: fail("signatures.$PREVIEW_DECODE.inputs lacks ['latent']")
+        val image = preview.output("image") ?: fail("signatures.$PREVIEW_DECODE.outputs lacks ['image']")
+        val wantLatent = vae.input("latent")?.shape
+        val wantImage = vae.output("image")?.shape
+        if (latent.shape != wantLatent) {
+            fail("signatures.$PREVIEW_DECODE input latent ${latent.shape} does not match signatures.vae_decode's $wantLatent")
+        }
+        if (image.shape != wantImage) {
+            fail("signatures.$PREVIEW_DECODE output image ${image.shape} does not match signatures.vae_decode's $wantImage")
         }
     }
 

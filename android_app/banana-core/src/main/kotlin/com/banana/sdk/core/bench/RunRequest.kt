@@ -15,9 +15,10 @@ enum class ExtraType(
 
 /**
  * One benchmark request as the harness sends it with `am start` extras, checked exactly as
- * `device_tests/contract.py` (normative) checks it: every extra but `peels` and `subjects` is
- * required, unknown extras are refused, and an extra of the wrong type is refused with the `am start`
- * flag to use, never silently defaulted.
+ * `device_tests/contract.py` (normative) checks it: every extra but `peels`, `subjects` and the live-mode
+ * extras is required, unknown extras are refused, and an extra of the wrong type is refused with the `am start`
+ * flag to use, never silently defaulted. Live mode (`mode=live`, `banana profile --live`, DESIGN.md §6) is not
+ * implemented by this activity yet: it is refused with a one-line error (the simulated device runs it).
  */
 data class RunRequest(
     val bundle: String, // bundle directory on the device
@@ -56,7 +57,15 @@ data class RunRequest(
                 Extra("run_id", ExtraType.STRING, true),
                 Extra("peels", ExtraType.STRING, false),
                 Extra("subjects", ExtraType.STRING, false),
+                Extra("mode", ExtraType.STRING, false),
+                Extra("duration_s", ExtraType.INT, false),
+                Extra("target_fps", ExtraType.INT, false),
+                Extra("prompts", ExtraType.STRING, false),
+                Extra("edit_ms", ExtraType.INT, false),
+                Extra("governor", ExtraType.INT, false),
             )
+        private val MODES = listOf("generate", "live")
+        private val LIVE_EXTRAS = listOf("duration_s", "target_fps", "prompts", "edit_ms", "governor")
         private val BY_NAME = EXTRAS.associateBy { it.name }
         private val RUN_ID = Regex("[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
@@ -75,6 +84,16 @@ data class RunRequest(
             if (!isValidRunId(runId)) throw ConfigException("run_id '$runId' must match ${RUN_ID.pattern}")
             val bundle = string(extras, "bundle")!!
             if (!bundle.startsWith("/")) throw ConfigException("bundle must be an absolute device path, got '$bundle'")
+            val mode = string(extras, "mode") ?: "generate"
+            if (mode !in MODES) throw ConfigException("mode must be one of $MODES, got '$mode'")
+            val liveExtras = LIVE_EXTRAS.filter { extras[it] != null }
+            if (mode == "generate" && liveExtras.isNotEmpty()) throw ConfigException("extras $liveExtras go with mode 'live' only")
+            if (mode == "live") {
+                throw ConfigException(
+                    "mode 'live' (banana profile --live) is not implemented by this app's BenchmarkActivity yet; " +
+                        "the simulated device runs it",
+                )
+            }
             return RunRequest(
                 bundle = bundle,
                 prompt = string(extras, "prompt")!!,

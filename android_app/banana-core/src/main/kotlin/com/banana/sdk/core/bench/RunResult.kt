@@ -76,7 +76,7 @@ data class RunResult(
         )
 
     companion object {
-        const val SCHEMA_VERSION = 1
+        const val SCHEMA_VERSION = 2 // 2: the runner contract's live mode (its results are the simulator's so far)
         val SIGNATURES = listOf("text_encoder", "denoise", "vae_decode")
     }
 }

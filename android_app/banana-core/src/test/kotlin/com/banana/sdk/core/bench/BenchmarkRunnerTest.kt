@@ -234,6 +234,13 @@ class BenchmarkRunnerTest {
         assertThrows(ConfigException::class.java) { RunRequest.fromExtras(ok + ("bundle" to "relative/dir")) }
         assertThrows(ConfigException::class.java) { RunRequest.fromExtras(ok + ("seed" to "7")) }
         assertThrows(PeelException::class.java) { RunRequest.fromExtras(ok + ("peels" to "/a:x")) }
+        // live mode (banana profile --live) is part of the contract but not implemented by this activity yet
+        assertEquals(r, RunRequest.fromExtras(ok + ("mode" to "generate")))
+        val live = assertThrows(ConfigException::class.java) { RunRequest.fromExtras(ok + ("mode" to "live")) }
+        assertTrue(live.message!!, live.message!!.startsWith("mode 'live' (banana profile --live) is not implemented"))
+        val stray = assertThrows(ConfigException::class.java) { RunRequest.fromExtras(ok + ("target_fps" to 30)) }
+        assertEquals("extras [target_fps] go with mode 'live' only", stray.message)
+        assertThrows(ConfigException::class.java) { RunRequest.fromExtras(ok + ("mode" to "stream")) }
     }
 
     @Test

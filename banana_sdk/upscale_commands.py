@@ -44,16 +44,19 @@ def train(out: Path, steps: int, batch: int, lr: float, scenes: int, seed: int, 
 @click.option("--bundle", type=click.Path(path_type=Path), default=None,
               help="Run the bundle's upscale_tile signature on LiteRT (default: the shipped upscaler on PyTorch).")
 @click.option("--threads", type=int, default=2, show_default=True, help="LiteRT CPU threads.")
-def image(image: Path, size: int, out: Path, bundle: Path | None, threads: int) -> None:
+@click.option("--force", is_flag=True, help="Replace --out if it exists (it may be IMAGE itself).")
+def image(image: Path, size: int, out: Path, bundle: Path | None, threads: int, force: bool) -> None:
     """Upscale a square RGB IMAGE (e.g. a generated one) to --size through the tiled chain."""
     import time
 
     from PIL import Image
 
+    from banana_sdk.fileio import refuse_overwrite
     from banana_sdk.imageio import save_png, to_pil
     from banana_sdk.upscale.chain import pil_to_float, torch_runner, upscale_image
     from banana_sdk.upscale.config import UpscaleError
 
+    refuse_overwrite(out, force)
     with Image.open(image) as src:
         if src.mode != "RGB" or src.width != src.height:
             raise UpscaleError(f"{image} is {src.mode} {src.width}x{src.height}; give a square RGB image")
