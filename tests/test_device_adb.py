@@ -21,7 +21,7 @@ from device_tests.errors import NoDevice, RunnerError
 from device_tests.push import push_bundle
 from device_tests.runner import launch
 from device_tests.sim.launcher import start_simulator
-from device_tests.sim.options import SimOptions
+from device_tests.sim.options import SimOptions, port_free
 
 NASTY_NAME = "we'ird \"name\";$(cd data; cd local; cd tmp; touch pwned)`id`\n|*.bin"  # no '/': a file name
 NASTY_PROMPT = "a red 'circle'; $(touch /data/local/tmp/pwned) `reboot` && rm -rf / \"quoted\"\nsecond line *"
@@ -60,7 +60,7 @@ def test_emulator_ports_are_found_without_adb_connect(tmp_path) -> None:  # noqa
     from device_tests.adb import Adb
     from device_tests.sim.options import EMULATOR_PORTS
 
-    port = next((p for p in EMULATOR_PORTS if _free(p) and _free(p - 1)), None)
+    port = next((p for p in EMULATOR_PORTS if port_free(p) and port_free(p - 1)), None)
     if port is None:
         pytest.skip("every emulator port is in use on this machine")
     with IsolatedAdbServer() as server:
@@ -70,16 +70,6 @@ def test_emulator_ports_are_found_without_adb_connect(tmp_path) -> None:  # noqa
             assert client.wait_for(sim.serial, 10.0)
             assert describe(client.device(sim.serial)).model == "Banana Sim Flagship"
 
-
-def _free(port: int) -> bool:
-    import socket
-
-    with socket.socket() as probe:
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 def test_shell_exit_codes_streams_and_quoting_fuzz(adb, sims) -> None:  # noqa: ANN001, F811

@@ -30,12 +30,12 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save
+from safetensors.torch import save
 from torch import nn
 
 from banana_sdk.errors import BananaError
 from banana_sdk.fileio import atomic_write_bytes, atomic_write_json, read_versioned_json, sha256_file
+from banana_sdk.models.weights import load_weights
 
 PREVIEW_FORMAT = "banana-preview"
 PREVIEW_SCHEMA_VERSION = 1
@@ -177,17 +177,7 @@ def load_preview(directory: str | Path = DEFAULT_WEIGHTS) -> PreviewDecoder:
     """The preview decoder saved in `directory` (default: the shipped one), float32, eval mode."""
     directory = Path(directory)
     cfg, _, _ = read_preview_config(directory)
-    weights = directory / WEIGHTS_FILE
-    try:
-        state = load_file(str(weights))
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise PreviewError(f"{weights} is missing or corrupt: {exc}") from None
-    model = PreviewDecoder(cfg)
-    expected = model.state_dict()
-    if set(state) != set(expected) or any(state[k].shape != expected[k].shape for k in expected):
-        raise PreviewError(f"{weights} does not match its config {cfg.to_dict()}")
-    model.load_state_dict({k: v.float() for k, v in state.items()})
-    return model.eval()
+    return load_weights(PreviewDecoder(cfg), directory / WEIGHTS_FILE, PreviewError, str(cfg.to_dict()))
 
 
 def copy_preview(source: str | Path, target: str | Path, dtype: torch.dtype = torch.float16) -> Path:

@@ -417,7 +417,7 @@ class LiveSession:
         if isinstance(config.fps_window, bool) or not isinstance(config.fps_window, int) or config.fps_window < 2:
             raise ConfigError(f"fps_window must be an integer >= 2, got {config.fps_window!r}")
         self.decoder, self.decoder_fallback = config.decoder, None
-        if config.decoder is Decoder.PREVIEW and PREVIEW_SIGNATURE not in pipe.typed.signatures:
+        if config.decoder is Decoder.PREVIEW and not pipe.has_preview:
             self.decoder, self.decoder_fallback = Decoder.FULL, NO_PREVIEW
         self._tokenizer = Tokenizer(cfg.tokenizer.context_length, cfg.tokenizer.vocab_size)
         self._grid = time_grid(config.steps, cfg.sampler.shift)
@@ -571,7 +571,7 @@ class LiveSession:
             return None
         latent = self._buf.slots[self._slot_of[action.frame]]
         if self.decoder is Decoder.PREVIEW:
-            image = self.pipe._run(PREVIEW_SIGNATURE, latent=latent)["image"]  # same I/O as vae_decode (§1)
+            image = self.pipe.decode_preview(latent)  # same I/O as vae_decode (§1)
         else:
             image = self.pipe.decode(latent)
         return to_pil(image)

@@ -44,6 +44,20 @@ def image_batch(world: ShapeWorld, step: int, info: DistInfo, local_batch: int, 
     return torch.stack([image_to_tensor(im) for im in images]).to(info.device)
 
 
+def epoch_indices(n: int, step: int, local_batch: int, seed: int) -> torch.Tensor:
+    """(local_batch,) int64 indices of batch `step` into a set of `n` items: epochs walk a fresh seeded
+    permutation (seed * 7919 + epoch), a batch that crosses an epoch end continues in the next one."""
+    epoch, offset = divmod(step * local_batch, n)
+    picks: list[torch.Tensor] = []
+    taken = 0
+    while taken < local_batch:
+        perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 7919 + epoch))
+        take = perm[offset:offset + local_batch - taken]
+        picks.append(take)
+        taken += len(take)
+        epoch, offset = epoch + 1, 0
+    return torch.cat(picks)
+
 class LatentSet:
     """Encoded scenes for the diffusion stages: latents (N, C, h, w) fp16, tokens (N, L), segments (N, L).
 
@@ -114,16 +128,6 @@ class LatentSet:
 
     def batch(self, step: int, local_batch: int, seed: int, device: torch.device) -> dict[str, torch.Tensor]:
         """Batch `step`: epochs walk a fresh seeded permutation of this shard."""
-        n = len(self)
-        epoch, offset = divmod(step * local_batch, n)
-        picks: list[torch.Tensor] = []
-        taken = 0
-        while taken < local_batch:
-            perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 7919 + epoch))
-            take = perm[offset:offset + local_batch - taken]
-            picks.append(take)
-            taken += len(take)
-            epoch, offset = epoch + 1, 0
-        idx = torch.cat(picks)
+        idx = epoch_indices(len(self), step, local_batch, seed)
         return {"latents": self.latents[idx].float().to(device), "tokens": self.tokens[idx].to(device),
                 "segments": self.segments[idx].to(device)}

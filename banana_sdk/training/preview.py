@@ -46,7 +46,7 @@ from banana_sdk.models.preview import (
 from banana_sdk.sampling.schedule import time_grid
 from banana_sdk.tokenizer import Tokenizer
 from banana_sdk.training.common import TrainingError
-from banana_sdk.training.data import train_world
+from banana_sdk.training.data import epoch_indices, train_world
 from banana_sdk.training.distributed import DistInfo
 from banana_sdk.training.loop import Stage
 from banana_sdk.training.teacher import load_stage_model, zero_subjects
@@ -109,16 +109,7 @@ class PreviewSet:
 
     def batch(self, step: int, local_batch: int, seed: int, device: torch.device) -> dict[str, torch.Tensor]:
         """Batch `step`: epochs walk a fresh seeded permutation of the set."""
-        n = len(self)
-        epoch, offset = divmod(step * local_batch, n)
-        picks, taken = [], 0
-        while taken < local_batch:
-            perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 7919 + epoch))
-            take = perm[offset:offset + local_batch - taken]
-            picks.append(take)
-            taken += len(take)
-            epoch, offset = epoch + 1, 0
-        idx = torch.cat(picks)
+        idx = epoch_indices(len(self), step, local_batch, seed)
         target = self.targets[idx].float() / 127.5 - 1.0
         return {"latent": self.latents[idx].float().to(device), "target": target.to(device)}
 

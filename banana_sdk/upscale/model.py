@@ -22,11 +22,11 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save
+from safetensors.torch import save
 from torch import nn
 
 from banana_sdk.fileio import atomic_write_bytes, atomic_write_json, read_versioned_json, sha256_file
+from banana_sdk.models.weights import load_weights
 from banana_sdk.upscale.config import UpscaleError, UpscalerConfig
 
 UPSCALER_FORMAT = "banana-upscaler"
@@ -91,17 +91,7 @@ def load_upscaler(directory: str | Path = DEFAULT_WEIGHTS) -> Upscaler:
     """The upscaler saved in `directory` (default: the shipped one), fp32, eval mode."""
     directory = Path(directory)
     cfg, _ = read_upscaler_config(directory)
-    weights = directory / WEIGHTS_FILE
-    try:
-        state = load_file(str(weights))
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise UpscaleError(f"{weights} is missing or corrupt: {exc}") from None
-    model = Upscaler(cfg)
-    expected = model.state_dict()
-    if set(state) != set(expected) or any(state[k].shape != expected[k].shape for k in expected):
-        raise UpscaleError(f"{weights} does not match its config {cfg}")
-    model.load_state_dict({k: v.float() for k, v in state.items()})
-    return model.eval()
+    return load_weights(Upscaler(cfg), directory / WEIGHTS_FILE, UpscaleError, str(cfg))
 
 
 def upscaler_identity(directory: str | Path) -> str:

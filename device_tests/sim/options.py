@@ -38,7 +38,8 @@ def serial_for(port: int, host: str = "127.0.0.1") -> str:
     return f"emulator-{port - 1}" if port in EMULATOR_PORTS else f"{host}:{port}"
 
 
-def _port_free(port: int) -> bool:
+def port_free(port: int) -> bool:
+    """True if nothing listens on 127.0.0.1:`port`."""
     with socket.socket() as probe:
         try:
             probe.bind(("127.0.0.1", port))
@@ -51,7 +52,7 @@ def free_port(emulator: bool = False) -> int:
     """A free loopback port: an emulator port (with its console port free too) or any port."""
     if emulator:
         for port in EMULATOR_PORTS:
-            if _port_free(port) and _port_free(port - 1):
+            if port_free(port) and port_free(port - 1):
                 return port
         raise SimulatorError("all emulator ports 5555-5585 are taken; pass another --port (then `adb connect`)")
     with socket.socket() as probe:
