@@ -62,3 +62,16 @@ def test_contract_is_documented_once() -> None:
     assert "delegate.fallback_reason" in contract["result_keys"]
     assert contract["run_keys"] == ["e2e_ms", "text_ms", "denoise_ms", "decode_ms"]
     assert {r["valid"] for r in contract["run_ids"]} == {True, False}
+
+
+def test_live_run_vectors_agree_with_the_harness() -> None:
+    """live_run.json: the live section DESIGN.md §6 documents is the one contract.py checks, key for key."""
+    from device_tests import contract
+
+    data = json.loads((GOLDEN_DIR / "live_run.json").read_text())
+    for key, fields in contract.LIVE_LISTS.items():
+        assert list(data["types"][key]) == list(fields), key
+    assert set(contract.LIVE_LISTS) <= set(data["section_keys"])
+    assert {"schema_version", "run_id", "part", *contract.LIVE_LISTS} <= set(data["part_keys"])
+    assert {r["valid"] for r in data["requests"]} == {True, False}
+    assert any(e is None for c in data["stats"] for e in c["expect"]["ttff_ms"])

@@ -309,40 +309,69 @@ def _governor(steps: int = 4, caps: Capabilities = CAPS) -> ThermalGovernor:
 
 def test_levels_skip_what_the_bundle_cannot_do() -> None:
     full = levels_for(Capabilities(True, (64, 32)), 10.0, 4, 64)
-    assert full == [Level(10.0, Decoder.FULL, 4, 64), Level(7.5, Decoder.FULL, 4, 64), Level(5.0, Decoder.FULL, 4, 64),
-                    Level(5.0, Decoder.PREVIEW, 4, 64), Level(5.0, Decoder.PREVIEW, 1, 64),
-                    Level(5.0, Decoder.PREVIEW, 1, 32)]
+    assert full == [Level(10.0, Decoder.FULL, 4, 64), Level(9.5, Decoder.FULL, 4, 64),
+                    Level(9.5, Decoder.PREVIEW, 4, 64), Level(9.5, Decoder.PREVIEW, 1, 64),
+                    Level(9.5, Decoder.PREVIEW, 1, 32)]
     bare = levels_for(Capabilities(False, (64,)), 10.0, 1, 64)
-    assert [lv.fps for lv in bare] == [10.0, 7.5, 5.0] and {lv.decoder for lv in bare} == {Decoder.FULL}
+    assert [lv.fps for lv in bare] == [10.0, 9.5] and {lv.decoder for lv in bare} == {Decoder.FULL}
+    assert [lv.fps for lv in levels_for(CAPS, 24.0, 1, 64)] == [24.0, 22.8, 22.8]  # percent of L0, exact
     assert Capabilities.of_bundle({"denoise": 0, "preview_decode": 0}, 64) == Capabilities(True, (64,))
     order = GovernorConfig(levels=(Degradation.ONE_STEP, Degradation.FPS_50))
     assert levels_for(CAPS, 8.0, 4, 64, order) == [Level(8.0, Decoder.FULL, 4, 64), Level(8.0, Decoder.FULL, 1, 64),
                                                    Level(4.0, Decoder.FULL, 1, 64)]
+    finer = GovernorConfig(levels=(Degradation.FPS_95, Degradation.FPS_90, Degradation.FPS_75, Degradation.PREVIEW))
+    assert [(lv.fps, lv.decoder) for lv in levels_for(CAPS, 8.0, 1, 64, finer)] == [
+        (8.0, Decoder.FULL), (7.6, Decoder.FULL), (7.2, Decoder.FULL), (6.0, Decoder.FULL), (6.0, Decoder.PREVIEW)]
     with pytest.raises(ConfigError):
         levels_for(CAPS, 0.0, 4, 64)
     with pytest.raises(ConfigError):
         GovernorConfig(down_at=0.6, up_at=0.65)
+    with pytest.raises(ConfigError):
+        GovernorConfig(settle_ms=-1)
 
 
 def test_hot_must_hold_for_hold_ms_and_a_break_restarts_it() -> None:
     gov = _governor()
-    assert gov.tick(0, 0.9, 0) is None and gov.tick(1999, 0.9, 0) is None
-    assert gov.tick(2100, 0.84, 0) is None  # cooler than down_at: the hot run ends
-    assert gov.tick(2500, 0.85, 0) is None and gov.tick(4499, 0.9, 0) is None
-    decision = gov.tick(4500, 0.9, 1, frame_ms=120.0)
+    assert gov.tick(0, 0.95, 0) is None and gov.tick(1999, 0.95, 0) is None
+    assert gov.tick(2100, 0.89, 0) is None  # cooler than down_at: the hot run ends
+    assert gov.tick(2500, 0.9, 0) is None and gov.tick(4499, 0.95, 0) is None
+    decision = gov.tick(4500, 0.95, 1, frame_ms=120.0)
     assert decision is not None and (decision.from_level, decision.to_level, decision.reason) == (0, 1, Reason.HOT)
-    assert decision.to_dict() == {"t_ms": 4500, "from": 0, "to": 1, "reason": "hot", "headroom": 0.9, "status": 1,
+    assert decision.to_dict() == {"t_ms": 4500, "from": 0, "to": 1, "reason": "hot", "headroom": 0.95, "status": 1,
                                   "frame_ms": 120.0}
-    assert gov.level.fps == 6.0 and gov.target_frame_ms == pytest.approx(1000 / 6)
-    # still hot: the next step needs another hold_ms from the change
-    assert gov.tick(6499, 0.9, 0) is None and gov.tick(6500, 0.9, 0).to_level == 2
+    assert gov.level.fps == 7.6 and gov.target_frame_ms == pytest.approx(1000 / 7.6)
+
+
+def test_after_a_step_down_the_next_waits_settle_ms() -> None:
+    gov = _governor()  # 8 fps, 7.6 fps, preview, 1 step
+    gov.tick(0, 0.95, 0)
+    assert gov.tick(2000, 0.95, 0).to_level == 1
+    for t in range(3000, 22000, 1000):  # still hot: the forecast needs settle_ms to show the cooler level
+        assert gov.tick(t, 0.95, 0) is None
+    assert gov.tick(22000, 0.95, 0).to_level == 2
+    assert gov.tick(41999, 0.95, 0) is None and gov.tick(42000, 0.95, 0).to_level == 3
+    assert gov.tick(80000, 0.99, 2) is None and gov.index == 3  # the bottom
+    # a hot run that starts late in the settle time still needs hold_ms of its own
+    gov = _governor()
+    gov.tick(0, 0.95, 0)
+    gov.tick(2000, 0.95, 0)
+    assert gov.tick(21000, 0.85, 0) is None and gov.tick(21500, 0.95, 0) is None
+    assert gov.tick(23000, 0.95, 0) is None and gov.tick(23500, 0.95, 0).to_level == 2
+    # after a step up, hot steps down again after hold_ms only
+    gov = _governor()
+    gov.tick(0, 0.95, 0)
+    gov.tick(2000, 0.95, 0)
+    for t in range(3000, 13001, 1000):
+        gov.tick(t, 0.7, 0)
+    assert gov.index == 0 and gov.decisions[-1].reason is Reason.COOL
+    assert gov.tick(14000, 0.95, 0) is None and gov.tick(16000, 0.95, 0).to_level == 1
 
 
 def test_severe_status_steps_down_at_once_but_never_twice_within_hold_ms() -> None:
     gov = _governor()
     assert gov.tick(0, 0.2, 3).reason is Reason.SEVERE
     assert gov.tick(1999, 0.2, 4) is None
-    assert gov.tick(2000, None, 3).to_level == 2
+    assert gov.tick(2000, None, 3).to_level == 2  # SEVERE does not wait settle_ms
     for t in range(4000, 20000, 2000):
         gov.tick(t, 0.2, 3)
     assert gov.index == len(gov.levels) - 1  # the bottom: no further decision
@@ -352,13 +381,13 @@ def test_severe_status_steps_down_at_once_but_never_twice_within_hold_ms() -> No
 
 def test_cooling_needs_cool_ms_below_up_at_with_hysteresis() -> None:
     gov = _governor()
-    gov.tick(0, 0.9, 0)
-    gov.tick(2000, 0.9, 0)
+    gov.tick(0, 0.95, 0)
+    gov.tick(2000, 0.95, 0)
     assert gov.index == 1
     for t in range(3000, 30000, 1000):  # between up_at and down_at: no change either way
-        assert gov.tick(t, 0.75, 0) is None
-    assert gov.tick(30000, 0.65, 0) is None and gov.tick(39999, 0.6, 0) is None
-    decision = gov.tick(40000, 0.6, 0)
+        assert gov.tick(t, 0.85, 0) is None
+    assert gov.tick(30000, 0.8, 0) is None and gov.tick(39999, 0.75, 0) is None
+    decision = gov.tick(40000, 0.75, 0)
     assert decision.reason is Reason.COOL and decision.to_level == 0
     assert gov.tick(60000, 0.1, 0) is None  # already at L0
 
@@ -375,7 +404,9 @@ def test_unknown_headroom_leaves_it_to_the_status() -> None:
 def test_governor_reproduces_the_golden_vectors() -> None:
     data = json.loads((GOLDEN / "governor.json").read_text())
     config = GovernorConfig()
-    assert data["config"]["levels"] == [d.value for d in config.levels]
+    assert data["config"] == {"down_at": config.down_at, "up_at": config.up_at, "hold_ms": config.hold_ms,
+                              "settle_ms": config.settle_ms, "cool_ms": config.cool_ms,
+                              "severe_status": config.severe_status, "levels": [d.value for d in config.levels]}
     for case in data["cases"]:
         caps = Capabilities(case["preview_decoder"], tuple(case["sizes"]))
         gov = ThermalGovernor(levels_for(caps, case["target_fps"], case["steps"], case["size"]), config)

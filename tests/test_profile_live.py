@@ -16,6 +16,7 @@ from cli_helpers import assert_one_line_error, run_cli
 from device_fixtures import adb, adb_server, sims  # noqa: F401
 
 from banana_sdk.errors import ConfigError, PromptError
+from banana_sdk.runtime.governor import GovernorConfig
 from device_tests.contract import PACKAGE, Delegate, RunRequest, am_start_argv, check_live, parse_am_args
 from device_tests.errors import ContractError, DeviceError
 from device_tests.journal import journal_path, read_journal
@@ -116,7 +117,7 @@ def test_bad_prompts_are_refused_on_the_host_before_any_adb_call(tiny_bundle: Pa
 # ---- on simulated phones -------------------------------------------------------------------------------------------
 
 def test_live_run_summary_records_and_report(sims, tiny_bundle: Path, tmp_path: Path) -> None:  # noqa: ANN001, F811
-    sim = sims("midrange", thermal_speedup=SPEEDUP, start_temp_c=44.0)  # SEVERE skin: the governor must act
+    sim = sims("midrange", thermal_speedup=SPEEDUP, start_temp_c=48.0)  # CRITICAL skin: the governor must act
     out = tmp_path / "LIVE.json"
     result = run_cli("profile", "--bundle", tiny_bundle, "--serial", sim.serial, "--live", "6s", "--target-fps", "30",
                      "--prompts", _prompts(tmp_path), "--no-cooldown", "--threads", "2", "-o", out, in_process=True)
@@ -134,12 +135,13 @@ def test_live_run_summary_records_and_report(sims, tiny_bundle: Path, tmp_path: 
     assert s["fps"]["median"] > 5 and s["ttff_ms"]["p50"] > 0 and s["over_budget"]["of"] == s["shown"]
     assert {f["prompt"] for f in live["frames"]} <= set(range(len(PROMPTS)))
     assert all(f["frame_ms"] >= f["encode_ms"] + f["denoise_ms"] for f in live["frames"] if f["outcome"] == "shown")
-    # hot start (it cools while the bundle is pushed and loaded, 60x): the governor steps down within a second
+    # hot start (it cools while the bundle is pushed and loaded, 60x: from 48 °C still about SEVERE when the session
+    # starts, above down_at even on a loaded host): the governor steps down within a second
     downs = [x for x in live["decisions"] if x["to"] > x["from"]]
     assert downs and downs[0]["reason"] in ("hot", "severe") and downs[0]["t_s"] < 1.0, live["decisions"]
-    assert downs[0]["headroom"] >= 0.85 or downs[0]["status"] >= 3
+    assert downs[0]["headroom"] >= GovernorConfig().down_at or downs[0]["status"] >= 3
     assert s["throttle_onset"]["t_s"] < 1.0 and s["steps_down"] >= 1
-    assert [lv["fps"] for lv in live["levels"]] == [30.0, 22.5, 15.0]  # tiny: no preview decoder, already 1 step
+    assert [lv["fps"] for lv in live["levels"]] == [30.0, 28.5]  # tiny: no preview decoder, already 1 step
     metrics = {r["metric"]: r for r in d["records"]}
     assert metrics["live_fps_median(fps)"]["targetValue"] == 30
     assert metrics["live_frame_time_p99(ms)"]["actualValue"] == pytest.approx(s["frame_ms"]["p99"])
@@ -158,7 +160,7 @@ def test_live_run_summary_records_and_report(sims, tiny_bundle: Path, tmp_path: 
 
 
 def test_governor_off_on_a_hot_phone_makes_no_decisions(adb, sims, tiny_bundle: Path, tmp_path: Path) -> None:  # noqa: ANN001, F811
-    sim = sims("midrange", thermal_speedup=SPEEDUP, start_temp_c=44.0)  # as hot as the governor-on run above
+    sim = sims("midrange", thermal_speedup=SPEEDUP, start_temp_c=48.0)  # as hot as the governor-on run above
     run = profile(tiny_bundle, tmp_path / "OFF.json", sim.serial, _settings(4.0, governor=False), adb=adb)
     live, s = run["devices"][0]["live"], run["devices"][0]["live_summary"]
     assert live["governor"] is False and live["decisions"] == [] and s["decisions"] == 0

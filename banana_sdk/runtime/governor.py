@@ -2,6 +2,9 @@
 
 The app feeds `ThermalGovernor.tick` the time, PowerManager's thermal headroom forecast and status and the last
 frame's duration; it answers with a `Decision` when the live stream should move one level down (cooler) or up.
+The ladder spends a small frame-rate budget first (x0.95 of the target: the sustained-fps goal allows 10 %), then the
+preview decoder, one step and half the size; after a step down it waits `settle_ms` for the cooler level to show in
+the 10-second forecast before it takes another.
 The Kotlin `com.banana.sdk.core.live` governor mirrors it (golden vectors: tests/golden/android/governor.json).
 """
 
@@ -20,6 +23,8 @@ THERMAL_STATUS_SEVERE = 3  # PowerManager.THERMAL_STATUS_SEVERE
 
 
 class Degradation(str, Enum):
+    FPS_95 = "fps_x0.95"  # target fps x 0.95 of L0's (the default ladder's only frame-rate level)
+    FPS_90 = "fps_x0.9"  # target fps x 0.9 of L0's
     FPS_75 = "fps_x0.75"  # target fps x 0.75 of L0's
     FPS_50 = "fps_x0.5"  # target fps x 0.5 of L0's
     PREVIEW = "preview_decoder"  # the bundle's preview decoder (impossible without one)
@@ -27,8 +32,12 @@ class Degradation(str, Enum):
     HALF_SIZE = "half_size"  # half the image side (impossible for a bundle of one size)
 
 
+FPS_PERCENT = {Degradation.FPS_95: 95, Degradation.FPS_90: 90, Degradation.FPS_75: 75, Degradation.FPS_50: 50}
+DEFAULT_LEVELS = (Degradation.FPS_95, Degradation.PREVIEW, Degradation.ONE_STEP, Degradation.HALF_SIZE)
+
+
 class Reason(str, Enum):
-    HOT = "hot"  # headroom >= down_at held for hold_ms
+    HOT = "hot"  # headroom >= down_at held for hold_ms (and settle_ms after a step down)
     SEVERE = "severe"  # thermal status >= severe_status
     COOL = "cool"  # headroom <= up_at (or, headroom unknown, status NONE) held for cool_ms
 
@@ -57,18 +66,20 @@ class Capabilities:
 
 @dataclass(frozen=True)
 class GovernorConfig:
-    down_at: float = 0.85  # headroom at or above which the stream is hot
-    up_at: float = 0.65  # headroom at or below which the stream is cool
+    down_at: float = 0.9  # headroom at or above which the stream is hot
+    up_at: float = 0.8  # headroom at or below which the stream is cool
     hold_ms: int = 2000  # hot this long before stepping down; also the least time between two changes
+    settle_ms: int = 20000  # after a step down, the next hot step down waits this long from it
     cool_ms: int = 10000  # cool this long before stepping up
     severe_status: int = THERMAL_STATUS_SEVERE  # thermal status at or above which it steps down at once
-    levels: tuple[Degradation, ...] = tuple(Degradation)  # degradations in the order they are applied
+    levels: tuple[Degradation, ...] = DEFAULT_LEVELS  # degradations in the order they are applied
 
     def __post_init__(self) -> None:
         if not 0 < self.up_at < self.down_at:
             raise ConfigError(f"governor thresholds need 0 < up_at < down_at, got {self.up_at} and {self.down_at}")
-        if self.hold_ms < 0 or self.cool_ms < 0:
-            raise ConfigError(f"governor hold_ms and cool_ms must be >= 0, got {self.hold_ms} and {self.cool_ms}")
+        if min(self.hold_ms, self.settle_ms, self.cool_ms) < 0:
+            raise ConfigError(f"governor hold_ms, settle_ms and cool_ms must be >= 0, got {self.hold_ms}, "
+                              f"{self.settle_ms} and {self.cool_ms}")
 
 
 @dataclass(frozen=True)
@@ -95,10 +106,8 @@ def levels_for(caps: Capabilities, target_fps: float, steps: int, size: int,
     levels = [Level(float(target_fps), Decoder.FULL, steps, size)]
     for degradation in config.levels:
         last = levels[-1]
-        if degradation is Degradation.FPS_75:
-            levels.append(replace(last, fps=target_fps * 0.75))
-        elif degradation is Degradation.FPS_50:
-            levels.append(replace(last, fps=target_fps * 0.5))
+        if degradation in FPS_PERCENT:
+            levels.append(replace(last, fps=float(target_fps) * FPS_PERCENT[degradation] / 100))
         elif degradation is Degradation.PREVIEW and caps.preview_decoder:
             levels.append(replace(last, decoder=Decoder.PREVIEW))
         elif degradation is Degradation.ONE_STEP and last.steps > 1:
@@ -109,7 +118,9 @@ def levels_for(caps: Capabilities, target_fps: float, steps: int, size: int,
 
 
 class ThermalGovernor:
-    """Moves one level at a time through `levels` (index 0 = full quality) by the rules of §9.2."""
+    """Moves one level at a time through `levels` (index 0 = full quality) by the rules of §9.2: down on SEVERE at
+    once, or hot (forecast >= down_at) held hold_ms and, after a step down, settle_ms since it; up when cool
+    (forecast <= up_at) held cool_ms; never two changes within hold_ms."""
 
     def __init__(self, levels: list[Level], config: GovernorConfig = GovernorConfig()) -> None:
         if not levels:
@@ -121,6 +132,7 @@ class ThermalGovernor:
         self._hot_since: int | None = None  # first tick of the current hot run
         self._cool_since: int | None = None  # first tick of the current cool run
         self._changed_at: int | None = None  # time of the last change
+        self._last_down = False  # the last change was a step down
 
     @property
     def level(self) -> Level:
@@ -143,18 +155,22 @@ class ThermalGovernor:
         severe = status >= cfg.severe_status
         self._hot_since = (now_ms if self._hot_since is None else self._hot_since) if hot else None
         self._cool_since = (now_ms if self._cool_since is None else self._cool_since) if cool and not severe else None
-        if self._changed_at is not None and now_ms - self._changed_at < cfg.hold_ms:
+        since = None if self._changed_at is None else now_ms - self._changed_at
+        if since is not None and since < cfg.hold_ms:
             return None  # never two changes within hold_ms
+        settled = since is None or not self._last_down or since >= cfg.settle_ms
         reason, to = None, self.index
         if severe and self.index + 1 < len(self.levels):
             reason, to = Reason.SEVERE, self.index + 1
-        elif hot and self.index + 1 < len(self.levels) and self._held(self._hot_since, now_ms) >= cfg.hold_ms:
+        elif (hot and settled and self.index + 1 < len(self.levels)
+              and self._held(self._hot_since, now_ms) >= cfg.hold_ms):
             reason, to = Reason.HOT, self.index + 1
         elif cool and not severe and self.index > 0 and self._held(self._cool_since, now_ms) >= cfg.cool_ms:
             reason, to = Reason.COOL, self.index - 1
         if reason is None:
             return None
         decision = Decision(now_ms, self.index, to, reason, headroom, status, frame_ms)
+        self._last_down = to > self.index
         self.index, self._changed_at = to, now_ms
         self.decisions.append(decision)
         return decision

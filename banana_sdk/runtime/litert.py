@@ -130,21 +130,22 @@ class LiteRTPipeline:
 
     # --- Backend -------------------------------------------------------------------------------------
     def encode_text(self, tokens: np.ndarray, segments: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        out = self._run("text_encoder", tokens=tokens.astype(np.int32), segments=segments.astype(np.float32))
-        return np.array(out["context"]), np.array(out["context_mask"])
+        out = self._run("text_encoder", tokens=np.asarray(tokens, np.int32),
+                        segments=np.asarray(segments, np.float32))
+        return out["context"], out["context_mask"]  # GetTensor returns fresh arrays: no second copy
 
     def denoise(self, latent, t, context, context_mask, subjects, subject_mask):  # noqa: ANN001
-        inputs = dict(latent=latent.astype(np.float32), t=np.array([t], np.float32), context=context,
+        inputs = dict(latent=np.asarray(latent, np.float32), t=np.array([t], np.float32), context=context,
                       context_mask=context_mask, subjects=subjects, subject_mask=subject_mask)
         if self._peel is not None:
             signature, lora_a, lora_b = self._peel
-            return np.array(self._run(signature, **inputs, lora_a=lora_a, lora_b=lora_b)["velocity"])
-        return np.array(self._run("denoise", **inputs)["velocity"])
+            return self._run(signature, **inputs, lora_a=lora_a, lora_b=lora_b)["velocity"]
+        return self._run("denoise", **inputs)["velocity"]  # a fresh array (no copy of a copy)
 
     def decode(self, latent: np.ndarray) -> np.ndarray:
         if self.use_preview:
             return self.decode_preview(latent)
-        return np.array(self._run("vae_decode", latent=latent.astype(np.float32))["image"])
+        return self._run("vae_decode", latent=np.asarray(latent, np.float32))["image"]
 
     # --- preview decoder (optional, `banana convert --preview`) ------------------------------------------
     @property
@@ -155,7 +156,7 @@ class LiteRTPipeline:
     def decode_preview(self, latent: np.ndarray) -> np.ndarray:
         """Like `decode` (latent (1, C, h, w) -> image (1, H, W, 3) in about [-1, 1]) with the preview decoder."""
         self._require_preview()
-        return np.array(self._run("preview_decode", latent=latent.astype(np.float32))["image"])
+        return self._run("preview_decode", latent=np.asarray(latent, np.float32))["image"]
 
     def set_preview(self, on: bool) -> None:
         """Decode generated images with the preview decoder (True) or the full VAE decoder (False, the default);

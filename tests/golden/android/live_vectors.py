@@ -93,26 +93,36 @@ def _ramp(start: int, stop: int, every: int, headroom: float | None, status: int
 
 # name -> (capabilities, steps, ticks as (t_ms, headroom, status)); frame_ms = 100 + t_ms / 1000 on every tick
 GOVERNOR_SCENARIOS: dict[str, tuple[Capabilities, int, list[tuple[int, Any, int]]]] = {
-    # headroom climbs past down_at and stays: one level per hold_ms, down to the last level, never past it
-    "heat_ramp_with_hold": (WITH_PREVIEW, 4, [(0, 0.5, 0), (500, 0.7, 0), (1000, 0.86, 1), (1500, 0.84, 1)]
-                            + _ramp(2000, 16500, 500, 0.9, 1)),
+    # headroom climbs past down_at and stays: down after hold_ms, then one level per settle_ms, never past the last
+    "heat_ramp_with_settle": (WITH_PREVIEW, 4, [(0, 0.5, 0), (500, 0.7, 0), (1000, 0.91, 1), (1500, 0.89, 1)]
+                              + _ramp(2000, 70001, 500, 0.95, 1)),
     # a hot spell shorter than hold_ms changes nothing
-    "short_spike_ignored": (WITH_PREVIEW, 4, _ramp(0, 1500, 250, 0.95) + _ramp(1500, 4000, 250, 0.7)),
-    # SEVERE steps down at once, then at most one change per hold_ms while it lasts; no cooling while severe
+    "short_spike_ignored": (WITH_PREVIEW, 4, _ramp(0, 1500, 250, 0.95) + _ramp(1500, 4000, 250, 0.85)),
+    # after a step down, a hot run that breaks and resumes still waits settle_ms from the change and hold_ms from
+    # its own start
+    "settle_then_hold": (WITH_PREVIEW, 4, _ramp(0, 2001, 500, 0.92) + _ramp(3000, 16001, 1000, 0.85)
+                         + _ramp(17000, 20001, 1000, 0.93) + [(20500, 0.89, 2)] + _ramp(21000, 25001, 500, 0.93)),
+    # SEVERE steps down at once, then at most one change per hold_ms while it lasts (no settle); no cooling while
+    # severe
     "severe_status_jump": (NO_PREVIEW, 4, [(0, 0.3, 0), (100, 0.4, 3), (600, 0.4, 3), (2100, 0.4, 4),
                                            (4200, 0.5, 3), (4300, 0.5, 3)] + _ramp(4500, 20000, 1000, 0.3, 3)),
-    # heat to level 3, then between the thresholds (no change either way), then cool: one level per cool_ms
-    "cooldown_with_hysteresis": (WITH_PREVIEW, 4, _ramp(0, 6001, 1000, 0.9) + _ramp(7000, 20000, 1000, 0.75)
-                                 + _ramp(20000, 52001, 1000, 0.6)),
+    # a hot step down, then SEVERE before settle_ms: it steps down again after hold_ms
+    "severe_within_settle": (WITH_PREVIEW, 4, _ramp(0, 2001, 1000, 0.95) + _ramp(3000, 6001, 1000, 0.95, 3)),
+    # heat to the last level, then between the thresholds (no change either way), then cool: one level per cool_ms
+    "cooldown_with_hysteresis": (WITH_PREVIEW, 4, _ramp(0, 42001, 1000, 0.95) + _ramp(43000, 60000, 1000, 0.85)
+                                 + _ramp(60000, 95001, 1000, 0.75)),
     # cool spells interrupted by a warm tick restart their count
-    "cooldown_interrupted": (NO_PREVIEW, 4, _ramp(0, 2001, 500, 0.9) + _ramp(2500, 9000, 500, 0.6)
-                             + [(9000, 0.7, 0)] + _ramp(9500, 22000, 500, 0.5)),
+    "cooldown_interrupted": (NO_PREVIEW, 4, _ramp(0, 2001, 500, 0.95) + _ramp(2500, 9000, 500, 0.75)
+                             + [(9000, 0.85, 0)] + _ramp(9500, 22000, 500, 0.7)),
+    # a step up, then hot again: the step down needs hold_ms only (settle_ms follows steps down)
+    "up_then_hot_again": (WITH_PREVIEW, 4, _ramp(0, 2001, 1000, 0.95) + _ramp(3000, 13001, 1000, 0.7)
+                          + _ramp(14000, 20001, 1000, 0.95)),
     # headroom unknown (null; the app passes NaN as null): status alone, SEVERE down, NONE held cool_ms up
     "unknown_headroom": (WITH_PREVIEW, 4, _ramp(0, 3000, 1000, None, 2) + [(3000, None, 3), (4000, None, 3),
                                                                          (5000, None, 3)]
                          + _ramp(6000, 14000, 1000, None, 1) + _ramp(14000, 40001, 1000, None, 0)),
-    # the bundle without a preview decoder, at 1 step: only the fps levels exist
-    "levels_skipped": (NO_PREVIEW, 1, _ramp(0, 12001, 500, 0.95)),
+    # the bundle without a preview decoder, at 1 step: only the frame-rate level exists
+    "levels_skipped": (NO_PREVIEW, 1, _ramp(0, 40001, 500, 0.95)),
 }
 TARGET_FPS = 8.0
 
@@ -141,6 +151,6 @@ def governor_vectors() -> dict[str, Any]:
     return {"about": "levels_for and ThermalGovernor.tick (DESIGN.md §9.2); indices, decisions and levels exact, "
                      "float values as written",
             "config": {"down_at": config.down_at, "up_at": config.up_at, "hold_ms": config.hold_ms,
-                       "cool_ms": config.cool_ms, "severe_status": config.severe_status,
+                       "settle_ms": config.settle_ms, "cool_ms": config.cool_ms, "severe_status": config.severe_status,
                        "levels": [d.value for d in config.levels]},
             "level_cases": levels, "cases": cases}

@@ -29,6 +29,7 @@ for _path in (ROOT, OUT_DIR):  # banana_sdk, and the generator modules beside th
     if str(_path) not in sys.path:
         sys.path.insert(0, str(_path))
 
+from live_run_vectors import live_run_vectors  # noqa: E402
 from live_vectors import governor_vectors, live_vectors  # noqa: E402
 from peel_vectors import peel_vectors  # noqa: E402
 from subject_vectors import subject_vectors  # noqa: E402
@@ -559,6 +560,7 @@ GENERATORS = {
     "tiles.json": tile_vectors,
     "live.json": live_vectors,
     "governor.json": governor_vectors,
+    "live_run.json": live_run_vectors,
 }
 
 

@@ -5,6 +5,7 @@ import android.content.Context
 import android.os.Build
 import android.os.PerformanceHintManager
 import android.os.Process
+import com.banana.sdk.core.live.FrameHints
 import com.banana.sdk.core.live.Lane
 
 /**
@@ -13,11 +14,13 @@ import com.banana.sdk.core.live.Lane
  * is reported to it. API 31+; below that, or where the device has no hint support, every method does nothing.
  *
  * Wire it as `LiveController(..., listener = { hints.report(it.workMs) }, onWorkerStart = hints::registerCurrentThread)`
- * and call [setTarget] with `controller.level.frameMs` at start and after every governor decision.
+ * and call [setTarget] with `controller.level.frameMs` at start and after every governor decision; or pass it as the
+ * [FrameHints] of a live benchmark (`BenchmarkRunner(..., hints = adpf)`), which does both.
  */
 class AdpfHints(
     context: Context,
-) : AutoCloseable {
+) : AutoCloseable,
+    FrameHints {
     private val api: HintsApi31? = if (Build.VERSION.SDK_INT >= Build.VERSION_CODES.S) HintsApi31(context) else null
     private val threads = HashMap<Lane, Int>() // worker lane -> Linux thread id (a reopened session replaces them)
     private var targetNanos = 0L
@@ -48,6 +51,12 @@ class AdpfHints(
         }
         api.report((workMs * 1e6).toLong().coerceAtLeast(1))
     }
+
+    override fun workerStarted(lane: Lane) = registerCurrentThread(lane)
+
+    override fun target(frameMs: Double) = setTarget(frameMs)
+
+    override fun frame(workMs: Double) = report(workMs)
 
     @Synchronized
     override fun close() {

@@ -19,6 +19,7 @@ import com.banana.sdk.core.SubjectBinding
 import com.banana.sdk.core.SubjectFiles
 import com.banana.sdk.core.ThermalProbe
 import com.banana.sdk.core.json.Json
+import com.banana.sdk.core.live.FrameHints
 import kotlinx.coroutines.flow.filterIsInstance
 import kotlinx.coroutines.flow.single
 import kotlinx.coroutines.runBlocking
@@ -27,7 +28,8 @@ import java.io.File
 /**
  * The app side of the runner contract (docs/DESIGN.md §6), free of Android types so it is tested
  * on the JVM: extras in, `<files>/results/<run_id>.json` out (atomically), always — a failed run
- * writes status "error" with the message instead of crashing.
+ * writes status "error" with the message instead of crashing. `mode=generate` runs [run]; `mode=live`
+ * runs one live session through [LiveBenchmark] on [liveClock] (its parts go to the results dir too).
  */
 class BenchmarkRunner(
     private val engine: Engine,
@@ -37,17 +39,27 @@ class BenchmarkRunner(
     private val clock: () -> Long = System::nanoTime,
     private val readPeel: (path: String) -> RuntimePeel = { path -> RuntimePeelReader.read(File(path)) },
     private val readSubject: (path: String) -> Subject = { path -> SubjectFiles.read(File(path)) },
+    private val liveClock: LiveClock = LiveClock.SYSTEM, // live mode's app clock
+    private val hints: FrameHints? = null, // live mode's per-frame performance hints (ADPF on Android)
 ) {
     val resultsDir: File get() = File(filesDir, RESULTS_DIR)
 
-    /** Runs the request in [extras] and returns the result file it wrote. */
-    fun execute(extras: Map<String, Any?>): File {
+    /**
+     * Runs the request in [extras] and returns the result file it wrote. [startedNanos]: the launch on [liveClock]
+     * (live mode's `first_image_ms` and `start_ms` count from it; default now).
+     */
+    fun execute(
+        extras: Map<String, Any?>,
+        startedNanos: Long? = null,
+    ): File {
+        val started = startedNanos ?: liveClock.nanos()
         val rawId = extras["run_id"] as? String
         val runId = rawId?.takeIf { RunRequest.isValidRunId(it) } ?: INVALID_RUN_ID
         val requested = (extras["delegate"] as? String) ?: "auto"
         val result =
             try {
-                run(RunRequest.fromExtras(extras))
+                val request = RunRequest.fromExtras(extras)
+                if (request.live != null) runLive(request, started) else run(request)
             } catch (e: BananaException) {
                 failed(runId, requested, e.message ?: e.toString())
             } catch (e: OutOfMemoryError) {
@@ -111,6 +123,12 @@ class BenchmarkRunner(
             )
         }
     }
+
+    /** One live session (mode=live): [LiveBenchmark]. */
+    fun runLive(
+        request: RunRequest,
+        startedNanos: Long = liveClock.nanos(),
+    ): RunResult = LiveBenchmark(engine, device, thermal, resultsDir, liveClock, hints).run(request, startedNanos)
 
     private fun failed(
         runId: String,

@@ -13,12 +13,21 @@ enum class ExtraType(
     LONG("long"),
 }
 
+/** The live-mode extras of the runner contract (`mode=live`, `banana profile --live`, DESIGN.md §6 and §9). */
+data class LiveRequest(
+    val durationS: Int, // seconds of the app's clock the session runs, 1..86400
+    val targetFps: Int, // the governor's L0 frame rate, 1..240
+    val prompts: String, // device path of a UTF-8 file, one prompt (edit) per line, blank lines skipped
+    val editMs: Int, // the simulated user makes the next edit this often (ms)
+    val governor: Boolean, // true: the thermal governor applies its levels; false: L0 throughout
+)
+
 /**
  * One benchmark request as the harness sends it with `am start` extras, checked exactly as
  * `device_tests/contract.py` (normative) checks it: every extra but `peels`, `subjects` and the live-mode
  * extras is required, unknown extras are refused, and an extra of the wrong type is refused with the `am start`
- * flag to use, never silently defaulted. Live mode (`mode=live`, `banana profile --live`, DESIGN.md §6) is not
- * implemented by this activity yet: it is refused with a one-line error (the simulated device runs it).
+ * flag to use, never silently defaulted. `mode=live` needs all five live extras (and only then allows them); its
+ * request carries them as [live] and [LiveBenchmark] runs it.
  */
 data class RunRequest(
     val bundle: String, // bundle directory on the device
@@ -33,6 +42,7 @@ data class RunRequest(
     val runId: String, // names results/<run_id>.json
     val peels: List<Pair<String, Float>>, // (runtime peel file, weight); optional extra
     val subjects: List<String>, // subject files; optional extra
+    val live: LiveRequest? = null, // mode=live: the live extras; null: mode=generate
 ) {
     /** One contract extra: key, `am` type, and whether the activity refuses to run without it. */
     data class Extra(
@@ -66,6 +76,8 @@ data class RunRequest(
             )
         private val MODES = listOf("generate", "live")
         private val LIVE_EXTRAS = listOf("duration_s", "target_fps", "prompts", "edit_ms", "governor")
+        const val MAX_DURATION_S = 24 * 3600 // contract.py: duration_s 1..24 h
+        const val MAX_TARGET_FPS = 240 // contract.py MAX_TARGET_FPS
         private val BY_NAME = EXTRAS.associateBy { it.name }
         private val RUN_ID = Regex("[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
@@ -88,12 +100,7 @@ data class RunRequest(
             if (mode !in MODES) throw ConfigException("mode must be one of $MODES, got '$mode'")
             val liveExtras = LIVE_EXTRAS.filter { extras[it] != null }
             if (mode == "generate" && liveExtras.isNotEmpty()) throw ConfigException("extras $liveExtras go with mode 'live' only")
-            if (mode == "live") {
-                throw ConfigException(
-                    "mode 'live' (banana profile --live) is not implemented by this app's BenchmarkActivity yet; " +
-                        "the simulated device runs it",
-                )
-            }
+            val live = if (mode == "live") liveRequest(extras) else null
             return RunRequest(
                 bundle = bundle,
                 prompt = string(extras, "prompt")!!,
@@ -112,7 +119,38 @@ data class RunRequest(
                         ?.map { it.trim() }
                         ?.filter { it.isNotEmpty() }
                         .orEmpty(),
+                live = live,
             )
+        }
+
+        /** The live extras, checked as contract.py's check_request checks them. */
+        private fun liveRequest(extras: Map<String, Any?>): LiveRequest {
+            val missing = LIVE_EXTRAS.filter { extras[it] == null }
+            if (missing.isNotEmpty()) throw ConfigException("mode 'live' needs the extras $missing")
+            val prompts = string(extras, "prompts")!!
+            val live =
+                LiveRequest(
+                    durationS = inRange(extras, "duration_s", 1, MAX_DURATION_S),
+                    targetFps = inRange(extras, "target_fps", 1, MAX_TARGET_FPS),
+                    prompts = prompts,
+                    editMs = inRange(extras, "edit_ms", 1, Int.MAX_VALUE),
+                    governor = inRange(extras, "governor", 0, 1) == 1,
+                )
+            if (!prompts.startsWith("/") || '\u0000' in prompts) {
+                throw ConfigException("prompts must be an absolute device path, got '$prompts'")
+            }
+            return live
+        }
+
+        private fun inRange(
+            extras: Map<String, Any?>,
+            name: String,
+            low: Int,
+            high: Int,
+        ): Int {
+            val value = extras[name]?.let { it as? Int ?: wrongType(name, it) }!!
+            if (value !in low..high) throw ConfigException("$name must be an integer in $low..$high, got $value")
+            return value
         }
 
         private fun flag(name: String): String =

@@ -28,7 +28,10 @@ data class RunRecord(
     }
 }
 
-/** The result file of docs/DESIGN.md §6, field for field. Unknown figures of a failed run are null. */
+/**
+ * The result file of docs/DESIGN.md §6, field for field. Unknown figures of a failed run are null. A live run
+ * (schema_version 2) has no runs, [firstImageMs] and the image null when no frame was shown, and its [live] section.
+ */
 data class RunResult(
     val runId: String,
     val error: String?, // null = status "ok"
@@ -43,10 +46,14 @@ data class RunResult(
     val imageSha256: String?, // sha256 of that PNG file
     val thermalHeadroom: Float?, // PowerManager.getThermalHeadroom (API 30+), null if unknown
     val thermalStatus: Int, // PowerManager.getCurrentThermalStatus, 0 (none) .. 6 (shutdown)
+    val live: JsonObject? = null, // mode=live: the result's `live` section (LiveBenchmark); absent otherwise
 ) {
     val status: String get() = if (error == null) "ok" else "error"
 
-    fun toJson(): JsonObject =
+    fun toJson(): JsonObject = common().let { json -> if (live == null) json else JsonObject(json.fields + ("live" to live)) }
+
+    /** The keys every result has (a live result adds `live`). */
+    private fun common(): JsonObject =
         Json.obj(
             "schema_version" to JsonNumber.of(SCHEMA_VERSION),
             "run_id" to Json.string(runId),
@@ -76,7 +83,7 @@ data class RunResult(
         )
 
     companion object {
-        const val SCHEMA_VERSION = 2 // 2: the runner contract's live mode (its results are the simulator's so far)
+        const val SCHEMA_VERSION = 2 // 2: the runner contract's live mode (LiveBenchmark's `live` section)
         val SIGNATURES = listOf("text_encoder", "denoise", "vae_decode")
     }
 }

@@ -8,8 +8,9 @@ import com.banana.sdk.core.ThermalProbe
  * the level's fps (an edit within 1000 / fps ms of the last one submitted is held, the newest held edit wins, and
  * [pump] submits it when it is due); [tick] feeds the governor, and a level with other steps or another decoder
  * reopens the session (the last prompt is submitted again when it is not on screen yet). All times are the caller's
- * milliseconds, so tests drive it with a fake clock. Methods are synchronized; [tick] may block for one engine
- * call while the old session stops.
+ * milliseconds, so tests drive it with a fake clock ([clock] times the sessions' frames). Methods are synchronized;
+ * [tick] may block for one engine call while the old session stops. [counters], [sessions] and [heldReplaced] add
+ * up every session it opened (what a live benchmark reports).
  */
 class LiveController(
     private val model: BananaModel,
@@ -18,6 +19,8 @@ class LiveController(
     governorConfig: GovernorConfig = GovernorConfig(),
     private val listener: LiveListener? = null,
     private val onWorkerStart: (Lane) -> Unit = {},
+    private val clock: () -> Long = System::nanoTime, // the sessions' clock (frame timings, latency)
+    private val observer: FrameObserver? = null, // hears every frame of every session as it finishes
 ) : AutoCloseable {
     val governor =
         ThermalGovernor(
@@ -35,6 +38,10 @@ class LiveController(
     private var lastPrompt: String? = null // the newest prompt submitted or held
     private var held: String? = null // an edit waiting for the pace
     private var lastSubmitMs: Long? = null
+    private val closedCounters = LiveCounters() // the sessions closed so far, added up
+    private var closedSession: LiveSession? = null // the last session closed (counted in closedCounters)
+    private var opened = 0
+    private var replaced = 0
 
     /** The session at the current level (replaced when a level changes steps or decoder). */
     @Volatile var session: LiveSession = open(governor.level)
@@ -46,6 +53,22 @@ class LiveController(
     /** The work duration of the last shown frame (ms), as reported to ADPF. */
     val lastFrameMs: Double? get() = lastWorkMs
 
+    /** Sessions opened so far (1 + the level changes that changed steps or decoder). */
+    val sessions: Int
+        @Synchronized get() = opened
+
+    /** Held edits replaced by a newer one before their frame time came (they never reached a session). */
+    val heldReplaced: Int
+        @Synchronized get() = replaced
+
+    /** When the held edit is due ([pump] submits it then), in the caller's ms; null when nothing is held. */
+    val heldDueMs: Double?
+        @Synchronized get() = if (held == null) null else (lastSubmitMs ?: 0L) + level.frameMs
+
+    /** The counters of every session so far, added up (the current one's as of now). */
+    @Synchronized
+    fun counters(): LiveCounters = if (session === closedSession) closedCounters.copy() else closedCounters + session.stats().counters
+
     /** Submits [prompt] now, or holds it (null) when the last submit was under one frame time ago. */
     @Synchronized
     fun submit(
@@ -55,6 +78,7 @@ class LiveController(
         lastPrompt = prompt
         val last = lastSubmitMs
         if (last != null && nowMs - last < level.frameMs) {
+            if (held != null) replaced++
             held = prompt
             return null
         }
@@ -84,7 +108,7 @@ class LiveController(
         val after = governor.level
         if (after.steps != before.steps || after.decoder != before.decoder) {
             val onScreen = session.latest()?.prompt
-            session.close()
+            closeSession()
             session = open(after)
             val prompt = held ?: lastPrompt
             held = null
@@ -103,16 +127,29 @@ class LiveController(
     ): Decision? = tick(nowMs, probe.headroom(ThermalGovernor.FORECAST_SECONDS)?.toDouble(), probe.status())
 
     @Synchronized
-    override fun close() = session.close()
+    override fun close() = closeSession()
 
-    private fun open(level: Level): LiveSession =
-        LiveSession.open(
+    /** Closes the current session and adds its counters up (once, however often it is called). */
+    private fun closeSession() {
+        session.close()
+        if (session !== closedSession) {
+            closedCounters += session.stats().counters
+            closedSession = session
+        }
+    }
+
+    private fun open(level: Level): LiveSession {
+        opened++
+        return LiveSession.open(
             model,
             base.copy(steps = level.steps, decoder = level.decoder),
             { frame ->
                 lastWorkMs = frame.workMs
                 listener?.onFrame(frame)
             },
-            onWorkerStart = onWorkerStart,
+            clock,
+            onWorkerStart,
+            observer,
         )
+    }
 }

@@ -86,6 +86,21 @@ data class LiveCounters(
     var stale: Int = 0, // denoised frames skipped by the decode lane for a newer one
     var refused: Int = 0, // edits the tokenizer refused
 ) {
+    /** Adds [other]'s counts to these (the counters of several sessions together). */
+    operator fun plusAssign(other: LiveCounters) {
+        started += other.started
+        shown += other.shown
+        cacheHits += other.cacheHits
+        dropped += other.dropped
+        unchanged += other.unchanged
+        cancelled += other.cancelled
+        stale += other.stale
+        refused += other.refused
+    }
+
+    /** These counts and [other]'s added up, as new counters. */
+    operator fun plus(other: LiveCounters): LiveCounters = copy().also { it += other }
+
     /** By the golden vectors' names. */
     fun asMap(): Map<String, Int> =
         linkedMapOf(
@@ -170,6 +185,9 @@ class LivePlanner(
     /** Finished frames (shown, cancelled, stale), oldest first; the last [history] of them. */
     val log: List<FrameRecord> get() = finished.toList()
 
+    /** Called (by the driver's thread, lock held) as each frame finishes: shown, cancelled, stale or abandoned. */
+    var onFinish: ((FrameRecord) -> Unit)? = null
+
     /** Nothing pending, running, queued or decoding. */
     val idle: Boolean get() = pending == null && running == null && decoding == null && queue.isEmpty()
 
@@ -241,6 +259,20 @@ class LivePlanner(
         }
     }
 
+    /**
+     * The driver stopped (its session closed): every frame still in flight ends CANCELLED, in index order, and the
+     * pending edit is forgotten. Not counted (the counters are what the planner decided); returns those frames.
+     */
+    fun abandon(): List<FrameRecord> {
+        val left = active.values.sortedBy { it.index }
+        pending = null
+        running = null
+        decoding = null
+        queue.clear()
+        for (frame in left) finish(frame, Outcome.CANCELLED)
+        return left
+    }
+
     private fun laneFree(): Boolean = running == null && (overlap || decoding == null)
 
     private fun startIfFree(): List<LiveAction> {
@@ -297,5 +329,6 @@ class LivePlanner(
         active.remove(frame.index)
         finished.addLast(frame)
         if (history != null) while (finished.size > history) finished.removeFirst()
+        onFinish?.invoke(frame)
     }
 }

@@ -78,6 +78,28 @@ fun interface LiveListener {
     fun onFrame(frame: LiveFrame)
 }
 
+/** One frame as it finished: shown, cancelled or stale (what a benchmark records of every frame, DESIGN.md §6). */
+class FinishedFrame(
+    val index: Int, // frame index (frames started before it)
+    val prompt: String, // the prompt it renders
+    val outcome: Outcome, // SHOWN, CANCELLED or STALE; a frame still in flight when the session closes is CANCELLED
+    val cacheHit: Boolean, // its text encoding came from the cache
+    val startNanos: Long?, // the session clock when its first action (encode, or step 0 on a cache hit) was dispatched
+    val endNanos: Long, // the session clock when it finished
+    val encodeMs: Double?, // text-encoder wall time (0 on a cache hit; null: no action of it finished)
+    val denoiseMs: Double?, // wall time of its finished sampler steps together (null: as encodeMs)
+    val shown: LiveFrame?, // the frame as shown (SHOWN only): its decode time, latency and image
+)
+
+/**
+ * Hears every frame that finishes, under the session's lock (on a worker thread, or on the thread that closes the
+ * session for the frames still in flight): it must be quick and must not call into the session or take a lock that
+ * a thread calling the session may hold.
+ */
+fun interface FrameObserver {
+    fun onFinished(frame: FinishedFrame)
+}
+
 /**
  * Live generation over an open [BananaModel] (docs/DESIGN.md §9.1; the twin of `banana_sdk.runtime.live.LiveSession`):
  * [submit] each edit of the prompt, read [frames] (or [latest], or a [LiveListener]). A [LivePlanner] decides; a
@@ -95,6 +117,7 @@ class LiveSession private constructor(
     private val listener: LiveListener?,
     private val clock: () -> Long,
     onWorkerStart: (Lane) -> Unit,
+    private val observer: FrameObserver?,
 ) : AutoCloseable {
     /** The decoder in use, and why it differs from [LiveConfig.decoder] (null: as asked). */
     val decoder: Decoder
@@ -121,6 +144,7 @@ class LiveSession private constructor(
     private val planner: LivePlanner
     private val slotOf = HashMap<Int, Int>() // frame -> output slot of its clean latent
     private val editTime = HashMap<Int, Long>() // accepted edit -> clock at submit
+    private val starts = HashMap<Int, Long>() // frame -> clock when its first action was dispatched (with an observer)
     private val recent = ArrayDeque<LiveFrame>()
     private var latestFrame: LiveFrame? = null
     private var error: Throwable? = null
@@ -178,6 +202,7 @@ class LiveSession private constructor(
             denoiseInputs = HashMap(model.fixedDenoiseInputs(denoiseSig, binding, null))
             denoiseInputs["t"] = Tensor.F32(intArrayOf(1), tValue)
             planner = LivePlanner(config.steps, config.overlap, config.cacheSize, { model.tokenizer.encode(it) }, HISTORY)
+            planner.onFinish = ::finished
         } catch (e: Throwable) {
             loaded.forEach(model::release)
             model.mutex.unlock(this)
@@ -252,6 +277,7 @@ class LiveSession private constructor(
             changed.signalAll()
         }
         threads.filter { it !== Thread.currentThread() }.forEach { it.join() }
+        if (observer != null) lock.withLock { planner.abandon() } // the frames still in flight, as cancelled
         loaded.forEach(model::release)
         model.mutex.unlock(this)
     }
@@ -262,6 +288,9 @@ class LiveSession private constructor(
     private fun dispatch(actions: List<LiveAction>) {
         if (closed) return
         for (action in actions) {
+            if (observer != null && (action.op == Op.ENCODE || (action.op == Op.STEP && action.step == 0))) {
+                starts.putIfAbsent(action.frame, clock())
+            }
             if (action.op == Op.STEP && action.step == config.steps - 1) {
                 val busy = (listOfNotNull(planner.decoding) + planner.queued.takeLast(1)).mapNotNull { slotOf[it] }.toSet()
                 slotOf[action.frame] = (0 until SLOTS).first { it !in busy }
@@ -394,6 +423,27 @@ class LiveSession private constructor(
         return shown
     }
 
+    /** The planner filed [record] as finished (lock held): drop its bookkeeping and tell the observer. */
+    private fun finished(record: FrameRecord) {
+        val times = timing.remove(record.index) // [encode_ms, denoise_ms] of a frame never decoded
+        val start = starts.remove(record.index)
+        val observer = observer ?: return
+        val shown = latestFrame?.takeIf { record.outcome == Outcome.SHOWN && it.index == record.index }
+        observer.onFinished(
+            FinishedFrame(
+                record.index,
+                record.prompt,
+                record.outcome,
+                record.cacheHit,
+                start,
+                clock(),
+                shown?.encodeMs ?: times?.get(0),
+                shown?.denoiseMs ?: times?.get(1),
+                shown,
+            ),
+        )
+    }
+
     private fun load(name: String): EngineSession = model.resident(name).also { loaded += name }
 
     /** Waits on [changed] (lock held) until [done] or [timeoutMs] passes; returns [done]'s last value. */
@@ -459,7 +509,8 @@ class LiveSession private constructor(
 
         /**
          * Opens a live session on [model] (which must stay open until [close]); [listener] hears every shown frame,
-         * [onWorkerStart] runs first on each worker thread (an ADPF hint session needs their thread ids).
+         * [onWorkerStart] runs first on each worker thread (an ADPF hint session needs their thread ids), [observer] hears
+         * every frame as it finishes (shown, cancelled, stale) with its timings.
          */
         fun open(
             model: BananaModel,
@@ -467,6 +518,7 @@ class LiveSession private constructor(
             listener: LiveListener? = null,
             clock: () -> Long = System::nanoTime,
             onWorkerStart: (Lane) -> Unit = {},
-        ): LiveSession = LiveSession(model, config, listener, clock, onWorkerStart)
+            observer: FrameObserver? = null,
+        ): LiveSession = LiveSession(model, config, listener, clock, onWorkerStart, observer)
     }
 }

@@ -234,10 +234,23 @@ class BenchmarkRunnerTest {
         assertThrows(ConfigException::class.java) { RunRequest.fromExtras(ok + ("bundle" to "relative/dir")) }
         assertThrows(ConfigException::class.java) { RunRequest.fromExtras(ok + ("seed" to "7")) }
         assertThrows(PeelException::class.java) { RunRequest.fromExtras(ok + ("peels" to "/a:x")) }
-        // live mode (banana profile --live) is part of the contract but not implemented by this activity yet
+        // live mode (banana profile --live) needs all five live extras (LiveBenchmarkTest runs it)
         assertEquals(r, RunRequest.fromExtras(ok + ("mode" to "generate")))
+        assertEquals(null, r.live)
         val live = assertThrows(ConfigException::class.java) { RunRequest.fromExtras(ok + ("mode" to "live")) }
-        assertTrue(live.message!!, live.message!!.startsWith("mode 'live' (banana profile --live) is not implemented"))
+        assertEquals("mode 'live' needs the extras [duration_s, target_fps, prompts, edit_ms, governor]", live.message)
+        val liveExtras =
+            mapOf(
+                "mode" to "live",
+                "duration_s" to 60,
+                "target_fps" to 30,
+                "prompts" to "/p.txt",
+                "edit_ms" to 33,
+                "governor" to 0,
+            )
+        assertEquals(LiveRequest(60, 30, "/p.txt", 33, false), RunRequest.fromExtras(ok + liveExtras).live)
+        val fps = assertThrows(ConfigException::class.java) { RunRequest.fromExtras(ok + liveExtras + ("target_fps" to 241)) }
+        assertEquals("target_fps must be an integer in 1..240, got 241", fps.message)
         val stray = assertThrows(ConfigException::class.java) { RunRequest.fromExtras(ok + ("target_fps" to 30)) }
         assertEquals("extras [target_fps] go with mode 'live' only", stray.message)
         assertThrows(ConfigException::class.java) { RunRequest.fromExtras(ok + ("mode" to "stream")) }

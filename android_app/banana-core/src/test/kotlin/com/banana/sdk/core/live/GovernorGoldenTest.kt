@@ -28,6 +28,7 @@ class GovernorGoldenTest {
             downAt = c["down_at"].double(),
             upAt = c["up_at"].double(),
             holdMs = c["hold_ms"].long(),
+            settleMs = c["settle_ms"].long(),
             coolMs = c["cool_ms"].long(),
             severeStatus = c["severe_status"].int(),
             levels = c["levels"].arr().map { Degradation.parse(it.str()) },
