@@ -24,6 +24,8 @@ _DEFAULTS = {
     "distill": (1500, 64, 1e-4, 100, 0.0),
     "qat": (500, 64, 2e-5, 50, 0.0),
     "preview": (4000, 16, 2e-3, 100, 0.995),
+    "critic": (1500, 128, 2e-3, 50, 0.0),
+    "refine": (800, 32, 3e-5, 40, 0.0),
 }
 
 
@@ -145,6 +147,51 @@ def train_distill(teacher: Path, guidance: float, latents: int, cache: Path, **c
 def train_qat(student: Path, block_size: int, latents: int, cache: Path, **common: Any) -> None:
     """Stage 4: DQAT - distill the fp32 student into its INT4 fake-quantized self."""
     _run("qat", common, student=student, block_size=block_size, latents=latents, cache=cache)
+
+
+@train.command("critic")
+@click.option("--model", "model", type=click.Path(path_type=Path), required=True,
+              help="Trained model (any stage with its VAE) whose latents the critic learns to read.")
+@click.option("--width", type=int, default=64, show_default=True, help="Critic width.")
+@click.option("--latents", type=int, default=20000, show_default=True, help="Scenes in the encoded training set.")
+@click.option("--samples", type=int, default=6000, show_default=True,
+              help="Latents of the model's own samples, labelled by the detector (0 = encoded scenes only).")
+@click.option("--sample-steps", default="1,2,4", show_default=True, help="LCM steps of those samples, cycled.")
+@click.option("--cache", type=click.Path(path_type=Path), default=Path("out/cache"), show_default=True,
+              help="Where encoded latents and labelled samples are cached.")
+@_loop_options("critic")
+def train_critic(model: Path, width: int, latents: int, samples: int, sample_steps: str, cache: Path,
+                 **common: Any) -> None:
+    """The ShapeWorld latent critic (per-cell kind, shape, colour, size) that `refine` learns from."""
+    _run("critic", common, model=model, width=width, latents=latents, samples=samples,
+         sample_steps=_int_list("--sample-steps", sample_steps), cache=cache)
+
+
+@train.command("refine")
+@click.option("--student", type=click.Path(path_type=Path), required=True,
+              help="Distilled student (distill, qat or refine run, or banana_sdk/weights/demo).")
+@click.option("--critic", type=click.Path(path_type=Path), required=True, help="Critic run directory.")
+@click.option("--ref-steps", type=int, default=4, show_default=True, help="LCM steps of the reference samples.")
+@click.option("--steps-trained", default="1,2,4", show_default=True,
+              help="Step counts whose trajectories are trained (divisors of --ref-steps).")
+@click.option("--step-probs", default="0.5,0.25,0.25", show_default=True, help="Chance of each step count.")
+@click.option("--anchor-weight", type=float, default=1.0, show_default=True, help="Trajectory-distillation weight.")
+@click.option("--critic-weight", type=float, default=0.05, show_default=True, help="Critic cross-entropy weight.")
+@click.option("--latents", type=int, default=20000, show_default=True, help="Scenes whose captions make batches.")
+@click.option("--cache", type=click.Path(path_type=Path), default=Path("out/cache"), show_default=True,
+              help="Where encoded latents are cached.")
+@_loop_options("refine")
+def train_refine(student: Path, critic: Path, ref_steps: int, steps_trained: str, step_probs: str,
+                 anchor_weight: float, critic_weight: float, latents: int, cache: Path, **common: Any) -> None:
+    """Few-step refinement: 1 and 2 LCM steps as good as 4, and 4 better, by the student's own trajectories
+    against its frozen self and the critic."""
+    try:
+        probs = tuple(float(v) for v in step_probs.split(","))
+    except ValueError:
+        raise ConfigError(f"--step-probs must be comma-separated numbers, got {step_probs!r}") from None
+    _run("refine", common, student=student, critic=critic, ref_steps=ref_steps,
+         steps=_int_list("--steps-trained", steps_trained), step_probs=probs, anchor_weight=anchor_weight,
+         critic_weight=critic_weight, latents=latents, cache=cache)
 
 
 def _int_list(option: str, value: str | None) -> tuple[int, ...] | None:

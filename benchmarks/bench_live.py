@@ -7,6 +7,7 @@ lumped thermal model). The app runs the SDK's LiveSession and ThermalGovernor (d
              edits coming once per frame at 30 fps (a user typing faster than frames: the stream never waits) and
              once a second (prompt changes): fps p50 (frames shown per second), frame time p50 / p99, frames over the
              33.3 ms budget, time to the first frame after an edit p50 / p90;
+  host       live fps on this host, no phone: the SDK's LiveSession on the bundle, full and preview decoder;
   sustained  per profile, a fresh phone at ambient, `--live` for MINUTES thermal minutes at `--thermal-speedup`
              (60 s real for 10 minutes at 10x), edits once per frame, with and without the governor: fps in thermal
              minute 1 and in the last one, their ratio (target >= 0.9 with the governor), the governor's
@@ -144,6 +145,47 @@ def sustained_note(devices: dict[tuple[str, bool], dict[str, Any]], speedup: flo
             "cap) instead.")
 
 
+def host_rows(bundle: Path, seconds: float, threads: int) -> list[list[str]]:
+    """Live fps on this host (no phone, no pacing): a LiteRT LiveSession on the bundle at 1 step with the full and
+    the preview decoder, fed a new prompt every 2 ms (an edit always waits), for `seconds` each."""
+    from banana_sdk.runtime.litert import LiteRTPipeline
+    from banana_sdk.runtime.live import Decoder, LiveConfig, LiveSession
+    from device_tests.live import DEMO_PROMPTS
+
+    rows = []
+    for decoder in (Decoder.FULL, Decoder.PREVIEW):
+        pipe = LiteRTPipeline.load(bundle, threads=threads)
+        with LiveSession(pipe, LiveConfig(steps=1, decoder=decoder, fps_window=10_000)) as session:
+            session.submit(DEMO_PROMPTS[0])
+            session.wait_idle(30.0)  # warm: first calls, the encoder cache holds every prompt after one pass
+            for prompt in DEMO_PROMPTS[1:]:
+                session.submit(prompt)
+                session.wait_idle(30.0)
+            shown0 = session.stats().counters["shown"]
+            frames: dict[int, Any] = {}
+            k, t0 = 0, time.perf_counter()
+            while time.perf_counter() - t0 < seconds:
+                k += 1
+                session.submit(DEMO_PROMPTS[k % len(DEMO_PROMPTS)])
+                latest = session.latest()
+                if latest is not None and latest.shown_at >= t0:
+                    frames[latest.index] = latest
+                time.sleep(0.002)
+            elapsed = time.perf_counter() - t0
+            shown = session.stats().counters["shown"] - shown0
+        work = sorted(f.encode_ms + f.denoise_ms + f.decode_ms for f in frames.values())
+        decode = sorted(f.decode_ms for f in frames.values())
+        latency = sorted(f.latency_ms for f in frames.values())
+
+        def median(xs: list[float]) -> str:
+            return _f(statistics.median(xs)) if xs else "–"
+
+        rows.append([decoder.value, _f(shown / elapsed), median(work), median(decode), median(latency),
+                     str(shown)])
+        print(f"host live {decoder.value}: {shown / elapsed:.1f} fps", flush=True)
+    return rows
+
+
 def _f(x: float | None, fmt: str = ".1f") -> str:
     return "–" if x is None else format(x, fmt)
 
@@ -162,6 +204,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--no-short", action="store_true")
     ap.add_argument("--no-sustained", action="store_true")
+    ap.add_argument("--no-host", action="store_true", help="skip the live fps on this host (no phone)")
+    ap.add_argument("--host-seconds", type=float, default=10.0, help="seconds of each host live run")
     ap.add_argument("--work", type=Path, default=ROOT / "out" / "bench" / "live")
     ap.add_argument("--no-append", action="store_true", help="print only; do not record the results")
     ap.add_argument("--note", default="", help="a paragraph added to the run's notes (what else was measured)")
@@ -171,6 +215,16 @@ def main(argv: list[str] | None = None) -> int:
     tables, notes = [], []
     started = time.perf_counter()
     budget = 1000.0 / args.target_fps
+    if not args.no_host:
+        tables.append(Table(
+            name="host", title="Live fps on this host (LiteRT, no phone)", replace_all=True,
+            header=["decoder", "fps", "frame work ms p50", "decode ms p50", "edit to frame ms p50", "frames shown"],
+            rows=host_rows(bundle, args.host_seconds, args.threads),
+            about=f"`LiveSession` (banana_sdk/runtime/live.py) on the demo INT4 bundle with its preview decoder, "
+                  f"1 step, {args.threads} threads per graph, decode overlapping the next denoise, on this host's CPU, "
+                  f"fed a new prompt from the demo list every 2 ms for {args.host_seconds:g} s (an edit always "
+                  "waits; text encodings cached after a warm-up pass): fps = frames shown per second; frame work = "
+                  "encode + denoise + decode of a shown frame; edit to frame = from the `submit` to the frame shown."))
     if not args.no_short:
         rows = []
         for prof in args.profiles:

@@ -49,6 +49,7 @@ AREAS: dict[str, str] = {
     "preflight": "Delegate pre-flight",
     "byom": "BYOM: diffusers pipelines",
     "training": "Training: ShapeEval of the demo recipe",
+    "onestep": "One-step quality: the refined student",
     "vae_refit": "VAE refit: what the decoder can draw",
     "peels": "Peels",
     "subjects": "Subjects: identity consistency",

@@ -469,3 +469,22 @@ def test_shift_settings_carry_the_validated_config() -> None:
     s = cfg.shift()
     assert (s.styles, s.grid, s.max_t, s.top, s.target, s.object_weight, s.stroke_weight, s.pixel_loss, s.joint) \
         == ((Style.OUTLINED,), 4, 0.5, 2, StyleTarget.PIXEL, 3.0, 10.0, PixelLoss.L1, False)
+
+
+def test_rebase_carries_a_peel_to_a_fine_tuned_base(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    """--init-peel of another base is refused unless --rebase; with it the peel starts from the old file's update,
+    is written for the new base and records the base it came from."""
+    result, pastel = _train(tiny_checkpoint, tmp_path, "pastel", "pastel")
+    assert result.code == 0, result.err
+    other = tmp_path / "fine-tuned"
+    Pipeline.from_preset("tiny", seed=5).save_pretrained(other)
+    common = ["--model", other, "--style", "pastel", "--init-peel", pastel, "--steps", "1", "--scenes", "8",
+              "--cache", tmp_path / "cache"]
+    refused = run_cli("peel", "train", *common, "--out", tmp_path / "a.safetensors", "--run-dir", tmp_path / "ra")
+    assert_one_line_error(refused, "was made for base")
+    out = tmp_path / "b.safetensors"
+    rebased = run_cli("peel", "train", *common, "--rebase", "--out", out, "--run-dir", tmp_path / "rb")
+    assert rebased.code == 0, rebased.err
+    old, new = load_peel(pastel), load_peel(out)
+    assert new.base_hash == weights_hash(other) != old.base_hash
+    assert new.training["rebased_from"]["base_hash"] == old.base_hash

@@ -58,6 +58,9 @@ def peel() -> None:
 @click.option("--init-peel", type=click.Path(path_type=Path), default=None,
               help="Start from this peel (same base and targets, rank <= --rank; a lower rank is widened "
                    "with zero columns, the same update): fine-tune it, e.g. with --stack-with.")
+@click.option("--rebase", is_flag=True,
+              help="Let --init-peel come from another base of the same architecture (e.g. the weights before "
+                   "`train refine`): carry it over to --model; its old base is recorded in the file.")
 @click.option("--stack-with", "stack_with", type=click.Path(path_type=Path), multiple=True,
               help="A trained peel this one must also work stacked with (repeatable): attached on a random half "
                    "of the steps, frozen, its styles added to the target.")
@@ -80,9 +83,9 @@ def peel() -> None:
 @click.option("--force", is_flag=True, help="Replace --out and a run already in --run-dir.")
 def train(model_dir: Path, styles: tuple[str, ...], out: Path, name: str | None, rank: int, alpha: float | None,
           targets: str | None, scenes: int, encoder_steps: int, style_target: str, pixel_loss: str, grid: int,
-          max_t: float, stroke_weight: float, storage: str, init_peel: Path | None, stack_with: tuple[Path, ...],
-          joint: bool, steps: int, batch: int, lr: float, warmup: int, seed: int, run_dir: Path | None, cache: Path,
-          threads: int, resume: bool, force: bool) -> None:
+          max_t: float, stroke_weight: float, storage: str, init_peel: Path | None, rebase: bool,
+          stack_with: tuple[Path, ...], joint: bool, steps: int, batch: int, lr: float, warmup: int, seed: int,
+          run_dir: Path | None, cache: Path, threads: int, resume: bool, force: bool) -> None:
     """Train a style peel on ShapeWorld for a trained base (minutes on a CPU, with a progress bar)."""
     import json
 
@@ -99,8 +102,8 @@ def train(model_dir: Path, styles: tuple[str, ...], out: Path, name: str | None,
         alpha=float(rank) if alpha is None else alpha,
         targets=tuple(t.strip() for t in targets.split(",") if t.strip()) if targets else TRAIN_TARGETS,
         scenes=scenes, encoder_steps=encoder_steps, target=style_target, cache=cache, init_peel=init_peel,
-        stack_with=stack_with, joint=joint, grid=grid, max_t=max_t, stroke_weight=stroke_weight, storage=storage,
-        pixel_loss=pixel_loss,
+        rebase=rebase, stack_with=stack_with, joint=joint, grid=grid, max_t=max_t, stroke_weight=stroke_weight,
+        storage=storage, pixel_loss=pixel_loss,
     ).validate()
     loop = LoopConfig(steps=steps, batch_size=batch, lr=lr, warmup=min(warmup, max(0, steps - 1)),
                       save_every=max(1, steps), log_every=max(1, min(25, steps)), seed=seed)

@@ -137,6 +137,8 @@ class PeelTrainConfig:
     pixel_loss: PixelLoss = PixelLoss.L2  # PIXEL: the per-pixel penalty (see PixelLoss)
     cache: Path | None = Path("out/cache")  # where encoded latents are cached (None = no cache)
     init_peel: Path | None = None  # start from this peel file (same base, targets; rank <= rank), e.g. to fine-tune
+    rebase: bool = False  # let --init-peel come from another base of the same architecture (a fine-tune of it,
+    # ^ e.g. after `train refine`): the run carries the peel over to this base; its old base is recorded
     stack_with: tuple[Path, ...] = ()  # trained peels (same base) this one must also work stacked with: PIXEL
     # ^ only; each is attached (frozen) on a random half of the steps and its styles join the target's
     storage: Storage = Storage.FLOAT16  # how the written peel files store A and B (INT8: ~0.52 of the bytes)
@@ -454,6 +456,10 @@ def build_peel_stage(cfg: PeelTrainConfig, info: DistInfo, seed: int) -> Stage:
 
     def export(run_dir: Path, facts: dict[str, Any]) -> None:
         record = {"step": facts["step"], "elapsed_s": facts["elapsed_s"], "joint": cfg.joint}
+        if cfg.rebase and cfg.init_peel is not None:
+            old = load_peel(cfg.init_peel)
+            record["rebased_from"] = {"base_model": old.base_model, "base_hash": old.base_hash,
+                                      "step": old.training.get("step")}
         save_peel(objective.peel, cfg.peel_file, extra={**record, "styles": arguments["styles"],
                                                         "stack_with": arguments["stack_with"]}, storage=cfg.storage)
         if cfg.joint:
@@ -482,7 +488,8 @@ def _initial_peel(cfg: PeelTrainConfig, fresh: Peel, base_hash: str) -> Peel:
     columns, and B is rescaled by start scale / this scale (alpha / r may differ), so training continues from
     the same function with more capacity."""
     start = load_peel(cfg.init_peel)
-    check_base(start, base_hash, str(cfg.base))
+    if not cfg.rebase:
+        check_base(start, base_hash, str(cfg.base))
     if start.config.targets != fresh.config.targets or set(start.tensors) != set(fresh.tensors) \
             or start.config.rank > fresh.config.rank:
         raise PeelError(f"--init-peel {cfg.init_peel} has rank {start.config.rank}, targets "

@@ -120,7 +120,7 @@ def _to_u8(image: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def _sample_latents(model: BananaModel, captions: list[str], steps: list[int], seed: int,
+def sample_latents(model: BananaModel, captions: list[str], steps: list[int], seed: int,
                     device: torch.device) -> torch.Tensor:
     """(B, C, h, w) clean latents of the model's LCM samples for `captions` (batched; noise from `seed`)."""
     cfg = model.config
@@ -184,7 +184,7 @@ def build_preview_set(model: BananaModel, cfg: PreviewStageConfig, info: DistInf
         chunk = sampled[i:i + CHUNK]
         steps = [cfg.sample_steps[k % len(cfg.sample_steps)] for k in chunk]
         captions = [world.scene(k).caption for k in chunk]
-        latents.append(_sample_latents(model, captions, steps, seed * 1_000_003 + chunk[0], device))
+        latents.append(sample_latents(model, captions, steps, seed * 1_000_003 + chunk[0], device))
     latents_all = torch.cat(latents)
     for i in range(0, len(latents_all), CHUNK):
         z = latents_all[i:i + CHUNK].contiguous(memory_format=fmt)

@@ -76,7 +76,7 @@ def build_qat_stage(cfg: QATStageConfig, info: DistInfo, seed: int) -> Stage:
     if not 1 <= cfg.grid <= 1000:
         raise TrainingError(f"grid must be in [1, 1000], got {cfg.grid}")
     student, extra = load_stage_model(Path(cfg.student), "student (--student)")
-    if model_stage(extra) not in ("distill", "qat"):
+    if model_stage(extra) not in ("distill", "qat", "refine"):
         raise TrainingError(f"{cfg.student} is a {model_stage(extra)!r} run, not a distilled student")
     check_block_size(student.text_encoder, cfg.block_size)
     check_block_size(student.denoiser, cfg.block_size)

@@ -48,8 +48,21 @@ def _preview(info: DistInfo, loop: LoopConfig, **kw: Any) -> Stage:
     return build_preview_stage(PreviewStageConfig(**kw), info, loop.seed)
 
 
+def _critic(info: DistInfo, loop: LoopConfig, **kw: Any) -> Stage:
+    from banana_sdk.training.critic import CriticStageConfig, build_critic_stage
+
+    return build_critic_stage(CriticStageConfig(**kw), info, loop.seed)
+
+
+def _refine(info: DistInfo, loop: LoopConfig, **kw: Any) -> Stage:
+    from banana_sdk.training.refine import RefineStageConfig, build_refine_stage
+
+    return build_refine_stage(RefineStageConfig(**kw), info, loop.seed)
+
+
 STAGES: dict[str, Callable[..., Stage]] = {"vae": _vae, "vae-refit": _vae_refit, "teacher": _teacher,
-                                           "distill": _distill, "qat": _qat, "preview": _preview}
+                                           "distill": _distill, "qat": _qat, "preview": _preview,
+                                           "critic": _critic, "refine": _refine}
 # ^ peels and subjects train through `run_training` with their own builders (banana_sdk.peels.train.train_peel,
 #   banana_sdk.subjects.train.train_subjects): they build on this package, not the other way round
 
