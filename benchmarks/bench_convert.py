@@ -1,10 +1,12 @@
-"""Converter figures: bundle size and accuracy per quant, LiteRT vs PyTorch latency, conversion cost.
+"""Converter figures: bundle size and accuracy per quant, conversion cost.
 
-    python benchmarks/bench_convert.py                      # demo at every quant (+ latency)
-    python benchmarks/bench_convert.py --presets mobile --quants fp32,int4 --no-latency
-    python benchmarks/bench_convert.py --presets nano-banana-2 --quants int4 --no-latency
+    python benchmarks/bench_convert.py                      # demo at every quant
+    python benchmarks/bench_convert.py --presets mobile --quants fp32,int4
+    python benchmarks/bench_convert.py --presets nano-banana-2 --quants int4
 
-Each conversion runs in its own `banana convert` subprocess so its peak RSS (ru_maxrss) is its own.
+Each conversion runs in its own `banana convert` subprocess so its peak RSS (ru_maxrss) is its own. Speed is
+measured by `benchmarks/bench_peers.py` (LiteRT vs ONNX Runtime vs ExecuTorch vs PyTorch, per component and end to
+end), which replaced this script's latency table.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.report import Table, median_ms, record  # noqa: E402
+from benchmarks.report import Table, record  # noqa: E402
 
 
 def convert_measured(source: list[str], quant: str, out: Path, block: int) -> tuple[float, float]:
@@ -38,52 +40,29 @@ def convert_measured(source: list[str], quant: str, out: Path, block: int) -> tu
     return wall, usage.ru_maxrss / 2**20
 
 
-def latency(bundles: dict[str, Path], source: list[str], steps: int, runs: int, threads: int) -> dict[str, float]:
-    """Median end-to-end ms per backend, all measured in this one process, interleaved round by round."""
-    import torch
-
-    from banana_sdk.pipeline import Pipeline
-    from banana_sdk.runtime.litert import LiteRTPipeline
-
-    torch.set_num_threads(threads)
-    pipe = Pipeline.from_preset(source[1]) if source[0] == "--preset" else Pipeline.from_pretrained(source[1])
-    runners = {"torch fp32 eager": lambda: pipe.run("a red circle top left", steps=steps, seed=0)}
-    for quant, bundle in bundles.items():
-        lite = LiteRTPipeline.load(bundle, threads=threads)
-        runners[f"LiteRT {quant}"] = lambda lite=lite: lite.run("a red circle top left", steps=steps, seed=0)
-    samples: dict[str, list[float]] = {k: [] for k in runners}
-    for fn in runners.values():
-        fn()  # warm-up
-    for _ in range(runs):
-        for name, fn in runners.items():
-            samples[name].append(fn().e2e_ms)
-    return {k: median_ms(v) for k, v in samples.items()}
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--presets", default="demo")
     parser.add_argument("--model", default=None, help="Checkpoint dir instead of a preset (trained weights).")
     parser.add_argument("--quants", default="fp32,fp16,int8,int4")
     parser.add_argument("--block-size", type=int, default=32)
-    parser.add_argument("--steps", type=int, default=4)
-    parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--no-latency", action="store_true")
+    # the latency table moved to bench_peers.py; its flags are still accepted so earlier runs' reproduce lines work
+    for flag in ("--steps", "--runs", "--threads"):
+        parser.add_argument(flag, type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--no-latency", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     sources = [["--model", args.model]] if args.model else [["--preset", p] for p in args.presets.split(",")]
     from banana_sdk.bundle.reader import load_manifest
 
     for source in sources:
         work = Path(tempfile.mkdtemp(prefix="bench-convert-"))
-        bundles, rows = {}, []
+        rows = []
         try:
             for quant in args.quants.split(","):
                 out = work / quant
                 wall, rss = convert_measured(source, quant, out, args.block_size)
                 manifest = load_manifest(out)
                 size = sum(f["bytes"] for f in manifest["files"].values())
-                bundles[quant] = out
                 gate = manifest["gate"]
                 rows.append([quant, size, wall, rss, gate])
             fp32 = next((r[1] for r in rows if r[0] == "fp32"), None)
@@ -98,17 +77,7 @@ def main() -> None:
             tables = [Table("bundles", ["model", "quant", "bundle", "vs fp32", "convert wall", "convert peak RSS",
                                         "PSNR / cosine vs torch fp32 per signature"], body_rows, key=2,
                             title="Bundle size, conversion cost and accuracy per quant")]
-            notes = ""
-            if not args.no_latency:
-                lat = latency(bundles, source, args.steps, args.runs, args.threads)
-                base = lat["torch fp32 eager"]
-                tables.append(Table(
-                    "latency", ["model", "backend", "steps", "end-to-end ms (median)", "speed-up vs torch"],
-                    [[model, k, args.steps, f"{v:.1f}", f"{base / v:.2f}x"] for k, v in lat.items()], key=2,
-                    title="End-to-end latency on this host, LiteRT vs PyTorch"))
-                notes = (f"Latency: median of {args.runs} runs per backend, interleaved round by round, LiteRT and "
-                         f"torch both on {args.threads} threads.")
-            record("conversion", tables, notes=notes)
+            record("conversion", tables)
         finally:
             shutil.rmtree(work, ignore_errors=True)
 

@@ -46,6 +46,7 @@ SCHEMA_VERSION = 1
 # area (file stem) -> section title, in the order BENCHMARKS.md shows them
 AREAS: dict[str, str] = {
     "conversion": "Conversion",
+    "peers": "Runtimes: LiteRT vs ONNX Runtime vs ExecuTorch",
     "preflight": "Delegate pre-flight",
     "byom": "BYOM: diffusers pipelines",
     "training": "Training: ShapeEval of the demo recipe",

@@ -9,10 +9,12 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from torch import nn
 
 from banana_sdk import __version__
@@ -40,7 +42,8 @@ from converters.peels import parse_buckets, parse_targets, with_peel_buckets
 from converters.preflight.plan import delegate_plan
 from converters.preview import with_preview
 from converters.recipes import GateThreshold, Quant, parse_quant, recipe_rules
-from converters.signatures import SIGNATURES, SignatureSpec
+from converters.rewrites import export_rewrite
+from converters.signatures import SIGNATURES, SignatureSpec, torch_outputs
 from converters.tiles import with_tiles
 
 ISOLATE_PARAMS = 200_000_000  # components above this export in a child process
@@ -120,9 +123,21 @@ def convert(
                         extra_files={"vocab.txt": vocab}, force=force, threads=threads, progress=progress)
 
 
-def _wrapped_component(source: Source, spec: SignatureSpec) -> nn.Module:
+def _wrapped_component(source: Source, spec: SignatureSpec,
+                       rewrite: Callable[[nn.Module], nn.Module] | None = None) -> nn.Module:
     """Top-level (picklable) builder of a preset/checkpoint signature module, for isolated export."""
-    return spec.wrap(source.component(spec.component))
+    wrapped = spec.wrap(source.component(spec.component))
+    return wrapped if rewrite is None else rewrite(wrapped)
+
+
+def _rewritten(spec: SignatureSpec, rewrite: Callable[[nn.Module], nn.Module], component: nn.Module) -> nn.Module:
+    return rewrite(spec.wrap(component))
+
+
+def _unrewritten_reference(spec: SignatureSpec, component: nn.Module,
+                           inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The gate's reference for a rewritten signature: the signature module as the model defines it."""
+    return torch_outputs(spec.wrap(component), inputs)
 
 
 def _preset_job(
@@ -130,19 +145,28 @@ def _preset_job(
     peel_buckets: tuple[int, ...] = (), peel_targets: tuple[str, ...] = DENOISER_TARGETS,
 ) -> SignatureJob:
     params = sum(p.numel() for p in build_component(source.config, spec.component, "meta").parameters())
-    isolated = functools.partial(_wrapped_component, source, spec) if params > ISOLATE_PARAMS else None
+    # an export-time rewrite (converters.rewrites) changes the exported graph, never the model; the gate then
+    # compares the file with the unrewritten module (an isolated job's child, > ISOLATE_PARAMS, with the rewritten one)
+    rewrite = export_rewrite(spec.name, q)
+    isolated = functools.partial(_wrapped_component, source, spec, rewrite) if params > ISOLATE_PARAMS else None
     buckets = peel_buckets if spec.name == "denoise" else ()
     return SignatureJob(name=spec.name, key=_signature_key(source, q, block, size, spec.name, th, buckets,
-                                                           peel_targets),
+                                                           peel_targets, rewrite.__name__ if rewrite else None),
                         inputs=lambda: spec.inputs(source.config, size, GATE_SEED),
-                        load=lambda: source.component(spec.component), wrap=spec.wrap, isolated=isolated)
+                        load=lambda: source.component(spec.component),
+                        wrap=spec.wrap if rewrite is None else functools.partial(_rewritten, spec, rewrite),
+                        reference=None if rewrite is None else functools.partial(_unrewritten_reference, spec),
+                        isolated=isolated)
 
 
 def _signature_key(source: Source, q: Quant, block: int, size: int, name: str, th: GateThreshold,
-                   peel_buckets: tuple[int, ...] = (), peel_targets: tuple[str, ...] = DENOISER_TARGETS) -> str:
+                   peel_buckets: tuple[int, ...] = (), peel_targets: tuple[str, ...] = DENOISER_TARGETS,
+                   rewrite: str | None = None) -> str:
     peels = {"peel_buckets": list(peel_buckets), "peel_format": 2} if peel_buckets else {}  # else: keys unchanged
     if peel_buckets and tuple(peel_targets) != DENOISER_TARGETS:
         peels["peel_targets"] = list(peel_targets)
+    if rewrite is not None:  # only rewritten signatures' keys change (a re-run re-exports them once)
+        peels["export_rewrite"] = rewrite
     blob = json.dumps({"source": source.identity, "config": source.config.to_dict(), "quant": q.value,
                        "block": block if q is Quant.INT4 else 0, "size": size, "signature": name,
                        "gate": [th.min_psnr_db, th.min_cosine], "bundle_schema": BUNDLE_SCHEMA_VERSION, **peels},
