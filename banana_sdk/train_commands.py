@@ -244,7 +244,7 @@ def train_preview(model: Path, channels: str | None, blocks: str | None, scenes:
 def eval_command(model_dir: Path | None, bundle: Path | None, steps: int | None, samples: int, seed: int,
                  sampler: str | None, guidance: float | None) -> None:
     """Score generated images against their prompts with ShapeEval; prints one JSON object."""
-    from banana_sdk.eval.evaluate import evaluate_source
+    from banana_sdk.eval_source import evaluate_source
 
     if (model_dir is None) == (bundle is None):
         raise ConfigError("give exactly one of --model, --bundle")

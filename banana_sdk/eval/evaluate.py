@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -18,7 +17,7 @@ import numpy as np
 from banana_sdk.config import ModelConfig
 from banana_sdk.data.dataset import ShapeWorld
 from banana_sdk.data.world import DEMO_WORLD, DataError, Style, WorldConfig, fit_to_context, parse_caption, parse_styles
-from banana_sdk.errors import BananaError, ConfigError
+from banana_sdk.errors import BananaError
 from banana_sdk.eval.detect import cell_features, detect
 from banana_sdk.eval.frechet import frechet_distance
 from banana_sdk.eval.score import ImageScore, Tally, score_detections
@@ -137,24 +136,3 @@ def evaluate_pipeline(pipe: Any, samples: int = 100, seed: int = 0, steps: int |
                        "e2e_median": round(float(np.median(latencies)), 2)},
         "eval_s": round(time.perf_counter() - start, 1),
     }
-
-
-def evaluate_source(model_dir: Path | None = None, bundle: Path | None = None, steps: int | None = None,
-                    samples: int = 100, seed: int = 0, sampler: str | None = None,
-                    guidance_scale: float | None = None, threads: int = 2) -> dict[str, Any]:
-    """`banana eval`: a checkpoint dir (PyTorch) or a LiteRT bundle dir -> the report dict."""
-    if (model_dir is None) == (bundle is None):
-        raise ConfigError("give exactly one of a model directory or a bundle directory")
-    _check_samples(samples)
-    if bundle is not None:
-        from banana_sdk.runtime.litert import LiteRTPipeline
-
-        pipe = LiteRTPipeline.load(bundle, threads=threads)
-        label = {"source": "bundle", "path": str(bundle),
-                 "quantization": pipe.manifest.get("quantization", {}).get("recipe")}
-    else:
-        from banana_sdk.pipeline import Pipeline
-
-        pipe = Pipeline.from_pretrained(model_dir)
-        label = {"source": "model", "path": str(model_dir), "trained": pipe.trained}
-    return evaluate_pipeline(pipe, samples, seed, steps, sampler, guidance_scale, label)
