@@ -22,7 +22,7 @@ $(STAMP): $(PY) setup.cfg pyproject.toml
 
 lint: setup
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/lint-imports  # the layer contracts of pyproject.toml [tool.importlinter]
+	$(VENV)/bin/lint-imports --no-cache  # the layer contracts of pyproject.toml [tool.importlinter] (a stale cache hid a cycle once)
 
 pytest: setup $(TEST_PREREQS)
 	$(PY) -m pytest
