@@ -72,6 +72,6 @@ def subpixel_upsampling(module: nn.Module) -> nn.Module:
 
 def export_rewrite(signature: str, quant: Quant) -> Callable[[nn.Module], nn.Module] | None:
     """The rewrite applied to `signature`'s wrapped module before export at `quant`, or None."""
-    if signature == "vae_decode" and quant in (Quant.FP32, Quant.FP16):
+    if signature == "vae_decode" and quant is Quant.FP32:  # fp16: traffic estimates mirror the resize form
         return subpixel_upsampling
     return None
