@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -41,3 +43,15 @@ def bundle_factory(tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint: Pa
 def tiny_bundle(bundle_factory) -> Path:  # noqa: ANN001
     """The tiny fp32 bundle."""
     return bundle_factory("fp32")
+
+
+@pytest.fixture(autouse=True)
+def _sigint_handler_restored() -> Iterator[None]:
+    """Every test leaves Python's Ctrl-C handler as it found it (a leaked handler made a later Ctrl-C test of
+    `banana profile` run its whole session instead of stopping); the leaking test fails with its name."""
+    before = signal.getsignal(signal.SIGINT)
+    yield
+    after = signal.getsignal(signal.SIGINT)
+    if after is not before:
+        signal.signal(signal.SIGINT, before)
+        pytest.fail(f"the test replaced the SIGINT handler ({before!r} -> {after!r}) and did not restore it")
