@@ -186,18 +186,23 @@ def sim() -> None:
               help="Thermal seconds per real second (heat up in seconds, not minutes).")
 @click.option("--start-temp", type=float, default=None, help="Initial temperature in C (default: ambient).")
 @click.option("--write-mbps", type=float, default=None, help="Limit push speed to this many MB/s (a slow link).")
+@click.option("--quirk", "quirks", multiple=True, metavar="NAME",
+              help="Behave like another device class (repeatable): no-shell-v2, old-benchmark-model, no-thermal-hal, "
+                   "gnu-coreutils, no-getprop, failing-getprop, failing-pm, failing-am, no-perfetto.")
 def sim_start(profile_name: str, port: int | None, lifetime: str, no_app: bool, abi: str | None,
               storage_mb: float | None, thermal_speedup: float, start_temp: float | None,
-              write_mbps: float | None) -> None:
+              write_mbps: float | None, quirks: tuple[str, ...]) -> None:
     """Run a simulated device in the foreground until Ctrl-C or its lifetime ends (as a child process)."""
     from device_tests.adb_server import server_port
     from device_tests.profile import parse_duration
     from device_tests.sim.launcher import ROOT, sim_command, sim_env
     from device_tests.sim.options import EMULATOR_PORTS, SimOptions, free_port
     from device_tests.sim.profiles import get_profile, with_abi
+    from device_tests.sim.quirks import parse_quirks
 
     with_abi(get_profile(profile_name), abi)  # unknown names fail here, listing the choices
-    options = SimOptions(profile_name, not no_app, abi, storage_mb, thermal_speedup, start_temp, write_mbps)
+    options = SimOptions(profile_name, not no_app, abi, storage_mb, thermal_speedup, start_temp, write_mbps,
+                         parse_quirks(quirks))
     chosen = port if port is not None else free_port(emulator=True)
     cmd = sim_command(options, chosen, parse_duration(lifetime), server_port())
     process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, env=sim_env(), cwd=ROOT,

@@ -10,6 +10,7 @@ import sys
 
 from device_tests.errors import DeviceError
 from device_tests.sim.options import SimOptions
+from device_tests.sim.quirks import Quirk, parse_quirks
 from device_tests.sim.run import run_simulator
 
 
@@ -26,9 +27,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--write-mbps", type=float, default=None)
     ap.add_argument("--data-dir", default=None)
     ap.add_argument("--announce-adb-port", type=int, default=None)
+    ap.add_argument("--quirk", action="append", default=[], choices=[q.value for q in Quirk])
     args = ap.parse_args(argv)
     options = SimOptions(args.profile, not args.no_app, args.abi, args.storage_mb, args.thermal_speedup,
-                         args.start_temp, args.write_mbps)
+                         args.start_temp, args.write_mbps, parse_quirks(args.quirk))
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
 
     def ready(server) -> None:  # noqa: ANN001

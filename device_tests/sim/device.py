@@ -28,6 +28,7 @@ class SimDevice:
     def __init__(self, options: SimOptions, data_dir: Path, serial: str) -> None:
         self.options = options
         self.profile = options.resolve()
+        self.quirks = options.quirks  # device-variety behaviours (device_tests.sim.quirks); programs consult it
         self.serial = serial  # ro.serialno
         self.fs = SimFS(data_dir, int(self.profile.storage_mb * 1024 * 1024), options.write_mb_per_s)
         self.thermal = ThermalModel(self.profile.thermal, self.profile.clusters, options.thermal_speedup,

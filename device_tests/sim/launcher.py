@@ -73,6 +73,8 @@ def sim_command(options: SimOptions, port: int = 0, lifetime_s: float = 900.0,
                         ("--announce-adb-port", announce_adb_port)):
         if value is not None:
             cmd += [flag, str(value)]
+    for quirk in sorted(q.value for q in options.quirks):
+        cmd += ["--quirk", quirk]
     return cmd
 
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass, replace
 
 from device_tests.errors import SimulatorError
 from device_tests.sim.profiles import DeviceProfile, get_profile, with_abi
+from device_tests.sim.quirks import Quirk
 
 
 @dataclass(frozen=True)
@@ -22,6 +23,7 @@ class SimOptions:
     thermal_speedup: float = 1.0  # thermal seconds per real second
     start_temp_c: float | None = None  # initial temperature of every node (default: ambient)
     write_mb_per_s: float | None = None  # limit on how fast pushed files are written (a slow USB link)
+    quirks: frozenset[Quirk] = frozenset()  # device-variety behaviours (device_tests.sim.quirks)
 
     def resolve(self) -> DeviceProfile:
         profile = with_abi(get_profile(self.profile), self.abi)
