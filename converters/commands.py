@@ -53,6 +53,7 @@ def convert(
     peel_targets, preview,  # noqa: ANN001
 ) -> None:
     """Convert a preset, checkpoint, diffusers pipeline or any nn.Module to a LiteRT bundle."""
+    from converters.int4_fallback import manifest_notes
     from converters.requests import ConvertRequest
     from converters.requests import convert as run
 
@@ -70,6 +71,8 @@ def convert(
         peels = r.manifest["peels"]
         worst = min(z["psnr_db"] for z in peels["zero_check"].values())
         click.echo(f"  runtime peels: rank buckets {peels['buckets']}, zero A/B vs denoise: PSNR >= {worst:.1f} dB")
+    for line in manifest_notes(r.manifest):
+        click.echo(f"  {line}")
     click.echo(f"wrote bundle {r.out} ({r.quant}, {r.total_bytes / 2**20:.2f} MiB)")
 
 

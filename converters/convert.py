@@ -22,7 +22,7 @@ from banana_sdk.bundle.reader import BUNDLE_FORMAT, BUNDLE_SCHEMA_VERSION, creat
 from banana_sdk.checkpoint import load_component, read_checkpoint_config, weights_hash
 from banana_sdk.config import ModelConfig, check_image_size
 from banana_sdk.errors import ConfigError
-from banana_sdk.models.model import build_component, build_model
+from banana_sdk.models.model import build_component
 from banana_sdk.peels.config import DENOISER_TARGETS
 from banana_sdk.presets import get_preset
 from banana_sdk.sampling.registry import get_sampler
@@ -32,12 +32,12 @@ from converters.engine import (
     GATE_SEED,
     ManifestFn,
     SignatureJob,
+    build_entry,
     bundle_files,
     check_output_dir,
     convert_jobs,
     gate_threshold,
 )
-from converters.export import check_block_divisibility
 from converters.peels import parse_buckets, parse_targets, with_peel_buckets
 from converters.preflight.plan import delegate_plan
 from converters.preview import with_preview
@@ -106,8 +106,6 @@ def convert(
     size = cfg.image_size if size is None else size
     check_image_size(cfg, size)
     check_output_dir(out, force)
-    if q is Quant.INT4:
-        check_block_divisibility(build_model(cfg, "meta"), block_size)
     threshold = gate_threshold(q, min_psnr, min_cosine)
     jobs = [_preset_job(source, spec, q, block_size, size, threshold, buckets, targets)
             for spec in SIGNATURES.values()]
@@ -198,8 +196,7 @@ def _manifest(source: Source, q: Quant, block: int, size: int, records: dict, st
         "signatures": {n: r["io"] for n, r in records.items()},
         "gate": {n: r["gate"] for n, r in records.items()},
         "delegate_plan": delegate_plan(staging),
-        "build": {n: {k: r[k] for k in ("key", "sha256", "storage", "gate", "io", "signatures") if k in r}
-                  for n, r in records.items()},
+        "build": {n: build_entry(r) for n, r in records.items()},
         "files": files,
     }
 

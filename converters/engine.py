@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from banana_sdk.bundle.flatbuffer import read_graph
+from banana_sdk.bundle.flatbuffer import parse_graph, read_graph
 from banana_sdk.bundle.reader import (
     BUNDLE_SCHEMA_VERSION,
     MANIFEST,
@@ -41,8 +41,9 @@ from banana_sdk.bundle.reader import (
 from banana_sdk.errors import BananaError
 from banana_sdk.fileio import atomic_write_bytes, atomic_write_json, sha256_file
 from converters.errors import ConversionError
-from converters.export import check_block_divisibility, export_signature
-from converters.gate import gate_signature, require, run_tflite
+from converters.export import export_signature
+from converters.gate import GateResult, gate_signature, require, run_tflite
+from converters.int4_fallback import LayerFallback, plan_fallbacks
 from converters.isolate import export_isolated
 from converters.postprocess import fix_zero_block_scales, strip_tensor_names
 from converters.recipes import DEFAULT_GATE, GateThreshold, Quant, Scheme, quantize_model, recipe_rules
@@ -66,8 +67,10 @@ def _expected_storage(quant: Quant, block_size: int) -> dict[str, set[str]]:
     return {op: allowed | ({"float32"} if op in excluded else set()) for op, allowed in expected.items()}
 
 
-def _check_storage(name: str, storage: dict[str, dict[str, int]], quant: Quant, block_size: int) -> None:
+def _check_storage(name: str, storage: dict[str, dict[str, int]], quant: Quant, block_size: int,
+                   fallbacks: list[LayerFallback] = ()) -> None:  # type: ignore[assignment]
     for op, allowed in _expected_storage(quant, block_size).items():
+        allowed = allowed | {f.label() for f in fallbacks if f.op == op}
         got = storage.get(op)
         if got and not set(got) <= allowed:
             raise ConversionError(f"{name}: recipe {quant.value} should store every {op} weight as "
@@ -217,8 +220,6 @@ def _convert_signature(
     wrapped = job.wrap(module)
     extras = [(x.name, x.wrap(wrapped), inputs[x.name]) for x in job.extra]
     notes = job.notes(wrapped) if job.notes is not None else None
-    if q is Quant.INT4:
-        check_block_divisibility(wrapped, block)
     if extras:
         export_signature(wrapped, name, inputs[name], float_path, extras)
     else:  # the one-signature call, unchanged
@@ -240,35 +241,77 @@ def _finish_signature(
     name = job.name
     float_path = staging / f".{name}.fp32.tflite"
     bar.update(1)
-    # 2. quantize from the serialized file, write atomically
+    # 2. quantize from the serialized file, write atomically; 3. verify from the written file: op/weight types,
+    # then the accuracy gate on LiteRT. INT4 degrades gracefully: layers the block does not divide are stored as the
+    # best scheme that fits (converters/int4_fallback.py), and a signature that fails the INT4 gate is stored INT8
+    # channelwise if that passes (recorded as `quant_fallback`); only if that fails too is the INT4 failure raised.
     bar.set_description_str(f"{name}: quantize {q.value}")
     target = staging / f"{name}.tflite"
-    quantized, _ = fix_zero_block_scales(quantize_model(float_path.read_bytes(), q, block))
-    # inner tensor names (module paths from the export) are ~8% of a small INT4 bundle and nothing reads them
-    quantized = strip_tensor_names(quantized, {name, *(x.name for x in job.extra)})
-    atomic_write_bytes(target, quantized)
-    del quantized
+    float_model = float_path.read_bytes()
+    fallbacks = plan_fallbacks(parse_graph(float_model, float_path), block) if q is Quant.INT4 else []
+    checked = _quantize_and_gate(job, float_model, q, block, fallbacks, threshold, target, inputs, references,
+                                 threads, bar)
+    quant_fallback = None
+    if isinstance(checked, GateResult):
+        failed = checked
+        if q is not Quant.INT4:
+            require(failed)
+        bar.set_description_str(f"{name}: int4 failed the gate; int8")
+        checked = _quantize_and_gate(job, float_model, Quant.INT8, block, [], threshold, target, inputs,
+                                     references, threads, bar)
+        if isinstance(checked, GateResult):
+            require(failed)  # the figure of the quantization that was asked for
+        fallbacks = []
+        quant_fallback = {"asked": q.value, "stored": Quant.INT8.value, "gate_asked": failed.to_dict()}
+    del float_model
     float_path.unlink()
     gc.collect()
-    bar.update(1)
-    # 3. verify from the written file: op/weight types, then the accuracy gate on LiteRT
-    bar.set_description_str(f"{name}: verify")
-    graph = read_graph(target)
-    checked = {}
-    for sig, sig_inputs in inputs.items():
-        storage = graph.signatures[sig].weight_storage()
-        _check_storage(sig, storage, q, block)
-        result = gate_signature(sig, references[sig], run_tflite(target, sig, sig_inputs, threads), threshold)
-        require(result)
-        checked[sig] = {"storage": storage, "gate": result.to_dict(), "io": signature_io(target, sig)}
     bar.update(1)
     record = {"key": job.key, "sha256": sha256_file(target), **checked.pop(name)}
     if checked:
         record["signatures"] = checked
+    if fallbacks:  # layers INT4 blockwise-`block` cannot store, and what they cost (converters/int4_fallback.py)
+        record["int4_fallbacks"] = [f.to_dict() for f in fallbacks]
+    if quant_fallback is not None:
+        record["quant_fallback"] = quant_fallback
     if notes is not None:
         record["notes"] = notes
     atomic_write_json(staging / f"{name}.stamp.json", record)
     return record
+
+
+def _quantize_and_gate(
+    job: SignatureJob, float_model: bytes, q: Quant, block: int, fallbacks: list[LayerFallback],
+    threshold: GateThreshold, target: Path, inputs: dict[str, dict[str, np.ndarray]],
+    references: dict[str, dict[str, np.ndarray]], threads: int, bar,  # noqa: ANN001
+) -> dict[str, dict[str, Any]] | GateResult:
+    """Quantize `float_model` with recipe `q` (+ per-layer `fallbacks`), write it to `target` atomically, check
+    its weight storage and gate every signature: {signature: storage, gate, io}, or the first failed GateResult."""
+    quantized, _ = fix_zero_block_scales(quantize_model(float_model, q, block, [f.rule() for f in fallbacks]))
+    # inner tensor names (module paths from the export) are ~8% of a small INT4 bundle and nothing reads them
+    quantized = strip_tensor_names(quantized, {job.name, *(x.name for x in job.extra)})
+    atomic_write_bytes(target, quantized)
+    del quantized
+    bar.set_description_str(f"{job.name}: verify {q.value}")
+    graph = read_graph(target)
+    checked = {}
+    for sig, sig_inputs in inputs.items():
+        storage = graph.signatures[sig].weight_storage()
+        _check_storage(sig, storage, q, block, fallbacks)
+        result = gate_signature(sig, references[sig], run_tflite(target, sig, sig_inputs, threads), threshold)
+        if not result.passed:
+            return result
+        checked[sig] = {"storage": storage, "gate": result.to_dict(), "io": signature_io(target, sig)}
+    return checked
+
+
+# what a signature's manifest "build" entry keeps of its conversion record
+BUILD_KEYS = ("key", "sha256", "storage", "gate", "io", "signatures", "int4_fallbacks", "quant_fallback")
+
+
+def build_entry(record: dict[str, Any]) -> dict[str, Any]:
+    """A signature's manifest `build` entry from its conversion record (the keys it has of BUILD_KEYS)."""
+    return {k: record[k] for k in BUILD_KEYS if k in record}
 
 
 def bundle_files(staging: Path) -> dict[str, dict[str, Any]]:

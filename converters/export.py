@@ -44,17 +44,3 @@ def export_signature(
     except Exception as exc:  # litert-torch raises many types; report one line
         raise ConversionError(f"litert-torch could not convert {name}: {type(exc).__name__}: {exc}") from None
 
-
-def check_block_divisibility(module: nn.Module, block_size: int) -> None:
-    """INT4 blockwise needs every linear/embedding input width divisible by the block size."""
-    for layer_name, layer in module.named_modules():
-        width = None
-        if isinstance(layer, nn.Linear):
-            width = layer.in_features
-        elif isinstance(layer, nn.Embedding):
-            width = layer.embedding_dim
-        if width is not None and width % block_size:
-            raise ConversionError(
-                f"int4 block size {block_size} does not divide the input width {width} of layer "
-                f"{layer_name!r}; choose a block size that divides it (32, 64, 128, 256)"
-            )

@@ -15,6 +15,7 @@ Facts measured with litert-torch 0.10 / ai-edge-quantizer 0.10 (and re-checked f
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
 
@@ -45,6 +46,7 @@ class OpRule:
     op: str  # TFLite builtin op name, or "*" for every supported op
     scheme: Scheme  # storage of that op's weights
     scope: str = ".*"  # regex on the op's scope (its output tensor name); later rules win over earlier ones
+    block_size: int | None = None  # INT4 blockwise: this block instead of the recipe's (per-layer fallbacks)
 
 
 GROUP_NORM_SCOPE = r"GroupNorm_norm[^/]*$"  # ops whose module path ends in a GroupNorm (the group averages)
@@ -98,9 +100,12 @@ def recipe_rules(quant: Quant, block_size: int = 32) -> list[OpRule]:
     ]
 
 
-def quantize_model(float_model: bytes, quant: Quant, block_size: int = 32) -> bytes:
-    """Apply a recipe to a serialized fp32 model; returns the quantized flatbuffer."""
-    rules = recipe_rules(quant, block_size)
+def quantize_model(float_model: bytes, quant: Quant, block_size: int = 32, extra: Sequence[OpRule] = ()) -> bytes:
+    """Apply a recipe to a serialized fp32 model; returns the quantized flatbuffer.
+
+    `extra`: rules applied after the recipe's (so they win), e.g. the per-layer INT4 fallbacks of
+    `converters.int4_fallback`."""
+    rules = recipe_rules(quant, block_size) + list(extra)
     if not rules:
         return float_model
     from ai_edge_quantizer import qtyping, quantizer
@@ -119,7 +124,7 @@ def quantize_model(float_model: bytes, quant: Quant, block_size: int = 32) -> by
         elif rule.scheme is Scheme.DYNAMIC_INT8_CHANNELWISE:
             q.add_dynamic_config(rule.scope, op, 8, qtyping.QuantGranularity.CHANNELWISE)
         else:
-            q.add_dynamic_config(rule.scope, op, 4, granularity[block_size])
+            q.add_dynamic_config(rule.scope, op, 4, granularity[rule.block_size or block_size])
     try:
         return bytes(q.quantize(enable_progress_report=False, enable_progress_bar=False).quantized_model)
     except (ValueError, RuntimeError) as exc:

@@ -19,7 +19,7 @@ from banana_sdk.upscale.chain import reachable_sizes
 from banana_sdk.upscale.config import MAX_SIZE, TileConfig, UpscaleError, default_tiles
 from banana_sdk.upscale.model import read_upscaler_config, upscaler_identity
 from banana_sdk.upscale.signatures import UPSCALE_TILE, tile_signature_specs
-from converters.engine import ManifestFn, SignatureJob, bundle_files, convert_jobs, job_key
+from converters.engine import ManifestFn, SignatureJob, build_entry, bundle_files, convert_jobs, job_key
 from converters.recipes import GateThreshold, Quant, parse_quant
 
 TILE_GATE_SEED = 1234  # seed of the example tile (export trace and gate)
@@ -91,8 +91,7 @@ def add_tiles(bundle: str | Path, upscaler_dir: str | Path, tiles: TileConfig | 
         merged = upgraded(old)
         merged["signatures"] = {**keep, **{n: r["io"] for n, r in records.items()}}
         merged["gate"] = {**old.get("gate", {}), **{n: r["gate"] for n, r in records.items()}}
-        merged["build"] = {**old.get("build", {}), **{n: {k: r[k] for k in ("key", "sha256", "storage", "gate", "io")}
-                                                     for n, r in records.items()}}
+        merged["build"] = {**old.get("build", {}), **{n: build_entry(r) for n, r in records.items()}}
         per = dict(old["quantization"].get("per_signature", {}))
         per.update({n: r["storage"] for n, r in records.items()})
         merged["quantization"] = {**old["quantization"], "per_signature": per}

@@ -145,11 +145,18 @@ def read_graph(path: str | Path) -> ModelGraph:
     path = Path(path)
     try:
         buf = path.read_bytes()
+    except FileNotFoundError:
+        raise BundleError(f"{path} does not exist") from None
+    return parse_graph(buf, path)
+
+
+def parse_graph(buf: bytes, path: str | Path = "<memory>") -> ModelGraph:
+    """Parse serialized .tflite bytes (`path` names them in errors); BundleError if not a LiteRT flatbuffer."""
+    path = Path(path)
+    try:
         if len(buf) < 8 or buf[4:8] != b"TFL3":
             raise ValueError("missing TFL3 identifier")
         model = schema.ModelT.InitFromPackedBuf(buf, 0)
-    except FileNotFoundError:
-        raise BundleError(f"{path} does not exist") from None
     except Exception as exc:  # the generated parser raises assorted errors on garbage
         raise BundleError(f"{path} is not a valid .tflite flatbuffer ({type(exc).__name__}: {exc})") from None
     signatures: dict[str, SignatureGraph] = {}

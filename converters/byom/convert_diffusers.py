@@ -35,6 +35,7 @@ from converters.engine import (
     GATE_SEED,
     ManifestFn,
     SignatureJob,
+    build_entry,
     bundle_files,
     convert_jobs,
     gate_threshold,
@@ -226,8 +227,7 @@ def _manifest(pipe: PipelineFolder, identity: str, name: str | None, q: Quant, b
     from banana_sdk.sampling.registry import get_sampler
 
     sampler = get_sampler(plan.kind, plan.schedule)
-    build = {n: {"key": r["key"], "sha256": r["sha256"], "storage": r["storage"], "gate": r["gate"], "io": r["io"],
-                 "notes": r.get("notes", {})} for n, r in records.items()}
+    build = {n: {**build_entry(r), "notes": r.get("notes", {})} for n, r in records.items()}
     return {
         "schema_version": BUNDLE_SCHEMA_VERSION,
         "format": BUNDLE_FORMAT,

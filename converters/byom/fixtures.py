@@ -81,8 +81,13 @@ def learn_bpe(corpus: tuple[str, ...] = CORPUS, merges: int = 120) -> tuple[dict
     return vocab, learned
 
 
+DIFFUSERS_TEST_PRESETS = ("diffusers-test-sd",)  # the diffusers test suite's own dummy components, verbatim
+
+
 def build_pipeline(directory: Path, preset: str = "tiny-sd", seed: int = 0) -> Path:
     """Write a diffusers pipeline folder for `preset` with seeded random weights; returns `directory`."""
+    if preset == "diffusers-test-sd":
+        return _diffusers_test_sd(Path(directory), seed)
     import torch
     from diffusers import AutoencoderKL, LCMScheduler, PixArtTransformer2DModel, PNDMScheduler, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
@@ -136,4 +141,38 @@ def build_pipeline(directory: Path, preset: str = "tiny-sd", seed: int = 0) -> P
     if spec.kind == "sd":  # SD folders on disk usually carry vocab.json + merges.txt beside tokenizer.json
         (directory / "tokenizer" / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
         (directory / "tokenizer" / "merges.txt").write_text(merges_text(merges), encoding="utf-8")
+    return directory
+
+
+def _diffusers_test_sd(directory: Path, seed: int) -> Path:
+    """`StableDiffusionPipelineFastTests.get_dummy_components()` of diffusers' tests (constructor arguments as
+    published: UNet block channels (4, 8), norm groups 2, CLIP hidden 32 / intermediate 37 / 5 layers / vocabulary
+    1000, VAE channels [4, 8]); only the tokenizer is ours (theirs is downloaded from the Hub), its ids < 1000."""
+    import torch
+    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    vocab, merges = learn_bpe()
+    torch.manual_seed(seed)
+    unet = UNet2DConditionModel(
+        block_out_channels=(4, 8), layers_per_block=1, sample_size=32, in_channels=4, out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=32, norm_num_groups=2)
+    scheduler = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False,
+                              set_alpha_to_one=False)
+    torch.manual_seed(seed)
+    vae = AutoencoderKL(
+        block_out_channels=[4, 8], in_channels=3, out_channels=3,
+        down_block_types=["DownEncoderBlock2D", "DownEncoderBlock2D"],
+        up_block_types=["UpDecoderBlock2D", "UpDecoderBlock2D"], latent_channels=4, norm_num_groups=2)
+    torch.manual_seed(seed)
+    text = CLIPTextModel(CLIPTextConfig(
+        bos_token_id=vocab[BOS], eos_token_id=vocab[EOS], hidden_size=32, intermediate_size=37, layer_norm_eps=1e-05,
+        num_attention_heads=4, num_hidden_layers=5, pad_token_id=1, vocab_size=1000))
+    tokenizer = CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=77)
+    pipe = StableDiffusionPipeline(unet=unet, scheduler=scheduler, vae=vae, text_encoder=text, tokenizer=tokenizer,
+                                   safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+    pipe.save_pretrained(directory, safe_serialization=True)
+    (directory / "tokenizer" / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
+    (directory / "tokenizer" / "merges.txt").write_text(merges_text(merges), encoding="utf-8")
     return directory

@@ -30,7 +30,15 @@ from torch import nn
 
 from banana_sdk.bundle.reader import BUNDLE_FORMAT, BUNDLE_SCHEMA_VERSION, created_by
 from banana_sdk.sampling.noise import gaussian
-from converters.engine import GATE_SEED, SignatureJob, bundle_files, convert_jobs, gate_threshold, job_key
+from converters.engine import (
+    GATE_SEED,
+    SignatureJob,
+    build_entry,
+    bundle_files,
+    convert_jobs,
+    gate_threshold,
+    job_key,
+)
 from converters.errors import ConversionError
 from converters.preflight.plan import delegate_plan
 from converters.recipes import Quant, parse_quant, recipe_rules
@@ -284,7 +292,7 @@ def convert_module(
             "signatures": {n: r["io"] for n, r in records.items()},
             "gate": {n: r["gate"] for n, r in records.items()},
             "delegate_plan": delegate_plan(staging),
-            "build": {n: {k: r[k] for k in ("key", "sha256", "storage", "gate", "io")} for n, r in records.items()},
+            "build": {n: build_entry(r) for n, r in records.items()},
             "files": bundle_files(staging),
         }
 
