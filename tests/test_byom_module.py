@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import textwrap
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pytest
 import torch
 from cli_helpers import assert_one_line_error, run_cli
 
+from banana_sdk.bundle.flatbuffer import read_graph
 from banana_sdk.bundle.reader import load_manifest
 from converters.byom.module import convert_module, make_inputs, parse_example_inputs
 from converters.errors import ConversionError
@@ -67,9 +69,9 @@ def test_module_bundle_runs_like_the_module(int4_bundle: Path, factory_file: Pat
     assert set(storage["CONV_2D"]) == {"int8_channelwise"} and set(storage["FULLY_CONNECTED"]) == {"int4_blockwise_32"}
     assert m["gate"]["classifier"]["cosine"] >= DEFAULT_GATE[Quant.INT4].min_cosine
     assert m["example_inputs"] == {"seed": 1234, "inputs": [{"name": "pixel_values", "shape": [1, 3, 64, 64],
-                                                            "dtype": "float32", "low": None, "high": None}]}
+                                                            "dtype": "float32", "low": None, "high": None,
+                                                            "input": "pixel_values"}]}
     # a fresh input the gate never saw: LiteRT logits follow the eager module's
-    import importlib.util
 
     spec = importlib.util.spec_from_file_location("user_vision", factory_file)
     user = importlib.util.module_from_spec(spec)
@@ -141,3 +143,62 @@ def test_bad_module_input_is_one_line_and_writes_nothing(factory_file: Path, tmp
         convert_module(out, f"{factory_file}:build", SPEC, "c", factory_kwargs="{num_labels: 3}")
     assert list(tmp_path.iterdir()) == []
 
+
+
+SDXL_UNET = textwrap.dedent('''
+    """SDXL's UNet as the diffusers test suite builds it (StableDiffusionXLPipelineFastTests): added conditions."""
+    import torch
+    from diffusers import UNet2DConditionModel
+
+
+    def build():
+        torch.manual_seed(0)
+        return UNet2DConditionModel(
+            block_out_channels=(2, 4), layers_per_block=2, sample_size=32, in_channels=4, out_channels=4,
+            down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+            up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), attention_head_dim=(2, 4),
+            use_linear_projection=True, addition_embed_type="text_time", addition_time_embed_dim=8,
+            transformer_layers_per_block=(1, 2), projection_class_embeddings_input_dim=80, cross_attention_dim=64,
+            norm_num_groups=1)
+''')
+SDXL_SPEC = ("sample:1x4x16x16,timestep:1:float32:1..999,encoder_hidden_states:1x8x64,"
+             "added_cond_kwargs.text_embeds:1x32,added_cond_kwargs.time_ids:1x6:float32:0..1024")
+
+
+def test_dict_arguments_and_the_diffusers_rewrites(tmp_path: Path) -> None:
+    """SDXL's UNet through --module: `added_cond_kwargs` from dotted SPEC names, GroupNorm rewritten as for
+    --diffusers (no BROADCAST_TO left for the GPU delegate), gated against the module's own forward."""
+    factory = tmp_path / "sdxl_unet.py"
+    factory.write_text(SDXL_UNET)
+    out = tmp_path / "unet"
+    result = run_cli("convert", "--module", f"{factory}:build", "--example-inputs", SDXL_SPEC, "--signature",
+                     "denoise", "--out", out)
+    assert result.code == 0, result.err[-3000:]
+    m = load_manifest(out)
+    names = [t["name"] for t in m["signatures"]["denoise"]["inputs"]]
+    assert sorted(names) == sorted(["sample", "timestep", "encoder_hidden_states", "added_cond_kwargs_text_embeds",
+                                    "added_cond_kwargs_time_ids"])
+    notes = m["build"]["denoise"]["notes"]
+    assert notes["group_norm"] > 0 and notes["nn_group_norm_left"] == 0 and notes["attention_processor"] > 0
+    assert m["gate"]["denoise"]["psnr_db"] >= DEFAULT_GATE[Quant.FP32].min_psnr_db
+    graph = read_graph(out / "denoise.tflite").signatures["denoise"]
+    assert "BROADCAST_TO" not in graph.op_counts()
+    # the flat signature inputs feed the nested call: LiteRT equals the module called with the dict
+    inputs = make_inputs(parse_example_inputs(SDXL_SPEC), seed=5)
+    got = run_tflite(out / "denoise.tflite", "denoise", inputs, 1)["sample"]
+    spec = importlib.util.spec_from_file_location("sdxl_user", factory)
+    user = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(user)
+    t = {k: torch.from_numpy(v) for k, v in inputs.items()}
+    with torch.no_grad():
+        want = user.build().eval()(t["sample"], t["timestep"], t["encoder_hidden_states"], added_cond_kwargs={
+            "text_embeds": t["added_cond_kwargs_text_embeds"], "time_ids": t["added_cond_kwargs_time_ids"]}).sample
+    np.testing.assert_allclose(got, want.numpy(), atol=1e-4)
+    # a forgotten dict key is the module's own error, in one line with its type
+    assert_one_line_error(run_cli("convert", "--module", f"{factory}:build", "--example-inputs",
+                                  SDXL_SPEC.rsplit(",", 1)[0], "--signature", "denoise", "--out", tmp_path / "x"),
+                          "do not fit UNet2DConditionModel.forward", "Error")
+    assert_one_line_error(run_cli("convert", "--module", f"{factory}:build", "--example-inputs",
+                                  "sample:1x4x8x8,sample.x:1", "--signature", "d", "--out", tmp_path / "x"),
+                          "both as a tensor and as a dict")
+    assert not (tmp_path / "x").exists()

@@ -9,6 +9,13 @@ SPEC: comma-separated `NAME:DIMS[:DTYPE[:LOW..HIGH]]`, e.g. `pixel_values:1x3x64
 `input_ids:1x77:int32:0..49407`. float32 inputs are seeded standard normals (uniform in [LOW, HIGH] when
 a range is given), int32 inputs seeded uniform integers in [LOW, HIGH] (default 0..99). Or a `.npz`
 file holding one array per input name (real data makes the gate meaningful for quantized recipes).
+A dotted NAME feeds a dict argument: `added_cond_kwargs.text_embeds:1x1280,added_cond_kwargs.time_ids:1x6`
+calls `forward(..., added_cond_kwargs={"text_embeds": ..., "time_ids": ...})` (SDXL's UNet); the signature
+input is the flat name `added_cond_kwargs_text_embeds` (a LiteRT signature takes named tensors only).
+
+The module gets the same rewrites as `--diffusers` (converters/byom/rewrites.py: diffusers' default attention
+processor, nn.GroupNorm in its reshape form) and the same delegate pre-flight; the gate compares the LiteRT
+file with the module's own, unrewritten forward.
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ from torch import nn
 
 from banana_sdk.bundle.reader import BUNDLE_FORMAT, BUNDLE_SCHEMA_VERSION, created_by
 from banana_sdk.sampling.noise import gaussian
+from converters.byom.rewrites import apply_rewrites, describe_rewrites
 from converters.engine import (
     GATE_SEED,
     SignatureJob,
@@ -44,7 +52,45 @@ from converters.preflight.plan import delegate_plan
 from converters.recipes import Quant, parse_quant, recipe_rules
 
 DTYPES = {"float32": np.float32, "int32": np.int32}  # input dtypes a LiteRT signature should take
+REWRITES_VERSION = 1  # in the job key: bundles made before `--module` got the diffusers rewrites are rebuilt
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_PATH = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")  # NAME or NAME.KEY[.KEY...]
+
+
+def flat_name(path: str) -> str:
+    """The signature input name of a (dotted) example-input path: `a.b` -> `a_b`."""
+    return path.replace(".", "_")
+
+
+def input_paths(names: list[str] | tuple[str, ...]) -> dict[str, tuple[str, ...]]:
+    """{flat signature input name: path of keys into forward()'s arguments}; ConversionError on a bad name or
+    two paths with one flat name."""
+    paths: dict[str, tuple[str, ...]] = {}
+    for name in names:
+        if not _PATH.match(name):
+            raise ConversionError(f"example input name {name!r} is not NAME or NAME.KEY (letters, digits, _)")
+        flat = flat_name(name)
+        if flat in paths:
+            raise ConversionError(f"example inputs {'.'.join(paths[flat])!r} and {name!r} both become the "
+                                  f"signature input {flat!r}; rename one")
+        paths[flat] = tuple(name.split("."))
+    tops = {p[0]: len(p) for p in paths.values()}
+    for p in paths.values():
+        if (len(p) == 1) != (tops[p[0]] == 1):
+            raise ConversionError(f"example input {p[0]!r} is given both as a tensor and as a dict of tensors")
+    return paths
+
+
+def nest(inputs: dict[str, Any], paths: dict[str, tuple[str, ...]]) -> dict[str, Any]:
+    """forward() keyword arguments from flat named inputs: dotted paths become (nested) dicts."""
+    kwargs: dict[str, Any] = {}
+    for flat, value in inputs.items():
+        *parents, leaf = paths.get(flat, (flat,))
+        node = kwargs
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[leaf] = value
+    return kwargs
 
 
 @dataclass(frozen=True)
@@ -65,7 +111,7 @@ def parse_example_inputs(spec: str) -> list[InputSpec]:
     out: list[InputSpec] = []
     for item in (s.strip() for s in spec.split(",")):
         parts = item.split(":")
-        if not item or len(parts) < 2 or len(parts) > 4 or not _NAME.match(parts[0]):
+        if not item or len(parts) < 2 or len(parts) > 4 or not _PATH.match(parts[0]):
             raise ConversionError(f"--example-inputs item {item!r} is not {form}")
         try:
             shape = tuple(int(d) for d in parts[1].lower().split("x"))
@@ -89,26 +135,29 @@ def parse_example_inputs(spec: str) -> list[InputSpec]:
         if any(s.name == parts[0] for s in out):
             raise ConversionError(f"--example-inputs names {parts[0]!r} twice")
         out.append(InputSpec(parts[0], shape, dtype, low, high))
+    input_paths([s.name for s in out])  # flat-name clashes, tensor-and-dict clashes
     return out
 
 
 def make_inputs(specs: list[InputSpec], seed: int = GATE_SEED) -> dict[str, np.ndarray]:
-    """Seeded arrays for parsed specs (stream i for the i-th input)."""
+    """Seeded arrays for parsed specs (stream i for the i-th input), by flat signature input name."""
     arrays = {}
     for i, s in enumerate(specs):
+        name = flat_name(s.name)
         if s.dtype == "int32":
             low, high = (0, 99) if s.low is None else (int(s.low), int(s.high))
-            arrays[s.name] = np.random.default_rng([seed, i]).integers(low, high + 1, s.shape).astype(np.int32)
+            arrays[name] = np.random.default_rng([seed, i]).integers(low, high + 1, s.shape).astype(np.int32)
         elif s.low is None:
-            arrays[s.name] = gaussian(seed, i, s.shape)
+            arrays[name] = gaussian(seed, i, s.shape)
         else:
             u = np.random.default_rng([seed, i]).random(s.shape)
-            arrays[s.name] = (s.low + (s.high - s.low) * u).astype(np.float32)
+            arrays[name] = (s.low + (s.high - s.low) * u).astype(np.float32)
     return arrays
 
 
-def load_inputs(spec: str) -> tuple[dict[str, np.ndarray], list[dict[str, Any]]]:
-    """Example inputs from SPEC or an .npz file, with their description for the manifest."""
+def load_inputs(spec: str) -> tuple[dict[str, np.ndarray], list[dict[str, Any]], dict[str, tuple[str, ...]]]:
+    """Example inputs from SPEC or an .npz file (keys may be dotted paths too) by flat signature input name, their
+    description for the manifest, and {flat name: path into forward()'s arguments}."""
     if spec.endswith(".npz"):
         try:
             with np.load(spec) as data:
@@ -124,10 +173,13 @@ def load_inputs(spec: str) -> tuple[dict[str, np.ndarray], list[dict[str, Any]]]
                 raise ConversionError(f"--example-inputs {spec}: {k} is {v.dtype}; use {list(DTYPES)}")
         if not arrays:
             raise ConversionError(f"--example-inputs {spec} holds no arrays")
-        return arrays, [{"name": k, "shape": list(v.shape), "dtype": v.dtype.name, "file": Path(spec).name}
-                        for k, v in arrays.items()]
+        paths = input_paths(list(arrays))
+        described = [{"name": k, "input": flat_name(k), "shape": list(v.shape), "dtype": v.dtype.name,
+                      "file": Path(spec).name} for k, v in arrays.items()]
+        return {flat_name(k): v for k, v in arrays.items()}, described, paths
     specs = parse_example_inputs(spec)
-    return make_inputs(specs), [s.to_dict() for s in specs]
+    return (make_inputs(specs), [{**s.to_dict(), "input": flat_name(s.name)} for s in specs],
+            input_paths([s.name for s in specs]))
 
 
 def _one_line(exc: BaseException) -> str:
@@ -196,24 +248,28 @@ def _named_outputs(out: Any) -> dict[str, torch.Tensor]:
 
 
 class ModuleSignature(nn.Module):
-    """Calls the module with named inputs and returns its tensors by name (output, output_i or dict keys)."""
+    """Calls the module with named inputs (flat names nested back into dict arguments by `paths`) and returns
+    its tensors by name (output, output_i or dict keys)."""
 
-    def __init__(self, module: nn.Module) -> None:
+    def __init__(self, module: nn.Module, paths: dict[str, tuple[str, ...]] | None = None) -> None:
         super().__init__()
         self.module = module
+        self.paths = dict(paths or {})
 
     def forward(self, **inputs: torch.Tensor) -> dict[str, torch.Tensor]:
-        return _named_outputs(self.module(**inputs))
+        return _named_outputs(self.module(**nest(inputs, self.paths)))
 
 
-def check_inputs(module: nn.Module, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+def check_inputs(module: nn.Module, inputs: dict[str, np.ndarray],
+                 paths: dict[str, tuple[str, ...]] | None = None) -> dict[str, np.ndarray]:
     """Inputs must name forward() parameters and run eagerly; returns the module's named outputs."""
     name = type(module).__name__
+    paths = paths or {}
     params = inspect.signature(module.forward).parameters
     takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
     named = [n for n, p in params.items() if p.kind not in (inspect.Parameter.VAR_POSITIONAL,
                                                             inspect.Parameter.VAR_KEYWORD)]
-    unknown = [k for k in inputs if k not in named]
+    unknown = list(dict.fromkeys(paths.get(k, (k,))[0] for k in inputs if paths.get(k, (k,))[0] not in named))
     if unknown and not takes_any:
         raise ConversionError(f"example input(s) {unknown} are not parameters of {name}.forward({', '.join(named)})")
     required = [n for n in named if params[n].default is inspect.Parameter.empty and n not in inputs]
@@ -221,7 +277,7 @@ def check_inputs(module: nn.Module, inputs: dict[str, np.ndarray]) -> dict[str, 
         raise ConversionError(f"{name}.forward needs {required}; add them to --example-inputs")
     try:
         with torch.no_grad():
-            outputs = ModuleSignature(module)(**{k: torch.from_numpy(v) for k, v in inputs.items()})
+            outputs = ModuleSignature(module, paths)(**{k: torch.from_numpy(v) for k, v in inputs.items()})
     except SystemExit as exc:
         raise ConversionError(f"{name}.forward called {_exit_call(exc)} on the example inputs") from None
     except Exception as exc:  # shape/dtype mismatches surface as assorted errors; report one line
@@ -261,17 +317,18 @@ def convert_module(
         raise ConversionError(f"--factory-kwargs is not JSON: {exc}") from None
     if not isinstance(kwargs, dict):
         raise ConversionError("--factory-kwargs must be a JSON object of keyword arguments")
-    inputs, described = load_inputs(example_inputs)
+    inputs, described, paths = load_inputs(example_inputs)
     module = build_module(factory, kwargs)
-    reference = check_inputs(module, inputs)
+    reference = check_inputs(module, inputs, paths)  # the module's own forward, before any rewrite
     threshold = gate_threshold(q, min_psnr, min_cosine)
     identity = f"module:sha256:{weights_sha256(module)}"
     inputs_hash = hashlib.sha256(b"".join(k.encode() + v.tobytes() for k, v in sorted(inputs.items()))).hexdigest()
     key = job_key(source=identity, factory=factory, kwargs=kwargs, inputs=inputs_hash, signature=signature,
                   quant=q.value, block=block_size if q is Quant.INT4 else 0,
-                  gate=[threshold.min_psnr_db, threshold.min_cosine])
-    job = SignatureJob(signature, key, lambda: inputs, lambda: module, ModuleSignature,
-                       lambda _m, _x: reference)
+                  gate=[threshold.min_psnr_db, threshold.min_cosine], rewrites=REWRITES_VERSION)
+    job = SignatureJob(signature, key, lambda: inputs, lambda: module,
+                       lambda m: ModuleSignature(apply_rewrites(m), paths), lambda _m, _x: reference,
+                       lambda wrapped: describe_rewrites(wrapped))
     cls = f"{type(module).__module__}.{type(module).__qualname__}"
     params = sum(p.numel() for p in module.parameters())
 
@@ -292,7 +349,7 @@ def convert_module(
             "signatures": {n: r["io"] for n, r in records.items()},
             "gate": {n: r["gate"] for n, r in records.items()},
             "delegate_plan": delegate_plan(staging),
-            "build": {n: build_entry(r) for n, r in records.items()},
+            "build": {n: {**build_entry(r), "notes": r.get("notes", {})} for n, r in records.items()},
             "files": bundle_files(staging),
         }
 

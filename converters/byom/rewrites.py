@@ -89,8 +89,12 @@ def apply_rewrites(module: nn.Module) -> nn.Module:
 
 
 def describe_rewrites(module: nn.Module) -> dict[str, int]:
-    """What a rewritten module holds: {rewrite: layers} (recorded per signature in the manifest)."""
-    from diffusers.models.attention_processor import AttnProcessor
+    """What a rewritten module holds: {rewrite: layers} (recorded per signature in the manifest). Works without
+    diffusers installed (a `--module` of plain torch or transformers code): no attention processors then."""
+    try:
+        from diffusers.models.attention_processor import AttnProcessor
+    except ImportError:
+        AttnProcessor = ()  # noqa: N806 - isinstance(x, ()) is False
 
     layers = list(module.modules())
     return {"attention_processor": sum(isinstance(getattr(m, "processor", None), AttnProcessor) for m in layers),
