@@ -57,6 +57,7 @@ AREAS: dict[str, str] = {
     "upscale": "4K output: tiled upscaling",
     "preview": "Live mode: the preview decoder",
     "harness": "Device harness",
+    "scale": "Device harness at scale: many phones, long soaks",
     "gqa": "GQA vs multi-head attention: bytes, latency, heat",
     "realtime": "What 30 fps at 512 px would take",
     "live": "Live mode on simulated phones: frame rate, edits and the thermal governor",
