@@ -1,7 +1,9 @@
 """Talking to devices through the adb server (adbutils): shell with exit codes, sync, reconnects.
 
 Every command is an argument list quoted by `device_tests.quoting`; shell output comes over shell_v2
-(separate stdout/stderr and the exit status). Transport failures are told apart from command failures:
+(separate stdout/stderr and the exit status) when the device offers it, else over the legacy `shell:`
+service, where stdout and stderr arrive merged (in `stdout`) and the exit status is read back from a
+sentinel (`device_tests.legacy_shell`). Transport failures are told apart from command failures:
 when the adb server is gone it is started again (and `adb connect` devices reconnected), and when the
 device stays away longer than `reconnect_s` the caller gets `DeviceDisconnected`.
 """
@@ -23,7 +25,8 @@ from adbutils.errors import AdbError, AdbTimeout
 
 from device_tests.adb_server import server_port, server_running, start_server
 from device_tests.errors import AdbUnavailable, DeviceCommandError, DeviceDisconnected, NoDevice
-from device_tests.quoting import command_line
+from device_tests.legacy_shell import LegacyShellError, new_sentinel, unwrap, wrap
+from device_tests.quoting import command_line, quote
 from device_tests.sync_client import SyncLost, SyncSession
 
 T = TypeVar("T")
@@ -36,8 +39,8 @@ SERVER_TIMEOUT_S = 30.0  # the longest we wait for any single answer from the ad
 class ShellResult:
     argv: tuple[str, ...]  # what ran
     returncode: int  # exit status on the device
-    stdout: str  # standard output (UTF-8, undecodable bytes replaced)
-    stderr: str  # standard error
+    stdout: str  # standard output (UTF-8, undecodable bytes replaced); stdout and stderr merged without shell_v2
+    stderr: str  # standard error ("" without shell_v2: the legacy shell merges it into stdout)
 
     def summary(self) -> str:
         text = (self.stderr.strip() or self.stdout.strip()).splitlines()
@@ -130,6 +133,15 @@ class Device:
         self.adb = adb
         self.serial = serial
         self._dev = adbutils.AdbDevice(adb.client, serial=serial)
+        self._shell_v2: bool | None = None  # the device offers shell_v2 (asked once, on the first command)
+
+    @property
+    def shell_v2(self) -> bool:
+        """True when the device's adbd offers the shell_v2 protocol (separate stderr, real exit status)."""
+        if self._shell_v2 is None:
+            features = self._call("asking for the device's features", self._dev.get_features, retry=True)
+            self._shell_v2 = "shell_v2" in features.split(",")
+        return self._shell_v2
 
     def _call(self, what: str, fn: Callable[[], T], retry: bool) -> T:
         """Run fn; on a transport failure recover (server, reconnect) and retry once if allowed."""
@@ -166,13 +178,36 @@ class Device:
         line = "; ".join(command_line(c) for c in commands)
         return self._shell_line(line, [c[0] for c in commands], timeout_s, retry=True)
 
+    def batch(self, commands: list[list[str]], timeout_s: float = 60.0) -> list[ShellResult]:
+        """Several quoted commands in one round trip, each with its own exit status and output (its stderr
+        merged into its stdout, `2>&1`); DeviceCommandError when the shell stops before the last one."""
+        marker = new_sentinel()
+        line = "; ".join(f"{command_line(c)} 2>&1; echo {quote(marker)}$?" for c in commands)
+        text = self._shell_line(line, [c[0] for c in commands], timeout_s, retry=True).stdout
+        pieces = re.split(re.escape(marker) + r"(\d{1,3})\n", text)
+        if len(pieces) < 2 * len(commands) + 1:
+            done = (len(pieces) - 1) // 2
+            raise DeviceCommandError(f"the shell on {self.serial} stopped after {done} of {len(commands)} commands "
+                                     f"(`{_short(commands[done])}` never finished); check the device and retry")
+        return [ShellResult(tuple(argv), int(pieces[2 * k + 1]), pieces[2 * k], "")
+                for k, argv in enumerate(commands)]
+
     def _shell_line(self, line: str, argv: list[str], timeout_s: float, retry: bool) -> ShellResult:
-        def run() -> ShellResult:
+        def run_v2() -> ShellResult:
             raw = self._dev.shell2(line, timeout=timeout_s, encoding=None, v2=True)
             return ShellResult(tuple(argv), raw.returncode, raw.stdout.decode("utf-8", "replace"),
                                raw.stderr.decode("utf-8", "replace"))
 
-        return self._call(f"`{_short(argv)}`", run, retry)
+        def run_legacy() -> ShellResult:
+            sentinel = new_sentinel()
+            raw = self._dev.shell(wrap(line, sentinel), timeout=timeout_s, encoding=None, rstrip=False)
+            try:
+                out = unwrap(raw, sentinel)
+            except LegacyShellError as exc:
+                raise AdbError(str(exc)) from None  # a transport failure: recovered (or retried) like one
+            return ShellResult(tuple(argv), out.returncode, out.text.decode("utf-8", "replace"), "")
+
+        return self._call(f"`{_short(argv)}`", run_v2 if self.shell_v2 else run_legacy, retry)
 
     @contextlib.contextmanager
     def sync(self, timeout_s: float = 60.0) -> Iterator[SyncSession]:

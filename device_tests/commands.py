@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -92,13 +93,15 @@ def push(bundle: Path, serial: str | None) -> None:
 @click.option("--no-governor", is_flag=True, help="Live: no thermal governor (full quality throughout).")
 @click.option("-o", "--out", type=click.Path(path_type=Path), required=True, help="Run file (RUN.json).")
 @click.option("--force", is_flag=True, help="Replace --out if it exists.")
+@click.option("--trace", is_flag=True,
+              help="Record a Perfetto trace on the device during the runs, pulled to RUN.trace-SERIAL.pftrace.")
 def profile(bundle: Path, serial: str | None, prompt: str | None, steps: int | None, seed: int, runs: int,
             warmup: int, threads: int, delegate: str, sustained: str | None, cooldown_c: float, no_cooldown: bool,
             cooldown_timeout: float, no_telemetry: bool, throttle_rise: float, timeout: float,
             reconnect_timeout: float, benchmark_model: Path | None, peel_specs: tuple[str, ...],
             subject_names: tuple[str, ...], subjects_dir: Path | None, size: int | None, live: str | None,
             target_fps: int, prompts_file: Path | None, edit_ms: int | None, no_governor: bool, out: Path,
-            force: bool) -> None:
+            force: bool, trace: bool) -> None:
     """Push BUNDLE and measure it on devices: latency, memory, thermals; writes RUN.json (+ journal)."""
     from banana_sdk.peels.commands import parse_weighted
     from banana_sdk.subjects.store import SubjectStore
@@ -119,7 +122,7 @@ def profile(bundle: Path, serial: str | None, prompt: str | None, steps: int | N
         live_s=prof.parse_duration(live) if live else None, target_fps=target_fps,
         prompts=read_prompts(prompts_file) if prompts_file is not None else (),
         prompts_file=str(prompts_file) if prompts_file is not None else None, edit_ms=edit_ms,
-        governor=not no_governor)
+        governor=not no_governor, trace=trace)
     if not 0 <= reconnect_timeout < float("inf"):
         raise ConfigError(f"--reconnect-timeout must be a finite number >= 0, got {reconnect_timeout}")
     try:
@@ -141,6 +144,11 @@ def profile(bundle: Path, serial: str | None, prompt: str | None, steps: int | N
         if d.get("sustained"):
             line += f", throttle onset {onset['t_s']:.0f} s" if onset else ", no throttling detected"
         click.echo(line + (" [simulated]" if d["simulated"] else ""))
+    for d in result["devices"]:
+        if d.get("trace"):
+            from device_tests.trace_report import trace_line
+
+            click.echo(trace_line(d, out))
     click.echo(f"wrote {out}")
 
 
@@ -194,6 +202,7 @@ def sim_start(profile_name: str, port: int | None, lifetime: str, no_app: bool, 
               write_mbps: float | None, quirks: tuple[str, ...]) -> None:
     """Run a simulated device in the foreground until Ctrl-C or its lifetime ends (as a child process)."""
     from device_tests.adb_server import server_port
+    from device_tests.orphan_guard import guarded
     from device_tests.profile import parse_duration
     from device_tests.sim.launcher import ROOT, sim_command, sim_env
     from device_tests.sim.options import EMULATOR_PORTS, SimOptions, free_port
@@ -205,8 +214,11 @@ def sim_start(profile_name: str, port: int | None, lifetime: str, no_app: bool, 
                          parse_quirks(quirks))
     chosen = port if port is not None else free_port(emulator=True)
     cmd = sim_command(options, chosen, parse_duration(lifetime), server_port())
-    process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, env=sim_env(), cwd=ROOT,
-                               text=True)
+    # guarded: the simulator dies with us even on SIGKILL; SIGTERM to us stops it like Ctrl-C (it then removes
+    # its temporary data dir)
+    process = subprocess.Popen(guarded(cmd), stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, env=sim_env(),
+                               cwd=ROOT, text=True)
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         for line in process.stdout:
             if line.startswith("READY "):
@@ -223,8 +235,15 @@ def sim_start(profile_name: str, port: int | None, lifetime: str, no_app: bool, 
         process.wait(10)
         click.echo("simulator stopped")
         return
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     if code != 0:
         sys.exit(code)  # the simulator printed its one-line error
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    """SIGTERM to `banana sim start`: stop the simulator the way Ctrl-C does."""
+    raise KeyboardInterrupt
 
 
 COMMANDS = (devices, push, profile, report, sim)

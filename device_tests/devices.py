@@ -6,13 +6,12 @@ import os
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from device_tests.adb import Adb, Device, is_network_serial
+from device_tests.adb import Adb, Device, ShellResult, is_network_serial
 from device_tests.contract import PACKAGE
-from device_tests.errors import AppNotInstalled, NoDevice, WrongAbi
+from device_tests.errors import AppNotInstalled, DeviceCommandError, NoDevice, WrongAbi
 from device_tests.parsers import parse_getprop, parse_meminfo_total_kb, parse_packages
 
 APP_ABIS = ("arm64-v8a", "x86_64")  # ABIs the sample app ships native LiteRT libraries for
-SECTION = "---banana-section---"  # separates the outputs of a batched shell round trip
 
 
 @dataclass(frozen=True)
@@ -47,13 +46,24 @@ class DeviceInfo:
 
 
 def describe(device: Device, state: str = "device") -> DeviceInfo:
-    """Query one device (one shell round trip: getprop, /proc/meminfo, pm list packages)."""
-    result = device.script([["getprop"], ["echo", SECTION], ["cat", "/proc/meminfo"], ["echo", SECTION],
-                            ["pm", "list", "packages", PACKAGE]])
-    parts = result.stdout.split(SECTION + "\n")
-    props = parse_getprop(parts[0])
-    total_kb = parse_meminfo_total_kb(parts[1]) if len(parts) > 1 else None
-    packages = parse_packages(parts[2]) if len(parts) > 2 else []
+    """Query one device (one shell round trip: getprop, /proc/meminfo, pm list packages); DeviceCommandError
+    naming the command, its exit status and what to do when getprop or pm fails."""
+    props_out, meminfo_out, packages_out = device.batch([["getprop"], ["cat", "/proc/meminfo"],
+                                                         ["pm", "list", "packages", PACKAGE]])
+    props = parse_getprop(props_out.stdout)
+    if props_out.returncode == 127:
+        raise DeviceCommandError(_failed(device, props_out, "this build has no getprop, which the harness needs to "
+                                         "tell the device's model and ABI; use a device with a standard Android "
+                                         f"shell, or check `adb -s {device.serial} shell which getprop`"))
+    if props_out.returncode != 0 or not props:
+        raise DeviceCommandError(_failed(device, props_out, "the device's property service is not answering; "
+                                         f"reboot it or check `adb -s {device.serial} shell getprop`"))
+    if packages_out.returncode != 0:
+        raise DeviceCommandError(_failed(device, packages_out, "the package manager is not answering (still "
+                                         f"booting?); wait until `adb -s {device.serial} shell getprop "
+                                         "sys.boot_completed` prints 1, or reboot the device"))
+    total_kb = parse_meminfo_total_kb(meminfo_out.stdout) if meminfo_out.returncode == 0 else None
+    packages = parse_packages(packages_out.stdout)
     soc = " ".join(x for x in (props.get("ro.soc.manufacturer", ""), props.get("ro.soc.model", "")) if x)
     sdk = props.get("ro.build.version.sdk", "")
     return DeviceInfo(
@@ -67,6 +77,12 @@ def describe(device: Device, state: str = "device") -> DeviceInfo:
         ram_mb=total_kb // 1024 if total_kb else None, app_installed=PACKAGE in packages,
         simulated=props.get("ro.banana.simulated") == "1",
     )
+
+
+def _failed(device: Device, result: ShellResult, todo: str) -> str:
+    """`<command>` failed on SERIAL (exit N: last line of its output): what to do."""
+    what = "printed no properties" if result.returncode == 0 else f"exit {result.returncode}"
+    return f"`{' '.join(result.argv)}` failed on {device.serial} ({what}: {result.summary()}); {todo}"
 
 
 def list_devices(adb: Adb) -> list[DeviceInfo]:

@@ -85,12 +85,13 @@ def summarize_live(live: dict[str, Any]) -> dict[str, Any]:
     ttff = [e["ttff_ms"] for e in edits if e.get("ttff_ms") is not None]
     if live.get("partial"):
         ttff = [x for x in time_to_first_frame(edits, frames) if x is not None]
-    # first vs last window: a thermal minute (a fifth of shorter runs) in the app's seconds
+    # first vs last window: a thermal minute (a fifth of shorter runs) of the seconds measured, in the app's
+    # seconds; not measured (None) when the two windows would share a second
     window = max(1.0, window_s_for(len(bins) * scale) / scale) if bins else None
     first = last = None
-    if bins:
+    if bins and 2 * max(1, int(round(window))) <= len(fps):
         w = max(1, int(round(window)))
-        first, last = sum(fps[:w]) / min(w, len(fps)), sum(fps[-w:]) / min(w, len(fps))
+        first, last = sum(fps[:w]) / w, sum(fps[-w:]) / w
     decisions = live.get("decisions", [])
     counters = live.get("counters", {})
     return {

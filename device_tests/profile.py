@@ -34,6 +34,8 @@ from device_tests.run_file import build_run_json
 from device_tests.run_record import DeviceRun
 from device_tests.runner import launch
 from device_tests.telemetry import TelemetrySampler, read_time_in_state
+from device_tests.thermal_source import probe_source
+from device_tests.trace_device import check_perfetto, recording, run_json_of, spec_for, trace_file
 
 DEFAULT_PROMPT = "a small red circle top left and a large blue square bottom right"
 
@@ -63,6 +65,7 @@ class ProfileSettings:
     prompts_file: str | None = None  # live: where `prompts` came from (None: the built-in list)
     edit_ms: int | None = None  # live: ms between two edits; None: 1000 / target_fps (one per frame at L0)
     governor: bool = True  # live: the thermal governor applies its levels (False: L0 throughout)
+    trace: bool = False  # record a Perfetto trace on the device during the measurement (device_tests/trace_device.py)
 
     @property
     def live_prompts(self) -> tuple[str, ...]:
@@ -208,8 +211,10 @@ def profile_device(adb: Adb, serial: str, bundle: Path, settings: ProfileSetting
         peels = push_peels(device, settings.peels)
         subjects = push_subjects(device, settings.subjects)
         prompts = push_prompts(device, settings.live_prompts) if settings.live_s is not None else None
+        source = probe_source(device)  # one thermal source for the gate, the samples and the report
+        emit("thermal_source", source=source.to_dict())
         if settings.cooldown_c is not None:
-            gate = cool_down(device, settings.cooldown_c, settings.cooldown_timeout_s)
+            gate = cool_down(device, settings.cooldown_c, settings.cooldown_timeout_s, source=source)
             emit("cooldown", cooldown=gate.to_dict())
             if not gate.reached:
                 emit("note", text=gate.message)
@@ -217,13 +222,15 @@ def profile_device(adb: Adb, serial: str, bundle: Path, settings: ProfileSetting
         t0 = time.monotonic()
         if settings.telemetry_interval_s:
             sampler = TelemetrySampler(device, lambda s: emit("telemetry", sample=s.to_dict()),
-                                       settings.telemetry_interval_s, t0).start()
-        if settings.benchmark_model is not None:
-            _run_benchmark_model(device, info.abilist, pushed.remote_dir, manifest, settings, emit)
-        elif prompts is not None:
-            _run_live(device, pushed.remote_dir, manifest, settings, emit, t0, prompts, stop)
-        else:
-            _run_app(device, pushed.remote_dir, manifest, settings, emit, t0, peels, subjects, stop)
+                                       settings.telemetry_interval_s, t0, source).start()
+        with recording(device, spec_for(settings.trace, settings.timeout_s, settings.sustained_s, settings.live_s),
+                       trace_file(run_json_of(journal.path), serial), emit):
+            if settings.benchmark_model is not None:
+                _run_benchmark_model(device, info.abilist, pushed.remote_dir, manifest, settings, emit)
+            elif prompts is not None:
+                _run_live(device, pushed.remote_dir, manifest, settings, emit, t0, prompts, stop)
+            else:
+                _run_app(device, pushed.remote_dir, manifest, settings, emit, t0, peels, subjects, stop)
         if sampler:
             sampler.stop()
             sampler = None
@@ -321,6 +328,8 @@ def profile(bundle: Path, out: Path, serial: str | None, settings: ProfileSettin
     check_app_request(bundle, manifest, settings)
     adb = adb or Adb()
     serials = resolve_serials(adb, serial)
+    for s in serials if settings.trace else ():  # every device can trace, or nothing runs (Android < 9 cannot)
+        check_perfetto(adb.device(s))
     out = Path(out)
     jpath = journal_path(out)
     if jpath.exists():

@@ -17,11 +17,13 @@ from banana_sdk.fileio import sha256_file
 from device_tests.adb import Device
 from device_tests.contract import DEVICE_ROOT
 from device_tests.errors import DeviceCommandError, StorageFull
-from device_tests.parsers import parse_df_available_kb
+from device_tests.parsers import parse_df_available_kb, parse_sha256sum
+from device_tests.quoting import command_line
 
 MANIFEST = "manifest.json"
-SECTION = "---banana-hash---"
 HASH_BATCH = 64  # files per sha256sum round trip
+MAX_LINE = 4000  # bytes of command line per round trip: adbd before Android 7 takes at most 4096 (MAX_PAYLOAD_V1)
+BATCH_OVERHEAD = 64  # bytes `Device.batch` adds per command (` 2>&1; echo <sentinel>$?; `)
 
 
 @dataclass(frozen=True)
@@ -82,18 +84,22 @@ def bundle_files(bundle_dir: Path) -> tuple[str, list[BundleFile]]:
 
 
 def remote_hashes(device: Device, paths: list[str]) -> dict[str, str | None]:
-    """sha256 of each device path (None when absent); one `sha256sum` per file, batched per round trip."""
+    """sha256 of each device path (None when absent or unreadable); one `sha256sum` per file, batched per
+    round trip, each with its own exit status (toybox and GNU coreutils output both read)."""
     out: dict[str, str | None] = {}
-    for start in range(0, len(paths), HASH_BATCH):
-        batch = paths[start:start + HASH_BATCH]
-        commands: list[list[str]] = []
-        for path in batch:
-            commands += [["sha256sum", path], ["echo", SECTION]]
-        text = device.script(commands).stdout
-        sections = text.split(SECTION + "\n")
-        for path, section in zip(batch, sections, strict=False):
-            head = section[:64]
-            out[path] = head if len(head) == 64 and all(c in "0123456789abcdef" for c in head) else None
+    batches: list[list[str]] = [[]]
+    size = 0
+    for path in paths:
+        cost = len(command_line(["sha256sum", path])) + BATCH_OVERHEAD
+        if batches[-1] and (len(batches[-1]) >= HASH_BATCH or size + cost > MAX_LINE):
+            batches.append([])
+            size = 0
+        batches[-1].append(path)
+        size += cost
+    for batch in filter(None, batches):
+        results = device.batch([["sha256sum", path] for path in batch])
+        for path, result in zip(batch, results, strict=True):
+            out[path] = parse_sha256sum(result.stdout) if result.returncode == 0 else None
     return out
 
 

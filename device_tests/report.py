@@ -19,6 +19,8 @@ from device_tests.errors import ReportError
 from device_tests.parsers import THERMAL_STATUS
 from device_tests.run_file import load_run
 from device_tests.svg import PALETTE, STATUS_COLORS, Chart, Series, line_chart, stacked_bars
+from device_tests.thermal_source import Role, sample_role
+from device_tests.trace_report import trace_section
 
 SIM_NOTE = ("SIMULATED DEVICE — these numbers come from Banana-SDK's simulated phone running real LiteRT inference "
             "on the host CPU, with simulated slow-down and thermals; they are not measurements of a phone.")
@@ -31,6 +33,11 @@ z-index:9}.badge{background:#c00;color:#fff;padding:1px 6px;border-radius:3px;fo
 .err{color:#a00}.note{color:#850}section{border-top:1px solid #ddd;margin-top:18px}
 @media print{.sim{position:fixed;top:0;left:0;right:0}body{margin-top:60px}}
 """
+
+
+def _ms(us: float | None) -> str:
+    """Microseconds as milliseconds with 2 decimals ("–" when the tool did not print it)."""
+    return "–" if us is None else f"{us / 1e3:.2f}"
 
 
 def _num(value: Any, digits: int = 1) -> str:
@@ -79,6 +86,7 @@ def _side_by_side(devices: list[tuple[dict, dict]]) -> str:
     row("peak PSS (MiB)", lambda r, d: _num(d[s].get("peak_pss_mb")))
     row("max thermal status", lambda r, d: _status(d[s].get("max_thermal_status")))
     row("max skin (°C)", lambda r, d: _num(d[s].get("max_skin_c")))
+    row("temperatures from", lambda r, d: escape(_source_kind(d)))
     row("throttle onset", lambda r, d: _onset(d))
     row("first vs last window", lambda r, d: _windows(d))
     if any(d.get("live_summary") for _, d in devices):
@@ -122,11 +130,20 @@ def _onset(d: dict) -> str:
 
 
 def _windows(d: dict) -> str:
-    windows = (d.get("sustained") or {}).get("windows")
-    if not windows:
+    sustained = d.get("sustained")
+    if not sustained:
         return "–"
+    windows = sustained.get("windows")
+    if not windows:
+        return "not measured (the run was shorter than two windows)"
     return (f"{windows['first']['median']:.1f} → {windows['last']['median']:.1f} ms "
             f"({windows['change_pct']:+.0f}%, {windows['window_s']:.0f} s windows)")
+
+
+def _source_kind(d: dict) -> str:
+    """Which thermal source gave a device's temperatures (runs from before `thermal_source`: the thermal HAL)."""
+    source = d.get("thermal_source")
+    return source["kind"] if source else "thermal HAL"
 
 
 def _bands(telemetry: list[dict]) -> list[tuple[float, float, str]]:
@@ -143,19 +160,18 @@ def _timeline(d: dict) -> str:
     if not runs and not tele:
         return "<p>No timed runs or telemetry.</p>"
     series = [Series("end-to-end latency (ms)", [(r["t"], r["e2e_ms"]) for r in runs], PALETTE[0], "left", True)]
-    skin = [(s["t"], max(x["value_c"] for x in s["sensors"] if x["type"] == 3)) for s in tele
-            if any(x["type"] == 3 for x in s.get("sensors", []))]
-    cpu = [(s["t"], max(x["value_c"] for x in s["sensors"] if x["type"] == 0)) for s in tele
-           if any(x["type"] == 0 for x in s.get("sensors", []))]
-    battery = [(s["t"], s["battery_c"]) for s in tele if s.get("battery_c") is not None]
-    series += [Series("skin (°C)", skin, PALETTE[1], "right"),
-               Series("CPU (°C)", cpu, PALETTE[3], "right", dashed=True),
-               Series("battery (°C)", battery, PALETTE[2], "right", dashed=True)]
+    kind = _source_kind(d)
+    for role, label, color, dashed in ((Role.SKIN, "skin", PALETTE[1], False), (Role.CPU, "CPU", PALETTE[3], True),
+                                       (Role.GPU, "GPU", PALETTE[5], True),
+                                       (Role.BATTERY, "battery", PALETTE[2], True)):
+        points = [(s["t"], v) for s in tele if (v := sample_role(s, role)) is not None]
+        series.append(Series(f"{label} (°C, {kind})", points, color, "right", dashed=dashed))
     vlines = []
     onset = (d.get("sustained") or {}).get("throttle_onset")
     if onset and runs:
         vlines.append((runs[0]["t"] + onset["t_s"], "throttle onset"))
-    chart = Chart("Latency over time against temperature (shading: thermal status)", "time since start (s)",
+    chart = Chart(f"Latency over time against temperature from the {kind} (shading: thermal status)",
+                  "time since start (s)",
                   "latency (ms)", "temperature (°C)", [s for s in series if s.points], _bands(tele), vlines)
     return line_chart(chart)
 
@@ -215,8 +231,9 @@ def _live(d: dict) -> str:
                      PALETTE[1], "right")]
     if not series[2].points:  # a phone's app cannot read the skin sensor: the harness's telemetry, on the app's clock
         offset = live.get("offset_s") or 0.0
-        series[2].points = [(x["t"] - offset, max(v["value_c"] for v in x["sensors"] if v["type"] == 3))
-                            for x in d.get("telemetry", []) if any(v["type"] == 3 for v in x.get("sensors", []))]
+        series[2].points = [(x["t"] - offset, v) for x in d.get("telemetry", [])
+                            if (v := sample_role(x, Role.SKIN)) is not None]
+        series[2].label = f"skin (°C, {_source_kind(d)})"
     bands = []
     for a, b in zip(thermal, thermal[1:] + thermal[-1:], strict=True):
         if a["status"]:
@@ -269,6 +286,11 @@ def _device_section(run: dict, d: dict) -> str:
         parts.append(f"<p>Bundle at <code>{escape(push['remote_dir'])}</code>: {len(push['pushed'])} file(s) pushed "
                      f"({push['bytes_pushed'] / 1e6:.2f} MB, {push['mb_per_s']:.1f} MB/s), {len(push['skipped'])} "
                      f"unchanged, verified: {'yes' if push['verified'] else 'no'}.</p>")
+    source = d.get("thermal_source")
+    if source:
+        parts.append(f"<p>Temperatures from the {escape(source['description'])}"
+                     + (f"; kept out as pseudo-sensors: {escape(', '.join(source['excluded']))}"
+                        if source.get("excluded") else "") + ".</p>")
     for gate in d.get("cooldown", []):
         parts.append(f"<p>Cool-down gate: {escape(gate['message'])}.</p>")
     parts.append(_live(d))
@@ -276,9 +298,10 @@ def _device_section(run: dict, d: dict) -> str:
         parts.append(_timeline(d))
     parts.append(_memory(d))
     parts.append(_time_in_state(d))
+    parts.append(trace_section(d))
     if d.get("benchmark_model"):
         rows = "".join(f"<tr><td>{escape(b['graph_name'])}</td><td>{b['init_us'] / 1e3:.2f}</td>"
-                       f"<td>{b['first_us'] / 1e3:.2f}</td><td>{b['inference_avg_us'] / 1e3:.3f}</td>"
+                       f"<td>{_ms(b.get('first_us'))}</td><td>{b['inference_avg_us'] / 1e3:.3f}</td>"
                        f"<td>{_num(b.get('peak_memory_mb'))}</td></tr>" for b in d["benchmark_model"])
         parts.append("<h3>benchmark_model</h3><table><tr><th>graph</th><th>init (ms)</th><th>first (ms)</th>"
                      f"<th>avg (ms)</th><th>peak memory (MB)</th></tr>{rows}</table>")

@@ -9,7 +9,7 @@ from typing import Any
 from banana_sdk import __version__
 from banana_sdk.fileio import read_versioned_json
 from device_tests.errors import ReportError
-from device_tests.journal import read_journal
+from device_tests.journal import journal_path, read_journal
 from device_tests.run_record import DeviceRun
 
 RUN_FORMAT = "banana-profile-run"
@@ -36,6 +36,10 @@ def load_run(path: Path) -> dict[str, Any]:
     if path.suffix == ".jsonl":
         return run_from_journal(path)
     if not path.is_file():
+        journal = journal_path(path)
+        if not path.exists() and journal.is_file():
+            raise ReportError(f"{path} was not written (the run was killed?); its journal is {journal}: run "
+                              f"`banana report {journal} -o REPORT.html` to see what was measured")
         raise ReportError(f"cannot read {path}: it does not exist or is not a file")
     data = read_versioned_json(path, fmt=RUN_FORMAT, max_version=RUN_SCHEMA_VERSION, error=ReportError,
                                what="banana profile run")

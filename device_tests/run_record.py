@@ -12,8 +12,9 @@ from typing import Any
 from device_tests.live_stats import summarize_live
 from device_tests.records import executorch_records
 from device_tests.stats import summarize
-from device_tests.sustained import compare_windows, throttle_onset, window_s_for
+from device_tests.sustained import compare_windows, measured_s, measured_window_s, throttle_onset, window_s_for
 from device_tests.telemetry import time_in_state_delta
+from device_tests.thermal_source import Role, sample_role
 
 
 @dataclass
@@ -35,6 +36,8 @@ class DeviceRun:
     live_s: float | None = None  # planned live duration
     live_plan: dict[str, Any] | None = None  # the live request: duration_s, target_fps, edit_ms, governor, steps, ...
     live: dict[str, Any] | None = None  # the result's live section (+ offset_s), or the parts so far (partial)
+    thermal_source: dict[str, Any] | None = None  # ThermalSource.to_dict(): where the temperatures came from
+    trace: dict[str, Any] | None = None  # `--trace`: the pulled Perfetto trace and its summary (trace_device.py)
 
     def apply(self, event: dict[str, Any]) -> None:
         """Fold one journal event into the record."""
@@ -43,6 +46,8 @@ class DeviceRun:
             self.info = event["info"]
         elif kind == "push":
             self.push = event["push"]
+        elif kind == "thermal_source":
+            self.thermal_source = event["source"]
         elif kind == "cooldown":
             self.cooldown.append(event["cooldown"])
         elif kind == "telemetry":
@@ -66,6 +71,8 @@ class DeviceRun:
             self.live_plan = event["plan"]
         elif kind == "live_part":
             self._apply_part(event)
+        elif kind == "trace":
+            self.trace = event["trace"]
 
     def _apply_part(self, event: dict[str, Any]) -> None:
         """A live run's part: append its records to what arrived so far (the result replaces them at the end)."""
@@ -105,14 +112,18 @@ class DeviceRun:
             "complete": self.complete, "error": self.error, "notes": self.notes, "push": self.push,
             "cooldown": self.cooldown, "launches": self.launches, "warmup": self.warmup, "runs": self.runs,
             "telemetry": self.telemetry, "benchmark_model": self.benchmark_model,
+            "thermal_source": self.thermal_source,
         }
+        if self.trace is not None:
+            out["trace"] = self.trace
         out["stats"] = self.stats()
         if "before" in self.time_in_state and "after" in self.time_in_state:
             out["time_in_state"] = {**self.time_in_state, "delta_s": time_in_state_delta(
                 self.time_in_state["before"], self.time_in_state["after"])}
         if self.sustained_s and self.runs:
-            window = window_s_for(self.sustained_s)
-            out["sustained"] = {"duration_s": self.sustained_s, "window_s": window,
+            window = window_s_for(self.sustained_s)  # planned; the comparison sizes its windows from what ran
+            out["sustained"] = {"duration_s": self.sustained_s, "measured_s": round(measured_s(self.runs), 3),
+                                "window_s": measured_window_s(self.runs, window),
                                 "windows": compare_windows(self.runs, window),
                                 "throttle_onset": throttle_onset(self.runs, self.telemetry, window,
                                                                  settings.get("throttle_rise_pct", 10.0))}
@@ -126,7 +137,7 @@ class DeviceRun:
         runs = self.runs
         steps = [ms for r in runs for ms in r["denoise_ms"]]
         pss = [s["pss_kb"] for s in self.telemetry if s.get("pss_kb") is not None]
-        skin = [s for s in self.telemetry if any(x["type"] == 3 for x in s.get("sensors", []))]
+        skin = [v for v in (sample_role(s, Role.SKIN) for s in self.telemetry) if v is not None]
         return {
             "e2e_ms": summarize([r["e2e_ms"] for r in runs]),
             "text_ms": summarize([r["text_ms"] for r in runs]),
@@ -138,5 +149,5 @@ class DeviceRun:
             "peak_pss_mb": max(pss) / 1024.0 if pss else None,
             "max_thermal_status": max((s["thermal_status"] for s in self.telemetry
                                        if s.get("thermal_status") is not None), default=None),
-            "max_skin_c": max((x["value_c"] for s in skin for x in s["sensors"] if x["type"] == 3), default=None),
+            "max_skin_c": max(skin, default=None),
         }

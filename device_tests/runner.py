@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from device_tests.adb import Device
-from device_tests.contract import PACKAGE, RunRequest, am_start_argv, validate_result
+from device_tests.contract import COMPONENT, PACKAGE, RunRequest, am_start_argv, validate_result
 from device_tests.errors import AppNotInstalled, ContractError, Interrupted, RunnerError
 
 POLL_S = 0.25  # how often we look for the result file
@@ -34,6 +34,16 @@ def _check_am_output(device: Device, text: str) -> None:
     if "Activity not started" in text:
         raise RunnerError(f"the app on {device.serial} is still busy with an earlier run; stop it with "
                           f"`adb -s {device.serial} shell am force-stop {PACKAGE}` and try again")
+
+
+def _am_failed(device: Device, status: int, said: str) -> str:
+    """One line for an `am start` that exited non-zero without an error we know."""
+    if status == 127:
+        todo = (f"this device has no usable `am` (the activity manager client); check `adb -s {device.serial} shell "
+                "am` by hand, or pass --benchmark-model PATH, which needs no app")
+    else:
+        todo = f"check `adb -s {device.serial} shell am start -n {COMPONENT}` by hand and reboot the device if it fails"
+    return f"`am start` failed on {device.serial} (exit {status}: {said}); {todo}"
 
 
 def _last_error(text: str) -> str:
@@ -66,6 +76,8 @@ def launch(device: Device, request: RunRequest, timeout_s: float, on_poll: Calla
     started = time.monotonic()
     am = device.shell(am_start_argv(request), retry=False, check=False)
     _check_am_output(device, am.stdout + am.stderr)
+    if am.returncode != 0:
+        raise RunnerError(_am_failed(device, am.returncode, am.summary()))
     deadline = started + timeout_s
     next_check = started + PROCESS_CHECK_S
     gone_since = None

@@ -1,8 +1,12 @@
-"""Device telemetry: thermal status and every sensor, thermal zones, battery temperature, app PSS, at 1 Hz,
-and cpufreq `time_in_state` before/after a measurement.
+"""Device telemetry: thermal status, skin/CPU/GPU/battery temperatures, app PSS, at 1 Hz, and cpufreq
+`time_in_state` before/after a measurement.
 
-One sample is one shell round trip (`dumpsys thermalservice; dumpsys battery; dumpsys meminfo PKG; cat
-zone files`), so sampling costs the device little and the harness overhead can be measured.
+The temperatures come from the device's thermal source (`thermal_source.py`: the thermal HAL's sensors, else the
+sysfs zones mapped to roles by name), probed once. One tick is one shell round trip that reads only what the
+source needs (`tick_commands`): `cat` of the role zones' `temp` files and the battery temperature file, then
+`dumpsys thermalservice` (the thermal status, and the sensors with a HAL), `dumpsys battery` only when the
+battery file could not be read, and `dumpsys meminfo PKG` only every `pss_every` ticks: it is the expensive one,
+a walk of the app's page tables and a binder call into the app that is being measured.
 """
 
 from __future__ import annotations
@@ -16,31 +20,34 @@ from typing import Any
 from device_tests.adb import Device
 from device_tests.contract import PACKAGE
 from device_tests.errors import DeviceDisconnected, DeviceError
-from device_tests.parsers import (
-    parse_battery_temp,
-    parse_meminfo_pss_kb,
-    parse_thermal_zones,
-    parse_thermalservice,
-    parse_time_in_state,
+from device_tests.parsers import parse_battery_temp, parse_meminfo_pss_kb, parse_thermalservice, parse_time_in_state
+from device_tests.thermal_source import (
+    Role,
+    SourceKind,
+    ThermalSource,
+    battery_tenths,
+    probe_source,
+    read_cat,
+    zone_celsius,
 )
 
 SECTION = "---banana-telemetry---"
-TYPE_SKIN = 3
+PSS_EVERY = 5  # ticks between two `dumpsys meminfo` reads (PSS at 0.2 Hz with 1 Hz sampling)
 
 
 @dataclass
 class Sample:
     t: float  # seconds since the measurement started (host clock)
     thermal_status: int | None  # 0 NONE .. 6 SHUTDOWN
-    sensors: list[dict[str, Any]] = field(default_factory=list)  # {name, type, value_c, status}
-    zones: dict[str, float] = field(default_factory=dict)  # thermal_zone type -> C
-    battery_c: float | None = None  # dumpsys battery temperature
-    pss_kb: int | None = None  # app PSS (None when the app is not running)
+    sensors: list[dict[str, Any]] = field(default_factory=list)  # thermal HAL: {name, type, value_c, status}
+    zones: dict[str, float] = field(default_factory=dict)  # sysfs source: zone type -> C, the role zones read
+    battery_c: float | None = None  # the battery service's temperature (battery file or `dumpsys battery`)
+    pss_kb: int | None = None  # app PSS (None when not read this tick, or the app is not running)
+    roles: dict[str, float | None] = field(default_factory=dict)  # skin/cpu/gpu/battery -> hottest C of its inputs
 
     @property
     def skin_c(self) -> float | None:
-        skins = [s["value_c"] for s in self.sensors if s["type"] == TYPE_SKIN]
-        return max(skins) if skins else None
+        return self.roles.get(Role.SKIN.value)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -52,24 +59,56 @@ def list_dir(device: Device, path: str) -> list[str]:
         return sorted(name for name, _ in sync.list(path))
 
 
-def thermal_zone_files(device: Device) -> list[str]:
-    """`/sys/class/thermal/thermal_zoneN/{type,temp}` paths, interleaved."""
-    zones = [z for z in list_dir(device, "/sys/class/thermal") if z.startswith("thermal_zone")]
-    zones.sort(key=lambda z: int(z[len("thermal_zone"):]) if z[len("thermal_zone"):].isdigit() else 0)
-    return [f"/sys/class/thermal/{z}/{leaf}" for z in zones for leaf in ("type", "temp")]
+def tick_files(source: ThermalSource) -> list[str]:
+    """The sysfs files one tick reads with one `cat`: the role zones' temperatures, then the battery file."""
+    return [z.temp_file for z in source.zones] + ([source.battery_file] if source.battery_file else [])
 
 
-def read_sample(device: Device, zone_files: list[str], t: float, package: str = PACKAGE) -> Sample:
-    """One telemetry sample in one round trip."""
-    commands = [["dumpsys", "thermalservice"], ["echo", SECTION], ["dumpsys", "battery"], ["echo", SECTION],
-                ["dumpsys", "meminfo", package], ["echo", SECTION]]
-    if zone_files:
-        commands.append(["cat", *zone_files])
-    parts = device.script(commands, timeout_s=15.0).stdout.split(SECTION + "\n")
-    parts += [""] * (4 - len(parts))
-    thermal = parse_thermalservice(parts[0])
-    return Sample(t, thermal.status, [asdict(s) for s in thermal.sensors], parse_thermal_zones(parts[3]),
-                  parse_battery_temp(parts[1]), parse_meminfo_pss_kb(parts[2]))
+def tick_commands(source: ThermalSource, package: str = PACKAGE, with_pss: bool = True
+                  ) -> tuple[list[list[str]], list[str]]:
+    """(commands of one tick's shell round trip, the name of each output section in order)."""
+    commands: list[list[str]] = []
+    sections: list[str] = []
+
+    def add(name: str, argv: list[str]) -> None:
+        if commands:
+            commands.append(["echo", SECTION])
+        commands.append(argv)
+        sections.append(name)
+
+    files = tick_files(source)
+    if files:
+        add("files", ["cat", *files])
+    add("thermal", ["dumpsys", "thermalservice"])
+    if source.battery_file is None:
+        add("battery", ["dumpsys", "battery"])
+    if with_pss:
+        add("meminfo", ["dumpsys", "meminfo", package])
+    return commands, sections
+
+
+def read_sample(device: Device, source: ThermalSource, t: float, package: str = PACKAGE,
+                with_pss: bool = True) -> Sample:
+    """One telemetry sample in one shell round trip (`tick_commands`)."""
+    commands, names = tick_commands(source, package, with_pss)
+    result = device.script(commands, timeout_s=15.0)
+    parts = dict(zip(names, result.stdout.split(SECTION + "\n"), strict=False))
+    files = tick_files(source)
+    lines = read_cat(parts.get("files", ""), result.stderr, files) if files else {}
+    zone_c = {z.temp_file: zone_celsius(lines[z.temp_file]) for z in source.zones if z.temp_file in lines}
+    if source.battery_file is not None:
+        battery_c = battery_tenths(lines.get(source.battery_file, ""))
+    else:
+        battery_c = parse_battery_temp(parts.get("battery", ""))
+    thermal = parse_thermalservice(parts.get("thermal", ""))
+    zones: dict[str, float] = {}
+    for zone in source.zones:
+        value = zone_c.get(zone.temp_file)
+        if value is not None:
+            zones[zone.name if zone.name not in zones else f"{zone.name}#{zone.index}"] = value
+    pss = parse_meminfo_pss_kb(parts["meminfo"]) if "meminfo" in parts else None
+    sensors = [asdict(s) for s in thermal.sensors] if source.kind is SourceKind.HAL else []
+    return Sample(t, thermal.status, sensors, zones, battery_c, pss, source.roles(thermal.sensors, zone_c, battery_c))
 
 
 def read_time_in_state(device: Device) -> dict[str, dict[int, int]]:
@@ -95,22 +134,27 @@ def time_in_state_delta(before: dict[str, dict], after: dict[str, dict]) -> dict
 
 
 class TelemetrySampler:
-    """Samples in a background thread every `interval_s` until stopped; each sample goes to `on_sample`."""
+    """Samples in a background thread every `interval_s` until stopped; each sample goes to `on_sample`.
+
+    The thermal source is probed at `start` unless one is given (the profiler passes the one its cool-down gate
+    used). PSS is read every tick until the app is first seen running, then every `pss_every` ticks."""
 
     def __init__(self, device: Device, on_sample: Callable[[Sample], None], interval_s: float = 1.0,
-                 t0: float | None = None) -> None:
+                 t0: float | None = None, source: ThermalSource | None = None, pss_every: int = PSS_EVERY) -> None:
         self.device = device
         self.on_sample = on_sample
         self.interval_s = interval_s
         self.t0 = time.monotonic() if t0 is None else t0
+        self.source = source  # where the temperatures come from (probed at start when None)
+        self.pss_every = max(1, pss_every)  # ticks between two PSS reads
         self.errors: list[str] = []  # sampling failures (the run itself decides what they mean)
         self.lost = False  # the device went away
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True, name=f"telemetry-{device.serial}")
-        self.zone_files: list[str] = []
 
     def start(self) -> TelemetrySampler:
-        self.zone_files = thermal_zone_files(self.device)
+        if self.source is None:
+            self.source = probe_source(self.device)
         self._thread.start()
         return self
 
@@ -119,10 +163,14 @@ class TelemetrySampler:
         self._thread.join(timeout=30)
 
     def _loop(self) -> None:
+        source = self.source or probe_source(self.device)
         next_at = time.monotonic()
+        pss_in = 0  # ticks until the next PSS read
         while not self._stop.is_set():
             try:
-                sample = read_sample(self.device, self.zone_files, round(time.monotonic() - self.t0, 3))
+                with_pss = pss_in <= 0
+                sample = read_sample(self.device, source, round(time.monotonic() - self.t0, 3), with_pss=with_pss)
+                pss_in = self.pss_every - 1 if with_pss and sample.pss_kb is not None else pss_in - 1
                 self.on_sample(sample)
             except DeviceDisconnected as exc:
                 self.lost = True

@@ -38,6 +38,7 @@ from device_tests.sim.profiles import get_profile
 from device_tests.sim.protocol import A_CNXN, A_WRTE, HEADER, Message, ProtocolError, unpack_header
 from device_tests.sim.shell_service import packet, parse_service
 from device_tests.sim.thermal import ThermalModel
+from device_tests.sim.thermal_zones import zone_table
 from device_tests.stats import percentile, summarize, trimmed_mean
 from device_tests.sustained import compare_windows, throttle_onset
 
@@ -284,12 +285,14 @@ def test_parsers_read_the_simulators_dumpsys(device: SimDevice) -> None:
     assert skin.value_c == pytest.approx(25.0, abs=0.1)
     assert parse_battery_temp(dumpsys.battery(device)) == pytest.approx(25.0, abs=0.1)
     assert parse_meminfo_pss_kb(dumpsys.meminfo(device, "com.banana.sdk.app")) is None  # not running
-    zones = [f"/sys/class/thermal/thermal_zone{k}/{leaf}" for k in (0, 1) for leaf in ("type", "temp")]
+    names = [name for name, _ in zone_table(device)]
+    indices = [names.index("cpu-0-0-usr"), names.index("cpu-1-0-usr")]
+    zones = [f"/sys/class/thermal/thermal_zone{k}/{leaf}" for k in indices for leaf in ("type", "temp")]
     out = run(device, command_line(["cat", *zones]))[1]
     zones_c = parse_thermal_zones(out)
-    assert sorted(zones_c) == ["cpu0-therm", "cpu6-therm"]  # millidegrees read back as degrees
-    assert zones_c["cpu0-therm"] == pytest.approx(25.0, abs=0.5)
-    assert zones_c["cpu6-therm"] - zones_c["cpu0-therm"] == pytest.approx(1.5, abs=0.01)
+    assert sorted(zones_c) == ["cpu-0-0-usr", "cpu-1-0-usr"]  # millidegrees read back as degrees
+    assert zones_c["cpu-0-0-usr"] == pytest.approx(25.0, abs=0.5)
+    assert zones_c["cpu-1-0-usr"] - zones_c["cpu-0-0-usr"] == pytest.approx(1.5, abs=0.01)
 
 
 def test_parsers_on_real_formats() -> None:
@@ -306,7 +309,8 @@ def test_parsers_on_real_formats() -> None:
     assert parse_battery_temp("Current Battery Service state:\n  level: 80\n  temperature: 312\n") == 31.2
     assert parse_meminfo_pss_kb("No process found for: com.x\n") is None
     assert parse_meminfo_pss_kb("  TOTAL PSS:   123456            TOTAL RSS:   200000") == 123456
-    assert parse_thermal_zones("cpu-0-0\n45100\nbattery\n31\n") == {"cpu-0-0": 45.1, "battery": 31.0}
+    assert parse_thermal_zones("cpu-0-0\n45100\nbattery\n31\ntsens\n309\nvbat\n4213000\n") == {
+        "cpu-0-0": 45.1, "battery": 31.0, "tsens": 30.9}  # tenths as old MSM tsens prints them; 4213 C dropped
     assert parse_getprop("[ro.product.model]: [Pixel 7]\n[x]: []\n") == {"ro.product.model": "Pixel 7", "x": ""}
     bm = parse_benchmark_model(
         "INFO: Inference timings in us: Init: 92318, First inference: 235158, Warmup (avg): 211669, "

@@ -14,6 +14,15 @@ from device_tests.sim.quirks import Quirk, parse_quirks
 from device_tests.sim.run import run_simulator
 
 
+def _stop(signum: int, frame: object) -> None:
+    """SIGTERM, SIGHUP or SIGINT (Ctrl-C): unwind once, so `run_simulator` removes its temporary data dir (a
+    `--data-dir` is kept); later signals are ignored, so a second one (`banana sim start` forwarding Ctrl-C as
+    SIGTERM) cannot cut that clean-up short."""
+    for other in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+        signal.signal(other, signal.SIG_IGN)
+    raise SystemExit(0)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m device_tests.sim")
     ap.add_argument("--profile", default="midrange")
@@ -31,7 +40,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     options = SimOptions(args.profile, not args.no_app, args.abi, args.storage_mb, args.thermal_speedup,
                          args.start_temp, args.write_mbps, parse_quirks(args.quirk))
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+        signal.signal(signum, _stop)
 
     def ready(server) -> None:  # noqa: ANN001
         print("READY " + json.dumps({"port": server.port, "serial": server.serial}), flush=True)
@@ -41,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     except DeviceError as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         return 1
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # a Ctrl-C before our handler was installed
         return 0
     return 0
 

@@ -37,6 +37,7 @@ from device_tests.contract import (
     result_path,
 )
 from device_tests.errors import ContractError
+from device_tests.sim.app_trace import StageMarks
 from device_tests.sim.pace import Pace
 
 if TYPE_CHECKING:
@@ -71,8 +72,9 @@ class ThrottledBackend:
     """A `Backend` that runs the bundle's graphs and stretches each call to the simulated phone's speed."""
 
     def __init__(self, inner: Any, device: SimDevice, cancel: threading.Event,
-                 work: dict[str, tuple[float, float]] | None = None) -> None:
+                 work: dict[str, tuple[float, float]] | None = None, marks: StageMarks | None = None) -> None:
         self.inner = inner
+        self.marks = marks  # the app's trace sections (device_tests/sim/app_trace.py); None: not marked
         self.work = work or {}  # backend call name -> (FLOPs, bytes moved) of its graph
         self.config = inner.config
         self.size = getattr(inner, "size", None)  # the converted size (base_size_of reads it)
@@ -91,6 +93,8 @@ class ThrottledBackend:
         cpu0, wall0 = time.process_time(), time.perf_counter()
         # host work since the previous graph call (sampler, tokenizer) runs on the phone's CPU too
         gap = wall0 - self._last_end if self._last_end is not None and wall0 - self._last_end < MAX_GAP_S else 0.0
+        if self.marks is not None:
+            self.marks.before_call(fn.__name__)
         out = fn(*args)
         self.device.thermal.add_cpu_time((time.process_time() - cpu0) / self.device.profile.speed)  # phone CPU time
         name = fn.__name__
@@ -101,6 +105,8 @@ class ThrottledBackend:
         key = (fn.__name__, tuple(getattr(a, "shape", None) for a in args))
         self.pace.pad(key, wall0 - gap, self.device.thermal.state().freq_cap)
         self._last_end = time.perf_counter()
+        if self.marks is not None:
+            self.marks.after_call(fn.__name__)
         return out
 
     def encode_text(self, tokens, segments):  # noqa: ANN001, ANN201
@@ -242,7 +248,8 @@ class SimApp:
                     raise ContractError(f"peel not found on the device: {path}")
                 peels.append((fs.host_path(path), weight))
             pipeline.set_peels(peels)
-        backend = ThrottledBackend(pipeline, self.device, cancel, work)
+        marks = StageMarks(self.device, self.pid or 0, per_step=req.size <= pipeline.size)
+        backend = ThrottledBackend(pipeline, self.device, cancel, work, marks)
         runner = None
         if req.size > pipeline.size:  # base size, then the bundle's tiled upscaler (e.g. 4096): loaded once
             from banana_sdk.runtime.tiles import LiteRTTileRunner
@@ -254,14 +261,17 @@ class SimApp:
             f"the simulated device has no {req.delegate.value} delegate; ran on CPU (XNNPACK)")
         first_image_ms, runs, warm, image = None, [], [], None
         for k in range(req.warmup + req.runs):
+            marks.begin_run(k - req.warmup + 1 if k >= req.warmup else k + 1, warmup=k < req.warmup)
             backend.begin()
+            marks.begin_generation()
             if runner is not None:
                 up = generate_upscaled(backend, runner, req.prompt, req.size, req.steps, req.seed,
                                        subjects=subjects, subject_mask=subject_mask)
                 gen = dataclasses.replace(up.base, image=up.image, e2e_ms=up.e2e_ms)
             else:
                 gen = generate_with(backend, req.prompt, req.steps, req.seed, None,
-                                    subjects=subjects, subject_mask=subject_mask)
+                                    subjects=subjects, subject_mask=subject_mask, callback=marks.step_done)
+            marks.end_run()
             if first_image_ms is None:
                 first_image_ms = (time.perf_counter() - started) * 1e3
             record = {"e2e_ms": gen.e2e_ms, "text_ms": gen.text_ms, "denoise_ms": list(gen.denoise_ms),

@@ -3,7 +3,11 @@
 A pushed file runs if it has an execute bit, is an ELF for one of the device's ABIs (checked from the
 header's e_machine, like the kernel would) and is named `benchmark_model`; it then times the given
 `--graph` on this host's LiteRT interpreter (padded to the phone's time by `pace.py`) and
-prints the tool's log lines (`Inference timings in us: Init: ..., First inference: ...`).
+prints the tool's log lines (`Inference timings in us: Init: ..., First inference: ...`), with the
+delegate coverage of the real XNNPACK delegation (`Replacing N out of M node(s) with delegate
+(TfLiteXNNPackDelegate) node, yielding K partitions ...`, `Explicitly applied XNNPACK delegate, ...`).
+With Quirk.OLD_BENCHMARK_MODEL it prints a TFLite 1.x build's lines instead: no INFO prefix, no
+delegation or memory lines, and `Average inference timings in us: Warmup: W, Init: I, no stats: A`.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import time
 from typing import TYPE_CHECKING
 
 from device_tests.sim.pace import Pace
+from device_tests.sim.quirks import Quirk
 from device_tests.sim.shell import Proc, Program
 
 if TYPE_CHECKING:
@@ -59,6 +64,29 @@ def _options(argv: list[str]) -> dict[str, str]:
     return out
 
 
+def delegation(ops: list[dict]) -> tuple[int, int, int]:
+    """(delegated nodes, graph nodes, partitions) of an allocated interpreter's `_get_ops_details()`.
+
+    Each DELEGATE node stands for one partition; the nodes it replaced are those that compute its outputs
+    from its inputs (walked back from its outputs, stopping at its inputs).
+    """
+    delegates = [op for op in ops if op["op_name"] == "DELEGATE"]
+    nodes = [op for op in ops if op["op_name"] != "DELEGATE"]
+    producer = {int(t): k for k, op in enumerate(nodes) for t in op["outputs"]}
+    taken: set[int] = set()
+    for node in delegates:
+        stop = {int(t) for t in node["inputs"]}
+        todo = [int(t) for t in node["outputs"]]
+        while todo:
+            tensor = todo.pop()
+            k = producer.get(tensor)
+            if tensor in stop or k is None or k in taken:
+                continue
+            taken.add(k)
+            todo.extend(int(t) for t in nodes[k]["inputs"])
+    return len(taken), len(nodes), len(delegates)
+
+
 def benchmark_model(proc: Proc) -> int:
     from device_tests.sim.dumpsys import process_memory_kb
 
@@ -71,7 +99,12 @@ def benchmark_model(proc: Proc) -> int:
     except (ValueError, KeyError) as exc:
         proc.print(f"ERROR: {exc if not isinstance(exc, KeyError) else 'missing --graph'}\n")
         return 1
-    device, log = proc.device, proc.print
+    device = proc.device
+    old = Quirk.OLD_BENCHMARK_MODEL in device.quirks
+
+    def log(text: str) -> None:  # TFLite 1.x printed its lines without the INFO: / ERROR: prefixes
+        proc.print(text.replace("INFO: ", "").replace("ERROR: ", "") if old else text)
+
     log("INFO: STARTING!\n")
     log(f"INFO: Num threads: [{threads}]\nINFO: Graph: [{graph}]\n")
     if opts.get("use_gpu", "false") == "true":
@@ -93,10 +126,25 @@ def benchmark_model(proc: Proc) -> int:
         log(f"ERROR: Failed to load model {graph}: {str(exc).splitlines()[0]}\nERROR: Benchmarking failed.\n")
         return 1
     init_us = (time.perf_counter() - t0) * 1e6 * stretch
-    log(f"INFO: Loaded model {graph}\nINFO: Initialized TensorFlow Lite runtime.\n")
-    log("INFO: Created TensorFlow Lite XNNPACK delegate for CPU.\n")
-    log(f"INFO: The input model file size (MB): {st.size / 1e6:.6g}\n")
-    log(f"INFO: Initialized session in {init_us / 1e3:.3f}ms.\n")
+    log(f"INFO: Loaded model {graph}\n")
+    if old:
+        log(f"resolved reporter\nInitialized session in {init_us / 1e3:.3f}ms\n")
+    else:
+        delegated, nodes, parts = delegation(interpreter._get_ops_details())
+        log("INFO: Initialized TensorFlow Lite runtime.\nINFO: Created TensorFlow Lite XNNPACK delegate for CPU.\n")
+        log(f"VERBOSE: Replacing {delegated} out of {nodes} node(s) with delegate (TfLiteXNNPackDelegate) node, "
+            f"yielding {parts} partitions for the whole graph.\n")
+        if delegated == 0:
+            log("INFO: Though XNNPACK delegate is explicitly applied, the model graph will not be executed by the "
+                "delegate.\n")
+        elif delegated == nodes:
+            log("INFO: Explicitly applied XNNPACK delegate, and the model graph will be completely executed by the "
+                "delegate.\n")
+        else:
+            log(f"INFO: Explicitly applied XNNPACK delegate, and the model graph will be partially executed by the "
+                f"delegate w/ {parts} delegate kernels.\n")
+        log(f"INFO: The input model file size (MB): {st.size / 1e6:.6g}\n")
+        log(f"INFO: Initialized session in {init_us / 1e3:.3f}ms.\n")
     rng = np.random.default_rng(0)
     for detail in interpreter.get_input_details():
         if np.issubdtype(detail["dtype"], np.floating):  # ids stay 0 (always in range)
@@ -123,11 +171,15 @@ def benchmark_model(proc: Proc) -> int:
     finally:
         device.thermal.set_busy(False)
     for label, values in (("1", warm), (str(runs), timed)):
-        log(f"INFO: Running benchmark for at least {label} iterations and at least 0.5 seconds but terminate "
-            "if exceeding 150 seconds.\n")
+        limit = "" if old else " but terminate if exceeding 150 seconds"
+        log(f"INFO: Running benchmark for at least {label} iterations and at least 0.5 seconds{limit}.\n")
         arr = np.array(values)
         log(f"INFO: count={len(arr)} first={int(arr[0])} curr={int(arr[-1])} min={int(arr.min())} "
             f"max={int(arr.max())} avg={arr.mean():.6g} std={int(arr.std())}\n\n")
+    if old:
+        log(f"Average inference timings in us: Warmup: {np.mean(warm):.6g}, Init: {int(init_us)}, "
+            f"no stats: {np.mean(timed):.6g}\n")
+        return 0
     log(f"INFO: Inference timings in us: Init: {int(init_us)}, First inference: {int(warm[0])}, "
         f"Warmup (avg): {np.mean(warm):.6g}, Inference (avg): {np.mean(timed):.6g}\n")
     log("INFO: Note: as the benchmark tool itself affects memory footprint, the following is only APPROXIMATE "

@@ -11,13 +11,16 @@ from device_tests.sim import benchmark_bin
 from device_tests.sim.app import SimApp
 from device_tests.sim.fs import SimFS
 from device_tests.sim.options import SimOptions
+from device_tests.sim.perfetto_bin import programs_for as perfetto_programs
 from device_tests.sim.profiles import Cluster
-from device_tests.sim.programs_android import PROGRAMS as ANDROID_PROGRAMS
+from device_tests.sim.programs_android import programs_for as android_programs
 from device_tests.sim.programs_files import PROGRAMS as FILE_PROGRAMS
+from device_tests.sim.quirks import Quirk
 from device_tests.sim.shell import Program, Shell
 from device_tests.sim.shell_service import parse_service, serve_shell
 from device_tests.sim.sync_service import serve_sync
 from device_tests.sim.thermal import ThermalModel
+from device_tests.sim.thermal_zones import layout_thermal
 from device_tests.sim.transport import Stream
 
 FEATURES = ("shell_v2", "cmd")  # never stat_v2/ls_v2: we do not implement STA2/LST2
@@ -36,7 +39,8 @@ class SimDevice:
         self.app = SimApp(self, options.app_installed)
         self.app_package = PACKAGE
         self.log: collections.deque[str] = collections.deque(maxlen=500)  # logcat ring
-        self.programs: dict[str, Program] = {**FILE_PROGRAMS, **ANDROID_PROGRAMS}
+        self.programs: dict[str, Program] = {**FILE_PROGRAMS, **android_programs(self.quirks),
+                                              **perfetto_programs(self.quirks)}
         self.props = self._props()
         self._layout()
 
@@ -58,6 +62,10 @@ class SimDevice:
     def banner_props(self) -> dict[str, str]:
         return {k: self.props[k] for k in ("ro.product.name", "ro.product.model", "ro.product.device")}
 
+    def features(self) -> tuple[str, ...]:
+        """adbd features announced in the CONNECT banner (no shell_v2 with Quirk.NO_SHELL_V2)."""
+        return tuple(f for f in FEATURES if not (f == "shell_v2" and Quirk.NO_SHELL_V2 in self.quirks))
+
     def packages(self) -> list[str]:
         return sorted([*OTHER_PACKAGES, *([PACKAGE] if self.app.installed else [])])
 
@@ -74,18 +82,7 @@ class SimDevice:
             f"MemTotal:       {total_kb} kB\nMemFree:        {total_kb // 3} kB\n"
             f"MemAvailable:   {total_kb // 2} kB\nBuffers:           10240 kB\nCached:         {total_kb // 5} kB\n"
         ).encode())
-        from device_tests.sim.dumpsys import sensors
-
-        for k in range(len(sensors(self))):
-            def temp(k: int = k) -> bytes:
-                return f"{int(round(sensors(self)[k][2] * 1000))}\n".encode()
-
-            def kind(k: int = k) -> bytes:
-                name = sensors(self)[k][0]
-                return f"{name.lower()}-therm\n".encode() if name != "skin" else b"skin-therm\n"
-
-            fs.generate(f"/sys/class/thermal/thermal_zone{k}/temp", temp)
-            fs.generate(f"/sys/class/thermal/thermal_zone{k}/type", kind)
+        layout_thermal(self)  # /sys/class/thermal zones and the battery temperature file
         for cluster in self.profile.clusters:
             files = self._cpufreq_files(cluster)
             base = f"/sys/devices/system/cpu/cpufreq/policy{cluster.policy}"
@@ -118,6 +115,8 @@ class SimDevice:
         shell = parse_service(name)
         if shell is not None:
             v2, command = shell
+            if v2 and Quirk.NO_SHELL_V2 in self.quirks:  # an old adbd knows only `shell:`: unknown service
+                return None
             return lambda stream: serve_shell(stream, command, v2, self.run_shell)
         if name.startswith("sync:"):
             return lambda stream: serve_sync(stream, self.fs)

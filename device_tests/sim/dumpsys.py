@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from device_tests.sim.quirks import Quirk
 from device_tests.sim.thermal import severity
 
 if TYPE_CHECKING:
@@ -38,6 +39,13 @@ def _temperature(name: str, kind: int, value: float, status: int) -> str:
 
 
 def thermalservice(device: SimDevice) -> str:
+    """What ThermalManagerService dumps; with Quirk.NO_THERMAL_HAL what it dumps when no HAL connected: no
+    temperatures, `HAL Ready: false`, the status never raised (NONE)."""
+    if Quirk.NO_THERMAL_HAL in device.quirks:
+        return "\n".join([
+            "IsStatusOverride: false", "ThermalEventListeners:", "\tcallbacks: 1", "\tkilled: false",
+            "\tbroadcasts count: -1", "ThermalStatusListeners:", "\tcallbacks: 1", "\tkilled: false",
+            "\tbroadcasts count: -1", "Thermal Status: 0", "Cached temperatures:", "HAL Ready: false"]) + "\n"
     rows = sensors(device)
     status = device.thermal.state().status
     lines = [

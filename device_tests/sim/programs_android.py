@@ -1,14 +1,23 @@
-"""Android programs of the simulated device: getprop, pm, cmd, am, dumpsys."""
+"""Android programs of the simulated device: getprop, pm, cmd, am, dumpsys.
+
+Quirks (`device_tests.sim.quirks`) change them: no `getprop` or `am` at all (the shell answers
+`inaccessible or not found`, exit 127), a `getprop` whose property service does not answer, a package
+manager that is not running (`cmd: Can't find service: package`, exit 20 as `cmd` does).
+"""
 
 from __future__ import annotations
 
 from device_tests.contract import parse_am_args
 from device_tests.errors import ContractError
 from device_tests.sim import dumpsys as ds
+from device_tests.sim.quirks import Quirk
 from device_tests.sim.shell import Proc, Program
 
 
 def getprop(proc: Proc) -> int:
+    if Quirk.FAILING_GETPROP in proc.device.quirks:
+        return proc.fail("failed to read system properties: property service is not available "
+                         "(/dev/socket/property_service: Connection refused)")
     props = proc.device.props
     if len(proc.argv) > 1:
         proc.print(props.get(proc.argv[1], proc.argv[2] if len(proc.argv) > 2 else "") + "\n")
@@ -19,6 +28,9 @@ def getprop(proc: Proc) -> int:
 
 
 def _packages(proc: Proc, args: list[str]) -> int:
+    if Quirk.FAILING_PM in proc.device.quirks:
+        proc.err(b"cmd: Can't find service: package\n")
+        return 20
     if args[:2] == ["list", "packages"]:
         rest = [a for a in args[2:] if not a.startswith("-")]
         for name in proc.device.packages():
@@ -79,3 +91,10 @@ def dumpsys(proc: Proc) -> int:
 
 
 PROGRAMS: dict[str, Program] = {"getprop": getprop, "pm": pm, "cmd": cmd, "am": am, "dumpsys": dumpsys}
+MISSING = {Quirk.NO_GETPROP: "getprop", Quirk.FAILING_AM: "am"}  # quirks that remove a program from the device
+
+
+def programs_for(quirks: frozenset[Quirk]) -> dict[str, Program]:
+    """The Android programs a device with these quirks has."""
+    gone = {name for quirk, name in MISSING.items() if quirk in quirks}
+    return {name: program for name, program in PROGRAMS.items() if name not in gone}

@@ -1,4 +1,10 @@
-"""Toybox-style file and process programs of the simulated device (cat, ls, sha256sum, df, ...)."""
+"""Toybox-style file and process programs of the simulated device (cat, ls, sha256sum, df, ps, ...).
+
+With Quirk.GNU_COREUTILS, `ls -l`, `df`, `sha256sum` and `ps` print what GNU coreutils / procps print
+instead: `ls -l` dates as `Dec  6 13:12`; `df` a long filesystem name on a line of its own (coreutils
+before 8.11, and busybox); `sha256sum` a name holding a newline or backslash escaped (`\\n`, `\\\\`) and
+its line marked with a leading backslash; `ps -A` procps' `PID TTY TIME CMD` columns.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +14,7 @@ import stat as stat_mod
 import time
 
 from device_tests.sim.fs import FsError
+from device_tests.sim.quirks import Quirk
 from device_tests.sim.shell import Proc, Program
 
 MAX_SLEEP_S = 30.0  # `sleep` longer than this is cut short (every simulated process ends by itself)
@@ -78,7 +85,7 @@ def ls(proc: Proc) -> int:
             entries = proc.device.fs.listdir(path)
         for entry, est in entries:
             if "l" in flags:
-                stamp = time.strftime("%Y-%m-%d %H:%M", time.localtime(est.mtime))
+                stamp = time.strftime("%b %e %H:%M" if _gnu(proc) else "%Y-%m-%d %H:%M", time.localtime(est.mtime))
                 proc.print(f"{_mode_string(est.mode)} 1 shell shell {est.size:>8} {stamp} {entry}\n")
             else:
                 proc.print(f"{entry}\n")
@@ -157,7 +164,11 @@ def sha256sum(proc: Proc) -> int:
         except FsError as exc:
             status = proc.fail(f"{name}: {exc.strerror}")
             continue
-        proc.print(f"{digest.hexdigest()}  {name}\n")
+        if _gnu(proc) and ("\n" in name or "\\" in name):  # coreutils escapes the name, marks the line
+            escaped = name.replace("\\", "\\\\").replace("\n", "\\n")
+            proc.print(f"\\{digest.hexdigest()}  {escaped}\n")
+        else:
+            proc.print(f"{digest.hexdigest()}  {name}\n")
     return status
 
 
@@ -173,9 +184,31 @@ def df(proc: Proc) -> int:
             status = proc.fail(f"{name}: No such file or directory")
             return status
         mount = "/storage/emulated" if path.startswith("/sdcard") else "/data"
-        device = "/dev/fuse" if mount != "/data" else "/dev/block/dm-46"
         pct = (100 * used + total - 1) // total if total else 0
-        proc.print(f"{device:<15} {total:>9} {used:>8} {total - used:>9} {pct:>3}% {mount}\n")
+        if _gnu(proc):  # a long name wraps: the numbers go on the next line
+            device = "/dev/fuse" if mount != "/data" else "/dev/block/bootdevice/by-name/userdata"
+            proc.print(f"{device}\n{'':15} {total:>9} {used:>8} {total - used:>9} {pct:>3}% {mount}\n")
+        else:
+            device = "/dev/fuse" if mount != "/data" else "/dev/block/dm-46"
+            proc.print(f"{device:<15} {total:>9} {used:>8} {total - used:>9} {pct:>3}% {mount}\n")
+    return 0
+
+
+def ps(proc: Proc) -> int:
+    """`ps -A`: init, the shell, and the sample app while it runs (toybox or procps columns)."""
+    device = proc.device
+    rows = [(0, 1, "init"), (1, 4242, "sh")]
+    if device.pid_of(device.app_package):
+        rows.append((1, device.pid_of(device.app_package), device.app_package))
+    if _gnu(proc):
+        proc.print("    PID TTY          TIME CMD\n")
+        for _, pid, name in rows:
+            proc.print(f"{pid:>7} ?        00:00:00 {name[-15:]}\n")
+        return 0
+    proc.print("USER            PID   PPID     VSZ    RSS WCHAN            ADDR S NAME\n")
+    for ppid, pid, name in rows:
+        user = "root" if pid == 1 else "shell" if name == "sh" else "u0_a200"
+        proc.print(f"{user:<12} {pid:>6} {ppid:>6} 1234567 12345 0                   0 S {name}\n")
     return 0
 
 
@@ -272,8 +305,12 @@ def logcat(proc: Proc) -> int:
     return 0
 
 
+def _gnu(proc: Proc) -> bool:
+    return Quirk.GNU_COREUTILS in proc.device.quirks
+
+
 PROGRAMS: dict[str, Program] = {
     "cat": cat, "ls": ls, "mkdir": mkdir, "rm": rm, "touch": touch, "chmod": chmod, "mv": mv,
     "sha256sum": sha256sum, "df": df, "stat": stat, "echo": echo, "sleep": sleep, "sh": sh,
-    "pidof": pidof, "id": id_, "uname": uname, "true": true, "false": false, "logcat": logcat,
+    "pidof": pidof, "id": id_, "uname": uname, "true": true, "false": false, "logcat": logcat, "ps": ps,
 }

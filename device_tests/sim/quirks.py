@@ -22,7 +22,7 @@ class Quirk(str, Enum):
     GNU_COREUTILS = "gnu-coreutils"  # ls, df, sha256sum, ps print GNU coreutils/procps formats instead of toybox's
     NO_GETPROP = "no-getprop"  # `getprop` is not installed (sh: exit 127)
     FAILING_GETPROP = "failing-getprop"  # `getprop` exits 1 with an error (property service unavailable)
-    FAILING_PM = "failing-pm"  # `pm`/`cmd package` exit 1 ("Can't find service: package")
+    FAILING_PM = "failing-pm"  # `pm`/`cmd package` fail: "cmd: Can't find service: package" (exit 20, as cmd)
     FAILING_AM = "failing-am"  # `am start` is not found (sh: exit 127)
     NO_PERFETTO = "no-perfetto"  # no `perfetto` binary (Android < 9)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -47,4 +48,14 @@ def run_simulator(
             server.stop()
     finally:
         if owned:
-            shutil.rmtree(root, ignore_errors=True)
+            _remove(root)
+
+
+def _remove(root: Path, tries: int = 5) -> None:
+    """Remove the temporary data dir; a service thread still finishing a write can re-create a file in it,
+    so try a few times (0.1 s apart)."""
+    for _ in range(tries):
+        shutil.rmtree(root, ignore_errors=True)
+        if not root.exists():
+            return
+        time.sleep(0.1)

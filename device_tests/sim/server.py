@@ -13,7 +13,7 @@ import threading
 import time
 
 from device_tests.errors import SimulatorError
-from device_tests.sim.device import FEATURES, SimDevice
+from device_tests.sim.device import SimDevice
 from device_tests.sim.options import serial_for
 from device_tests.sim.protocol import banner
 from device_tests.sim.transport import Connection
@@ -78,7 +78,7 @@ class SimServer:
             conn.shutdown()
 
     def _accept_loop(self) -> None:
-        device_banner = banner(self.device.banner_props(), FEATURES)
+        device_banner = banner(self.device.banner_props(), self.device.features())
         while not self._stop.is_set():
             try:
                 sock, _ = self._listener.accept()

@@ -8,6 +8,7 @@ import androidx.lifecycle.lifecycleScope
 import com.banana.sdk.core.android.AdpfHints
 import com.banana.sdk.core.android.AndroidDevices
 import com.banana.sdk.core.android.AndroidThermalProbe
+import com.banana.sdk.core.android.AndroidTracer
 import com.banana.sdk.core.android.LiteRtEngine
 import com.banana.sdk.core.bench.BenchmarkRunner
 import kotlinx.coroutines.Dispatchers
@@ -46,6 +47,7 @@ class BenchmarkActivity : ComponentActivity() {
                             AndroidThermalProbe(this@BenchmarkActivity),
                             filesRoot,
                             hints = hints,
+                            tracer = AndroidTracer,
                         )
                     val file = runner.execute(values, launched)
                     Log.i(TAG, "wrote $file")

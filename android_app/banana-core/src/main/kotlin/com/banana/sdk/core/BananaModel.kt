@@ -158,8 +158,10 @@ class BananaModel private constructor(
         val loads = LinkedHashMap<String, Double>()
         // 1. prompt -> context (plus the empty prompt when guiding)
         val text = acquire(TEXT_ENCODER, loads)
+        val tracer = options.tracer
         val textStart = clock()
-        val contexts = listOfNotNull(job.prompt, job.unconditional).map { encodeText(text, it) }
+        val contexts =
+            tracer.section(TraceSections.TEXT_ENCODE) { listOfNotNull(job.prompt, job.unconditional).map { encodeText(text, it) } }
         val textMs = ms(textStart)
         release(TEXT_ENCODER)
         out.emit(GenerationEvent.Progress(Stage.TEXT, 1, 1))
@@ -176,6 +178,7 @@ class BananaModel private constructor(
         val latentSpec = sig.input("latent")!!
         val stepMs = ArrayList<Double>(job.steps)
         var last = clock()
+        var stepOpen = false // a step's section never spans the emit (a suspension may resume on another thread)
         val velocity: VelocityFn = { x, t ->
             currentCoroutineContext().ensureActive()
             val v = denoiseOnce(denoise, sig, fixed, contexts[0], x, t)
@@ -187,20 +190,35 @@ class BananaModel private constructor(
                 FloatArray(v.size) { i -> vu[i] + g * (v[i] - vu[i]) }
             }
         }
+        tracer.begin(TraceSections.denoiseStep(1))
+        stepOpen = true
         val latent =
-            job.sampler.sample(velocity, latentSpec.elementCount, job.steps, job.seed, manifest.sampler.shift) { i, n ->
-                val now = clock()
-                stepMs += (now - last) / 1e6
-                last = now
-                out.emit(GenerationEvent.Progress(Stage.DENOISE, i + 1, n))
+            try {
+                job.sampler.sample(velocity, latentSpec.elementCount, job.steps, job.seed, manifest.sampler.shift) { i, n ->
+                    val now = clock()
+                    stepMs += (now - last) / 1e6
+                    last = now
+                    tracer.end()
+                    stepOpen = false
+                    out.emit(GenerationEvent.Progress(Stage.DENOISE, i + 1, n))
+                    if (i + 1 < n) {
+                        tracer.begin(TraceSections.denoiseStep(i + 2))
+                        stepOpen = true
+                    }
+                }
+            } finally {
+                if (stepOpen) tracer.end()
             }
         release(denoiseName)
         // 3. decode and convert to 8-bit RGB
         val decoder = acquire(VAE_DECODE, loads)
         val decodeStart = clock()
         val decSig = manifest.signature(VAE_DECODE)
-        val imageOut = output(decoder.run(mapOf("latent" to Tensor.F32(latentSpec.shape.toIntArray(), latent))), decSig, "image")
-        val baseImage = ImageConversion.toRgb(imageOut.data, manifest.image.size, manifest.image.size)
+        val baseImage =
+            tracer.section(TraceSections.DECODE) {
+                val imageOut = output(decoder.run(mapOf("latent" to Tensor.F32(latentSpec.shape.toIntArray(), latent))), decSig, "image")
+                ImageConversion.toRgb(imageOut.data, manifest.image.size, manifest.image.size)
+            }
         val decodeMs = ms(decodeStart)
         release(VAE_DECODE)
         out.emit(GenerationEvent.Progress(Stage.DECODE, 1, 1))

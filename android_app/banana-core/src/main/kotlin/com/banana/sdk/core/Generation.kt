@@ -73,6 +73,7 @@ data class ModelOptions(
     val delegate: DelegateRequest = DelegateRequest.AUTO, // delegate to prefer for every signature
     val threads: Int = 4, // XNNPACK threads
     val residency: Residency? = null, // null = Residency.auto from model size and RAM
+    val tracer: Tracer = Tracer.NONE, // trace sections around each stage (AndroidTracer on a phone: Perfetto)
 ) {
     init {
         if (threads !in 1..64) throw ConfigException("threads must be in [1, 64], got $threads")

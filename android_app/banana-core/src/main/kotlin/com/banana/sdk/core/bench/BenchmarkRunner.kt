@@ -18,8 +18,11 @@ import com.banana.sdk.core.Subject
 import com.banana.sdk.core.SubjectBinding
 import com.banana.sdk.core.SubjectFiles
 import com.banana.sdk.core.ThermalProbe
+import com.banana.sdk.core.TraceSections
+import com.banana.sdk.core.Tracer
 import com.banana.sdk.core.json.Json
 import com.banana.sdk.core.live.FrameHints
+import com.banana.sdk.core.section
 import kotlinx.coroutines.flow.filterIsInstance
 import kotlinx.coroutines.flow.single
 import kotlinx.coroutines.runBlocking
@@ -41,6 +44,7 @@ class BenchmarkRunner(
     private val readSubject: (path: String) -> Subject = { path -> SubjectFiles.read(File(path)) },
     private val liveClock: LiveClock = LiveClock.SYSTEM, // live mode's app clock
     private val hints: FrameHints? = null, // live mode's per-frame performance hints (ADPF on Android)
+    private val tracer: Tracer = Tracer.NONE, // trace sections per generation and stage (AndroidTracer on a phone)
 ) {
     val resultsDir: File get() = File(filesDir, RESULTS_DIR)
 
@@ -84,15 +88,21 @@ class BenchmarkRunner(
         SubjectBinding.checkCount(request.subjects, slots) // before reading any subject file
         val subjects = request.subjects.map(readSubject)
         val start = clock()
-        BananaModel.open(bundle, engine, device, ModelOptions(request.delegate, request.threads), clock).use { model ->
+        val options = ModelOptions(request.delegate, request.threads, tracer = tracer)
+        BananaModel.open(bundle, engine, device, options, clock).use { model ->
             for ((path, weight) in request.peels) model.attachPeel(readPeel(path), weight)
             val loadMs = if (model.residency == Residency.KEEP_LOADED) model.loadAll().toMutableMap() else mutableMapOf()
             val config = GenerationConfig(steps = request.steps, seed = request.seed, size = request.size, subjects = subjects)
             var firstImageMs: Double? = null
             var last: GenerationEvent.Image? = null
             val timings = mutableListOf<RunTimings>()
-            repeat(request.warmup + request.runs) {
-                val image = runBlocking { model.generate(request.prompt, config).filterIsInstance<GenerationEvent.Image>().single() }
+            repeat(request.warmup + request.runs) { k ->
+                val warmup = k < request.warmup
+                val section = TraceSections.run(if (warmup) k + 1 else k - request.warmup + 1, warmup)
+                val image =
+                    tracer.section(section) {
+                        runBlocking { model.generate(request.prompt, config).filterIsInstance<GenerationEvent.Image>().single() }
+                    }
                 if (firstImageMs == null) firstImageMs = (clock() - start) / 1e6
                 image.timings.loadMs.forEach { (k, v) -> loadMs.putIfAbsent(k, v) }
                 timings += image.timings
