@@ -211,7 +211,7 @@ def test_bad_pipeline_folders_are_one_line_errors(sd_folder: Path, tmp_path: Pat
         ({"unet": None}, "lists no 'unet' or 'transformer' component"),
         ({"unet": [None, None]}, "lists no 'unet' or 'transformer' component"),
         ({"scheduler": ["diffusers", "FlowMatchEulerDiscreteScheduler"]},
-         "FlowMatchEulerDiscreteScheduler is not supported; supported scheduler classes: DDIMScheduler"),
+         "FlowMatchEulerDiscreteScheduler is not supported yet; supported scheduler classes: DDIMScheduler"),
         ({"tokenizer": ["transformers", "T5TokenizerFast"]}, "T5TokenizerFast is not supported"),
         ({"vae": ["diffusers", "AutoencoderKL", "extra"]}, "must be [library, class]"),
     )

@@ -89,7 +89,7 @@ def test_schedule_round_trip_and_registry_errors() -> None:
     assert sched.num_train_timesteps == 1000 and sched.alpha(-1) == 1.0
     with pytest.raises(ConfigError, match="DDPM schedule"):
         get_sampler("ddim")
-    with pytest.raises(ConfigError, match=r"\['ddim', 'lcm-ddpm'\]"):
+    with pytest.raises(ConfigError, match=r"\['ddim', 'euler-ancestral-ddpm', 'euler-ddpm', 'lcm-ddpm'\]"):
         get_sampler("dpm")
     with pytest.raises(ConfigError, match="alphas_cumprod"):
         DDPMSchedule.from_dict({**sched.to_dict(), "num_train_timesteps": 999})

@@ -1,9 +1,13 @@
 """Text-to-image over a converted diffusers bundle (`model.kind == "diffusers"`), any signature runner.
 
-The loop mirrors the pipeline it came from: CLIP BPE tokens -> text encoder -> a DDPM sampler on the
-stored schedule (`ddim` or `lcm-ddpm`) calling the denoiser once per step (twice for classifier-free
-guidance, combined on the host; once with a `guidance` input for guidance-distilled UNets) -> VAE decoder.
-Noise is the portable generator, so the Kotlin SDK reproduces images bit for bit up to the graphs.
+The loop mirrors the pipeline it came from: CLIP BPE tokens (one token input per encoder, each with its own
+padding) -> text encoder -> a sampler on the stored schedule (`ddim`, `lcm-ddpm`, `euler-ddpm`,
+`euler-ancestral-ddpm`) calling the denoiser once per step (twice for classifier-free guidance when the scale
+is above 1, combined on the host; once with a `guidance` input for guidance-distilled UNets) -> VAE decoder.
+Every output of the text encoder (`context`, SDXL's `pooled`) is fed to the denoiser under its own name, with
+the manifest's `conditioning.constants` (SDXL's `time_ids`); the unconditional input is the encoded empty
+prompt or all zeros (`conditioning.unconditional`). Noise is the portable generator, so the Kotlin SDK
+reproduces images bit for bit up to the graphs.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import numpy as np
 from banana_sdk.errors import BundleError, ConfigError
 from banana_sdk.imageio import to_pil
 from banana_sdk.pipeline import Generation, StepTimer
-from banana_sdk.runtime.clip_tokenizer import ClipBPETokenizer, ClipEncoded
+from banana_sdk.runtime.clip_tokenizer import ClipBPETokenizer
 from banana_sdk.runtime.guidance import GuidanceMode
 from banana_sdk.sampling.base import StepCallback, check_steps
 from banana_sdk.sampling.ddpm import DDPMSchedule
@@ -26,6 +30,8 @@ from banana_sdk.sampling.noise import check_seed
 from banana_sdk.sampling.registry import DDPM_SAMPLERS, get_sampler
 
 Runner = Callable[..., dict[str, np.ndarray]]  # signature runner: named numpy inputs -> named outputs
+Conditioning = dict[str, np.ndarray]  # denoise inputs that carry the prompt: context [, context_mask] [, pooled]
+UNCONDITIONAL = ("empty_prompt", "zeros")  # what classifier-free guidance compares against
 
 
 class DiffusersGenerator:
@@ -33,7 +39,11 @@ class DiffusersGenerator:
 
     def __init__(self, bundle: Path, manifest: dict[str, Any], runners: dict[str, Runner]) -> None:
         try:
-            self.tokenizer = ClipBPETokenizer.from_spec(bundle, manifest["tokenizer"])
+            spec = manifest["tokenizer"]
+            self.tokenizer = ClipBPETokenizer.from_spec(bundle, spec)
+            pads = spec.get("inputs") or {"tokens": {"pad_token": spec["pad_token"]}}
+            self.tokenizers = {name: ClipBPETokenizer.from_spec(bundle, {**spec, "pad_token": pad["pad_token"]})
+                               for name, pad in pads.items()}  # one per text_encoder token input
             sampler = manifest["sampler"]
             self.schedule = DDPMSchedule.from_dict(sampler["schedule"])
             self.kind = sampler["kind"]
@@ -44,26 +54,42 @@ class DiffusersGenerator:
             self.size = int(image["size"])
             self.latent_shape = (1, int(image["latent_channels"]), int(image["latent_size"]), int(image["latent_size"]))
             self.inputs = {n: {i["name"] for i in s["inputs"]} for n, s in manifest["signatures"].items()}
-        except (KeyError, TypeError, ValueError, ConfigError) as exc:
+            conditioning = manifest.get("conditioning") or {}
+            self.unconditional = conditioning.get("unconditional", "empty_prompt")
+            if self.unconditional not in UNCONDITIONAL:
+                raise ValueError(f"conditioning.unconditional {self.unconditional!r} is not one of {UNCONDITIONAL}")
+            self.constants = {k: np.asarray(v, np.float32) for k, v in (conditioning.get("constants") or {}).items()}
+        except (KeyError, TypeError, ValueError, ConfigError, BundleError) as exc:
             raise BundleError(f"{bundle}: manifest of a diffusers bundle is invalid ({exc})") from None
         missing = {"text_encoder", "denoise", "vae_decode"} - set(runners)
         if missing:
             raise BundleError(f"{bundle}: diffusers bundle lacks signature(s) {sorted(missing)}")
         self.runners = runners
 
-    def encode(self, enc: ClipEncoded) -> tuple[np.ndarray, np.ndarray]:
-        """context (1, L, Ct) and the token mask (1, L) for one encoded prompt."""
-        mask = (np.arange(self.tokenizer.context_length) < enc.length).astype(np.float32)[None]
-        feeds = {"tokens": enc.ids[None].astype(np.int32)}
+    def encode(self, prompt: str | None) -> Conditioning:
+        """The denoiser's prompt inputs for `prompt` (None: the empty prompt): every text-encoder output
+        (context (1, L, Ct) [, pooled (1, P)]) and, where the denoiser takes it, the token mask (1, L)."""
+        encoded = {n: tok.unconditional() if prompt is None else tok.encode(prompt)
+                   for n, tok in self.tokenizers.items()}
+        length = encoded["tokens"].length
+        mask = (np.arange(self.tokenizer.context_length) < length).astype(np.float32)[None]
+        feeds = {n: enc.ids[None].astype(np.int32) for n, enc in encoded.items()}
         if "attention_mask" in self.inputs["text_encoder"]:
             feeds["attention_mask"] = mask
-        return np.array(self.runners["text_encoder"](**feeds)["context"]), mask
-
-    def denoise(self, latent: np.ndarray, t: float, context: np.ndarray, mask: np.ndarray, scale: float) -> np.ndarray:
-        """One denoiser pass: the model's prediction for latent at model time t."""
-        feeds = {"latent": latent.astype(np.float32), "t": np.array([t], np.float32), "context": context}
+        cond = {k: np.array(v) for k, v in self.runners["text_encoder"](**feeds).items()}
         if "context_mask" in self.inputs["denoise"]:
-            feeds["context_mask"] = mask
+            cond["context_mask"] = mask
+        return cond
+
+    def uncond(self, cond: Conditioning) -> Conditioning:
+        """The unconditional input of classifier-free guidance (zeros keep the mask of the prompt)."""
+        if self.unconditional == "zeros":
+            return {k: v if k == "context_mask" else np.zeros_like(v) for k, v in cond.items()}
+        return self.encode(None)
+
+    def denoise(self, latent: np.ndarray, t: float, cond: Conditioning, scale: float) -> np.ndarray:
+        """One denoiser pass: the model's prediction for latent at model time t."""
+        feeds = {"latent": latent.astype(np.float32), "t": np.array([t], np.float32), **cond, **self.constants}
         if "guidance" in self.inputs["denoise"]:
             feeds["guidance"] = np.array([scale], np.float32)
         return np.array(self.runners["denoise"](**feeds)["prediction"])
@@ -88,18 +114,18 @@ class DiffusersGenerator:
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
         scale = self.default_scale if guidance_scale is None else float(guidance_scale)
-        # 1. prompt (and, for classifier-free guidance, the empty prompt) -> context
-        cond = self.encode(self.tokenizer.encode(prompt))
-        cfg = self.guidance is GuidanceMode.CFG and scale != 1.0
-        uncond = self.encode(self.tokenizer.unconditional()) if cfg else None
+        # 1. prompt (and, for classifier-free guidance, the unconditional input) -> conditioning
+        cond = self.encode(prompt)
+        cfg = self.guidance is GuidanceMode.CFG and scale > 1.0  # diffusers' rule: no guidance at scale <= 1
+        uncond = self.uncond(cond) if cfg else None
         text_ms = (time.perf_counter() - start) * 1e3
 
         # 2. the sampler drives the denoiser; CFG runs the batch-1 signature twice and combines on the host
         def model_fn(x: np.ndarray, t: float) -> np.ndarray:
-            out = self.denoise(x, t, *cond, scale)
+            out = self.denoise(x, t, cond, scale)
             if uncond is None:
                 return out
-            out_uncond = self.denoise(x, t, *uncond, scale)
+            out_uncond = self.denoise(x, t, uncond, scale)
             return out_uncond + scale * (out - out_uncond)
 
         timer = StepTimer(callback)

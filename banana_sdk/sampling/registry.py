@@ -9,11 +9,15 @@ from banana_sdk.sampling.base import Sampler
 from banana_sdk.sampling.ddim import DDIMSampler
 from banana_sdk.sampling.ddpm import DDPMSchedule
 from banana_sdk.sampling.euler import EulerSampler
+from banana_sdk.sampling.euler_ddpm import EulerAncestralDDPMSampler, EulerDDPMSampler
 from banana_sdk.sampling.lcm import LCMSampler
 from banana_sdk.sampling.lcm_ddpm import LCMDDPMSampler
 
 _FLOW: dict[str, Callable[[], Sampler]] = {"euler": EulerSampler, "lcm": LCMSampler}  # rectified flow
-_DDPM: dict[str, Callable[[DDPMSchedule], Sampler]] = {"ddim": DDIMSampler, "lcm-ddpm": LCMDDPMSampler}
+_DDPM: dict[str, Callable[[DDPMSchedule], Sampler]] = {
+    "ddim": DDIMSampler, "lcm-ddpm": LCMDDPMSampler, "euler-ddpm": EulerDDPMSampler,
+    "euler-ancestral-ddpm": EulerAncestralDDPMSampler,
+}
 FLOW_SAMPLERS = tuple(_FLOW)  # samplers of rectified-flow models (ours)
 DDPM_SAMPLERS = tuple(_DDPM)  # samplers that step on a stored DDPM schedule (diffusers models)
 SAMPLERS = FLOW_SAMPLERS + DDPM_SAMPLERS  # every registered name

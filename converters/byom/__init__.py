@@ -1,7 +1,9 @@
 """Bring your own model: diffusers pipeline folders and any nn.Module through the converter's engine.
 
-`diffusers.py` reads and validates a pipeline folder, `scheduler.py` turns its scheduler config into the
-stored DDPM schedule, `tokenizer.py` is the `clip-bpe` bundle tokenizer, `rewrites.py` holds every rewrite
-and signature wrapper real models need, `convert_diffusers.py` and `module.py` plan the signature jobs,
-`runtime.py` generates from a converted pipeline, `fixtures.py` builds random-weight pipelines locally.
+`diffusers.py` reads and validates a pipeline folder, `families.py` decides its family (which encoders feed
+which denoiser, and how), `scheduler.py` turns its scheduler config into the stored schedule and sampler,
+`rewrites.py` holds every rewrite and the single-encoder signature wrappers, `conditioning.py` the two-encoder
+(SDXL) ones, `convert_diffusers.py` and `module.py` plan the signature jobs, `fixtures.py` builds random-weight
+pipelines locally. The bundle tokenizer is `banana_sdk/runtime/clip_tokenizer.py`, the runtime
+`banana_sdk/runtime/diffusers.py`.
 """

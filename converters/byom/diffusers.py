@@ -22,23 +22,42 @@ from banana_sdk.fileio import sha256_file
 from banana_sdk.runtime.clip_tokenizer import ClipBPETokenizer, read_vocab_merges
 from converters.errors import ConversionError
 
-# our role -> the model_index.json keys that may fill it (first present wins)
+# our role -> the model_index.json keys that may fill it (first present wins); the denoiser is read first: it
+# decides the family (converters/byom/families.py), so an unsupported model is named before anything else
 ROLES: dict[str, tuple[str, ...]] = {
+    "denoiser": ("unet", "transformer"),
     "text_encoder": ("text_encoder",),
     "tokenizer": ("tokenizer",),
-    "denoiser": ("unet", "transformer"),
     "vae": ("vae",),
     "scheduler": ("scheduler",),
 }
-# our role -> classes we convert (models: each tested end to end through the gate; schedulers: each read
-# into the stored DDPM table and checked against its own `alphas_cumprod`)
+# roles only some families have (SDXL, SD3): read when model_index.json names a class for them
+OPTIONAL_ROLES: dict[str, tuple[str, ...]] = {
+    "text_encoder_2": ("text_encoder_2",),
+    "tokenizer_2": ("tokenizer_2",),
+    "text_encoder_3": ("text_encoder_3",),
+    "tokenizer_3": ("tokenizer_3",),
+}
+_CLIP_TOKENIZERS = ("CLIPTokenizer", "CLIPTokenizerFast")
+# our role -> classes we convert (models: each tested end to end through the gate; schedulers: each mapped onto
+# a portable sampler, converters/byom/scheduler.py, and checked against the class itself)
 SUPPORTED: dict[str, tuple[str, ...]] = {
-    "text_encoder": ("CLIPTextModel",),
-    "tokenizer": ("CLIPTokenizer", "CLIPTokenizerFast"),
     "denoiser": ("PixArtTransformer2DModel", "UNet2DConditionModel"),
+    "text_encoder": ("CLIPTextModel", "CLIPTextModelWithProjection"),
+    "tokenizer": _CLIP_TOKENIZERS,
     "vae": ("AutoencoderKL",),
-    "scheduler": ("DDIMScheduler", "DDPMScheduler", "DPMSolverMultistepScheduler", "EulerDiscreteScheduler",
-                  "LCMScheduler", "PNDMScheduler"),
+    "scheduler": ("DDIMScheduler", "DDPMScheduler", "DPMSolverMultistepScheduler", "EulerAncestralDiscreteScheduler",
+                  "EulerDiscreteScheduler", "LCMScheduler", "PNDMScheduler"),
+    "text_encoder_2": ("CLIPTextModelWithProjection",),
+    "tokenizer_2": _CLIP_TOKENIZERS,
+    "text_encoder_3": (),
+    "tokenizer_3": (),
+}
+# what to do instead, for roles whose classes are not supported yet
+HINTS: dict[str, str] = {
+    "text_encoder_3": 'set "text_encoder_3" and "tokenizer_3" to [null, null] in model_index.json to convert '
+                      "without T5 (as diffusers allows; the images then differ from the pipeline with T5)",
+    "tokenizer_3": 'set "text_encoder_3" and "tokenizer_3" to [null, null] in model_index.json to convert without T5',
 }
 WEIGHT_FILES = ("diffusion_pytorch_model.safetensors", "model.safetensors", "diffusion_pytorch_model.bin",
                 "pytorch_model.bin", "diffusion_pytorch_model.safetensors.index.json",
@@ -59,10 +78,16 @@ class Component:
 class PipelineFolder:
     path: Path  # the pipeline folder
     pipeline_class: str  # model_index.json `_class_name`
-    components: dict[str, Component]  # by role
+    components: dict[str, Component]  # by role (optional roles only where present)
+    options: dict[str, Any] = field(default_factory=dict)  # model_index.json's other entries (pipeline config,
+    # ^ e.g. SDXL's force_zeros_for_empty_prompt)
 
     def __getitem__(self, role: str) -> Component:
         return self.components[role]
+
+    def has(self, role: str) -> bool:
+        """Whether the folder has this (optional) component."""
+        return role in self.components
 
     def weights_sha256(self) -> str:
         """sha256 over model_index.json and every file of every component folder (names and contents)."""
@@ -116,9 +141,11 @@ def read_pipeline(directory: str | Path) -> PipelineFolder:
                               "(write one with DiffusionPipeline.save_pretrained)")
     index = _read_json(path / "model_index.json", "the pipeline index")
     components = {}
-    for role, keys in ROLES.items():
+    for role, keys in {**ROLES, **OPTIONAL_ROLES}.items():
         key = next((k for k in keys if isinstance(index.get(k), list) and index[k][:1] != [None]), None)
         if key is None:
+            if role in OPTIONAL_ROLES:
+                continue
             names = " or ".join(repr(k) for k in keys)
             raise ConversionError(f"{path}/model_index.json lists no {names} component; a bundle needs a "
                                   f"{role.replace('_', ' ')} ({', '.join(SUPPORTED[role])})")
@@ -127,17 +154,25 @@ def read_pipeline(directory: str | Path) -> PipelineFolder:
             raise ConversionError(f"{path}/model_index.json: {key!r} must be [library, class], got {entry}")
         library, class_name = entry
         if class_name not in SUPPORTED[role]:
-            raise ConversionError(f"{key}: {class_name} is not supported; supported {role.replace('_', ' ')} "
-                                  f"classes: {', '.join(SUPPORTED[role])}")
+            raise ConversionError(unsupported(key, class_name, role))
         folder = path / key
         if not folder.is_dir():
             raise ConversionError(f"{path} is incomplete: the {key}/ folder named in model_index.json is missing")
         components[role] = Component(role, key, library, class_name, _component_config(folder, role))
-    return PipelineFolder(path, str(index.get("_class_name", "DiffusionPipeline")), components)
+    options = {k: v for k, v in index.items() if not k.startswith("_") and not isinstance(v, list)}
+    return PipelineFolder(path, str(index.get("_class_name", "DiffusionPipeline")), components, options)
+
+
+def unsupported(key: str, class_name: str, role: str) -> str:
+    """The one-line message for a class we do not convert: what it is, what is supported, what to do."""
+    what = role.replace("_", " ")
+    classes = ", ".join(SUPPORTED[role]) or "none yet"
+    hint = f"; {HINTS[role]}" if role in HINTS else ""
+    return f"{key}: {class_name} is not supported yet; supported {what} classes: {classes}{hint}"
 
 
 def _component_config(folder: Path, role: str) -> dict[str, Any]:
-    if role == "tokenizer":
+    if role.startswith("tokenizer"):
         has_pair = (folder / "vocab.json").is_file() and (folder / "merges.txt").is_file()
         if not has_pair and not (folder / "tokenizer.json").is_file():
             raise ConversionError(f"{folder} has no tokenizer files: needs vocab.json + merges.txt or tokenizer.json")
@@ -156,9 +191,9 @@ def _token_text(value: Any, default: str) -> str:
     return value if isinstance(value, str) else default
 
 
-def read_tokenizer(pipe: PipelineFolder, max_positions: int) -> ClipBPETokenizer:
-    """The pipeline's CLIP BPE tokenizer (vocab.json + merges.txt, else tokenizer.json's BPE model)."""
-    comp = pipe["tokenizer"]
+def read_tokenizer(pipe: PipelineFolder, max_positions: int, role: str = "tokenizer") -> ClipBPETokenizer:
+    """The pipeline's CLIP BPE tokenizer `role` (vocab.json + merges.txt, else tokenizer.json's BPE model)."""
+    comp = pipe[role]
     folder = pipe.path / comp.folder
     try:
         if (folder / "vocab.json").is_file() and (folder / "merges.txt").is_file():

@@ -81,13 +81,16 @@ def learn_bpe(corpus: tuple[str, ...] = CORPUS, merges: int = 120) -> tuple[dict
     return vocab, learned
 
 
-DIFFUSERS_TEST_PRESETS = ("diffusers-test-sd",)  # the diffusers test suite's own dummy components, verbatim
+# the diffusers test suite's own dummy components, verbatim (only the tokenizers are ours)
+DIFFUSERS_TEST_PRESETS = ("diffusers-test-sd", "diffusers-test-sdxl", "diffusers-test-sdxl-turbo")
 
 
 def build_pipeline(directory: Path, preset: str = "tiny-sd", seed: int = 0) -> Path:
     """Write a diffusers pipeline folder for `preset` with seeded random weights; returns `directory`."""
     if preset == "diffusers-test-sd":
         return _diffusers_test_sd(Path(directory), seed)
+    if preset in ("diffusers-test-sdxl", "diffusers-test-sdxl-turbo"):
+        return _diffusers_test_sdxl(Path(directory), seed, turbo=preset.endswith("turbo"))
     import torch
     from diffusers import AutoencoderKL, LCMScheduler, PixArtTransformer2DModel, PNDMScheduler, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
@@ -175,4 +178,60 @@ def _diffusers_test_sd(directory: Path, seed: int) -> Path:
     pipe.save_pretrained(directory, safe_serialization=True)
     (directory / "tokenizer" / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
     (directory / "tokenizer" / "merges.txt").write_text(merges_text(merges), encoding="utf-8")
+    return directory
+
+
+def _write_vocab(folder: Path, vocab: dict[str, int], merges: list[tuple[str, str]]) -> None:
+    """vocab.json + merges.txt beside tokenizer.json (how SD/SDXL folders on disk usually look)."""
+    (folder / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
+    (folder / "merges.txt").write_text(merges_text(merges), encoding="utf-8")
+
+
+def _diffusers_test_sdxl(directory: Path, seed: int, turbo: bool) -> Path:
+    """`StableDiffusionXLPipelineFastTests.get_dummy_components()` of diffusers' tests: UNet block channels (2, 4),
+    2 layers per block, heads (2, 4), linear projections, `text_time` added conditions (8-wide time embedding,
+    80 = 6 x 8 + 32 inputs), transformer layers (1, 2), cross attention 64, one norm group; Euler scheduler
+    (scaled_linear 0.00085..0.012, leading, offset 1); VAE [32, 64]; both CLIP encoders hidden 32 / intermediate
+    37 / 5 layers / 4 heads / vocabulary 1000 / projection 32. Our tokenizers (theirs come from the Hub): the
+    second pads with "!" like SDXL's `tokenizer_2`. `turbo`: SDXL-Turbo's scheduler instead (Euler ancestral,
+    trailing spacing)."""
+    import torch
+    from diffusers import (
+        AutoencoderKL,
+        EulerAncestralDiscreteScheduler,
+        EulerDiscreteScheduler,
+        StableDiffusionXLPipeline,
+        UNet2DConditionModel,
+    )
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
+
+    vocab, merges = learn_bpe()
+    torch.manual_seed(seed)
+    unet = UNet2DConditionModel(
+        block_out_channels=(2, 4), layers_per_block=2, sample_size=32, in_channels=4, out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        attention_head_dim=(2, 4), use_linear_projection=True, addition_embed_type="text_time",
+        addition_time_embed_dim=8, transformer_layers_per_block=(1, 2), projection_class_embeddings_input_dim=80,
+        cross_attention_dim=64, norm_num_groups=1)
+    schedule = dict(beta_start=0.00085, beta_end=0.012, steps_offset=1, beta_schedule="scaled_linear")
+    scheduler = (EulerAncestralDiscreteScheduler(**schedule, timestep_spacing="trailing") if turbo
+                 else EulerDiscreteScheduler(**schedule, timestep_spacing="leading"))
+    torch.manual_seed(seed)
+    vae = AutoencoderKL(
+        block_out_channels=[32, 64], in_channels=3, out_channels=3,
+        down_block_types=["DownEncoderBlock2D", "DownEncoderBlock2D"],
+        up_block_types=["UpDecoderBlock2D", "UpDecoderBlock2D"], latent_channels=4, sample_size=128)
+    torch.manual_seed(seed)
+    config = CLIPTextConfig(
+        bos_token_id=0, eos_token_id=2, hidden_size=32, intermediate_size=37, layer_norm_eps=1e-05,
+        num_attention_heads=4, num_hidden_layers=5, pad_token_id=1, vocab_size=1000, hidden_act="gelu",
+        projection_dim=32)
+    text, text_2 = CLIPTextModel(config), CLIPTextModelWithProjection(config)
+    pipe = StableDiffusionXLPipeline(
+        vae=vae, text_encoder=text, text_encoder_2=text_2, unet=unet, scheduler=scheduler,
+        tokenizer=CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=77),
+        tokenizer_2=CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=77, pad_token="!"))
+    pipe.save_pretrained(directory, safe_serialization=True)
+    for folder in ("tokenizer", "tokenizer_2"):
+        _write_vocab(directory / folder, vocab, merges)
     return directory

@@ -3,22 +3,35 @@
 The schedule table (`alphas_cumprod`, one value per training timestep) is computed here, on the host, by
 the pipeline's own scheduler class from its own config, so betas, `rescale_betas_zero_snr` and the rest
 follow diffusers exactly; the device only looks values up. LCM-distilled pipelines get the `lcm-ddpm`
-sampler; every other supported scheduler is a teacher and gets deterministic DDIM on the same table.
+sampler. SD/PixArt teachers get deterministic DDIM on the same table whatever scheduler they shipped; SDXL
+pipelines get the sampler of their scheduler class (`FAITHFUL`: Euler -> `euler-ddpm`, Euler ancestral ->
+`euler-ancestral-ddpm`) and the defaults of their pipeline's `__call__` (SDXL-Turbo's layout: `DISTILLED`).
 """
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 
 from banana_sdk.runtime.guidance import GuidanceMode
 from banana_sdk.sampling.ddpm import DDPMSchedule, Prediction, Spacing
 from converters.byom.diffusers import PipelineFolder
+from converters.byom.families import Family
 from converters.errors import ConversionError
 
 TEACHER_STEPS = 25  # default steps of the DDIM teacher sampler
 LCM_STEPS = 4  # default steps of the LCM sampler
 CFG_SCALE = 7.5  # default classifier-free guidance of teacher pipelines (diffusers' pipeline default)
 LCM_EMBEDDED_SCALE = 8.5  # default embedded guidance of LCM-distilled UNets (LCM pipeline default)
+FAITHFUL = {"EulerDiscreteScheduler": "euler-ddpm", "EulerAncestralDiscreteScheduler": "euler-ancestral-ddpm"}
+# ^ scheduler class -> our sampler that reproduces it (families that follow their scheduler: SDXL)
+# Euler options our samplers reproduce, and the value they must have (anything else is refused by name)
+EULER_DEFAULTS = {"interpolation_type": "linear", "use_karras_sigmas": False, "use_exponential_sigmas": False,
+                  "use_beta_sigmas": False, "timestep_type": "discrete", "final_sigmas_type": "zero"}
+# (scheduler class, timestep spacing) -> (default steps, max steps, guidance scale) of few-step distilled SDXL
+# checkpoints whose folder does not say so otherwise: SDXL-Turbo ships Euler ancestral with trailing spacing and
+# is run with 1-4 steps and no guidance (its model card; the pipeline's own __call__ defaults are the teacher's)
+DISTILLED = {("EulerAncestralDiscreteScheduler", "trailing"): (1, 4, 0.0)}
 
 
 @dataclass(frozen=True)
@@ -27,11 +40,22 @@ class SamplerPlan:
     schedule: DDPMSchedule  # the table and spacing it steps on
     default_steps: int  # steps when the user gives none
     guidance: GuidanceMode  # how guidance reaches the denoiser
-    guidance_scale: float  # default guidance scale (1.0 = one unguided pass)
+    guidance_scale: float  # default guidance scale (<= 1.0 = one unguided pass)
     scheduler_class: str  # the pipeline's scheduler class (recorded in the manifest)
+    max_steps: int | None = None  # most steps the bundle accepts (None: the sampler's own maximum)
 
 
-def plan_sampler(pipe: PipelineFolder, guidance: GuidanceMode) -> SamplerPlan:
+def call_defaults(pipeline_class: str) -> tuple[int | None, float | None]:
+    """(num_inference_steps, guidance_scale) defaults of the diffusers pipeline class's `__call__`."""
+    import diffusers
+
+    params = inspect.signature(getattr(diffusers, pipeline_class, object).__call__).parameters
+    steps = getattr(params.get("num_inference_steps"), "default", None)
+    scale = getattr(params.get("guidance_scale"), "default", None)
+    return (steps if isinstance(steps, int) else None), (float(scale) if isinstance(scale, (int, float)) else None)
+
+
+def plan_sampler(pipe: PipelineFolder, guidance: GuidanceMode, family: Family = Family.SD) -> SamplerPlan:
     """Build the pipeline's scheduler from its config and read the schedule off it."""
     import diffusers
 
@@ -60,7 +84,28 @@ def plan_sampler(pipe: PipelineFolder, guidance: GuidanceMode) -> SamplerPlan:
         original_inference_steps=int(cfg.get("original_inference_steps", 50)),
         timestep_scaling=float(cfg.get("timestep_scaling", 10.0)),
     )
+    if family is Family.SDXL and not lcm:
+        return _faithful(pipe, schedule, guidance)
     # guidance-distilled: embedded scale, one pass; LCM without embedding: one unguided pass; teacher: CFG
     scale = LCM_EMBEDDED_SCALE if guidance is GuidanceMode.EMBEDDED else 1.0 if lcm else CFG_SCALE
     return SamplerPlan("lcm-ddpm" if lcm else "ddim", schedule, LCM_STEPS if lcm else TEACHER_STEPS, guidance,
                        scale, comp.class_name)
+
+
+def _faithful(pipe: PipelineFolder, schedule: DDPMSchedule, guidance: GuidanceMode) -> SamplerPlan:
+    """The sampler of the scheduler class itself, with the pipeline's own defaults (or a distilled layout's)."""
+    comp = pipe["scheduler"]
+    kind = FAITHFUL.get(comp.class_name)
+    if kind is None:
+        raise ConversionError(f"{comp.folder}: {comp.class_name} is not supported yet for {pipe.pipeline_class}; "
+                              f"supported: {', '.join(sorted(FAITHFUL))}, LCMScheduler")
+    for option, value in EULER_DEFAULTS.items():
+        if comp.config.get(option, value) not in (value, None if value is False else value):
+            raise ConversionError(f"{comp.folder}: {comp.class_name} with {option}={comp.config[option]!r} is not "
+                                  f"supported yet; supported: {option}={value!r}")
+    steps, scale = call_defaults(pipe.pipeline_class)
+    distilled = DISTILLED.get((comp.class_name, schedule.spacing.value))
+    if distilled is not None:
+        return SamplerPlan(kind, schedule, distilled[0], guidance, distilled[2], comp.class_name, distilled[1])
+    return SamplerPlan(kind, schedule, steps or TEACHER_STEPS, guidance, CFG_SCALE if scale is None else scale,
+                       comp.class_name)
