@@ -54,6 +54,7 @@ AREAS: dict[str, str] = {
     "vae_refit": "VAE refit: what the decoder can draw",
     "peels": "Peels",
     "subjects": "Subjects: identity consistency",
+    "identity": "Strict identity: every attribute of a character against its reference",
     "upscale": "4K output: tiled upscaling",
     "preview": "Live mode: the preview decoder",
     "harness": "Device harness",

@@ -14,8 +14,9 @@ import math
 from functools import lru_cache
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image, ImageChops, ImageDraw
 
+from banana_sdk.data.characters import PROCEDURAL_SIDE, Drawing, Look, drawing, look
 from banana_sdk.data.world import (
     BACKGROUND,
     CHARACTERS,
@@ -87,6 +88,9 @@ def _draw_object(canvas: Image.Image, obj: SceneObject, size: int, styles: tuple
     cx, cy, side = obj.cx * scale, obj.cy * scale, obj.side * scale
     draw = ImageDraw.Draw(canvas)
     tint = pastel if Style.PASTEL in styles else (lambda c: c)
+    if obj.identity is not None:
+        _draw_procedural(canvas, drawing(look(obj.identity), obj.cx, obj.cy, obj.side), size, styles)
+        return
     if obj.character:
         char = CHARACTERS[obj.character]
         _draw_outline(draw, char.body, cx, cy, side, tint(char.colour))
@@ -114,6 +118,48 @@ def _draw_object(canvas: Image.Image, obj: SceneObject, size: int, styles: tuple
         stripes = Image.fromarray(np.where(bands, np.asarray(mask), 0).astype(np.uint8), mode="L")
         canvas.paste(colour, mask=mask)
         canvas.paste(tuple(int(c * STRIPE_SHADE) for c in colour), mask=stripes)
+
+
+def _draw_procedural(canvas: Image.Image, sketch: Drawing, size: int, styles: tuple[Style, ...] = ()) -> None:
+    """Rasterise a procedural character: body, pattern clipped to it (none when outlined), eyes, accessory."""
+    scale = size * SUPERSAMPLE
+    tint = pastel if Style.PASTEL in styles else (lambda c: c)
+    cx, cy, side = sketch.cx * scale, sketch.cy * scale, sketch.side * scale
+    draw = ImageDraw.Draw(canvas)
+    _draw_outline(draw, sketch.body.value, cx, cy, side, tint(sketch.colour))
+    if Style.OUTLINED in styles:
+        _draw_outline(draw, sketch.body.value, cx, cy, side * (1 - 2 * OUTLINE_WIDTH), BACKGROUND)
+    elif sketch.pattern:
+        body = Image.new("L", canvas.size, 0)
+        _draw_outline(ImageDraw.Draw(body), sketch.body.value, cx, cy, side, 255)
+        marks = Image.new("L", canvas.size, 0)
+        for part in sketch.pattern:  # every pattern part has one colour: the shade or the belly tint
+            _draw_primitive(ImageDraw.Draw(marks), part.ellipse, part.points, scale, 255)
+        canvas.paste(tint(sketch.pattern[0].colour), mask=ImageChops.multiply(marks, body))
+    for part in sketch.features:
+        _draw_primitive(draw, part.ellipse, part.points, scale, part.colour)
+
+
+def _draw_primitive(draw: ImageDraw.ImageDraw, ellipse: bool, points: tuple, scale: float, fill) -> None:  # noqa: ANN001
+    xy = [(x * scale, y * scale) for x, y in points]
+    if ellipse:
+        draw.ellipse((*xy[0], *xy[1]), fill=fill)
+    else:
+        draw.polygon(xy, fill=fill)
+
+
+def render_character(character: Look | int, size: int = 128, box: float = PROCEDURAL_SIDE, cx: float = 0.5,
+                     cy: float = 0.5, styles: tuple[Style | str, ...] = ()) -> np.ndarray:
+    """(size, size, 3) uint8 image of one character alone, its box of side `box` (fraction) centred at (cx, cy).
+
+    With an identity id and the defaults it is that identity's clean reference image (the input of
+    `banana subject add NAME --image ref.png`: 128 x 128, plain background)."""
+    if not isinstance(size, int) or size < 32:
+        raise DataError(f"image size must be an integer >= 32 pixels, got {size!r}")
+    canvas = Image.new("RGB", (size * SUPERSAMPLE, size * SUPERSAMPLE), BACKGROUND)
+    _draw_procedural(canvas, drawing(look(character) if isinstance(character, int) else character, cx, cy, box),
+                     size, parse_styles(styles))
+    return np.asarray(canvas.resize((size, size), Image.Resampling.BOX), dtype=np.uint8)
 
 
 def render_scene(scene: Scene, size: int, styles: tuple[Style | str, ...] = ()) -> np.ndarray:

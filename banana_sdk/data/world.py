@@ -1,7 +1,8 @@
 """ShapeWorld: the vocabulary of the demo world, scene sampling, captions and caption parsing.
 
 A scene is 1-5 objects on a plain background, each in its own cell of a 3x3 grid. An object is either a
-plain shape (shape, colour, size, optional texture) or one of five named characters with a fixed look.
+plain shape (shape, colour, size, optional texture) or one of five named characters with a fixed look, or
+(opt-in, `procedural_character_prob`) a procedural character from `characters.py`, captioned "subject1 ...".
 Everything is a pure function of (world config, seed, index): the same triple gives the same scene on
 every machine, so datasets, evaluations and tests need no files.
 
@@ -17,6 +18,14 @@ from enum import Enum
 
 import numpy as np
 
+from banana_sdk.data.characters import (
+    MAX_PLACEHOLDERS,
+    PLACEHOLDER_TOKENS,
+    PROCEDURAL_SIDE,
+    placeholder,
+    placeholder_number,
+    train_ids,
+)
 from banana_sdk.errors import BananaError
 
 
@@ -119,6 +128,9 @@ class WorldConfig:
     character_prob: float = 0.2  # chance that an object is a named character (each at most once a scene)
     texture_prob: float = 0.0  # chance that a plain object is striped or outlined instead of solid
     jitter: bool = True  # move objects randomly inside their cell (keeping MARGIN)
+    procedural_character_prob: float = 0.0  # chance that a non-named object is a procedural character: a
+    # ^ training identity (`characters.train_ids()`), captioned only as a placeholder ("subject1 top left"),
+    # ^ at most MAX_PLACEHOLDERS a scene. 0 (default): no random draw at all, so scenes stay byte-identical
 
     def validate(self) -> WorldConfig:
         """Return self, or raise DataError naming the bad field."""
@@ -127,7 +139,7 @@ class WorldConfig:
                 f"need 1 <= min_objects <= max_objects <= {len(POSITIONS)}, "
                 f"got {self.min_objects}..{self.max_objects}"
             )
-        for name in ("character_prob", "texture_prob"):
+        for name in ("character_prob", "texture_prob", "procedural_character_prob"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise DataError(f"{name} must be in [0, 1], got {value}")
@@ -158,10 +170,14 @@ class SceneObject:
     size: Size | None = None  # plain objects: small or large
     texture: Texture = Texture.SOLID  # plain objects: fill style
     character: str | None = None  # characters: a CHARACTERS key
+    identity: int | None = None  # procedural characters: an identity id (`banana_sdk.data.characters`)
+    subject: int | None = None  # procedural characters: k of its caption placeholder "subjectk" (1-based)
 
     @property
     def side(self) -> float:
         """Bounding-box side as a fraction of the image side."""
+        if self.identity is not None:
+            return PROCEDURAL_SIDE
         return CHARACTER_SIDE if self.character else SIDE[self.size]
 
     @property
@@ -173,6 +189,8 @@ class SceneObject:
         """This object's caption phrase."""
         if self.character:
             return f"{self.character} {self.position}"
+        if self.identity is not None:
+            return f"{placeholder(self.subject)} {self.position}"
         texture = "" if self.texture is Texture.SOLID else f"{self.texture.value} "
         return f"a {self.size.value} {texture}{self.colour} {self.shape.value} {self.position}"
 
@@ -199,13 +217,19 @@ def sample_scene(config: WorldConfig, seed: int, index: int) -> Scene:
     count = int(rng.integers(config.min_objects, config.max_objects + 1))
     cells = rng.permutation(len(POSITIONS))[:count]
     free_characters = list(CHARACTERS)
+    identities: list[int] = []
     objects = []
     for cell in cells:
-        # 1. what: a character (each at most once per scene) or a plain shape
+        # 1. what: a character (each at most once per scene), a procedural character or a plain shape
         if free_characters and rng.random() < config.character_prob:
             name = free_characters.pop(int(rng.integers(len(free_characters))))
             kind = {"character": name}
             side = CHARACTER_SIDE
+        elif (config.procedural_character_prob > 0 and len(identities) < MAX_PLACEHOLDERS
+              and rng.random() < config.procedural_character_prob):
+            identities.append(_draw_identity(rng, identities))
+            kind = {"identity": identities[-1], "subject": len(identities)}
+            side = PROCEDURAL_SIDE
         else:
             texture = Texture.SOLID
             if rng.random() < config.texture_prob:
@@ -227,9 +251,20 @@ def sample_scene(config: WorldConfig, seed: int, index: int) -> Scene:
     return Scene(tuple(objects))
 
 
+def _draw_identity(rng: np.random.Generator, taken: list[int]) -> int:
+    """A training identity not yet in the scene (held-out identities cannot be drawn)."""
+    pool = train_ids()
+    while (identity := pool[int(rng.integers(len(pool)))]) in taken:
+        pass
+    return identity
+
+
 def max_caption_words(config: WorldConfig) -> int:
-    """Longest caption of this world in words (= tokens: every word is in the vocabulary)."""
+    """Longest caption of this world in tokens (every word is in the vocabulary but the placeholders, whose
+    letters are byte tokens)."""
     per_object = 1 + 1 + (1 if config.texture_prob > 0 else 0) + 1 + 1 + 2  # a size [texture] colour shape pos
+    if config.procedural_character_prob > 0:
+        per_object = max(per_object, PLACEHOLDER_TOKENS + 2)  # "subjectk" position
     return config.max_objects * per_object + (config.max_objects - 1)  # "and" between phrases
 
 
@@ -243,16 +278,18 @@ class ObjectSpec:
     size: Size | None = None
     texture: Texture | None = None
     character: str | None = None
+    subject: int | None = None  # a procedural character's placeholder number k ("subjectk"), 1-based
 
 
-def parse_caption(caption: str) -> list[ObjectSpec]:
-    """Inverse of `Scene.caption`: the objects a ShapeWorld caption asks for; DataError if it is not one."""
+def parse_caption(caption: str, subjects: bool = False) -> list[ObjectSpec]:
+    """Inverse of `Scene.caption`: the objects a ShapeWorld caption asks for; DataError if it is not one.
+    Placeholder subjects ("subject1 top left", procedural characters) are accepted only with `subjects`."""
     specs = []
     for phrase in caption.lower().replace(",", " and ").split(" and "):
         words = phrase.split()
         if not words:
             continue
-        specs.append(_parse_phrase(words, phrase))
+        specs.append(_parse_phrase(words, phrase, subjects))
     if not specs:
         raise DataError(f"caption {caption!r} names no objects")
     cells = [spec.cell for spec in specs]
@@ -261,7 +298,7 @@ def parse_caption(caption: str) -> list[ObjectSpec]:
     return specs
 
 
-def _parse_phrase(words: list[str], phrase: str) -> ObjectSpec:
+def _parse_phrase(words: list[str], phrase: str, subjects: bool = False) -> ObjectSpec:
     # the position is always the last one or two words
     for n in (2, 1):
         if len(words) > n and " ".join(words[-n:]) in POSITIONS:
@@ -271,6 +308,8 @@ def _parse_phrase(words: list[str], phrase: str) -> ObjectSpec:
         raise DataError(f"phrase {phrase.strip()!r} does not end with a position; use one of {list(POSITIONS)}")
     if len(words) == 1 and words[0] in CHARACTERS:
         return ObjectSpec(cell=cell, character=words[0])
+    if subjects and len(words) == 1 and placeholder_number(words[0]) is not None:
+        return ObjectSpec(cell=cell, subject=placeholder_number(words[0]))
     if words and words[0] in ("a", "an"):
         words = words[1:]
     fields: dict[str, object] = {}
