@@ -167,8 +167,10 @@ def score_crop(crop: np.ndarray | None, reference: Reference, size: int,
     # 2. each compared attribute: nearest of the reference, drawn in the measured colour (so a colour error
     # is judged once, by step 1), with that attribute set to each value
     candidate = _blur(crop, thresholds.blur)
-    seen = ref  # a body lost into the background is compared in the reference colour (its drawing would be empty)
-    if np.abs(measured - np.array(BACKGROUND, np.float32)).max() > 2 * LOCATE_THRESHOLD:
+    # a body lost into the background, or one whose colour passed, is compared in the reference colour exactly
+    # (a rounded measured colour spreads its error over the whole body and swamps a pattern's small difference)
+    seen = ref
+    if not checks["colour"] and np.abs(measured - np.array(BACKGROUND, np.float32)).max() > 2 * LOCATE_THRESHOLD:
         seen = dataclasses.replace(ref, colour=tuple(int(c) // COLOUR_STEP * COLOUR_STEP + COLOUR_STEP // 2
                                                      for c in measured))
     margins, nearest = {}, {}
