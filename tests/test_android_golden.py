@@ -75,3 +75,45 @@ def test_live_run_vectors_agree_with_the_harness() -> None:
     assert {"schema_version", "run_id", "part", *contract.LIVE_LISTS} <= set(data["part_keys"])
     assert {r["valid"] for r in data["requests"]} == {True, False}
     assert any(e is None for c in data["stats"] for e in c["expect"]["ttff_ms"])
+
+
+def test_diffusers_run_replays_through_the_python_runtime(tmp_path: Path) -> None:
+    """diffusers_run.json (recorded from a converted tiny-sd bundle; regenerating it converts one, so it is not
+    re-rendered here) is still what `DiffusersGenerator` does: replayed through runners that check every call and
+    return the recorded outputs, it makes the same calls and ends with the same latent and image."""
+    import base64
+
+    import numpy as np
+    from diffusers_vectors import replay_runners
+
+    from banana_sdk.runtime.diffusers import DiffusersGenerator
+
+    data = json.loads((GOLDEN_DIR / "diffusers_run.json").read_text())
+    for name, text in data["files"].items():
+        (tmp_path / name).write_text(text, encoding="utf-8")
+    runners, problems = replay_runners(data)
+    gen = DiffusersGenerator(tmp_path, data["manifest"], runners)
+    req = data["request"]
+    result = gen.run(req["prompt"], steps=req["steps"], seed=req["seed"], guidance_scale=req["guidance_scale"])
+    assert problems == []
+    latent = np.frombuffer(base64.b64decode(data["latent"]), "<f4")
+    assert np.array_equal(result.latent.astype(np.float32).ravel(), latent)
+    assert np.asarray(result.image, np.uint8).tobytes() == base64.b64decode(data["rgb"])
+    # CFG at 7.5 over 4 DDIM steps: prompt + empty prompt, two denoise passes per step, one decode
+    assert [c["signature"] for c in data["calls"]] == ["text_encoder"] * 2 + ["denoise"] * 8 + ["vae_decode"]
+    assert len(set(base64.b64decode(data["rgb"]))) > 20  # not a degenerate image
+
+
+def test_diffusers_vectors_cover_the_tricky_cases() -> None:
+    tok = json.loads((GOLDEN_DIR / "diffusers_tokenizer.json").read_text())
+    assert {c.get("error", "ok") for c in tok["cases"]} == {"ok", "empty", "too_long", "unicode"}
+    prompts = [c["prompt"] for c in tok["cases"] if "ids" in c]
+    assert any(ord(ch) > 0xFFFF for p in prompts for ch in p)  # emoji
+    assert any(0x4E00 <= ord(ch) <= 0x9FFF for p in prompts for ch in p)  # CJK
+    samplers = json.loads((GOLDEN_DIR / "diffusers_samplers.json").read_text())
+    runs = {(r["schedule"], r["sampler"]) for r in samplers["runs"]}
+    assert {s for _, s in runs} == {"ddim", "lcm-ddpm", "euler-ddpm", "euler-ancestral-ddpm"}
+    assert {s["schedule"]["prediction"] for s in samplers["schedules"]} == {"epsilon", "v_prediction", "sample"}
+    sizes = sum((GOLDEN_DIR / n).stat().st_size for n in
+                ("diffusers_tokenizer.json", "diffusers_samplers.json", "diffusers_run.json"))
+    assert sizes < 1_000_000

@@ -1,5 +1,6 @@
 package com.banana.sdk.core
 
+import com.banana.sdk.core.diffusers.DiffusersPipeline
 import kotlinx.coroutines.Dispatchers
 import kotlinx.coroutines.currentCoroutineContext
 import kotlinx.coroutines.ensureActive
@@ -17,7 +18,9 @@ import java.io.File
  *
  * Stages follow docs/DESIGN.md: tokenizer -> text_encoder -> sampler loop over denoise ->
  * vae_decode -> 8-bit RGB; with [Residency.ONE_AT_A_TIME] each component is loaded, run and freed
- * in turn. One generation runs at a time.
+ * in turn. One generation runs at a time. Dispatches on `model.kind`: banana bundles run the loop below,
+ * diffusers bundles (docs/DESIGN.md §8) run [DiffusersPipeline] through [DiffusersGeneration] on the same
+ * [Engine], delegates and residency.
  */
 class BananaModel private constructor(
     val bundle: VerifiedBundle,
@@ -29,8 +32,17 @@ class BananaModel private constructor(
     val manifest: BundleManifest = bundle.manifest
     val residency: Residency =
         options.residency ?: Residency.auto(manifest.signatures.values.sumOf { manifest.files.getValue(it.file).bytes }, device)
-    internal val tokenizer =
+    internal val tokenizer: Tokenizer by lazy {
         Tokenizer(Tokenizer.parseVocabulary(bundle.file(manifest.tokenizer.vocabFile).readText(Charsets.UTF_8)), manifest.tokenizer)
+    }
+    private val diffusers: DiffusersPipeline? =
+        manifest.diffusers?.let { spec ->
+            val text = { name: String -> bundle.file(name).readText(Charsets.UTF_8) }
+            DiffusersPipeline(
+                manifest,
+                DiffusersPipeline.tokenizers(spec.tokenizer, text(spec.tokenizer.vocabFile), text(spec.tokenizer.mergesFile)),
+            )
+        }
     private val peelSet = PeelSet(manifest)
     private val sessions = HashMap<String, EngineSession>()
     private val chosen = HashMap<String, Delegate>()
@@ -39,7 +51,7 @@ class BananaModel private constructor(
     private var closed = false
 
     init {
-        checkShapes(manifest)
+        if (manifest.kind == ModelKind.BANANA) checkShapes(manifest) // diffusers shapes: checked by the parser
     }
 
     /** Per signature: the delegate asked for, the one in use, and why they differ (after first load). */
@@ -81,6 +93,18 @@ class BananaModel private constructor(
         prompt: String,
         config: GenerationConfig = GenerationConfig(),
     ): Flow<GenerationEvent> {
+        diffusers?.let { pipeline ->
+            ensureOpen()
+            if (config.subjects.isNotEmpty()) throw ConfigException("subjects need a banana bundle; this is a diffusers bundle")
+            if (config.size != null && config.size != manifest.image.size) {
+                throw ConfigException(
+                    "this bundle was converted for ${manifest.image.size}x${manifest.image.size}; convert again with --size ${config.size}",
+                )
+            }
+            val job = pipeline.prepare(prompt, config.steps, config.seed, config.guidanceScale, config.sampler)
+            return flow { mutex.withLock { DiffusersGeneration(this@BananaModel, pipeline, options.tracer).execute(job, this) } }
+                .flowOn(Dispatchers.Default)
+        }
         val job = prepare(prompt, config)
         return flow { mutex.withLock { execute(job, this) } }.flowOn(Dispatchers.Default)
     }
@@ -120,7 +144,11 @@ class BananaModel private constructor(
         config: GenerationConfig,
     ): Job {
         ensureOpen()
-        val sampler = Samplers.forKind(manifest.sampler.kind)
+        val kind =
+            config.sampler?.let { id ->
+                SamplerKind.parse(id) ?: throw ConfigException("unknown sampler '$id' for a banana bundle; choose from ${SamplerKind.ids}")
+            } ?: manifest.sampler.kind
+        val sampler = Samplers.forKind(kind)
         val base = manifest.image.size
         val size = config.size ?: base
         if (size != base && UpscaleSpec.SECTION !in manifest.raw.fields) {
@@ -319,7 +347,7 @@ class BananaModel private constructor(
         return t
     }
 
-    private fun acquire(
+    internal fun acquire(
         name: String,
         loads: MutableMap<String, Double>,
     ): EngineSession =
@@ -379,7 +407,9 @@ class BananaModel private constructor(
         if (closed) throw IllegalStateException("this BananaModel is closed")
     }
 
-    private fun ms(start: Long): Double = (clock() - start) / 1e6
+    internal fun ms(start: Long): Double = (clock() - start) / 1e6
+
+    internal fun now(): Long = clock()
 
     companion object {
         const val TEXT_ENCODER = "text_encoder"

@@ -7,6 +7,7 @@ data class GenerationConfig(
     val size: Int? = null, // image side in pixels; null = the bundle's size (the only one its signatures take)
     val guidanceScale: Double? = null, // classifier-free guidance; null = manifest sampler.guidance_scale
     val subjects: List<Subject> = emptyList(), // at most 5, each named by a word of the prompt (SubjectBinding)
+    val sampler: String? = null, // registry name; null = manifest sampler.kind (diffusers: any DDPM sampler)
 )
 
 /** Pipeline stage a [GenerationEvent.Progress] reports on. */

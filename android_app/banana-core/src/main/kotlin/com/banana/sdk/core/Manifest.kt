@@ -1,5 +1,7 @@
 package com.banana.sdk.core
 
+import com.banana.sdk.core.diffusers.DiffusersManifestParser
+import com.banana.sdk.core.diffusers.DiffusersSpec
 import com.banana.sdk.core.json.Json
 import com.banana.sdk.core.json.JsonFields
 import com.banana.sdk.core.json.JsonObject
@@ -64,6 +66,20 @@ data class TokenizerSpec(
     val vocabFile: String, // word list inside the bundle
 )
 
+/** `model.kind`: which runtime contract a bundle follows (docs/DESIGN.md §8); `module` bundles are refused. */
+enum class ModelKind(
+    val id: String,
+) {
+    BANANA("banana"), // our family: rectified-flow samplers, the words+bytes tokenizer
+    DIFFUSERS("diffusers"), // a converted diffusers pipeline: DDPM schedule, CLIP BPE (docs/DESIGN.md §8)
+}
+
+/** The kind-specific sections of a banana bundle. */
+data class BananaSpec(
+    val sampler: SamplerSpec, // rectified-flow sampler and step range
+    val tokenizer: TokenizerSpec, // the words+bytes tokenizer
+)
+
 data class FileEntry(
     val sha256: String, // lower-case hex
     val bytes: Long, // size
@@ -72,16 +88,32 @@ data class FileEntry(
 data class BundleManifest(
     val schemaVersion: Int,
     val createdBy: String,
+    val kind: ModelKind, // which runtime contract the bundle follows
     val modelName: String,
     val weightsSha256: String?, // identifies the base weights (null for random-weight presets); peels must match
     val image: ImageSpec,
-    val sampler: SamplerSpec,
-    val tokenizer: TokenizerSpec,
+    val banana: BananaSpec?, // set exactly when kind is BANANA
+    val diffusers: DiffusersSpec?, // set exactly when kind is DIFFUSERS
     val signatures: Map<String, SignatureSpec>,
     val files: Map<String, FileEntry>, // every bundle file except manifest.json
     val raw: JsonObject, // the whole document, for fields this reader does not model
 ) {
+    init {
+        require((kind == ModelKind.BANANA) == (banana != null) && (kind == ModelKind.DIFFUSERS) == (diffusers != null)) {
+            "a ${kind.id} manifest carries exactly its own sections"
+        }
+    }
+
+    /** The banana sampler section; callers dispatch on [kind] first (a diffusers bundle has [diffusers] instead). */
+    val sampler: SamplerSpec get() = bananaSpec().sampler
+
+    /** The banana tokenizer section; callers dispatch on [kind] first. */
+    val tokenizer: TokenizerSpec get() = bananaSpec().tokenizer
+
     fun signature(name: String): SignatureSpec = signatures.getValue(name)
+
+    private fun bananaSpec(): BananaSpec =
+        banana ?: throw ConfigException("this is a ${kind.id} bundle; this feature needs a banana bundle (model.kind 'banana')")
 }
 
 /** Reads manifest.json (docs/DESIGN.md §5), rejecting anything this SDK cannot run safely. */
@@ -93,9 +125,13 @@ object ManifestParser {
     const val TOKENIZER_KIND = "banana-words-bytes"
     const val TOKENIZER_VERSION = 1
 
-    /** `model.kind` values of schema 2 (docs/DESIGN.md §8); this SDK runs only [MODEL_KIND] bundles. */
+    /** `model.kind` values of schema 2 (docs/DESIGN.md §8); this SDK runs banana and diffusers bundles. */
     const val MODEL_KIND = "banana"
-    val MODEL_KINDS: List<String> = listOf(MODEL_KIND, "diffusers", "module")
+    const val MODULE_KIND = "module"
+    val MODEL_KINDS: List<String> = listOf(MODEL_KIND, "diffusers", MODULE_KIND)
+
+    /** Longest tokenizer context any runtime allocates. */
+    const val MAX_CONTEXT = 4096
 
     /** Largest `tokenizer.vocab_size` accepted (embedding rows). */
     const val MAX_VOCAB_SIZE = 1_000_000
@@ -142,23 +178,39 @@ object ManifestParser {
         val format = doc.string("format")
         if (format != FORMAT) fail("format is '$format', expected '$FORMAT'")
         val model = doc.obj("model")
-        checkModelKind(model, version)
+        val kind = checkModelKind(model, version)
         val files = parseFiles(doc.obj("files"))
         val weights = model.optionalString("weights_sha256") // null: converted from a random-weight preset
         if (weights != null && !SHA256.matches(weights)) fail("model.weights_sha256 must be 64 lower-case hex digits or null")
         val image = parseImage(doc.obj("image"))
-        val tokenizer = parseTokenizer(doc.obj("tokenizer"))
-        checkFileReference(doc.obj("tokenizer").child("vocab_file"), tokenizer.vocabFile, files)
-        val signatures = parseSignatures(doc.obj("signatures"), files, doc.optionalObj("delegate_plan"))
-        checkSignatureShapes(image, tokenizer, signatures)
+        val plans = doc.optionalObj("delegate_plan")
+        var banana: BananaSpec? = null
+        var diffusers: DiffusersSpec? = null
+        val signatures: Map<String, SignatureSpec>
+        when (kind) {
+            ModelKind.BANANA -> {
+                val tokenizer = parseTokenizer(doc.obj("tokenizer"))
+                checkFileReference(doc.obj("tokenizer").child("vocab_file"), tokenizer.vocabFile, files)
+                signatures = parseSignatures(doc.obj("signatures"), files, plans, REQUIRED_IO)
+                checkSignatureShapes(image, tokenizer, signatures)
+                banana = BananaSpec(parseSampler(doc.obj("sampler")), tokenizer)
+            }
+
+            ModelKind.DIFFUSERS -> {
+                signatures = parseSignatures(doc.obj("signatures"), files, plans, emptyMap())
+                diffusers = DiffusersManifestParser(::fail).parse(doc, image, signatures, files)
+                signatures[PREVIEW_DECODE]?.let { checkPreview(it, signatures.getValue("vae_decode")) }
+            }
+        }
         return BundleManifest(
             schemaVersion = version,
             createdBy = doc.optionalString("created_by") ?: "",
+            kind = kind,
             modelName = model.string("name"),
             weightsSha256 = weights,
             image = image,
-            sampler = parseSampler(doc.obj("sampler")),
-            tokenizer = tokenizer,
+            banana = banana,
+            diffusers = diffusers,
             signatures = signatures,
             files = files,
             raw = doc.obj,
@@ -169,11 +221,15 @@ object ManifestParser {
     private fun checkModelKind(
         model: JsonFields,
         version: Int,
-    ) {
+    ): ModelKind {
         val kind = if (version >= 2) model.string("kind") else model.optionalString("kind") ?: MODEL_KIND
         val where = model.child("kind")
         if (kind !in MODEL_KINDS) fail("$where ${quote(kind)} is unknown; choose from $MODEL_KINDS")
-        if (kind != MODEL_KIND) fail("$where ${quote(kind)} is not supported by this app (only '$MODEL_KIND')")
+        return ModelKind.entries.firstOrNull { it.id == kind }
+            ?: fail(
+                "$where ${quote(kind)} is not a text-to-image pipeline (one converted module); this app runs " +
+                    "${ModelKind.entries.map { it.id }} bundles",
+            )
     }
 
     /** A file the manifest points at ([where] names the field): a plain name inside the bundle, listed in `files`. */
@@ -292,6 +348,7 @@ object ManifestParser {
         obj: JsonFields,
         files: Map<String, FileEntry>,
         plans: JsonFields?,
+        required: Map<String, Pair<List<String>, List<String>>>,
     ): Map<String, SignatureSpec> {
         val signatures =
             obj.obj.fields.keys.associateWith { name ->
@@ -301,8 +358,8 @@ object ManifestParser {
                 val plan = plans?.optionalObj(name)?.let(::parseDelegatePlan)
                 SignatureSpec(name, file, tensors(sig, "inputs"), tensors(sig, "outputs"), plan)
             }
-        for ((name, io) in REQUIRED_IO) {
-            val sig = signatures[name] ?: fail("${obj.child(name)} is missing; the bundle needs ${REQUIRED_IO.keys}")
+        for ((name, io) in required) {
+            val sig = signatures[name] ?: fail("${obj.child(name)} is missing; the bundle needs ${required.keys}")
             val missingIn = io.first.filter { sig.input(it) == null }
             val missingOut = io.second.filter { sig.output(it) == null }
             if (missingIn.isNotEmpty()) fail("${obj.child(name)} lacks inputs $missingIn")

@@ -105,12 +105,18 @@ class ManifestGoldenTest {
     }
 
     @Test
-    fun otherModelKindsAreNotRunByThisApp() {
-        for (kind in listOf("diffusers", "module")) {
-            val edited = TestBundles.set(TestBundles.manifest, listOf("model", "kind"), JsonString(kind))
-            val e = assertThrows(kind, ManifestException::class.java) { ManifestParser.parse(Json.write(edited)) }
-            assertEquals("manifest.json: model.kind '$kind' is not supported by this app (only 'banana')", e.message)
-        }
+    fun moduleBundlesAreNotRunAndDiffusersBundlesNeedTheirSections() {
+        val module = TestBundles.set(TestBundles.manifest, listOf("model", "kind"), JsonString("module"))
+        val e = assertThrows(ManifestException::class.java) { ManifestParser.parse(Json.write(module)) }
+        assertEquals(
+            "manifest.json: model.kind 'module' is not a text-to-image pipeline (one converted module); " +
+                "this app runs [banana, diffusers] bundles",
+            e.message,
+        )
+        // a banana manifest relabelled diffusers lacks the diffusers sections (checked, not guessed)
+        val relabelled = TestBundles.set(TestBundles.manifest, listOf("model", "kind"), JsonString("diffusers"))
+        val d = assertThrows(ManifestException::class.java) { ManifestParser.parse(Json.write(relabelled)) }
+        assertEquals("manifest.json: missing field model.family", d.message)
         // schema 1 with a kind: the kind is still checked
         val v1 =
             TestBundles.set(

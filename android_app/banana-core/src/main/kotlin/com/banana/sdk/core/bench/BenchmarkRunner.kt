@@ -80,11 +80,13 @@ class BenchmarkRunner(
     /** The whole measured sequence: open, warm-up runs, timed runs, image, thermal state. */
     fun run(request: RunRequest): RunResult {
         val bundle = BundleVerifier.verify(File(request.bundle))
+        // subject slots of the denoiser (diffusers bundles have none)
         val slots =
             bundle.manifest
                 .signature(BananaModel.DENOISE)
-                .input("subjects")!!
-                .shape[1]
+                .input("subjects")
+                ?.shape
+                ?.get(1) ?: 0
         SubjectBinding.checkCount(request.subjects, slots) // before reading any subject file
         val subjects = request.subjects.map(readSubject)
         val start = clock()

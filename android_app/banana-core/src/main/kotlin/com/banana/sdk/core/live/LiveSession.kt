@@ -5,6 +5,7 @@ import com.banana.sdk.core.BananaModel
 import com.banana.sdk.core.ConfigException
 import com.banana.sdk.core.EngineSession
 import com.banana.sdk.core.ImageConversion
+import com.banana.sdk.core.ModelKind
 import com.banana.sdk.core.PortableNoise
 import com.banana.sdk.core.RgbImage
 import com.banana.sdk.core.SamplerKind
@@ -163,6 +164,9 @@ class LiveSession private constructor(
     val frames: StateFlow<LiveFrame?> = state.asStateFlow()
 
     init {
+        if (manifest.kind != ModelKind.BANANA) {
+            throw ConfigException("live mode runs banana bundles; this is a ${manifest.kind.id} bundle (generate() runs it)")
+        }
         val sampler = Samplers.forKind(manifest.sampler.kind)
         val lo = maxOf(manifest.sampler.minSteps, sampler.minSteps)
         val hi = minOf(manifest.sampler.maxSteps, sampler.maxSteps)

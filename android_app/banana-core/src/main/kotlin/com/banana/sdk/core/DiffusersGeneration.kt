@@ -1,0 +1,82 @@
+package com.banana.sdk.core
+
+import com.banana.sdk.core.diffusers.DiffusersJob
+import com.banana.sdk.core.diffusers.DiffusersPipeline
+import com.banana.sdk.core.diffusers.SignatureCall
+import kotlinx.coroutines.currentCoroutineContext
+import kotlinx.coroutines.ensureActive
+import kotlinx.coroutines.flow.FlowCollector
+
+/**
+ * One generation of a diffusers bundle inside an open [BananaModel]: [DiffusersPipeline]'s stages with the model's
+ * signature loading (delegate fallback, residency), the runner contract's timings, progress events and trace
+ * sections — the same events and [RunTimings] as a banana generation, so apps and the benchmark runner need not
+ * know the kind.
+ */
+internal class DiffusersGeneration(
+    private val model: BananaModel,
+    private val pipeline: DiffusersPipeline,
+    private val tracer: Tracer,
+) {
+    suspend fun execute(
+        job: DiffusersJob,
+        out: FlowCollector<GenerationEvent>,
+    ) {
+        val start = model.now()
+        val loads = LinkedHashMap<String, Double>()
+        // 1. prompt (and CFG's unconditional input) -> conditioning
+        val text = call(BananaModel.TEXT_ENCODER, loads)
+        val textStart = model.now()
+        val (cond, uncond) =
+            tracer.section(TraceSections.TEXT_ENCODE) {
+                val c = pipeline.encode(job.prompt, text)
+                c to pipeline.unconditional(job, c, text)
+            }
+        val textMs = model.ms(textStart)
+        model.release(BananaModel.TEXT_ENCODER)
+        out.emit(GenerationEvent.Progress(Stage.TEXT, 1, 1))
+        // 2. the sampler drives the denoiser (two passes per step for CFG)
+        val denoise = call(BananaModel.DENOISE, loads)
+        val stepMs = ArrayList<Double>(job.steps)
+        var last = model.now()
+        var stepOpen = false // a step's section never spans the emit (a suspension may resume on another thread)
+        tracer.begin(TraceSections.denoiseStep(1))
+        stepOpen = true
+        val latent =
+            try {
+                pipeline.sample(job, cond, uncond, denoise) { i, n ->
+                    currentCoroutineContext().ensureActive()
+                    val now = model.now()
+                    stepMs += (now - last) / 1e6
+                    last = now
+                    tracer.end()
+                    stepOpen = false
+                    out.emit(GenerationEvent.Progress(Stage.DENOISE, i + 1, n))
+                    if (i + 1 < n) {
+                        tracer.begin(TraceSections.denoiseStep(i + 2))
+                        stepOpen = true
+                    }
+                }
+            } finally {
+                if (stepOpen) tracer.end()
+            }
+        model.release(BananaModel.DENOISE)
+        // 3. decode and convert to 8-bit RGB
+        val decoder = call(BananaModel.VAE_DECODE, loads)
+        val decodeStart = model.now()
+        val size = model.manifest.image.size
+        val image = tracer.section(TraceSections.DECODE) { ImageConversion.toRgb(pipeline.decode(latent, decoder), size, size) }
+        val decodeMs = model.ms(decodeStart)
+        model.release(BananaModel.VAE_DECODE)
+        out.emit(GenerationEvent.Progress(Stage.DECODE, 1, 1))
+        out.emit(GenerationEvent.Image(image, latent, RunTimings(model.ms(start), textMs, stepMs, decodeMs, loads)))
+    }
+
+    private fun call(
+        name: String,
+        loads: MutableMap<String, Double>,
+    ): SignatureCall {
+        val session = model.acquire(name, loads)
+        return SignatureCall { inputs -> session.run(inputs) }
+    }
+}

@@ -1,0 +1,238 @@
+"""Golden vectors of diffusers-kind bundles (docs/DESIGN.md §8) for the Kotlin SDK, from the real Python runtime.
+
+- `diffusers_tokenizer.json`: `ClipBPETokenizer` ids of Unicode prompts on the toy CLIP vocabulary the byom fixtures
+  learn (256 byte symbols, their `</w>` forms, 120 merges), with its vocab.json / merges.txt text; errors by kind.
+- `diffusers_samplers.json`: every DDPM sampler's timesteps (and Euler sigmas) on the Stable-Diffusion table, and
+  three steps of each on a fixed fake model, recorded call by call (the model input x and t, its output), over
+  predictions, spacings, offsets and clipping; the final latent bit for bit.
+- `diffusers_run.json` (slow: converts a bundle): one full generation of the `tiny-sd` pipeline converted at fp32,
+  run by `DiffusersGenerator` on the bundle's LiteRT runners with every signature call recorded (inputs, outputs),
+  so a fake engine can replay it; the manifest (tflite entries replaced by small stub files), the tokenizer files,
+  the final latent and the 8-bit image. Its staleness check replays it through the Python runtime (no conversion).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from golden_util import b64, f32_b64
+
+from banana_sdk.errors import PromptError
+from banana_sdk.runtime.clip_tokenizer import ClipBPETokenizer, merges_text
+from banana_sdk.sampling.ddpm import DDPMSchedule, Prediction, Spacing
+from banana_sdk.sampling.euler_ddpm import euler_sigmas, euler_timesteps
+from banana_sdk.sampling.registry import DDPM_SAMPLERS, get_sampler
+
+CONTEXT = 77  # tokenizer vectors: CLIP's context length
+CLIP_PROMPTS = [
+    "a red fox and a blue bird, at night",
+    "A Photo of a CAT",
+    "hello,world!!",
+    "  leading and   trailing  ",
+    "tabs\tand\nnewlines\r\nand\x0bvertical\x0cfeeds\x85nel",
+    "caf\u00e9 na\u00efve cr\u00e8me br\u00fbl\u00e9e",
+    "e\u0301 combining accent (NFC joins it)",
+    "\u00c5NGSTR\u00d6M \u0130stanbul \u039f\u0394\u039f\u03a3",
+    "\u6771\u4eac\u306e\u591c\u666f",
+    "\U0001f34c banana \U0001f469\u200d\U0001f680",
+    "DON'T stop; it's 100% ok! we'll they've I'm you'd",
+    "''s quotes 's",
+    "x\u00b2 \u00bd \u2167 \u0663",
+    "non\u00a0breaking\u3000ideographic\u2028line",
+    "info\x1cseparators\x1fkept",
+    "<|startoftext|>special<|endoftext|> tokens",
+    "fox<|endoftext|>",
+    "a\x00b \u200b zero width",
+    "sunset over mountains",
+    "word " * 18 + "a",  # 75 tokens: fits
+    "\U0001f34c" * 19,  # 78 tokens: refused, not truncated
+    "",
+    "   ",
+    "\x1c\x1f",
+    "a\ud83db lone surrogate",
+]
+
+
+def _toy_tokenizer(pad: str | None = None) -> tuple[ClipBPETokenizer, dict[str, int], list[tuple[str, str]]]:
+    from converters.byom.fixtures import BOS, EOS, learn_bpe
+
+    vocab, merges = learn_bpe()
+    return ClipBPETokenizer(vocab, merges, CONTEXT, BOS, EOS, pad or EOS, EOS), vocab, merges
+
+
+def _encode_case(tok: ClipBPETokenizer, prompt: str) -> dict[str, Any]:
+    try:
+        enc = tok.encode(prompt)
+    except PromptError as exc:
+        kind = "empty" if "empty" in str(exc) else "too_long"
+        return {"prompt": prompt, "error": kind, "message": str(exc)}
+    except UnicodeEncodeError:
+        return {"prompt": prompt, "error": "unicode"}
+    return {"prompt": prompt, "ids": [int(i) for i in enc.ids], "length": enc.length}
+
+
+def diffusers_tokenizer_vectors() -> dict[str, Any]:
+    tok, vocab, merges = _toy_tokenizer()
+    bang, _, _ = _toy_tokenizer("!")
+    return {
+        "about": "ClipBPETokenizer on the byom fixtures' toy vocabulary; ids/length exact; errors by kind",
+        "context_length": CONTEXT,
+        "bos_token": "<|startoftext|>", "eos_token": "<|endoftext|>", "unk_token": "<|endoftext|>",
+        "vocab_json": json.dumps(vocab, ensure_ascii=False), "merges_txt": merges_text(merges),
+        "cases": [_encode_case(tok, p) for p in CLIP_PROMPTS],
+        "pad_bang": {"prompt": _encode_case(bang, "a red fox"),
+                     "unconditional": [int(i) for i in bang.unconditional().ids]},
+    }
+
+
+def sd_alphas() -> np.ndarray:
+    """Stable Diffusion's table: scaled_linear betas 0.00085..0.012 over 1000 steps, as diffusers computes it."""
+    betas = np.linspace(0.00085**0.5, 0.012**0.5, 1000, dtype=np.float32) ** 2
+    return np.cumprod(1.0 - betas, axis=0)
+
+
+SCHEDULES = {  # name -> DDPMSchedule overrides on the SD table
+    "eps_leading_offset1": {"prediction": Prediction.EPSILON, "spacing": Spacing.LEADING, "steps_offset": 1},
+    "eps_trailing": {"prediction": Prediction.EPSILON, "spacing": Spacing.TRAILING},
+    "v_linspace": {"prediction": Prediction.V, "spacing": Spacing.LINSPACE},
+    "v_trailing_clip": {"prediction": Prediction.V, "spacing": Spacing.TRAILING, "clip_sample": 1.0},
+    "sample_leading": {"prediction": Prediction.SAMPLE, "spacing": Spacing.LEADING},
+}
+
+
+def _schedule(alphas: np.ndarray, name: str) -> DDPMSchedule:
+    return DDPMSchedule(alphas_cumprod=tuple(float(a) for a in alphas), final_alpha_cumprod=float(alphas[0]),
+                        **SCHEDULES[name])
+
+
+def _fake_model(shape: tuple[int, ...]):  # noqa: ANN202 - a recording model_fn
+    rng = np.random.default_rng(7)
+    bias = rng.standard_normal(int(np.prod(shape))).astype(np.float32).reshape(shape)
+    calls: list[dict[str, Any]] = []
+
+    def model_fn(x: np.ndarray, t: float) -> np.ndarray:
+        out = (np.float32(0.6) * x + np.float32(0.3 - t) * bias).astype(np.float32)
+        calls.append({"t": float(t), "x": f32_b64(x), "out": f32_b64(out)})
+        return out
+
+    return model_fn, calls
+
+
+def diffusers_sampler_vectors() -> dict[str, Any]:
+    alphas = sd_alphas()
+    shape = (1, 2, 4, 4)
+    schedules, runs = [], []
+    for name in SCHEDULES:
+        sched = _schedule(alphas, name)
+        entry: dict[str, Any] = {"name": name, "schedule": {k: v for k, v in sched.to_dict().items()
+                                                            if k != "alphas_cumprod"}, "timesteps": []}
+        for sampler_name in DDPM_SAMPLERS:
+            sampler = get_sampler(sampler_name, sched)
+            for steps in (1, 2, 3, 4, 8, 25):
+                if steps > sampler.max_steps:
+                    continue
+                row = {"sampler": sampler_name, "steps": steps, "times": [float(t) for t in sampler.timesteps(steps)]}
+                if sampler_name.startswith("euler"):
+                    row["sigmas"] = [float(s) for s in euler_sigmas(sched, euler_timesteps(sched, steps))]
+                entry["timesteps"].append(row)
+            model_fn, calls = _fake_model(shape)
+            latent = sampler.sample(model_fn, shape, 3, 11)
+            runs.append({"schedule": name, "sampler": sampler_name, "steps": 3, "seed": 11, "shape": list(shape),
+                         "calls": calls, "latent": f32_b64(latent)})
+        schedules.append(entry)
+    return {"about": "DDPM samplers on the SD table: times/sigmas exact (float64), sampler runs bit for bit (float32)",
+            "alphas_cumprod": [float(a) for a in alphas], "schedules": schedules, "runs": runs}
+
+
+# --- the full generation of a converted tiny-sd bundle -------------------------------------------------------------
+RUN = {"prompt": "a red fox at night", "steps": 4, "seed": 5, "guidance_scale": 7.5}
+STUB = b"stub of %s (the Kotlin test's fake engine replays the recorded calls)"
+
+
+def _recording(runners: dict[str, Any], calls: list[dict[str, Any]]) -> dict[str, Any]:
+    def wrap(name: str, runner: Any) -> Any:  # noqa: ANN401
+        def run(**inputs: np.ndarray) -> dict[str, np.ndarray]:
+            outputs = {k: np.array(v) for k, v in runner(**inputs).items()}
+            calls.append({"signature": name, "inputs": {k: _tensor(v) for k, v in sorted(inputs.items())},
+                          "outputs": {k: _tensor(v) for k, v in sorted(outputs.items())}})
+            return outputs
+        return run
+    return {n: wrap(n, r) for n, r in runners.items()}
+
+
+def _tensor(v: np.ndarray) -> dict[str, Any]:
+    v = np.asarray(v)
+    if v.dtype == np.int32:
+        return {"dtype": "int32", "shape": list(v.shape), "values": [int(i) for i in v.ravel()]}
+    return {"dtype": "float32", "shape": list(v.shape), "b64": f32_b64(v)}
+
+
+def stub_manifest(manifest: dict[str, Any]) -> dict[str, Any]:
+    """The manifest with each .tflite entry pointing at a small stub and the conversion records dropped."""
+    out = {k: v for k, v in manifest.items() if k not in ("gate", "build", "delegate_plan")}
+    files = dict(out["files"])
+    for name in files:
+        if name.endswith(".tflite"):
+            data = STUB % name.encode()
+            files[name] = {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+    out["files"] = files
+    return out
+
+
+def diffusers_run_vectors() -> dict[str, Any]:
+    from banana_sdk.runtime.diffusers import DiffusersGenerator
+    from banana_sdk.runtime.litert import LiteRTPipeline
+    from converters.byom.convert_diffusers import convert_diffusers
+    from converters.byom.fixtures import build_pipeline
+
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = build_pipeline(Path(tmp) / "tiny-sd", "tiny-sd")
+        bundle = convert_diffusers(Path(tmp) / "bundle", folder, quant="fp32", name="tiny-sd")
+        pipe = LiteRTPipeline.load(bundle, threads=1)
+        calls: list[dict[str, Any]] = []
+        gen = DiffusersGenerator(bundle, pipe.manifest, _recording(pipe._runners, calls))  # noqa: SLF001
+        result = gen.run(RUN["prompt"], steps=RUN["steps"], seed=RUN["seed"], guidance_scale=RUN["guidance_scale"])
+        manifest = json.loads((bundle / "manifest.json").read_text(encoding="utf-8"))
+        tokenizer_files = {n: (bundle / n).read_text(encoding="utf-8") for n in ("vocab.json", "merges.txt")}
+    rgb = np.asarray(result.image, dtype=np.uint8)
+    latent = result.latent.astype(np.float32)
+    return {
+        "about": "tiny-sd converted at fp32, one DiffusersGenerator run with every signature call recorded",
+        "request": RUN, "manifest": stub_manifest(manifest), "files": tokenizer_files,
+        "stubs": {n: (STUB % n.encode()).decode() for n in manifest["files"] if n.endswith(".tflite")},
+        "calls": calls, "latent": f32_b64(latent), "rgb": b64(rgb.tobytes()),
+        "stats": {"latent_mean": float(latent.mean()), "latent_std": float(latent.std()),
+                  "rgb_mean": float(rgb.mean()), "rgb_sha256": hashlib.sha256(rgb.tobytes()).hexdigest()},
+    }
+
+
+def replay_runners(data: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """Runners that check each call against the recording and return its outputs (Python side of the replay)."""
+    queue = list(data["calls"])
+    problems: list[str] = []
+
+    def decode(t: dict[str, Any]) -> np.ndarray:
+        import base64
+
+        if t["dtype"] == "int32":
+            return np.array(t["values"], np.int32).reshape(t["shape"])
+        return np.frombuffer(base64.b64decode(t["b64"]), "<f4").reshape(t["shape"]).astype(np.float32)
+
+    def runner(name: str) -> Any:  # noqa: ANN401
+        def run(**inputs: np.ndarray) -> dict[str, np.ndarray]:
+            call = queue.pop(0)
+            if call["signature"] != name or sorted(inputs) != sorted(call["inputs"]):
+                problems.append(f"call {name} {sorted(inputs)} != recorded "
+                                f"{call['signature']} {sorted(call['inputs'])}")
+            for k, v in call["inputs"].items():
+                if k in inputs and not np.array_equal(np.asarray(inputs[k]), decode(v)):
+                    problems.append(f"{name} input {k} differs from the recording")
+            return {k: decode(v) for k, v in call["outputs"].items()}
+        return run
+
+    return {n: runner(n) for n in ("text_encoder", "denoise", "vae_decode")}, problems
