@@ -8,7 +8,7 @@ import click
 
 from banana_sdk.info import format_info, model_info
 from banana_sdk.presets import PRESETS, get_preset
-from banana_sdk.sampling.registry import DDPM_SAMPLERS, FLOW_SAMPLERS
+from banana_sdk.sampling.registry import DIFFUSERS_SAMPLERS, FLOW_SAMPLERS
 
 
 @click.command()
@@ -53,7 +53,7 @@ def traffic(bundle: Path | None, preset: str | None, size: int | None, quant: st
                    "model's size, then upscaled through tiles (e.g. --size 4096).")
 @click.option("--sampler", default=None,
               help=f"Sampler (default: the model's): {', '.join(FLOW_SAMPLERS)} for banana models, "
-                   f"{', '.join(DDPM_SAMPLERS)} for diffusers bundles.")
+                   f"{', '.join(DIFFUSERS_SAMPLERS)} for diffusers bundles (by their schedule).")
 @click.option("--guidance", type=float, default=None, help="Classifier-free guidance scale.")
 @click.option("--threads", type=int, default=2, show_default=True, help="LiteRT CPU threads.")
 @click.option("--subject", "subject_names", multiple=True,

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from banana_sdk.errors import BundleError, ConfigError
-from banana_sdk.sampling.registry import DDPM_SAMPLERS, FLOW_SAMPLERS, SAMPLERS
+from banana_sdk.sampling.registry import DIFFUSERS_SAMPLERS, FLOW_SAMPLERS, SAMPLERS
 
 
 def check_finite(option: str, value: float | None) -> None:
@@ -22,8 +22,9 @@ def check_finite(option: str, value: float | None) -> None:
 
 
 def samplers_for(kind: str) -> tuple[str, ...]:
-    """The registry samplers a model of this kind steps with: rectified flow (banana) or a DDPM schedule."""
-    return DDPM_SAMPLERS if kind == "diffusers" else FLOW_SAMPLERS
+    """The registry samplers a model of this kind steps with: rectified flow (banana) or a stored schedule
+    (diffusers: DDPM or flow matching, by the bundle's `sampler.schedule.kind`)."""
+    return DIFFUSERS_SAMPLERS if kind == "diffusers" else FLOW_SAMPLERS
 
 
 def check_sampler(sampler: str | None, kind: str | None = "banana") -> None:
@@ -37,7 +38,7 @@ def check_sampler(sampler: str | None, kind: str | None = "banana") -> None:
         return
     valid = samplers_for(kind)
     if sampler not in valid:
-        what = "a diffusers bundle (DDPM schedule)" if kind == "diffusers" else f"a {kind} model (rectified flow)"
+        what = "a diffusers bundle (a stored schedule)" if kind == "diffusers" else f"a {kind} model (rectified flow)"
         raise ConfigError(f"sampler {sampler!r} does not fit {what}; choose from {list(valid)}")
 
 
@@ -189,11 +190,11 @@ def check_bundle_inputs(bundle: Path, manifest: dict[str, Any], prompt: str, ste
     try:
         spec, sampler = manifest["tokenizer"], manifest["sampler"]
         if kind == "diffusers":
-            from banana_sdk.runtime.clip_tokenizer import ClipBPETokenizer
-            from banana_sdk.sampling.ddpm import DDPMSchedule
+            from banana_sdk.runtime.text_tokenizers import tokenizer_from_spec
+            from banana_sdk.sampling.registry import read_schedule
 
-            tokenizer = ClipBPETokenizer.from_spec(Path(bundle), spec)
-            stepper = get_sampler(sampler["kind"], DDPMSchedule.from_dict(sampler["schedule"]))
+            tokenizer = tokenizer_from_spec(Path(bundle), spec)
+            stepper = get_sampler(sampler["kind"], read_schedule(sampler["schedule"]))
         else:
             from banana_sdk.tokenizer import Tokenizer
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import shutil
@@ -11,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 from cli_helpers import assert_one_line_error, run_cli
+from device_fixtures import adb, adb_server, sims  # noqa: F401
 from PIL import Image
 
 from banana_sdk.bundle.flatbuffer import read_graph
@@ -211,8 +213,11 @@ def test_bad_pipeline_folders_are_one_line_errors(sd_folder: Path, tmp_path: Pat
         ({"unet": None}, "lists no 'unet' or 'transformer' component"),
         ({"unet": [None, None]}, "lists no 'unet' or 'transformer' component"),
         ({"scheduler": ["diffusers", "FlowMatchEulerDiscreteScheduler"]},
-         "FlowMatchEulerDiscreteScheduler is not supported yet; supported scheduler classes: DDIMScheduler"),
-        ({"tokenizer": ["transformers", "T5TokenizerFast"]}, "T5TokenizerFast is not supported"),
+         "FlowMatchEulerDiscreteScheduler is not supported yet for StableDiffusionPipeline (sd family); it needs a "
+         "DDPM-family scheduler"),
+        ({"scheduler": ["diffusers", "KarrasVeScheduler"]},
+         "KarrasVeScheduler is not supported yet; supported scheduler classes: DDIMScheduler"),
+        ({"tokenizer": ["transformers", "T5TokenizerFast"]}, "tokenizer has no spiece.model: a T5TokenizerFast"),
         ({"vae": ["diffusers", "AutoencoderKL", "extra"]}, "must be [library, class]"),
     )
     for changes, message in cases:
@@ -243,3 +248,24 @@ def test_corrupt_weights_fail_mid_run_and_leave_nothing(sd_folder: Path, tmp_pat
     assert_one_line_error(result, "cannot load UNet2DConditionModel")
     assert "text_encoder: verify" in result.err  # it got past the first signature
     assert list(work.iterdir()) == []
+
+
+def test_profile_runs_a_diffusers_bundle_on_the_simulated_phone(adb, sims, sd_fp32: Path, tmp_path: Path) -> None:  # noqa: ANN001, F811
+    """`banana profile --bundle SD_BUNDLE`: the simulated app generates with the converted pipeline (its own sampler,
+    CFG) through paced runners: images, per-stage timings and the same image as the host runtime."""
+    from device_tests.profile import ProfileSettings, profile
+
+    sim = sims("flagship")
+    out = tmp_path / "SD.json"
+    run = profile(sd_fp32, out, sim.serial, ProfileSettings(prompt=PROMPT, steps=2, seed=5, runs=2, cooldown_c=None),
+                  adb=adb)
+    d = run["devices"][0]
+    assert d["complete"] and len(d["runs"]) == 2
+    assert all(len(r["denoise_ms"]) == 2 and r["text_ms"] > 0 and r["decode_ms"] > 0 for r in d["runs"])
+    with adb.device(sim.serial).sync() as sync:
+        pulled = sync.pull(d["launches"][0]["image"]["path"])
+    host = LiteRTPipeline.load(sd_fp32).run(PROMPT, steps=2, seed=5).image
+    device_image = Image.open(io.BytesIO(pulled)).convert("RGB")
+    assert np.array_equal(np.asarray(device_image), np.asarray(host))
+    assert_one_line_error(run_cli("profile", "--bundle", sd_fp32, "--serial", sim.serial, "--subject", "pip",
+                                  "--no-cooldown", "-o", tmp_path / "bad.json", in_process=True), "subject")

@@ -17,14 +17,16 @@ from PIL import Image
 
 from banana_sdk.errors import ConfigError, PromptError
 from banana_sdk.requests import GenerateRequest, check_bundle_inputs, check_sampler
+from banana_sdk.sampling.registry import DIFFUSERS_SAMPLERS, FLOW_SAMPLERS, SAMPLERS
 from converters.errors import ConversionError
 from converters.requests import ConvertRequest
 
 PROMPT = "a red circle top left"
 LONG = "red " * 40  # 42 tokens: over the tiny model's context of 32
 OLD = b"the user's own bytes \x00\x01\x02"  # what must survive a refused write, byte for byte
-BANANA_CHOICES = "choose from ['euler', 'lcm']"
-DDPM_CHOICES = "choose from ['ddim', 'lcm-ddpm']"
+BANANA_CHOICES = f"choose from {list(FLOW_SAMPLERS)}"
+DIFFUSERS_CHOICES = f"choose from {list(DIFFUSERS_SAMPLERS)}"
+ALL_CHOICES = f"choose from {list(SAMPLERS)}"
 
 
 def _error(result) -> str:  # noqa: ANN001
@@ -56,7 +58,7 @@ def dit_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     ({"guidance": float("-inf")}, "--guidance must be a finite number, got -inf"),
     ({"seed": -1}, "seed must be an integer in [0, 9223372036854775807], got -1"),
     ({"threads": 0}, "--threads must be a positive integer, got 0"),
-    ({"sampler": "heun"}, "unknown sampler 'heun'; choose from ['euler', 'lcm', 'ddim', 'lcm-ddpm']"),
+    ({"sampler": "heun"}, f"unknown sampler 'heun'; {ALL_CHOICES}"),
     ({"sampler": "ddim"}, f"sampler 'ddim' does not fit a banana model (rectified flow); {BANANA_CHOICES}"),
     ({"sampler": "lcm-ddpm"}, f"sampler 'lcm-ddpm' does not fit a banana model (rectified flow); {BANANA_CHOICES}"),
     ({"out": Path("img.jpg")}, "output must be a .png file, got 'img.jpg'"),
@@ -91,11 +93,14 @@ def test_sampler_choices_come_from_the_registry() -> None:
     check_sampler(None, "banana")
     for name in ("euler", "lcm"):
         check_sampler(name, "banana")
-    for name in ("ddim", "lcm-ddpm"):
+    for name in DIFFUSERS_SAMPLERS:
         check_sampler(name, "diffusers")
+    assert set(FLOW_SAMPLERS) == {"euler", "lcm"}
+    assert {"ddim", "lcm-ddpm", "flow-match-euler"} <= set(DIFFUSERS_SAMPLERS)
     with pytest.raises(ConfigError) as info:
         check_sampler("euler", "diffusers")
-    assert str(info.value) == f"sampler 'euler' does not fit a diffusers bundle (DDPM schedule); {DDPM_CHOICES}"
+    assert str(info.value) == (f"sampler 'euler' does not fit a diffusers bundle (a stored schedule); "
+                               f"{DIFFUSERS_CHOICES}")
 
 
 @pytest.mark.parametrize(("changes", "message"), [
@@ -153,10 +158,11 @@ def test_generate_sampler_from_the_registry(tiny_bundle: Path, dit_bundle: Path,
         assert result.code == 1 and not bad.exists()
     result = run_cli("generate", "--bundle", dit_bundle, "--prompt", PROMPT, "--sampler", "euler", "--out",
                      tmp_path / "bad.png", in_process=True)
-    assert _error(result) == f"error: sampler 'euler' does not fit a diffusers bundle (DDPM schedule); {DDPM_CHOICES}"
+    assert _error(result) == (f"error: sampler 'euler' does not fit a diffusers bundle (a stored schedule); "
+                              f"{DIFFUSERS_CHOICES}")
     result = run_cli("generate", "--preset", "tiny", "--prompt", PROMPT, "--sampler", "heun", "--out",
                      tmp_path / "bad.png", in_process=True)
-    assert _error(result) == "error: unknown sampler 'heun'; choose from ['euler', 'lcm', 'ddim', 'lcm-ddpm']"
+    assert _error(result) == f"error: unknown sampler 'heun'; {ALL_CHOICES}"
     assert result.code == 1 and not (tmp_path / "bad.png").exists()
 
 

@@ -8,8 +8,16 @@ import pytest
 from banana_sdk.errors import ConfigError
 from banana_sdk.sampling.base import Sampler
 from banana_sdk.sampling.ddpm import DDPMSchedule
+from banana_sdk.sampling.flow_match import FlowMatchSchedule
 from banana_sdk.sampling.noise import gaussian
-from banana_sdk.sampling.registry import DDPM_SAMPLERS, FLOW_SAMPLERS, SAMPLERS, get_sampler
+from banana_sdk.sampling.registry import (
+    DDPM_SAMPLERS,
+    FLOW_MATCH_SAMPLERS,
+    FLOW_SAMPLERS,
+    SAMPLERS,
+    get_sampler,
+    read_schedule,
+)
 from banana_sdk.sampling.schedule import add_noise, predict_x0, shift_time, time_grid
 
 SHAPE = (1, 4, 8, 8)
@@ -19,17 +27,21 @@ SHAPE = (1, 4, 8, 8)
 # in float64 without diffusers, SD's steps_offset 1, final alpha 1 (set_alpha_to_one).
 _BETAS = np.linspace(0.00085**0.5, 0.012**0.5, 1000, dtype=np.float64) ** 2
 DDPM = DDPMSchedule(tuple(np.cumprod(1.0 - _BETAS).tolist()), final_alpha_cumprod=1.0, steps_offset=1)
+# SD3's flow-matching schedule (FlowMatchEulerDiscreteScheduler(shift=3.0): sigma_min = shift(0.001))
+FLOW_MATCH = FlowMatchSchedule(1000, 3.0, 3.0 * 0.001 / (1.0 + 2.0 * 0.001), 1.0)
 
 
 def make_sampler(name: str) -> Sampler:
-    """Any registered sampler: DDPM ones step on the schedule above."""
-    return get_sampler(name, DDPM if name in DDPM_SAMPLERS else None)
+    """Any registered sampler: DDPM ones step on the DDPM schedule above, flow-matching ones on FLOW_MATCH."""
+    schedule = DDPM if name in DDPM_SAMPLERS else FLOW_MATCH if name in FLOW_MATCH_SAMPLERS else None
+    return get_sampler(name, schedule)
 
 
 def oracle(name: str, x0: np.ndarray):  # noqa: ANN201
     """The exact model of a point mass at x0, in the parametrisation the sampler's family predicts:
-    rectified flow v = (x_t - x0) / t; DDPM epsilon = (x_k - sqrt(a_k) x0) / sqrt(1 - a_k) with k = t T."""
-    if name in FLOW_SAMPLERS:
+    rectified flow and flow matching v = (x_t - x0) / t (t = s, the noise level); DDPM epsilon =
+    (x_k - sqrt(a_k) x0) / sqrt(1 - a_k) with k = t T."""
+    if name in FLOW_SAMPLERS or name in FLOW_MATCH_SAMPLERS:
         return lambda x, t: ((x - x0) / t).astype(np.float32)
 
     def epsilon(x: np.ndarray, t: float) -> np.ndarray:
@@ -44,8 +56,24 @@ def step_counts(sampler: Sampler) -> list[int]:
 
 
 def test_the_registry_lists_every_sampler_once() -> None:
-    assert set(SAMPLERS) == set(FLOW_SAMPLERS) | set(DDPM_SAMPLERS) and len(set(SAMPLERS)) == len(SAMPLERS)
-    assert not set(FLOW_SAMPLERS) & set(DDPM_SAMPLERS)
+    groups = (set(FLOW_SAMPLERS), set(DDPM_SAMPLERS), set(FLOW_MATCH_SAMPLERS))
+    assert set(SAMPLERS) == set.union(*groups) and len(set(SAMPLERS)) == len(SAMPLERS) == sum(map(len, groups))
+    assert FLOW_MATCH_SAMPLERS == ("flow-match-euler",)
+
+
+def test_schedules_are_read_by_kind_and_samplers_refuse_the_other_kind() -> None:
+    assert read_schedule(FLOW_MATCH.to_dict()) == FLOW_MATCH and read_schedule(DDPM.to_dict()) == DDPM
+    with pytest.raises(ConfigError, match=r"unknown schedule kind 'karras'; choose from \['ddpm', 'flow-match'\]"):
+        read_schedule({"kind": "karras"})
+    with pytest.raises(ConfigError, match=r"has a DDPM schedule; choose from \['ddim'"):
+        get_sampler("flow-match-euler", DDPM)
+    with pytest.raises(ConfigError, match=r"has a flow-matching schedule; choose from \['flow-match-euler'\]"):
+        get_sampler("ddim", FLOW_MATCH)
+    with pytest.raises(ConfigError, match="steps on a flow-matching schedule; only bundles of diffusers"):
+        get_sampler("flow-match-euler")
+    # SD3 at 28 steps (its pipeline default) evaluates s_0 = 1 and the shifted grid (diffusers' timesteps / 1000)
+    ts = get_sampler("flow-match-euler", FLOW_MATCH).timesteps(28)
+    assert ts[0] == 1.0 and ts[-1] == pytest.approx(0.0089285714, rel=1e-6)  # = diffusers' last timestep / 1000
 
 
 @pytest.mark.parametrize("name", SAMPLERS)  # every registered sampler, new ones included

@@ -26,7 +26,7 @@ from typing import Any, NoReturn
 from banana_sdk.bundle.fields import Fields
 from banana_sdk.config import ModelConfig
 from banana_sdk.errors import BananaError, BundleError
-from banana_sdk.sampling.registry import DDPM_SAMPLERS, FLOW_SAMPLERS, sampler_class
+from banana_sdk.sampling.registry import DIFFUSERS_SAMPLERS, FLOW_SAMPLERS, SCHEDULE_KINDS, sampler_class
 
 MANIFEST = "manifest.json"  # file name inside a bundle
 BUNDLE_FORMAT = "banana-bundle"  # value of `format`
@@ -34,6 +34,8 @@ BUNDLE_SCHEMA_VERSION = 2  # written by this SDK
 READABLE_VERSIONS = (1, 2)  # read by this SDK
 BANANA_TOKENIZER = "banana-words-bytes"  # banana_sdk.tokenizer
 CLIP_TOKENIZER = "clip-bpe"  # banana_sdk.runtime.clip_tokenizer
+SENTENCEPIECE_TOKENIZER = "sentencepiece-unigram"  # banana_sdk.runtime.sentencepiece_tokenizer (T5)
+DIFFUSERS_TOKENIZERS = (CLIP_TOKENIZER, SENTENCEPIECE_TOKENIZER)  # kinds a diffusers bundle's token inputs may use
 DELEGATES = ("npu", "gpu", "nnapi", "cpu")  # names a delegate plan's `order` may use
 DTYPES = ("float32", "int32")  # tensor element types of our signatures (and of the Kotlin reader)
 MAX_CONTEXT = 4096  # longest tokenizer context any runtime allocates
@@ -174,7 +176,7 @@ class SamplerSection:
 
 @dataclass(frozen=True)
 class TokenizerSection:
-    kind: str  # banana-words-bytes | clip-bpe
+    kind: str  # banana-words-bytes | clip-bpe | sentencepiece-unigram
     version: int  # algorithm version; newer than ours is refused
     context_length: int  # L: tokens per prompt incl. BOS/EOS
     vocab_size: int  # embedding rows
@@ -363,7 +365,7 @@ def _image(obj: Fields) -> ImageSection:
 
 def _sampler(obj: Fields, kind: ModelKind) -> SamplerSection:
     name = obj.string("kind")
-    allowed = FLOW_SAMPLERS if kind is ModelKind.BANANA else DDPM_SAMPLERS
+    allowed = FLOW_SAMPLERS if kind is ModelKind.BANANA else DIFFUSERS_SAMPLERS
     if name not in allowed:
         _fail(f"sampler.kind {name!r} is unknown for a {kind.value} bundle; choose from {list(allowed)}")
     cls = sampler_class(name)
@@ -383,6 +385,10 @@ def _sampler(obj: Fields, kind: ModelKind) -> SamplerSection:
     else:
         schedule = obj.obj_("schedule")
         schedule.int("num_train_timesteps", 1, 100_000)
+        stepping = schedule.optional_string("kind") or "ddpm"
+        if name not in SCHEDULE_KINDS.get(stepping, ()):
+            fits = [k for k, names in SCHEDULE_KINDS.items() if name in names]
+            _fail(f"sampler.schedule.kind {stepping!r} does not fit sampler.kind {name!r} (it steps on {fits})")
         guidance = obj.string("guidance")
         if guidance not in ("cfg", "embedded"):
             _fail(f"sampler.guidance {guidance!r} is unknown; choose from ['cfg', 'embedded']")
@@ -394,36 +400,62 @@ def _sampler(obj: Fields, kind: ModelKind) -> SamplerSection:
 
 
 def _tokenizer(obj: Fields, kind: ModelKind, files: dict[str, FileEntry]) -> TokenizerSection:
+    allowed = (BANANA_TOKENIZER,) if kind is ModelKind.BANANA else DIFFUSERS_TOKENIZERS
+    name, version, context, vocab, vocab_file = _tokenizer_spec(obj, allowed, kind, files)
+    inputs = obj.optional_obj("inputs") if kind is not ModelKind.BANANA else None
+    for input_name in (inputs.obj if inputs is not None else {}):
+        entry = inputs.obj_(input_name)
+        if entry.has("kind"):  # a token input with a tokenizer of its own (SD3's T5 beside its CLIPs)
+            _tokenizer_spec(entry, DIFFUSERS_TOKENIZERS, kind, files)
+        elif name == CLIP_TOKENIZER:  # a padding override of the section's CLIP tokenizer
+            entry.string("pad_token")
+    return TokenizerSection(name, version, context, vocab, vocab_file,
+                            _rest(obj, {"kind", "version", "context_length", "vocab_size", "vocab_file"}))
+
+
+def _tokenizer_spec(obj: Fields, allowed: tuple[str, ...], kind: ModelKind,
+                    files: dict[str, FileEntry]) -> tuple[str, int, int, int, str]:
+    """One tokenizer spec at `obj.path` -> (kind, version, context_length, vocab_size, vocab_file)."""
+    where = obj.path
     name = obj.string("kind")
-    expected = BANANA_TOKENIZER if kind is ModelKind.BANANA else CLIP_TOKENIZER
-    if name != expected:
-        _fail(f"tokenizer.kind {name!r} is not supported for a {kind.value} bundle (only {expected!r})")
+    if name not in allowed:
+        only = f"only {allowed[0]!r}" if len(allowed) == 1 else f"choose from {list(allowed)}"
+        _fail(f"{where}.kind {name!r} is not supported for a {kind.value} bundle ({only})")
     version = obj.int("version", 1)
     if version > 1:
-        _fail(f"tokenizer.version {version} is newer than this SDK reads (1); upgrade banana-sdk")
+        _fail(f"{where}.version {version} is newer than this SDK reads (1); upgrade banana-sdk")
     context = obj.int("context_length", 2, MAX_CONTEXT)
     if kind is ModelKind.BANANA:
         byte_offset = obj.int("byte_offset", 0, MAX_VOCAB)
         word_offset = obj.int("word_offset", 0, MAX_VOCAB)
         if word_offset != byte_offset + 256:
-            _fail("tokenizer.word_offset must be tokenizer.byte_offset + 256")
+            _fail(f"{where}.word_offset must be {where}.byte_offset + 256")
         vocab = obj.int("vocab_size", word_offset + 1, MAX_VOCAB)
         for key in ("pad_id", "bos_id", "eos_id"):
             obj.int(key, 0, byte_offset - 1 if byte_offset > 0 else 0)
         obj.strings("separator_words")
         obj.ints("separator_bytes", 0, 255)
-    else:
+    elif name == CLIP_TOKENIZER:
         vocab = obj.int("vocab_size", 1, MAX_VOCAB)
         for key in ("bos_id", "eos_id", "pad_id"):
             obj.int(key, 0, vocab - 1)
-        merges = check_name(obj.string("merges_file"), "tokenizer.merges_file")
+        merges = check_name(obj.string("merges_file"), f"{where}.merges_file")
         if merges not in files:
-            _fail(f"tokenizer.merges_file {merges!r} is not listed in files")
-    vocab_file = check_name(obj.string("vocab_file"), "tokenizer.vocab_file")
+            _fail(f"{where}.merges_file {merges!r} is not listed in files")
+    else:  # sentencepiece-unigram: pieces, scores and normalization all come from `model_file`
+        vocab = obj.int("vocab_size", 1, MAX_VOCAB)
+        for key in ("eos_id", "pad_id", "unk_id"):
+            obj.int(key, 0, vocab - 1)
+        for key in ("eos_token", "pad_token", "unk_token"):
+            obj.string(key)
+        obj.int("extra_ids", 0, vocab - 1)
+        model = check_name(obj.string("model_file"), f"{where}.model_file")
+        if model not in files:
+            _fail(f"{where}.model_file {model!r} is not listed in files")
+    vocab_file = check_name(obj.string("vocab_file"), f"{where}.vocab_file")
     if vocab_file not in files:
-        _fail(f"tokenizer.vocab_file {vocab_file!r} is not listed in files")
-    return TokenizerSection(name, version, context, vocab, vocab_file,
-                            _rest(obj, {"kind", "version", "context_length", "vocab_size", "vocab_file"}))
+        _fail(f"{where}.vocab_file {vocab_file!r} is not listed in files")
+    return name, version, context, vocab, vocab_file
 
 
 def _tensors(sig: Fields, key: str) -> tuple[TensorSpec, ...]:
@@ -520,6 +552,11 @@ def _check_pipeline(m: Manifest) -> None:
     if tokens and tokens != (1, tok.context_length):
         _fail(f"tokenizer.context_length {tok.context_length} does not match signatures.text_encoder input tokens "
               f"{list(tokens)}")
+    for name, entry in (tok.extra.get("inputs") or {}).items():  # token inputs with a tokenizer of their own
+        shape = _shape_of(m, "text_encoder", "inputs", name)
+        if "kind" in entry and shape and shape != (1, entry["context_length"]):
+            _fail(f"tokenizer.inputs.{name}.context_length {entry['context_length']} does not match "
+                  f"signatures.text_encoder input {name} {list(shape)}")
     latent = _shape_of(m, "denoise", "inputs", "latent")
     if latent and len(latent) == 4:
         if latent[1] != img.latent_channels:

@@ -1,10 +1,11 @@
 """Text-to-image over a converted diffusers bundle (`model.kind == "diffusers"`), any signature runner.
 
-The loop mirrors the pipeline it came from: CLIP BPE tokens (one token input per encoder, each with its own
-padding) -> text encoder -> a sampler on the stored schedule (`ddim`, `lcm-ddpm`, `euler-ddpm`,
-`euler-ancestral-ddpm`) calling the denoiser once per step (twice for classifier-free guidance when the scale
-is above 1, combined on the host; once with a `guidance` input for guidance-distilled UNets) -> VAE decoder.
-Every output of the text encoder (`context`, SDXL's `pooled`) is fed to the denoiser under its own name, with
+The loop mirrors the pipeline it came from: tokens (one token input per encoder: CLIP BPE with its own padding,
+or T5's SentencePiece unigram, `banana_sdk.runtime.text_tokenizers`) -> text encoder -> a sampler on the stored
+schedule (DDPM: `ddim`, `lcm-ddpm`, `euler-ddpm`, `euler-ancestral-ddpm`; flow matching: `flow-match-euler`)
+calling the denoiser once per step (twice for classifier-free guidance when the scale is above 1, combined on
+the host; once with a `guidance` input for guidance-distilled UNets) -> VAE decoder.
+Every output of the text encoder (`context`, SDXL/SD3's `pooled`) is fed to the denoiser under its own name, with
 the manifest's `conditioning.constants` (SDXL's `time_ids`); the unconditional input is the encoded empty
 prompt or all zeros (`conditioning.unconditional`). Noise is the portable generator, so the Kotlin SDK
 reproduces images bit for bit up to the graphs.
@@ -22,12 +23,11 @@ import numpy as np
 from banana_sdk.errors import BundleError, ConfigError
 from banana_sdk.imageio import to_pil
 from banana_sdk.pipeline import Generation, StepTimer
-from banana_sdk.runtime.clip_tokenizer import ClipBPETokenizer
 from banana_sdk.runtime.guidance import GuidanceMode
+from banana_sdk.runtime.text_tokenizers import input_tokenizers
 from banana_sdk.sampling.base import StepCallback, check_steps
-from banana_sdk.sampling.ddpm import DDPMSchedule
 from banana_sdk.sampling.noise import check_seed
-from banana_sdk.sampling.registry import DDPM_SAMPLERS, get_sampler
+from banana_sdk.sampling.registry import SCHEDULE_KINDS, get_sampler, read_schedule, schedule_kind
 
 Runner = Callable[..., dict[str, np.ndarray]]  # signature runner: named numpy inputs -> named outputs
 Conditioning = dict[str, np.ndarray]  # denoise inputs that carry the prompt: context [, context_mask] [, pooled]
@@ -39,13 +39,10 @@ class DiffusersGenerator:
 
     def __init__(self, bundle: Path, manifest: dict[str, Any], runners: dict[str, Runner]) -> None:
         try:
-            spec = manifest["tokenizer"]
-            self.tokenizer = ClipBPETokenizer.from_spec(bundle, spec)
-            pads = spec.get("inputs") or {"tokens": {"pad_token": spec["pad_token"]}}
-            self.tokenizers = {name: ClipBPETokenizer.from_spec(bundle, {**spec, "pad_token": pad["pad_token"]})
-                               for name, pad in pads.items()}  # one per text_encoder token input
+            self.tokenizers = input_tokenizers(bundle, manifest["tokenizer"])  # one per text_encoder token input
+            self.tokenizer = self.tokenizers["tokens"]  # its length is the mask's (masked families)
             sampler = manifest["sampler"]
-            self.schedule = DDPMSchedule.from_dict(sampler["schedule"])
+            self.schedule = read_schedule(sampler["schedule"])
             self.kind = sampler["kind"]
             self.default_steps = int(sampler["default_steps"])
             self.guidance = GuidanceMode(sampler["guidance"])
@@ -103,9 +100,10 @@ class DiffusersGenerator:
             raise ConfigError(f"this bundle was converted for {self.size}x{self.size}; "
                               f"convert again with --size {size} for that size")
         name = sampler or self.kind
-        if name not in DDPM_SAMPLERS:
-            raise ConfigError(f"a diffusers bundle steps on a DDPM schedule; choose a sampler from "
-                              f"{list(DDPM_SAMPLERS)}, got {name!r}")
+        fits = SCHEDULE_KINDS[schedule_kind(self.schedule)]
+        if name not in fits:
+            raise ConfigError(f"this diffusers bundle steps on a {schedule_kind(self.schedule)} schedule; choose a "
+                              f"sampler from {list(fits)}, got {name!r}")
         sampler_obj = get_sampler(name, self.schedule)
         steps = self.default_steps if steps is None else steps
         check_steps(sampler_obj, steps)

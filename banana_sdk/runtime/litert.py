@@ -90,6 +90,11 @@ class LiteRTPipeline:
     def _run(self, name: str, **inputs: np.ndarray) -> dict[str, np.ndarray]:
         return self._runners[name](**inputs)
 
+    def signature_runners(self) -> dict[str, Any]:
+        """{signature: its LiteRT runner (called with named inputs, returns named outputs)}: for callers that drive
+        the graphs themselves (the simulated phone paces each call of a diffusers generation)."""
+        return dict(self._runners)
+
     # --- runtime peels -------------------------------------------------------------------------------
     def set_peels(self, peels: list[tuple[str | Path, float]]) -> float:
         """Use these (peel file, weight) pairs from the next denoise call on (an empty list = the base).

@@ -1,9 +1,10 @@
 """`banana convert --diffusers DIR`: a local diffusers pipeline folder -> a bundle through the generic engine.
 
 Signatures keep our names (`text_encoder`, `denoise`, `vae_decode`); their I/O follows the pipeline family
-(`converters/byom/families.py`, docs/DESIGN.md "BYOM bundles"). The tokenizer travels as `vocab.json` +
+(`converters/byom/families.py`, docs/DESIGN.md "BYOM bundles"). CLIP tokenizers travel as `vocab.json` +
 `merges.txt` (one vocabulary shared by every CLIP encoder of the family, each token input with its own padding),
-the schedule table in the manifest. Everything about the folder is validated before the first weight is loaded.
+T5's as its `spiece.model`; the schedule (a DDPM table or a flow-matching grid) in the manifest. Everything about
+the folder is validated before the first weight is loaded.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from torch import nn
 
 from banana_sdk.bundle.reader import BUNDLE_FORMAT, BUNDLE_SCHEMA_VERSION, created_by
 from banana_sdk.runtime.clip_tokenizer import MERGES_FILE, VOCAB_FILE, ClipBPETokenizer, merges_text
+from banana_sdk.runtime.sentencepiece_tokenizer import MODEL_FILE, SentencePieceUnigramTokenizer
+from banana_sdk.runtime.text_tokenizers import PromptTokenizer
 from banana_sdk.sampling.noise import gaussian
 from converters.byom.conditioning import (
     ClipPairSignature,
@@ -24,8 +27,8 @@ from converters.byom.conditioning import (
     reference_clip_pair,
     reference_text_time_denoise,
 )
-from converters.byom.diffusers import PipelineFolder, read_pipeline, read_tokenizer
-from converters.byom.families import FamilySpec, detect_family
+from converters.byom.diffusers import T5_TOKENIZERS, PipelineFolder, call_default, read_pipeline, read_tokenizer
+from converters.byom.families import Family, FamilySpec, detect_family
 from converters.byom.rewrites import (
     GUIDANCE_SCALE_GATE,
     DenoiseSignature,
@@ -40,6 +43,7 @@ from converters.byom.rewrites import (
     reference_text,
 )
 from converters.byom.scheduler import SamplerPlan, plan_sampler
+from converters.byom.sd3 import SD3DenoiseSignature, SD3TextSignature, reference_sd3_denoise, reference_sd3_text
 from converters.engine import (
     GATE_SEED,
     ManifestFn,
@@ -56,6 +60,7 @@ from converters.recipes import GateThreshold, Quant, parse_quant, recipe_rules
 
 GATE_PROMPT = "a photo of a red banana on a blue table"  # text-encoder gate prompt
 MAX_IMAGE = 4096  # largest image side accepted
+T5_LENGTH = 256  # T5 tokens per prompt when the pipeline's __call__ names no max_sequence_length
 
 
 @dataclass(frozen=True)
@@ -63,9 +68,10 @@ class Geometry:
     size: int  # image side in pixels
     latent_channels: int  # channels of the latent
     downsample: int  # pixels per latent pixel along one side
-    context_length: int  # tokens per prompt
-    context_width: int  # width of the denoiser's text features (SDXL: both encoders' widths together)
-    pooled_width: int = 0  # width of the pooled text features (SDXL: text_encoder_2's projection; 0: none)
+    context_length: int  # rows of the denoiser's text features (SD3: 77 CLIP rows + the T5 rows; else tokens)
+    context_width: int  # width of the denoiser's text features (SDXL: both encoders' widths together; SD3: joint)
+    pooled_width: int = 0  # width of the pooled text features (SDXL: text_encoder_2's projection; SD3: both
+    # ^ CLIPs' projections; 0: none)
 
     @property
     def latent_size(self) -> int:
@@ -80,11 +86,19 @@ def _vae_downsample(pipe: PipelineFolder) -> int:
     return 2 ** (len(pipe["vae"].config.get("block_out_channels", [0] * 4)) - 1)
 
 
+def _width(pipe: PipelineFolder, role: str) -> int:
+    """Hidden width of a text encoder (CLIP `hidden_size`, T5 `d_model`)."""
+    cfg = pipe[role].config
+    return int(cfg.get("hidden_size") or cfg.get("d_model") or 0)
+
+
 def _text_widths(pipe: PipelineFolder, spec: FamilySpec) -> tuple[int, int]:
     """(context width, pooled width) the family's text encoders give; ConversionError when the denoiser wants
     other widths."""
     den = pipe["denoiser"]
-    widths = [int(pipe[role].config.get("hidden_size", 0)) for role in spec.encoders]
+    if spec.family is Family.SD3:
+        return _sd3_widths(pipe, spec)
+    widths = [_width(pipe, role) for role in spec.encoders]
     context = sum(widths)
     pooled = int(pipe[spec.encoders[-1]].config.get("projection_dim", 0)) if spec.pooled else 0
     wanted = den.config.get("cross_attention_dim") if den.class_name == "UNet2DConditionModel" \
@@ -101,7 +115,29 @@ def _text_widths(pipe: PipelineFolder, spec: FamilySpec) -> tuple[int, int]:
     return context, pooled
 
 
-def plan_geometry(pipe: PipelineFolder, tokenizer: ClipBPETokenizer, size: int | None,
+def _sd3_widths(pipe: PipelineFolder, spec: FamilySpec) -> tuple[int, int]:
+    """SD3: context width = joint_attention_dim (the CLIP states are padded or cut to it; T5 must give it),
+    pooled = both CLIP projections side by side (must be pooled_projection_dim)."""
+    den = pipe["denoiser"]
+    joint = int(den.config.get("joint_attention_dim", 0))
+    pooled = sum(int(pipe[role].config.get("projection_dim", 0)) for role in spec.encoders[:2])
+    wanted = int(den.config.get("pooled_projection_dim", pooled))
+    if wanted != pooled:
+        raise ConversionError(f"{den.folder} expects {wanted}-wide pooled text but the two CLIP projections give "
+                              f"{pooled}; not one pipeline")
+    if len(spec.encoders) == 3 and _width(pipe, spec.encoders[2]) != joint:
+        raise ConversionError(f"{den.folder} expects {joint}-wide text features (joint_attention_dim) but "
+                              f"{pipe[spec.encoders[2]].folder} gives {_width(pipe, spec.encoders[2])}")
+    return joint, pooled
+
+
+def t5_length(pipe: PipelineFolder) -> int:
+    """T5 tokens per prompt: the pipeline's `max_sequence_length` default (PixArt-alpha 120, SD3 256)."""
+    length = call_default(pipe.pipeline_class, "max_sequence_length")
+    return length if isinstance(length, int) and length > 0 else T5_LENGTH
+
+
+def plan_geometry(pipe: PipelineFolder, tokenizer: PromptTokenizer, size: int | None,
                   spec: FamilySpec | None = None) -> Geometry:
     """Image/latent/context sizes; ConversionError when components disagree or the size does not fit."""
     spec = detect_family(pipe) if spec is None else spec
@@ -120,33 +156,66 @@ def plan_geometry(pipe: PipelineFolder, tokenizer: ClipBPETokenizer, size: int |
     if not isinstance(size, int) or size <= 0 or size % unit or size > MAX_IMAGE:
         raise ConversionError(f"image size must be a positive multiple of {unit} pixels up to {MAX_IMAGE} "
                               f"for this pipeline, got {size}")
-    return Geometry(size, channels, down, tokenizer.context_length, width, pooled)
+    rows = tokenizer.context_length + (t5_length(pipe) if spec.family is Family.SD3 else 0)
+    return Geometry(size, channels, down, rows, width, pooled)
 
 
-def read_tokenizers(pipe: PipelineFolder, spec: FamilySpec) -> dict[str, ClipBPETokenizer]:
-    """The tokenizer of each `text_encoder` token input; ConversionError unless they share one vocabulary
+def read_tokenizers(pipe: PipelineFolder, spec: FamilySpec) -> dict[str, PromptTokenizer]:
+    """The tokenizer of each `text_encoder` token input; ConversionError unless the CLIP ones share one vocabulary
     (the bundle carries one vocab.json + merges.txt; SDXL's two differ only in padding)."""
     out = {}
     for name, role, encoder in zip(spec.token_inputs, spec.tokenizers, spec.encoders, strict=True):
-        positions = int(pipe[encoder].config.get("max_position_embeddings", 77))
-        out[name] = read_tokenizer(pipe, positions, role)
-    first = out[spec.token_inputs[0]]
-    for name, role in zip(spec.token_inputs[1:], spec.tokenizers[1:], strict=True):
-        other = out[name]
+        if pipe[role].class_name in T5_TOKENIZERS:
+            out[name] = read_tokenizer(pipe, t5_length(pipe), role, spec.preprocess)
+        else:
+            positions = int(pipe[encoder].config.get("max_position_embeddings", 77))
+            out[name] = read_tokenizer(pipe, positions, role)
+    clips = [(name, role) for name, role in zip(spec.token_inputs, spec.tokenizers, strict=True)
+             if isinstance(out[name], ClipBPETokenizer)]
+    for name, role in clips[1:]:
+        first, other, first_role = out[clips[0][0]], out[name], clips[0][1]
         if other.vocab != first.vocab or other.ranks != first.ranks:
             raise ConversionError(f"{pipe[role].folder}: its vocabulary or merges differ from "
-                                  f"{pipe['tokenizer'].folder}'s; a bundle carries one CLIP vocabulary")
+                                  f"{pipe[first_role].folder}'s; a bundle carries one CLIP vocabulary")
         if other.context_length != first.context_length:
             raise ConversionError(f"{pipe[role].folder}: {other.context_length} tokens per prompt but "
-                                  f"{pipe['tokenizer'].folder} has {first.context_length}")
+                                  f"{pipe[first_role].folder} has {first.context_length}")
     return out
 
 
-def gate_inputs(name: str, geo: Geometry, tokenizers: dict[str, ClipBPETokenizer] | ClipBPETokenizer,
+def tokenizer_files(pipe: PipelineFolder, spec: FamilySpec,
+                    tokenizers: dict[str, PromptTokenizer]) -> dict[str, bytes]:
+    """The files the bundle's tokenizers read: vocab.json + merges.txt (CLIP), spiece.model (T5)."""
+    files = {}
+    for name, role in zip(spec.token_inputs, spec.tokenizers, strict=True):
+        tok = tokenizers[name]
+        if isinstance(tok, ClipBPETokenizer):
+            files[VOCAB_FILE] = _vocab_json(tok)
+            files[MERGES_FILE] = merges_text(list(tok.ranks)).encode()
+        else:
+            files[MODEL_FILE] = (pipe.path / pipe[role].folder / MODEL_FILE).read_bytes()
+    return files
+
+
+def tokenizer_section(tokenizers: dict[str, PromptTokenizer]) -> dict[str, Any]:
+    """The manifest `tokenizer`: the spec of `tokens`, and per token input its padding (same kind as `tokens`)
+    or its own whole spec (another kind: SD3's T5)."""
+    first = tokenizers["tokens"]
+    spec = first.spec()
+    inputs = {}
+    for name, tok in tokenizers.items():
+        if type(tok) is type(first):
+            inputs[name] = {"pad_token": tok.spec()["pad_token"], "pad_id": tok.pad_id}
+        else:
+            inputs[name] = tok.spec()
+    return {**spec, "inputs": inputs}
+
+
+def gate_inputs(name: str, geo: Geometry, tokenizers: dict[str, PromptTokenizer] | PromptTokenizer,
                 masked: bool, mode: GuidanceMode, seed: int = GATE_SEED, spec: FamilySpec | None = None,
                 ) -> dict[str, np.ndarray]:
     """Seeded example inputs of one signature (export trace and gate)."""
-    if isinstance(tokenizers, ClipBPETokenizer):
+    if isinstance(tokenizers, (ClipBPETokenizer, SentencePieceUnigramTokenizer)):
         tokenizers = {"tokens": tokenizers}
     lat = (1, geo.latent_channels, geo.latent_size, geo.latent_size)
     if name == "text_encoder":
@@ -154,7 +223,8 @@ def gate_inputs(name: str, geo: Geometry, tokenizers: dict[str, ClipBPETokenizer
         inputs = {n: enc.ids[None] for n, enc in encoded.items()}
         if masked:
             length = encoded["tokens"].length
-            inputs["attention_mask"] = (np.arange(geo.context_length) < length).astype(np.float32)[None]
+            context = tokenizers["tokens"].context_length
+            inputs["attention_mask"] = (np.arange(context) < length).astype(np.float32)[None]
         return inputs
     if name == "vae_decode":
         return {"latent": gaussian(seed, 3, lat)}
@@ -214,7 +284,15 @@ def plan_diffusers(
         return SignatureJob(sig, key, lambda: gate_inputs(sig, geo, tokenizers, masked, mode, spec=spec),
                             load, lambda m: wrapper(apply_rewrites(m)), reference, describe_rewrites)
 
-    if spec.pooled:  # SDXL: both encoders in one signature, the UNet's added conditions as inputs
+    if spec.family is Family.SD3:  # CLIP pair (+ T5) in one signature, the MMDiT's pooled text as an input
+        pooled_uncond = {"context": uncond, "pooled": gaussian(GATE_SEED, 10, (1, geo.pooled_width))}
+        rows = geo.context_length - tokenizer.context_length
+        text = job("text_encoder", lambda: nn.ModuleDict({r: pipe.load(r) for r in spec.encoders}),
+                   lambda m: SD3TextSignature(m, geo.context_width, rows),
+                   lambda m, x: reference_sd3_text(m, x, geo.context_width, rows))
+        denoise = job("denoise", lambda: pipe.load("denoiser"), lambda m: SD3DenoiseSignature(m, timesteps),
+                      lambda m, x: reference_sd3_denoise(m, x, timesteps, pooled_uncond))
+    elif spec.pooled:  # SDXL: both encoders in one signature, the UNet's added conditions as inputs
         pooled_uncond = {"context": uncond, "pooled": gaussian(GATE_SEED, 10, (1, geo.pooled_width))}
         text = job("text_encoder", lambda: nn.ModuleDict({r: pipe.load(r) for r in spec.encoders}),
                    ClipPairSignature, reference_clip_pair)
@@ -230,7 +308,7 @@ def plan_diffusers(
                                            geo.size))
     decode = job("vae_decode", lambda: pipe.load("vae"), lambda m: VAEDecodeSignature(m, scaling, shift),
                  lambda m, x: reference_decode(m, x, scaling, shift))
-    files = {VOCAB_FILE: _vocab_json(tokenizer), MERGES_FILE: merges_text(list(tokenizer.ranks)).encode()}
+    files = tokenizer_files(pipe, spec, tokenizers)
 
     def manifest(records: dict[str, dict[str, Any]], staging: Path) -> dict[str, Any]:
         return _manifest(pipe, spec, identity, name, q, block_size, geo, plan, tokenizers, records, staging)
@@ -287,11 +365,13 @@ def _vocab_json(tokenizer: ClipBPETokenizer) -> bytes:
 
 
 def _manifest(pipe: PipelineFolder, spec: FamilySpec, identity: str, name: str | None, q: Quant, block: int,
-              geo: Geometry, plan: SamplerPlan, tokenizers: dict[str, ClipBPETokenizer],
+              geo: Geometry, plan: SamplerPlan, tokenizers: dict[str, PromptTokenizer],
               records: dict[str, dict[str, Any]], staging: Path) -> dict[str, Any]:
+    from banana_sdk.sampling.flow_match import FlowMatchSchedule
     from banana_sdk.sampling.registry import get_sampler
 
     sampler = get_sampler(plan.kind, plan.schedule)
+    flow = isinstance(plan.schedule, FlowMatchSchedule)  # flow matching: the velocity eps - x0, a static shift
     build = {n: {**build_entry(r), "notes": r.get("notes", {})} for n, r in records.items()}
     constants = {"time_ids": geo.time_ids().tolist()} if spec.time_ids else {}
     return {
@@ -308,14 +388,12 @@ def _manifest(pipe: PipelineFolder, spec: FamilySpec, identity: str, name: str |
         "image": {"size": geo.size, "latent_channels": geo.latent_channels, "latent_size": geo.latent_size,
                   "downsample": geo.downsample},
         "sampler": {"kind": plan.kind, "default_steps": plan.default_steps, "min_steps": sampler.min_steps,
-                    "max_steps": plan.max_steps or sampler.max_steps, "shift": 1.0,
+                    "max_steps": plan.max_steps or sampler.max_steps, "shift": plan.schedule.shift if flow else 1.0,
                     "guidance_scale": plan.guidance_scale, "guidance": plan.guidance.value,
-                    "prediction": plan.schedule.prediction.value,
+                    "prediction": "velocity" if flow else plan.schedule.prediction.value,
                     "timestep_scale": float(plan.schedule.num_train_timesteps),
                     "scheduler_class": plan.scheduler_class, "schedule": plan.schedule.to_dict()},
-        "tokenizer": {**tokenizers["tokens"].spec(),
-                      "inputs": {n: {"pad_token": t.spec()["pad_token"], "pad_id": t.pad_id}
-                                 for n, t in tokenizers.items()}},
+        "tokenizer": tokenizer_section(tokenizers),
         "conditioning": {"unconditional": spec.unconditional.value, "constants": constants},
         "signatures": {n: r["io"] for n, r in records.items()},
         "gate": {n: r["gate"] for n, r in records.items()},

@@ -20,6 +20,8 @@ from torch import nn
 from banana_sdk.errors import BundleError
 from banana_sdk.fileio import sha256_file
 from banana_sdk.runtime.clip_tokenizer import ClipBPETokenizer, read_vocab_merges
+from banana_sdk.runtime.sentencepiece_tokenizer import MODEL_FILE, SentencePieceUnigramTokenizer, read_model
+from banana_sdk.runtime.text_tokenizers import PromptTokenizer
 from converters.errors import ConversionError
 
 # our role -> the model_index.json keys that may fill it (first present wins); the denoiser is read first: it
@@ -39,19 +41,25 @@ OPTIONAL_ROLES: dict[str, tuple[str, ...]] = {
     "tokenizer_3": ("tokenizer_3",),
 }
 _CLIP_TOKENIZERS = ("CLIPTokenizer", "CLIPTokenizerFast")
+T5_TOKENIZERS = ("T5Tokenizer", "T5TokenizerFast")  # SentencePiece unigram, read from the folder's spiece.model
+# prompts (already lower-case and stripped) on which a T5 tokenizer read from spiece.model must give the ids of the
+# folder's own transformers tokenizer (its tokenizer.json), else the conversion stops: normalization, accents,
+# full-width forms, CJK, emoji, several whitespace kinds
+TOKENIZER_GATE = ("a photo of a red banana on a blue table", "ein café in zürich, ｆｕｌｌ width ① ﬁ, 東京の夜景 😀",
+                  "tabs\tand\u00a0spaces\u3000everywhere  e\u0301")
 # our role -> classes we convert (models: each tested end to end through the gate; schedulers: each mapped onto
 # a portable sampler, converters/byom/scheduler.py, and checked against the class itself)
 SUPPORTED: dict[str, tuple[str, ...]] = {
-    "denoiser": ("PixArtTransformer2DModel", "UNet2DConditionModel"),
-    "text_encoder": ("CLIPTextModel", "CLIPTextModelWithProjection"),
-    "tokenizer": _CLIP_TOKENIZERS,
+    "denoiser": ("PixArtTransformer2DModel", "SD3Transformer2DModel", "UNet2DConditionModel"),
+    "text_encoder": ("CLIPTextModel", "CLIPTextModelWithProjection", "T5EncoderModel"),
+    "tokenizer": _CLIP_TOKENIZERS + T5_TOKENIZERS,
     "vae": ("AutoencoderKL",),
     "scheduler": ("DDIMScheduler", "DDPMScheduler", "DPMSolverMultistepScheduler", "EulerAncestralDiscreteScheduler",
-                  "EulerDiscreteScheduler", "LCMScheduler", "PNDMScheduler"),
+                  "EulerDiscreteScheduler", "FlowMatchEulerDiscreteScheduler", "LCMScheduler", "PNDMScheduler"),
     "text_encoder_2": ("CLIPTextModelWithProjection",),
     "tokenizer_2": _CLIP_TOKENIZERS,
-    "text_encoder_3": (),
-    "tokenizer_3": (),
+    "text_encoder_3": ("T5EncoderModel",),
+    "tokenizer_3": T5_TOKENIZERS,
 }
 # what to do instead, for roles whose classes are not supported yet
 HINTS: dict[str, str] = {
@@ -119,6 +127,17 @@ class PipelineFolder:
         return model.float().eval()
 
 
+def call_default(pipeline_class: str, parameter: str) -> Any:
+    """The default of `parameter` in the diffusers pipeline class's `__call__` (None: no such class or parameter)."""
+    import inspect
+
+    import diffusers
+
+    params = inspect.signature(getattr(diffusers, pipeline_class, object).__call__).parameters
+    default = getattr(params.get(parameter), "default", None)
+    return None if default is inspect.Parameter.empty else default
+
+
 def _read_json(path: Path, what: str) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -158,7 +177,7 @@ def read_pipeline(directory: str | Path) -> PipelineFolder:
         folder = path / key
         if not folder.is_dir():
             raise ConversionError(f"{path} is incomplete: the {key}/ folder named in model_index.json is missing")
-        components[role] = Component(role, key, library, class_name, _component_config(folder, role))
+        components[role] = Component(role, key, library, class_name, _component_config(folder, role, class_name))
     options = {k: v for k, v in index.items() if not k.startswith("_") and not isinstance(v, list)}
     return PipelineFolder(path, str(index.get("_class_name", "DiffusionPipeline")), components, options)
 
@@ -171,7 +190,13 @@ def unsupported(key: str, class_name: str, role: str) -> str:
     return f"{key}: {class_name} is not supported yet; supported {what} classes: {classes}{hint}"
 
 
-def _component_config(folder: Path, role: str) -> dict[str, Any]:
+def _component_config(folder: Path, role: str, class_name: str) -> dict[str, Any]:
+    if class_name in T5_TOKENIZERS:
+        if not (folder / MODEL_FILE).is_file():
+            raise ConversionError(f"{folder} has no {MODEL_FILE}: a {class_name} travels in the bundle as its "
+                                  f"SentencePiece model; copy {MODEL_FILE} from the original checkpoint into {folder}")
+        config = folder / "tokenizer_config.json"
+        return _read_json(config, "tokenizer settings") if config.is_file() else {}
     if role.startswith("tokenizer"):
         has_pair = (folder / "vocab.json").is_file() and (folder / "merges.txt").is_file()
         if not has_pair and not (folder / "tokenizer.json").is_file():
@@ -191,10 +216,24 @@ def _token_text(value: Any, default: str) -> str:
     return value if isinstance(value, str) else default
 
 
-def read_tokenizer(pipe: PipelineFolder, max_positions: int, role: str = "tokenizer") -> ClipBPETokenizer:
-    """The pipeline's CLIP BPE tokenizer `role` (vocab.json + merges.txt, else tokenizer.json's BPE model)."""
+def read_tokenizer(pipe: PipelineFolder, max_positions: int, role: str = "tokenizer",
+                   preprocess: tuple[str, ...] = ()) -> PromptTokenizer:
+    """The pipeline's tokenizer `role`: CLIP BPE (vocab.json + merges.txt, else tokenizer.json's BPE model) holding
+    at most `max_positions` tokens, or T5's SentencePiece unigram (spiece.model) holding exactly `max_positions`
+    (the pipeline pads T5 prompts to its `max_sequence_length`)."""
     comp = pipe[role]
     folder = pipe.path / comp.folder
+    if comp.class_name in T5_TOKENIZERS:
+        cfg = comp.config
+        try:
+            tokenizer = SentencePieceUnigramTokenizer(
+                read_model(folder / MODEL_FILE), max_positions, _token_text(cfg.get("eos_token"), "</s>"),
+                _token_text(cfg.get("pad_token"), "<pad>"), _token_text(cfg.get("unk_token"), "<unk>"),
+                int(cfg.get("extra_ids", 100)), preprocess)
+        except BundleError as exc:
+            raise ConversionError(f"{folder}: {exc}") from None
+        check_tokenizer(folder, tokenizer)
+        return tokenizer
     try:
         if (folder / "vocab.json").is_file() and (folder / "merges.txt").is_file():
             vocab, merges = read_vocab_merges(folder / "vocab.json", folder / "merges.txt")
@@ -213,3 +252,21 @@ def read_tokenizer(pipe: PipelineFolder, max_positions: int, role: str = "tokeni
                                 _token_text(cfg.get("pad_token"), eos), _token_text(cfg.get("unk_token"), eos))
     except BundleError as exc:
         raise ConversionError(f"{folder}: {exc}") from None
+
+
+def check_tokenizer(folder: Path, tokenizer: PromptTokenizer) -> None:
+    """The tokenizer gate: our ids equal the folder's transformers tokenizer's on `TOKENIZER_GATE`; ConversionError
+    names the first prompt that differs (a tokenizer.json whose normalizer or pre-tokenizer we do not reproduce)."""
+    from transformers import AutoTokenizer
+
+    try:
+        theirs = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+    except (OSError, ValueError) as exc:
+        raise ConversionError(f"{folder}: cannot load the tokenizer ({exc})") from None
+    for prompt in TOKENIZER_GATE:
+        encoded = tokenizer.encode(prompt)
+        ours = [int(i) for i in encoded.ids[: encoded.length]]
+        expected = list(theirs(prompt).input_ids)
+        if ours != expected:
+            raise ConversionError(f"{folder}: the bundle tokenizer gives {ours} for {prompt!r} but the folder's "
+                                  f"tokenizer gives {expected}; this tokenizer is not supported yet")

@@ -21,6 +21,12 @@ CORPUS = (  # prompts the toy vocabulary is learned from
     "an astronaut riding a horse on the moon, high quality photograph",
     "a watercolor painting of a cat sleeping under a green tree",
 )
+T5_CORPUS = CORPUS + (  # the SentencePiece model also sees capitals, accents, CJK and digits (so they are pieces)
+    "A Painting of a Squirrel eating a Burger in Zürich, 1920s café façade",
+    "Ein Hund läuft über die Straße; naïve Äpfel, Œuvres, 東京の夜景と富士山",
+    "THE MOON AT 3 AM: 42 stars & 7 planets (astronaut's view)",
+)
+T5_PIECES = 120  # SentencePiece vocabulary asked for (the corpus may yield fewer; T5 adds 100 extra ids)
 
 
 @dataclass(frozen=True)
@@ -81,8 +87,52 @@ def learn_bpe(corpus: tuple[str, ...] = CORPUS, merges: int = 120) -> tuple[dict
     return vocab, learned
 
 
+def train_sentencepiece(folder: Path, corpus: tuple[str, ...] = T5_CORPUS, pieces: int = T5_PIECES) -> Path:
+    """A T5-layout SentencePiece unigram model (`<pad>` 0, `</s>` 1, `<unk>` 2, no BOS; nmt_nfkc normalization)
+    learned here from `corpus`, written as `folder/spiece.model`; returns that path."""
+    import sentencepiece
+
+    folder.mkdir(parents=True, exist_ok=True)
+    text = folder / "corpus.txt"
+    text.write_text("\n".join(corpus * 4) + "\n", encoding="utf-8")
+    sentencepiece.SentencePieceTrainer.train(
+        input=str(text), model_prefix=str(folder / "spiece"), vocab_size=pieces, model_type="unigram",
+        pad_id=0, eos_id=1, unk_id=2, bos_id=-1, character_coverage=1.0, hard_vocab_limit=False, minloglevel=2)
+    text.unlink()
+    (folder / "spiece.vocab").unlink()
+    return folder / "spiece.model"
+
+
+def t5_tokenizer(folder: Path):  # noqa: ANN201 - transformers.T5TokenizerFast
+    """transformers' T5 tokenizer over a SentencePiece model trained here (as `from_pretrained` of a folder that
+    holds only `spiece.model`, the way T5 checkpoints ship it)."""
+    from transformers import T5TokenizerFast
+
+    train_sentencepiece(folder)
+    return T5TokenizerFast.from_pretrained(folder)
+
+
+def t5_encoder(seed: int):  # noqa: ANN201 - transformers.T5EncoderModel
+    """hf-internal-testing/tiny-random-t5's encoder (the diffusers tests download it) built from its published
+    config: d_model 32, d_ff 37, d_kv 8, 4 heads, 5 layers, 8 relative-attention buckets, vocabulary 1103; seeded
+    random weights."""
+    import torch
+    from transformers import T5Config, T5EncoderModel
+
+    torch.manual_seed(seed)
+    config = T5Config(d_model=32, d_ff=37, d_kv=8, num_heads=4, num_layers=5, num_decoder_layers=5,
+                      relative_attention_num_buckets=8, vocab_size=1103, dropout_rate=0.0)
+    return T5EncoderModel(config).eval()
+
+
+def _save_t5_tokenizer(directory: Path, folder: str, model: Path) -> None:
+    """`save_pretrained` writes tokenizer.json only; T5 folders on disk carry `spiece.model` beside it."""
+    (directory / folder / "spiece.model").write_bytes(model.read_bytes())
+
+
 # the diffusers test suite's own dummy components, verbatim (only the tokenizers are ours)
-DIFFUSERS_TEST_PRESETS = ("diffusers-test-sd", "diffusers-test-sdxl", "diffusers-test-sdxl-turbo")
+DIFFUSERS_TEST_PRESETS = ("diffusers-test-sd", "diffusers-test-sdxl", "diffusers-test-sdxl-turbo", "diffusers-test-sd3",
+                          "diffusers-test-sd3-t5", "diffusers-test-pixart")
 
 
 def build_pipeline(directory: Path, preset: str = "tiny-sd", seed: int = 0) -> Path:
@@ -91,6 +141,10 @@ def build_pipeline(directory: Path, preset: str = "tiny-sd", seed: int = 0) -> P
         return _diffusers_test_sd(Path(directory), seed)
     if preset in ("diffusers-test-sdxl", "diffusers-test-sdxl-turbo"):
         return _diffusers_test_sdxl(Path(directory), seed, turbo=preset.endswith("turbo"))
+    if preset in ("diffusers-test-sd3", "diffusers-test-sd3-t5"):
+        return _diffusers_test_sd3(Path(directory), seed, t5=preset.endswith("t5"))
+    if preset == "diffusers-test-pixart":
+        return _diffusers_test_pixart(Path(directory), seed)
     import torch
     from diffusers import AutoencoderKL, LCMScheduler, PixArtTransformer2DModel, PNDMScheduler, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
@@ -234,4 +288,75 @@ def _diffusers_test_sdxl(directory: Path, seed: int, turbo: bool) -> Path:
     pipe.save_pretrained(directory, safe_serialization=True)
     for folder in ("tokenizer", "tokenizer_2"):
         _write_vocab(directory / folder, vocab, merges)
+    return directory
+
+
+def _diffusers_test_sd3(directory: Path, seed: int, t5: bool) -> Path:
+    """`StableDiffusion3PipelineFastTests.get_dummy_components()` of diffusers' tests: SD3Transformer2DModel (sample 32,
+    patch 1, 4 channels, 1 layer, 4 heads x 8, caption projection 32, joint attention 32, pooled projection 64);
+    two CLIPTextModelWithProjection (hidden 32 / intermediate 37 / 5 layers / 4 heads / vocabulary 1000 /
+    projection 32, each seeded 0); VAE (4,) channels, one norm group, no quant convs, shift 0.0609, scale 1.5035;
+    FlowMatchEulerDiscreteScheduler(). `t5`: their T5 (tiny-random-t5, `t5_encoder`) and a SentencePiece tokenizer
+    trained here; else text_encoder_3 = tokenizer_3 = None (diffusers then feeds zeros for the T5 rows)."""
+    import torch
+    from diffusers import (
+        AutoencoderKL,
+        FlowMatchEulerDiscreteScheduler,
+        SD3Transformer2DModel,
+        StableDiffusion3Pipeline,
+    )
+    from transformers import CLIPTextConfig, CLIPTextModelWithProjection, CLIPTokenizer
+
+    vocab, merges = learn_bpe()
+    torch.manual_seed(seed)
+    transformer = SD3Transformer2DModel(
+        sample_size=32, patch_size=1, in_channels=4, num_layers=1, attention_head_dim=8, num_attention_heads=4,
+        caption_projection_dim=32, joint_attention_dim=32, pooled_projection_dim=64, out_channels=4)
+    config = CLIPTextConfig(
+        bos_token_id=0, eos_token_id=2, hidden_size=32, intermediate_size=37, layer_norm_eps=1e-05,
+        num_attention_heads=4, num_hidden_layers=5, pad_token_id=1, vocab_size=1000, hidden_act="gelu",
+        projection_dim=32)
+    torch.manual_seed(seed)
+    text = CLIPTextModelWithProjection(config)
+    torch.manual_seed(seed)
+    text_2 = CLIPTextModelWithProjection(config)
+    torch.manual_seed(seed)
+    vae = AutoencoderKL(
+        sample_size=32, in_channels=3, out_channels=3, block_out_channels=(4,), layers_per_block=1, latent_channels=4,
+        norm_num_groups=1, use_quant_conv=False, use_post_quant_conv=False, shift_factor=0.0609, scaling_factor=1.5035)
+    spm = directory.parent / f"{directory.name}-spm"
+    pipe = StableDiffusion3Pipeline(
+        transformer=transformer, scheduler=FlowMatchEulerDiscreteScheduler(), vae=vae, text_encoder=text,
+        text_encoder_2=text_2, text_encoder_3=t5_encoder(seed) if t5 else None,
+        tokenizer=CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=77),
+        tokenizer_2=CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=77),
+        tokenizer_3=t5_tokenizer(spm) if t5 else None)
+    pipe.save_pretrained(directory, safe_serialization=True)
+    for folder in ("tokenizer", "tokenizer_2"):
+        _write_vocab(directory / folder, vocab, merges)
+    if t5:
+        _save_t5_tokenizer(directory, "tokenizer_3", spm / "spiece.model")
+    return directory
+
+
+def _diffusers_test_pixart(directory: Path, seed: int) -> Path:
+    """`PixArtAlphaPipelineFastTests.get_dummy_components()` of diffusers' tests: PixArtTransformer2DModel (sample 8,
+    2 layers, patch 2, 3 heads x 8, caption channels 32, cross attention 24, learned sigma: 8 output channels,
+    ada_norm_single), AutoencoderKL() with its defaults (one 64-channel level: 8 px images), DDIMScheduler(), their
+    T5 (tiny-random-t5, `t5_encoder`) with a SentencePiece tokenizer trained here."""
+    import torch
+    from diffusers import AutoencoderKL, DDIMScheduler, PixArtAlphaPipeline, PixArtTransformer2DModel
+
+    torch.manual_seed(seed)
+    transformer = PixArtTransformer2DModel(
+        sample_size=8, num_layers=2, patch_size=2, attention_head_dim=8, num_attention_heads=3, caption_channels=32,
+        in_channels=4, cross_attention_dim=24, out_channels=8, attention_bias=True, activation_fn="gelu-approximate",
+        num_embeds_ada_norm=1000, norm_type="ada_norm_single", norm_elementwise_affine=False, norm_eps=1e-6)
+    torch.manual_seed(seed)
+    vae = AutoencoderKL()
+    spm = directory.parent / f"{directory.name}-spm"
+    pipe = PixArtAlphaPipeline(transformer=transformer.eval(), vae=vae.eval(), scheduler=DDIMScheduler(),
+                               text_encoder=t5_encoder(seed), tokenizer=t5_tokenizer(spm))
+    pipe.save_pretrained(directory, safe_serialization=True)
+    _save_t5_tokenizer(directory, "tokenizer", spm / "spiece.model")
     return directory

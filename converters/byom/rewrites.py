@@ -5,7 +5,8 @@ forward, called the way its diffusers pipeline calls it (int64 timesteps, CFG ba
 processor, nn.GroupNorm), and the LiteRT file made from the rewritten signature must match it.
 
 - Attention processors -> diffusers' default (explicit matmul + softmax) processor: whatever processor the
-  model carries (SDPA, fused QKV, xformers, LoRA/IP-adapter processors) is replaced before tracing.
+  model carries (SDPA, fused QKV, xformers, LoRA/IP-adapter processors) is replaced before tracing; SD3's
+  joint attention -> `converters/byom/joint_attention.ExplicitJointAttnProcessor` (the same, for MMDiT).
 - nn.GroupNorm -> a reshape-based group norm with the same parameters: litert-torch lowers nn.GroupNorm
   with BROADCAST_TO ops (two per norm) that GPU delegates handle poorly; the reshape form has none.
 - Timesteps: pipelines pass int64 timestep tensors (and CLIP int64 ids). Signatures take float32
@@ -77,6 +78,10 @@ def pin_attention_processors(module: nn.Module) -> int:
     processors = getattr(module, "attn_processors", None)
     if not processors:
         return 0
+    if not hasattr(module, "set_default_attn_processor"):  # SD3's MMDiT: joint attention
+        from converters.byom.joint_attention import pin_joint_processors
+
+        return pin_joint_processors(module)
     module.set_default_attn_processor()
     return len(processors)
 
@@ -93,11 +98,14 @@ def describe_rewrites(module: nn.Module) -> dict[str, int]:
     diffusers installed (a `--module` of plain torch or transformers code): no attention processors then."""
     try:
         from diffusers.models.attention_processor import AttnProcessor
+
+        from converters.byom.joint_attention import ExplicitJointAttnProcessor
+        explicit = (AttnProcessor, ExplicitJointAttnProcessor)
     except ImportError:
-        AttnProcessor = ()  # noqa: N806 - isinstance(x, ()) is False
+        explicit = ()  # isinstance(x, ()) is False
 
     layers = list(module.modules())
-    return {"attention_processor": sum(isinstance(getattr(m, "processor", None), AttnProcessor) for m in layers),
+    return {"attention_processor": sum(isinstance(getattr(m, "processor", None), explicit) for m in layers),
             "group_norm": sum(isinstance(m, ReshapeGroupNorm) for m in layers),
             "nn_group_norm_left": sum(isinstance(m, nn.GroupNorm) for m in layers)}
 

@@ -1,4 +1,4 @@
-"""The pipeline's scheduler config -> the DDPM schedule and sampler defaults stored in the bundle.
+"""The pipeline's scheduler config -> the schedule (DDPM or flow matching) and sampler defaults stored in the bundle.
 
 The schedule table (`alphas_cumprod`, one value per training timestep) is computed here, on the host, by
 the pipeline's own scheduler class from its own config, so betas, `rescale_betas_zero_snr` and the rest
@@ -6,6 +6,9 @@ follow diffusers exactly; the device only looks values up. LCM-distilled pipelin
 sampler. SD/PixArt teachers get deterministic DDIM on the same table whatever scheduler they shipped; SDXL
 pipelines get the sampler of their scheduler class (`FAITHFUL`: Euler -> `euler-ddpm`, Euler ancestral ->
 `euler-ancestral-ddpm`) and the defaults of their pipeline's `__call__` (SDXL-Turbo's layout: `DISTILLED`).
+`FlowMatchEulerDiscreteScheduler` pipelines (SD3) get `flow-match-euler` on a flow-matching schedule (four numbers
+read off the scheduler built from its config) and their pipeline's defaults; PixArt teachers run DDIM with their
+pipeline's defaults (PixArtAlphaPipeline: 20 steps, guidance 4.5).
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ from dataclasses import dataclass
 
 from banana_sdk.runtime.guidance import GuidanceMode
 from banana_sdk.sampling.ddpm import DDPMSchedule, Prediction, Spacing
+from banana_sdk.sampling.flow_match import FlowMatchSchedule
+from banana_sdk.sampling.registry import Schedule
 from converters.byom.diffusers import PipelineFolder
 from converters.byom.families import Family
 from converters.errors import ConversionError
@@ -32,12 +37,18 @@ EULER_DEFAULTS = {"interpolation_type": "linear", "use_karras_sigmas": False, "u
 # checkpoints whose folder does not say so otherwise: SDXL-Turbo ships Euler ancestral with trailing spacing and
 # is run with 1-4 steps and no guidance (its model card; the pipeline's own __call__ defaults are the teacher's)
 DISTILLED = {("EulerAncestralDiscreteScheduler", "trailing"): (1, 4, 0.0)}
+FLOW_MATCH = "FlowMatchEulerDiscreteScheduler"  # the flow-matching scheduler class we reproduce
+# FlowMatchEulerDiscreteScheduler options `flow-match-euler` reproduces, and the value they must have
+FLOW_MATCH_DEFAULTS = {"use_dynamic_shifting": False, "invert_sigmas": False, "shift_terminal": None,
+                       "use_karras_sigmas": False, "use_exponential_sigmas": False, "use_beta_sigmas": False,
+                       "stochastic_sampling": False}
+CALL_DEFAULT_FAMILIES = (Family.SDXL, Family.SD3, Family.PIXART)  # teachers that keep their pipeline's defaults
 
 
 @dataclass(frozen=True)
 class SamplerPlan:
-    kind: str  # our sampler: "lcm-ddpm" or "ddim"
-    schedule: DDPMSchedule  # the table and spacing it steps on
+    kind: str  # our sampler (banana_sdk.sampling.registry): "ddim", "lcm-ddpm", "euler-ddpm", "flow-match-euler", ...
+    schedule: Schedule  # what it steps on: a DDPM table and spacing, or a flow-matching grid
     default_steps: int  # steps when the user gives none
     guidance: GuidanceMode  # how guidance reaches the denoiser
     guidance_scale: float  # default guidance scale (<= 1.0 = one unguided pass)
@@ -61,6 +72,12 @@ def plan_sampler(pipe: PipelineFolder, guidance: GuidanceMode, family: Family = 
 
     comp = pipe["scheduler"]
     cfg = comp.config
+    if (comp.class_name == FLOW_MATCH) != (family is Family.SD3):  # a flow model needs a flow scheduler, and back
+        wanted = f"{FLOW_MATCH} (flow matching)" if family is Family.SD3 else "a DDPM-family scheduler"
+        raise ConversionError(f"{comp.folder}: {comp.class_name} is not supported yet for {pipe.pipeline_class} "
+                              f"({family.value} family); it needs {wanted}")
+    if comp.class_name == FLOW_MATCH:
+        return _flow_match(pipe, guidance)
     if cfg.get("thresholding"):
         raise ConversionError(f"{comp.folder}: dynamic thresholding is not supported; set thresholding=false")
     try:
@@ -88,8 +105,31 @@ def plan_sampler(pipe: PipelineFolder, guidance: GuidanceMode, family: Family = 
         return _faithful(pipe, schedule, guidance)
     # guidance-distilled: embedded scale, one pass; LCM without embedding: one unguided pass; teacher: CFG
     scale = LCM_EMBEDDED_SCALE if guidance is GuidanceMode.EMBEDDED else 1.0 if lcm else CFG_SCALE
-    return SamplerPlan("lcm-ddpm" if lcm else "ddim", schedule, LCM_STEPS if lcm else TEACHER_STEPS, guidance,
-                       scale, comp.class_name)
+    steps = LCM_STEPS if lcm else TEACHER_STEPS
+    if family in CALL_DEFAULT_FAMILIES and not lcm:
+        call_steps, call_scale = call_defaults(pipe.pipeline_class)
+        steps, scale = call_steps or steps, scale if call_scale is None else call_scale
+    return SamplerPlan("lcm-ddpm" if lcm else "ddim", schedule, steps, guidance, scale, comp.class_name)
+
+
+def _flow_match(pipe: PipelineFolder, guidance: GuidanceMode) -> SamplerPlan:
+    """`flow-match-euler` on the scheduler's own grid, with the pipeline's `__call__` defaults."""
+    import diffusers
+
+    comp = pipe["scheduler"]
+    for option, value in FLOW_MATCH_DEFAULTS.items():
+        if comp.config.get(option, value) != value:
+            raise ConversionError(f"{comp.folder}: {comp.class_name} with {option}={comp.config[option]!r} is not "
+                                  f"supported yet; supported: {option}={value!r}")
+    try:
+        scheduler = diffusers.FlowMatchEulerDiscreteScheduler.from_config(comp.config)
+        schedule = FlowMatchSchedule(int(scheduler.config.num_train_timesteps), float(scheduler.config.shift),
+                                     float(scheduler.sigma_min), float(scheduler.sigma_max))
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise ConversionError(f"{comp.folder}: cannot build {comp.class_name} from its config ({exc})") from None
+    steps, scale = call_defaults(pipe.pipeline_class)
+    return SamplerPlan("flow-match-euler", schedule, steps or TEACHER_STEPS, guidance,
+                       CFG_SCALE if scale is None else scale, comp.class_name)
 
 
 def _faithful(pipe: PipelineFolder, schedule: DDPMSchedule, guidance: GuidanceMode) -> SamplerPlan:

@@ -13,6 +13,7 @@ graphs (`banana_sdk.bundle.traffic`; the count is simulator work, kept off the p
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import io
 import itertools
@@ -76,7 +77,7 @@ class ThrottledBackend:
         self.inner = inner
         self.marks = marks  # the app's trace sections (device_tests/sim/app_trace.py); None: not marked
         self.work = work or {}  # backend call name -> (FLOPs, bytes moved) of its graph
-        self.config = inner.config
+        self.config = getattr(inner, "config", None)  # None for a diffusers bundle (its generator has its own)
         self.size = getattr(inner, "size", None)  # the converted size (base_size_of reads it)
         self.device = device
         self.cancel = cancel
@@ -117,6 +118,17 @@ class ThrottledBackend:
 
     def decode(self, latent):  # noqa: ANN001, ANN201
         return self.call(self.inner.decode, latent)
+
+    def runner(self, call: str, fn: Any) -> Any:
+        """A signature runner (named inputs -> named outputs) whose calls are paced and marked like `call`
+        (encode_text, denoise or decode): how a diffusers bundle's generation runs on the simulated phone."""
+
+        def run(**inputs: Any) -> Any:
+            bound = functools.partial(fn, **inputs)
+            bound.__name__ = call  # type: ignore[attr-defined]
+            return self.call(bound)
+
+        return run
 
 
 class SimApp:
@@ -201,6 +213,12 @@ class SimApp:
             return
         log.append(f"I BenchmarkActivity: run {run_id} finished with status {result['status']}")
 
+    def _diffusers_generator(self, pipeline: Any, backend: ThrottledBackend) -> Any:
+        """The generator of a converted diffusers pipeline over its paced signature runners."""
+        from banana_sdk.runtime.diffusers import DiffusersGenerator
+
+        return DiffusersGenerator(pipeline.bundle, pipeline.manifest, _diffusers_runners(pipeline, backend))
+
     def _subjects(self, req: RunRequest, pipeline: Any) -> tuple[Any, Any]:
         """(subject tokens, mask) for the request's subject files, or ContractError/SubjectError."""
         from banana_sdk.subjects.binding import bind
@@ -239,6 +257,9 @@ class SimApp:
             raise ContractError(f"bundle was converted for {pipeline.size}px images, asked for {req.size}px"
                                 + ("" if req.size < pipeline.size else " (no upscale_tile signature to go above it)"))
         subjects = subject_mask = None
+        if pipeline.kind == "diffusers" and (req.subjects or req.peels):
+            raise ContractError("subjects and runtime peels need a banana bundle; this bundle is a converted "
+                                "diffusers pipeline")
         if req.subjects:  # subject files on the device, bound to the prompt's names like the app does
             subjects, subject_mask = self._subjects(req, pipeline)
         if req.peels:  # runtime peels: set once, before the runs (the base stays loaded)
@@ -250,6 +271,9 @@ class SimApp:
             pipeline.set_peels(peels)
         marks = StageMarks(self.device, self.pid or 0, per_step=req.size <= pipeline.size)
         backend = ThrottledBackend(pipeline, self.device, cancel, work, marks)
+        diffusers = None
+        if pipeline.kind == "diffusers":  # a converted diffusers pipeline: its own generator over paced runners
+            diffusers = self._diffusers_generator(pipeline, backend)
         runner = None
         if req.size > pipeline.size:  # base size, then the bundle's tiled upscaler (e.g. 4096): loaded once
             from banana_sdk.runtime.tiles import LiteRTTileRunner
@@ -268,6 +292,8 @@ class SimApp:
                 up = generate_upscaled(backend, runner, req.prompt, req.size, req.steps, req.seed,
                                        subjects=subjects, subject_mask=subject_mask)
                 gen = dataclasses.replace(up.base, image=up.image, e2e_ms=up.e2e_ms)
+            elif diffusers is not None:
+                gen = diffusers.run(req.prompt, req.steps, req.seed, callback=marks.step_done)
             else:
                 gen = generate_with(backend, req.prompt, req.steps, req.seed, None,
                                     subjects=subjects, subject_mask=subject_mask, callback=marks.step_done)
@@ -290,6 +316,13 @@ class SimApp:
             "image": {"path": image_path, "sha256": hashlib.sha256(png.getvalue()).hexdigest()},
             "thermal": {"headroom": round(state.headroom, 4), "status": state.status},
         }
+
+
+def _diffusers_runners(pipeline: Any, backend: ThrottledBackend) -> dict[str, Any]:
+    """The bundle's three signature runners, each paced as the call the banana backend would make."""
+    runners = pipeline.signature_runners()
+    calls = {"text_encoder": "encode_text", "denoise": "denoise", "vae_decode": "decode"}
+    return {sig: backend.runner(call, runners[sig]) for sig, call in calls.items()}
 
 
 def _subject_files(text: str) -> list[str]:
