@@ -108,7 +108,10 @@ def test_sustained_run_finds_the_throttle_onset(adb, sims, tiny_bundle: Path, tm
     assert onset["thermal_status"] >= 1 and onset["rise_pct"] > 10.0 and 0 < onset["t_s"] < 20.0
     windows = d["sustained"]["windows"]
     first, last = windows["first"]["median"], windows["last"]["median"]
-    assert windows["window_s"] == 4.0 and windows["change_pct"] == pytest.approx(100 * (last - first) / first)
+    # windows are a fifth of the measured span (first run's start to last run's end), at most the planned 4 s
+    assert windows["window_s"] == pytest.approx(min(4.0, d["sustained"]["measured_s"] / 5), abs=1e-3)
+    assert 3.5 <= windows["window_s"] <= 4.0 and d["sustained"]["duration_s"] == 20.0
+    assert windows["change_pct"] == pytest.approx(100 * (last - first) / first)
     # runs made while the phone was throttling (status >= LIGHT) are slower than the others
     statuses = [(t["t"], t["thermal_status"]) for t in d["telemetry"]]
 

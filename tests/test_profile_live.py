@@ -205,11 +205,17 @@ def test_ctrl_c_stops_the_app_and_writes_the_run(adb, sims, tiny_bundle: Path, t
             signal.pthread_kill(main, signal.SIGINT)
 
     interrupter = threading.Thread(target=interrupt_after_a_part)
-    interrupter.start()
-    # a session far longer than the first part takes even on a loaded host, so Ctrl-C always lands inside it
-    result = run_cli("profile", "--bundle", tiny_bundle, "--serial", sim.serial, "--live", "180s", "--no-cooldown",
-                     "-o", out, in_process=True)
-    interrupter.join()
+    # Python's own Ctrl-C handler, as in a terminal: a shell starts a background job (`make test &`) with SIGINT
+    # ignored, and Python then keeps SIG_IGN, so the signal would never reach the profile
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        interrupter.start()
+        # a session far longer than the first part takes even on a loaded host, so Ctrl-C always lands inside it
+        result = run_cli("profile", "--bundle", tiny_bundle, "--serial", sim.serial, "--live", "180s",
+                         "--no-cooldown", "-o", out, in_process=True)
+        interrupter.join()
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert sent, "no live part was journaled"
     assert result.code == 130 and f"interrupted: the apps were stopped; what was measured is in {out}" in result.err
     assert time.monotonic() - sent[0] < 30  # stopped promptly after the Ctrl-C
