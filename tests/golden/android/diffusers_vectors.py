@@ -4,7 +4,8 @@
   learn (256 byte symbols, their `</w>` forms, 120 merges), with its vocab.json / merges.txt text; errors by kind.
 - `diffusers_samplers.json`: every DDPM sampler's timesteps (and Euler sigmas) on the Stable-Diffusion table, and
   three steps of each on a fixed fake model, recorded call by call (the model input x and t, its output), over
-  predictions, spacings, offsets and clipping; the final latent bit for bit.
+  predictions, spacings, offsets and clipping; the final latent bit for bit. Under `flow_match`, the same for
+  `flow-match-euler` on two flow-matching schedules (different shifts and sigma ranges).
 - `diffusers_run.json` (slow: converts a bundle): one full generation of the `tiny-sd` pipeline converted at fp32,
   run by `DiffusersGenerator` on the bundle's LiteRT runners with every signature call recorded (inputs, outputs),
   so a fake engine can replay it; the manifest (tflite entries replaced by small stub files), the tokenizer files,
@@ -26,7 +27,9 @@ from banana_sdk.errors import PromptError
 from banana_sdk.runtime.clip_tokenizer import ClipBPETokenizer, merges_text
 from banana_sdk.sampling.ddpm import DDPMSchedule, Prediction, Spacing
 from banana_sdk.sampling.euler_ddpm import euler_sigmas, euler_timesteps
-from banana_sdk.sampling.registry import DDPM_SAMPLERS, get_sampler
+from banana_sdk.sampling.flow_match import FlowMatchSchedule
+from banana_sdk.sampling.registry import DDPM_SAMPLERS, FLOW_MATCH_SAMPLERS, get_sampler
+from banana_sdk.sampling.schedule import shift_time
 
 CONTEXT = 77  # tokenizer vectors: CLIP's context length
 CLIP_PROMPTS = [
@@ -146,7 +149,30 @@ def diffusers_sampler_vectors() -> dict[str, Any]:
                          "calls": calls, "latent": f32_b64(latent)})
         schedules.append(entry)
     return {"about": "DDPM samplers on the SD table: times/sigmas exact (float64), sampler runs bit for bit (float32)",
-            "alphas_cumprod": [float(a) for a in alphas], "schedules": schedules, "runs": runs}
+            "alphas_cumprod": [float(a) for a in alphas], "schedules": schedules, "runs": runs,
+            "flow_match": flow_match_vectors(shape)}
+
+
+FLOW_MATCH_SCHEDULES = {  # name -> FlowMatchSchedule (SD3's own grid; an unusual shift < 1 and sigma range)
+    "sd3_shift3": FlowMatchSchedule(1000, 3.0, float(shift_time(np.float64(0.001), 3.0)), 1.0),
+    "shift_half": FlowMatchSchedule(1000, 0.5, 0.01, 0.9),
+}
+
+
+def flow_match_vectors(shape: tuple[int, ...]) -> dict[str, Any]:
+    """`flow-match-euler`: times/sigmas for 1-4 steps, and a 3-step run on the fake model, per schedule."""
+    schedules, runs = [], []
+    for name, sched in FLOW_MATCH_SCHEDULES.items():
+        for sampler_name in FLOW_MATCH_SAMPLERS:
+            sampler = get_sampler(sampler_name, sched)
+            rows = [{"sampler": sampler_name, "steps": n, "times": [float(t) for t in sampler.timesteps(n)],
+                     "sigmas": [float(s) for s in sched.sigmas(n)]} for n in (1, 2, 3, 4)]
+            schedules.append({"name": name, "schedule": sched.to_dict(), "timesteps": rows})
+            model_fn, calls = _fake_model(shape)
+            latent = sampler.sample(model_fn, shape, 3, 11)
+            runs.append({"schedule": name, "sampler": sampler_name, "steps": 3, "seed": 11, "shape": list(shape),
+                         "calls": calls, "latent": f32_b64(latent)})
+    return {"schedules": schedules, "runs": runs}
 
 
 # --- the full generation of a converted tiny-sd bundle -------------------------------------------------------------

@@ -51,7 +51,9 @@ data class DdpmSchedule(
     val clipSample: Double?, // clamp predicted x0 to [-c, c]; null = no clamp
     val originalInferenceSteps: Int, // LCM: timesteps of the distillation grid
     val timestepScaling: Double, // LCM: boundary-condition scalings use k * this
-) {
+) : DiffusersSchedule {
+    override val kind: ScheduleKind get() = ScheduleKind.DDPM
+
     private val table = alphasCumprod.toDoubleArray()
 
     /** T, the number of training timesteps. */

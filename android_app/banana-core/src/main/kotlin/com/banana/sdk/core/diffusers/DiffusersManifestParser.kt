@@ -42,14 +42,8 @@ internal class DiffusersManifestParser(
     private fun parseSampler(obj: JsonFields): DiffusersSamplerSpec {
         val id = obj.string("kind")
         val kind =
-            DdpmSamplerKind.parse(id) ?: fail(
-                if (id in DdpmSamplers.UNSUPPORTED) {
-                    "${obj.child("kind")} '$id' steps on a flow-matching schedule, which this SDK does not run " +
-                        "(it runs ${DdpmSamplerKind.ids})"
-                } else {
-                    "${obj.child("kind")} '$id' is unknown for a diffusers bundle; choose from ${DdpmSamplerKind.ids}"
-                },
-            )
+            DdpmSamplerKind.parse(id)
+                ?: fail("${obj.child("kind")} '$id' is unknown for a diffusers bundle; choose from ${DdpmSamplerKind.ids}")
         // sampler min <= min_steps <= default_steps <= max_steps <= sampler max, the first bad field named
         var low = kind.minSteps
         val steps =
@@ -66,6 +60,13 @@ internal class DiffusersManifestParser(
         val guidanceId = obj.string("guidance")
         val guidance =
             GuidanceMode.parse(guidanceId) ?: fail("${obj.child("guidance")} '$guidanceId' is unknown; choose from ${GuidanceMode.ids}")
+        val schedule = parseSchedule(obj.obj("schedule"))
+        if (kind.schedule != schedule.kind) {
+            fail(
+                "${obj.child("kind")} '$id' steps on a ${kind.schedule.label} schedule but ${obj.child("schedule")} is " +
+                    "'${schedule.kind.id}'; choose from ${schedule.kind.samplerIds}",
+            )
+        }
         return DiffusersSamplerSpec(
             kind = kind,
             defaultSteps = steps[1],
@@ -73,14 +74,36 @@ internal class DiffusersManifestParser(
             maxSteps = steps[2],
             guidanceScale = scale,
             guidance = guidance,
-            schedule = parseSchedule(obj.obj("schedule")),
+            schedule = schedule,
             schedulerClass = obj.optionalString("scheduler_class"),
         )
     }
 
-    private fun parseSchedule(obj: JsonFields): DdpmSchedule {
-        val kind = obj.optionalString("kind") ?: "ddpm"
-        if (kind != "ddpm") fail("${obj.child("kind")} '$kind' is not supported by this SDK; choose from ['ddpm']")
+    /** `sampler.schedule` by its `kind` (absent: "ddpm"), as `read_schedule` dispatches. */
+    private fun parseSchedule(obj: JsonFields): DiffusersSchedule {
+        val kindId = obj.optionalString("kind") ?: ScheduleKind.DDPM.id
+        return when (ScheduleKind.parse(kindId)) {
+            ScheduleKind.DDPM -> parseDdpmSchedule(obj)
+            ScheduleKind.FLOW_MATCH -> parseFlowMatchSchedule(obj)
+            null -> fail("${obj.child("kind")} '$kindId' is unknown; choose from ${ScheduleKind.ids}")
+        }
+    }
+
+    /** A flow-matching schedule: 0 < sigma_min < sigma_max <= 1, shift > 0 (`FlowMatchSchedule.from_dict`). */
+    private fun parseFlowMatchSchedule(obj: JsonFields): FlowMatchSchedule {
+        val total = obj.int("num_train_timesteps")
+        if (total !in 1..MAX_TIMESTEPS) fail("${obj.child("num_train_timesteps")} must be in 1..$MAX_TIMESTEPS, got $total")
+        val shift = obj.double("shift")
+        if (!(shift > 0.0 && shift.isFinite())) fail("${obj.child("shift")} must be finite and positive, got $shift")
+        val sigmaMin = obj.double("sigma_min")
+        val sigmaMax = obj.double("sigma_max")
+        if (!(sigmaMin > 0.0 && sigmaMin < sigmaMax && sigmaMax <= 1.0)) {
+            fail("${obj.child("sigma_min")} and sigma_max must satisfy 0 < sigma_min < sigma_max <= 1, got $sigmaMin and $sigmaMax")
+        }
+        return FlowMatchSchedule(total, shift, sigmaMin, sigmaMax)
+    }
+
+    private fun parseDdpmSchedule(obj: JsonFields): DdpmSchedule {
         val total = obj.int("num_train_timesteps")
         if (total !in 1..MAX_TIMESTEPS) fail("${obj.child("num_train_timesteps")} must be in 1..$MAX_TIMESTEPS, got $total")
         val table = obj.array("alphas_cumprod").mapIndexed { i, v -> alphaValue(v, "${obj.child("alphas_cumprod")}[$i]") }

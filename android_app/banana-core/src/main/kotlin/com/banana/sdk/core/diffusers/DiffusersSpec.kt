@@ -6,7 +6,7 @@ package com.banana.sdk.core.diffusers
  */
 data class DiffusersSpec(
     val family: DiffusersFamily, // which pipeline layout the signatures follow
-    val sampler: DiffusersSamplerSpec, // sampler, step range, guidance and the stored DDPM schedule
+    val sampler: DiffusersSamplerSpec, // sampler, step range, guidance and the stored schedule
     val tokenizer: ClipTokenizerSpec, // CLIP BPE of `tokens` and the padding of every other token input
     val conditioning: ConditioningSpec, // CFG's unconditional input and constant denoise inputs
 )
@@ -18,6 +18,7 @@ enum class DiffusersFamily(
     SD("sd"), // Stable Diffusion 1.x/2.x (and LCM UNets): one CLIP encoder, UNet, no mask
     PIXART("pixart"), // one CLIP encoder with a padding mask (`attention_mask`, `context_mask`), DiT
     SDXL("sdxl"), // two CLIP encoders, UNet with `pooled` + `time_ids` added conditions
+    SD3("sd3"), // two CLIP encoders (T5 dropped: its tokenizer is refused), MMDiT with `pooled`, flow matching
     ;
 
     companion object {
@@ -59,13 +60,13 @@ enum class Unconditional(
 
 /** `sampler` of a diffusers bundle. */
 data class DiffusersSamplerSpec(
-    val kind: DdpmSamplerKind, // the pipeline's sampler (another DDPM sampler may be asked for per run)
+    val kind: DdpmSamplerKind, // the pipeline's sampler (another on the same schedule kind may be asked for per run)
     val defaultSteps: Int, // steps when the caller gives none
     val minSteps: Int, // fewest steps the bundle accepts
     val maxSteps: Int, // most steps the bundle accepts
     val guidanceScale: Double, // default guidance scale s, 0..100
     val guidance: GuidanceMode, // how s reaches the denoiser
-    val schedule: DdpmSchedule, // the table every DDPM sampler steps on
+    val schedule: DiffusersSchedule, // what every sampler of its kind steps on (DDPM table or flow-match grid)
     val schedulerClass: String?, // the pipeline's own scheduler class (informational)
 )
 

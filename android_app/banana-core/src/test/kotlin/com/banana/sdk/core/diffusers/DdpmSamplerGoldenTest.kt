@@ -79,7 +79,7 @@ class DdpmSamplerGoldenTest {
             assertEquals(label, calls.size, n)
             assertBitsEqual("$label latent", run["latent"].base64Floats(), latent)
         }
-        assertEquals(DdpmSamplerKind.ids.toSet(), runs.map { it["sampler"].str() }.toSet())
+        assertEquals(ScheduleKind.DDPM.samplerIds.toSet(), runs.map { it["sampler"].str() }.toSet())
     }
 
     @Test
@@ -88,7 +88,11 @@ class DdpmSamplerGoldenTest {
         val unknown = assertThrows(ConfigException::class.java) { DdpmSamplers.create("euler", schedule) }
         assertEquals("unknown sampler 'euler' for a diffusers bundle; choose from ${DdpmSamplerKind.ids}", unknown.message)
         val flow = assertThrows(ConfigException::class.java) { DdpmSamplers.create("flow-match-euler", schedule) }
-        assertEquals(true, "flow-matching" in flow.message!!)
+        assertEquals(
+            "sampler 'flow-match-euler' steps on a flow-matching schedule but this model has a DDPM schedule; " +
+                "choose from ${ScheduleKind.DDPM.samplerIds}",
+            flow.message,
+        )
         val lcm = DdpmSamplers.create(DdpmSamplerKind.LCM_DDPM, schedule)
         assertThrows(ConfigException::class.java) { runBlocking { lcm.sample({ x, _ -> x }, 4, 9, 0) } }
         val few = LcmDdpmSampler(schedule.copy(originalInferenceSteps = 2))

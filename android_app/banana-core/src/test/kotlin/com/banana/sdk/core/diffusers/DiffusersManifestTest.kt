@@ -39,7 +39,7 @@ class DiffusersManifestTest {
         val m = parse(base)
         assertEquals(ModelKind.DIFFUSERS, m.kind)
         assertEquals(null, m.banana)
-        val schedule = m.diffusers!!.sampler.schedule
+        val schedule = m.diffusers!!.sampler.schedule as DdpmSchedule
         assertEquals(0.9991499781608582, schedule.alpha(0), 0.0)
         assertEquals(schedule.finalAlphaCumprod, schedule.alpha(-1), 0.0)
         assertEquals("PNDMScheduler", m.diffusers!!.sampler.schedulerClass)
@@ -59,26 +59,76 @@ class DiffusersManifestTest {
     }
 
     @Test
+    fun flowMatchSchedulesDispatchByKind() {
+        val flow =
+            JsonObject(
+                linkedMapOf(
+                    "kind" to JsonString("flow-match"),
+                    "num_train_timesteps" to JsonNumber.of(1000),
+                    "shift" to JsonNumber.of(3.0),
+                    "sigma_min" to JsonNumber.of(0.002994011976047904),
+                    "sigma_max" to JsonNumber.of(1.0),
+                ),
+            )
+        val m = edit("sampler.kind", JsonString("flow-match-euler"), edit("sampler.schedule", flow))
+        val sampler = parse(m).diffusers!!.sampler
+        assertEquals(DdpmSamplerKind.FLOW_MATCH_EULER, sampler.kind)
+        assertEquals(FlowMatchSchedule(1000, 3.0, 0.002994011976047904, 1.0), sampler.schedule)
+        // SD3 without T5: the SDXL layout's two CLIP inputs and pooled text, on a flow-matching schedule
+        val sd3 =
+            parse(edit("model.family", JsonString("sd3"), edit("conditioning.unconditional", JsonString("empty_prompt"), Variants.sdxl(m))))
+        assertEquals(DiffusersFamily.SD3, sd3.diffusers!!.family)
+        assertEquals(mapOf("tokens" to "<|endoftext|>", "tokens_2" to "!"), sd3.diffusers!!.tokenizer.inputPads)
+        // with T5 its own tokenizer (tokens_3) is refused, not guessed
+        val t5 =
+            JsonObject(
+                linkedMapOf(
+                    "kind" to JsonString("t5-unigram"),
+                    "vocab_file" to JsonString("spiece.json"),
+                    "pad_token" to JsonString("<pad>"),
+                ),
+            )
+        refused(
+            edit("tokenizer.inputs.tokens_3", t5, edit("model.family", JsonString("sd3"), Variants.sdxl(m))),
+            "tokenizer.inputs.tokens_3.kind 't5-unigram' is not supported by this SDK (only 'clip-bpe')",
+        )
+        refused(
+            edit("sampler.schedule", flow),
+            "sampler.kind 'ddim' steps on a DDPM schedule but sampler.schedule is 'flow-match'; " +
+                "choose from ${ScheduleKind.FLOW_MATCH.samplerIds}",
+        )
+        refused(
+            edit("sampler.schedule.shift", JsonNumber.of(0), m),
+            "sampler.schedule.shift must be finite and positive, got 0.0",
+        )
+        refused(
+            edit("sampler.schedule.sigma_min", JsonNumber.of(1.0), m),
+            "sampler.schedule.sigma_min and sigma_max must satisfy 0 < sigma_min < sigma_max <= 1, got 1.0 and 1.0",
+        )
+    }
+
+    @Test
     fun refusalsNameTheFieldAndTheChoices() {
         refused(
             edit("sampler.kind", JsonString("flow-match-euler")),
-            "sampler.kind 'flow-match-euler' steps on a flow-matching schedule, which this SDK does not run (it runs ${DdpmSamplerKind.ids})",
+            "sampler.kind 'flow-match-euler' steps on a flow-matching schedule but sampler.schedule is 'ddpm'; " +
+                "choose from ${ScheduleKind.DDPM.samplerIds}",
         )
         refused(
             edit("sampler.kind", JsonString("bogus")),
             "sampler.kind 'bogus' is unknown for a diffusers bundle; choose from ${DdpmSamplerKind.ids}",
         )
         refused(
-            edit("model.family", JsonString("sd3")),
-            "model.family 'sd3' is not supported by this SDK; choose from ${DiffusersFamily.ids}",
+            edit("model.family", JsonString("flux")),
+            "model.family 'flux' is not supported by this SDK; choose from ${DiffusersFamily.ids}",
         )
         refused(
             edit("tokenizer.kind", JsonString("sentencepiece-unigram")),
             "tokenizer.kind 'sentencepiece-unigram' is not supported by this SDK (only 'clip-bpe')",
         )
         refused(
-            edit("sampler.schedule.kind", JsonString("flow-match")),
-            "sampler.schedule.kind 'flow-match' is not supported by this SDK; choose from ['ddpm']",
+            edit("sampler.schedule.kind", JsonString("karras")),
+            "sampler.schedule.kind 'karras' is unknown; choose from ${ScheduleKind.ids}",
         )
         refused(
             edit("sampler.schedule.num_train_timesteps", JsonNumber.of(999)),

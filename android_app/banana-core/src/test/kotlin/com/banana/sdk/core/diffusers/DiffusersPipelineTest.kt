@@ -85,7 +85,8 @@ class DiffusersPipelineTest {
             }
         val combined = 0.1f + 7.5f * (0.3f - 0.1f) // numpy: a Python float scale times float32 arrays stays float32
         val guided = runBlocking { p.sample(job, cond, uncond, denoise) }
-        val expected = runBlocking { DdimSampler(p.spec.sampler.schedule).sample({ _, _ -> FloatArray(256) { combined } }, 256, 2, 3) }
+        val expected =
+            runBlocking { DdimSampler(p.spec.sampler.schedule as DdpmSchedule).sample({ _, _ -> FloatArray(256) { combined } }, 256, 2, 3) }
         com.banana.sdk.core
             .assertBitsEqual("guided latent", expected, guided)
     }
