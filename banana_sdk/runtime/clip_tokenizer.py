@@ -143,14 +143,19 @@ class ClipBPETokenizer:
         return self._encode("")
 
     def _encode(self, prompt: str) -> ClipEncoded:
-        body = self.tokens(prompt)
-        length = len(body) + 2
-        if length > self.context_length:
-            raise PromptError(f"prompt is {length} tokens but the model's context holds {self.context_length} "
-                              "(incl. start/end tokens); shorten it")
-        ids = np.full(self.context_length, self.pad_id, dtype=np.int32)
-        ids[:length] = [self.bos_id, *body, self.eos_id]
-        return ClipEncoded(ids=ids, length=length)
+        return fixed_length([self.bos_id, *self.tokens(prompt), self.eos_id], self.context_length, self.pad_id,
+                            "start/end tokens")
+
+
+def fixed_length(ids: list[int], context_length: int, pad_id: int, framing: str) -> ClipEncoded:
+    """`ids` (the prompt's tokens with their framing tokens) padded with `pad_id` to `context_length`; PromptError
+    naming the framing (e.g. "start/end tokens") if they do not fit: prompts are refused, never truncated."""
+    if len(ids) > context_length:
+        raise PromptError(f"prompt is {len(ids)} tokens but the model's context holds {context_length} "
+                          f"(incl. {framing}); shorten it")
+    out = np.full(context_length, pad_id, dtype=np.int32)
+    out[:len(ids)] = ids
+    return ClipEncoded(ids=out, length=len(ids))
 
 
 def read_vocab_merges(vocab_path: Path, merges_path: Path) -> tuple[dict[str, int], list[tuple[str, str]]]:

@@ -31,7 +31,7 @@ import numpy as np
 import regex
 
 from banana_sdk.errors import BundleError, PromptError
-from banana_sdk.runtime.clip_tokenizer import ClipEncoded
+from banana_sdk.runtime.clip_tokenizer import ClipEncoded, fixed_length
 
 TOKENIZER_KIND = "sentencepiece-unigram"
 TOKENIZER_VERSION = 1
@@ -282,14 +282,7 @@ class SentencePieceUnigramTokenizer:
         return self._encode("")
 
     def _encode(self, prompt: str) -> ClipEncoded:
-        body = self.tokens(prompt)
-        length = len(body) + 1
-        if length > self.context_length:
-            raise PromptError(f"prompt is {length} tokens but the model's context holds {self.context_length} "
-                              "(incl. the end token); shorten it")
-        ids = np.full(self.context_length, self.pad_id, dtype=np.int32)
-        ids[:length] = [*body, self.eos_id]
-        return ClipEncoded(ids=ids, length=length)
+        return fixed_length([*self.tokens(prompt), self.eos_id], self.context_length, self.pad_id, "the end token")
 
 
 def word_char(data: bytes, pos: int) -> bytes:

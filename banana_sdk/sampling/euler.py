@@ -27,16 +27,19 @@ class EulerSampler:
         callback: StepCallback | None = None,
     ) -> np.ndarray:
         check_steps(self, steps)
-        # 1. start from pure noise at t = 1 (stream 0 of the portable generator)
-        grid = time_grid(steps, shift)
-        x = gaussian(seed, 0, shape)
-        for i in range(steps):
-            t, t_next = float(grid[i]), float(grid[i + 1])
-            # 2. predict the velocity at the current time
-            v = model_fn(x, t)
-            # 3. step along the ODE: dx/dt = v, dt = t_next - t (< 0)
-            x = (x + (t_next - t) * v).astype(np.float32)
-            if callback is not None:
-                callback(i, steps)
-        # 4. at t = 0 the state is the clean latent
-        return x
+        # start from pure noise at t = 1 (stream 0 of the portable generator); at t = 0 it is the clean latent
+        return integrate_velocity(model_fn, gaussian(seed, 0, shape), time_grid(steps, shift), callback)
+
+
+def integrate_velocity(model_fn: ModelFn, x: np.ndarray, grid: np.ndarray,
+                       callback: StepCallback | None = None) -> np.ndarray:
+    """Euler steps of dx/dt = v from `x` at grid[0] to grid[-1] (descending times or sigmas, len steps + 1):
+    v = model_fn(x, t_i), x += (t_{i+1} - t_i) v in float32. Rectified flow (ours) and flow matching (SD3) alike."""
+    steps = len(grid) - 1
+    for i in range(steps):
+        t, t_next = float(grid[i]), float(grid[i + 1])
+        v = model_fn(x, t)
+        x = (x + (t_next - t) * v).astype(np.float32)
+        if callback is not None:
+            callback(i, steps)
+    return x

@@ -23,6 +23,7 @@ import numpy as np
 
 from banana_sdk.errors import ConfigError
 from banana_sdk.sampling.base import ModelFn, StepCallback, check_steps
+from banana_sdk.sampling.euler import integrate_velocity
 from banana_sdk.sampling.noise import gaussian
 from banana_sdk.sampling.schedule import shift_time
 
@@ -83,16 +84,5 @@ class FlowMatchEulerSampler:
         callback: StepCallback | None = None,
     ) -> np.ndarray:
         check_steps(self, steps)
-        sigmas = self.schedule.sigmas(steps)
-        # 1. start from unit noise (stream 0) at s_0
-        x = gaussian(seed, 0, shape)
-        for i in range(steps):
-            s, s_next = float(sigmas[i]), float(sigmas[i + 1])
-            # 2. the velocity at s_i
-            v = model_fn(x, s)
-            # 3. Euler step along the flow to s_{i+1}
-            x = (x + (s_next - s) * v).astype(np.float32)
-            if callback is not None:
-                callback(i, steps)
-        # 4. at s = 0 the state is the clean latent
-        return x
+        # unit noise (stream 0) at s_0, Euler steps along the flow; at s = 0 the state is the clean latent
+        return integrate_velocity(model_fn, gaussian(seed, 0, shape), self.schedule.sigmas(steps), callback)
