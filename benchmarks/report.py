@@ -49,6 +49,7 @@ AREAS: dict[str, str] = {
     "peers": "Runtimes: LiteRT vs ONNX Runtime vs ExecuTorch",
     "preflight": "Delegate pre-flight",
     "byom": "BYOM: diffusers pipelines",
+    "realsize": "BYOM: published checkpoints at their real sizes",
     "training": "Training: ShapeEval of the demo recipe",
     "onestep": "One-step quality: the refined student",
     "vae_refit": "VAE refit: what the decoder can draw",

@@ -43,14 +43,19 @@ SHIPPED_PREVIEW = str(Path(banana_sdk.__file__).resolve().parent / "weights" / "
 @click.option("--peel-targets", default=None,
               help="With --peel-buckets: the block linears the runtime low-rank path covers, e.g. "
                    "attn.o,cross.o,mlp.fc2 (what `banana peel train` adapts by default; default: all ten). Fewer "
-                   "targets, less time per step; peels adapting other layers are refused for this bundle.")
+                   "targets, less time per step; peels adapting other layers are refused for this bundle. With "
+                   "--diffusers: UNet module-path suffixes, e.g. to_q,to_k,to_v,to_out.0 (default: LCM-LoRA's "
+                   "fourteen, linears and convs).")
+@click.option("--max-memory", "max_memory_gib", type=float, default=None,
+              help="With --diffusers: refuse, before any work, a signature whose estimated peak memory exceeds this "
+                   "many GiB (default: this machine's memory less 2 GiB).")
 @click.option("--preview", type=click.Path(path_type=Path), is_flag=False, flag_value=SHIPPED_PREVIEW, default=None,
               help="Add the `preview_decode` signature (a small decoder for live mode) from this preview decoder dir; "
                    "--preview alone takes the shipped one (banana_sdk/weights/preview, made for the demo weights).")
 def convert(
     preset, model_dir, diffusers_dir, factory, example_inputs, signature, factory_kwargs, name, quant,  # noqa: ANN001
     block_size, size, out, force, min_psnr, min_cosine, threads, npu_soc, upscaler, peel_buckets,  # noqa: ANN001
-    peel_targets, preview,  # noqa: ANN001
+    peel_targets, max_memory_gib, preview,  # noqa: ANN001
 ) -> None:
     """Convert a preset, checkpoint, diffusers pipeline or any nn.Module to a LiteRT bundle."""
     from converters.int4_fallback import manifest_notes
@@ -62,7 +67,7 @@ def convert(
         example_inputs=example_inputs, signature=signature, factory_kwargs=factory_kwargs, name=name, quant=quant,
         block_size=block_size, size=size, force=force, min_psnr=min_psnr, min_cosine=min_cosine, threads=threads,
         npu_soc=npu_soc, upscaler=upscaler, peel_buckets=peel_buckets, peel_targets=peel_targets,
-        preview=preview))
+        preview=preview, max_memory_gib=max_memory_gib))
     for sig, n in r.npu.items():
         click.echo(f"  {sig:<13} NPU {r.npu_soc}: {n['offloaded']}/{n['total']} ops -> {n['file']}")
     for sig, gate in r.manifest["gate"].items():

@@ -118,6 +118,7 @@ class SignatureJob:
     notes: Callable[[nn.Module], dict[str, Any]] | None = None  # facts about the wrapped module for the record
     isolated: Callable[[], nn.Module] | None = None  # picklable builder of the wrapped module: export it in a
     # ^ child process (big models: the parent never holds the torch weights, see converters/isolate.py)
+    isolated_reference: bool = False  # `isolated(inputs)` returns (wrapped module, the gate's own reference outputs)
     extra: tuple[ExtraSignature, ...] = ()  # more signatures in this job's file (gated and recorded alike)
 
 
@@ -172,6 +173,19 @@ def convert_jobs(
     return out
 
 
+def convert_one(job: SignatureJob, q: Quant, block_size: int, threshold: GateThreshold, directory: Path,
+                threads: int = 2) -> dict[str, Any]:
+    """One signature to `directory/<name>.tflite`, outside any bundle (per-component measurements, e.g.
+    benchmarks/bench_realsize.py); returns its record (gate, storage, I/O). Same steps as in a bundle."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    bar = _progress(3, False)
+    try:
+        return _convert_signature(job, q, block_size, threshold, directory, directory, None, threads, bar)
+    finally:
+        bar.close()
+
+
 def job_key(**parts: Any) -> str:
     """sha256 of JSON-able key parts (plus the bundle schema version)."""
     blob = json.dumps({**parts, "bundle_schema": BUNDLE_SCHEMA_VERSION}, sort_keys=True, default=str)
@@ -213,7 +227,7 @@ def _convert_signature(
     float_path = staging / f".{name}.fp32.tflite"
     if job.isolated is not None:
         references = export_isolated(job.isolated, name, inputs[name], float_path,
-                                     [(x.name, x.wrap, inputs[x.name]) for x in job.extra])
+                                     [(x.name, x.wrap, inputs[x.name]) for x in job.extra], job.isolated_reference)
         return _finish_signature(job, q, block, threshold, staging, inputs, references, None, threads, bar)
     module = job.load()
     own = job.reference(module, inputs[name]) if job.reference is not None else None

@@ -21,16 +21,17 @@ from converters.errors import ConversionError
 Extra = list[tuple[str, Callable[[nn.Module], nn.Module], dict[str, np.ndarray]]]  # (name, wrap, inputs)
 
 
-def _child(make_module: Callable[[], nn.Module], name: str, inputs: dict[str, np.ndarray], path: str,
-           reference_path: str, queue, extra: Extra = ()) -> None:  # noqa: ANN001
+def _child(make_module: Callable[..., nn.Module], name: str, inputs: dict[str, np.ndarray], path: str,
+           reference_path: str, queue, extra: Extra = (), with_reference: bool = False) -> None:  # noqa: ANN001
     try:
         from converters.export import export_signature
         from converters.signatures import torch_outputs
 
-        module = make_module()
+        module, own = make_module(inputs) if with_reference else (make_module(), None)
         extras = [(n, wrap(module), i) for n, wrap, i in extra]
         export_signature(module, name, inputs, Path(path), extras)
-        references = {name: torch_outputs(module, inputs), **{n: torch_outputs(m, i) for n, m, i in extras}}
+        references = {name: own if own is not None else torch_outputs(module, inputs),
+                      **{n: torch_outputs(m, i) for n, m, i in extras}}
         np.savez(reference_path, **{f"{sig}/{k}": v for sig, out in references.items() for k, v in out.items()})
         queue.put(("ok", ""))
     except Exception as exc:  # reported to the parent as one line
@@ -40,16 +41,18 @@ def _child(make_module: Callable[[], nn.Module], name: str, inputs: dict[str, np
 
 
 def export_isolated(
-    make_module: Callable[[], nn.Module], name: str, inputs: dict[str, np.ndarray], path: Path,
+    make_module: Callable[..., nn.Module], name: str, inputs: dict[str, np.ndarray], path: Path,
     extra: Extra = (),  # type: ignore[assignment]
+    with_reference: bool = False,
 ) -> dict[str, dict[str, np.ndarray]]:
     """Export `make_module()` (plus the `extra` signatures built from it) to `path` in a spawned child;
-    returns the PyTorch reference outputs by signature."""
+    returns the PyTorch reference outputs by signature. `with_reference`: `make_module(inputs)` returns
+    (module, the gate's own reference outputs on `inputs`, e.g. the unrewritten model's forward)."""
     ctx = multiprocessing.get_context("spawn")
     queue = ctx.Queue()
     reference_path = path.with_suffix(".reference.npz")
     proc = ctx.Process(target=_child, args=(make_module, name, inputs, str(path), str(reference_path), queue,
-                                            list(extra)))
+                                            list(extra), with_reference))
     proc.start()
     proc.join()
     status, message = queue.get() if not queue.empty() else ("error", f"exit code {proc.exitcode}")

@@ -11,6 +11,10 @@ Facts measured with litert-torch 0.10 / ai-edge-quantizer 0.10 (and re-checked f
   learned weights; INT8 costs accuracy there and bytes (a C x C matrix per norm). They are found by scope:
   litert-torch names an op's output after the module path, and these convs are the last ops of a GroupNorm.
 - `fp16` = float16 weights (FLOAT_CASTING) on every supported op, fp32 compute.
+- ai-edge-quantizer 0.10 quantizes tensors over 32 MiB in chunks of a 2-D view and broadcasts the scales to that
+  view, which fails for a channelwise 4-D weight (scales (O, 1, 1, 1)): every real-size UNet conv (e.g. SD 1.5's
+  1280 x 3 x 3 x 1280, 59 MB) was refused. `_channelwise_2d` quantizes such tensors through an (O, rest) view
+  with (O, 1) scales: the same numbers (tests/test_byom_budget.py checks it against the unchunked path).
 """
 
 from __future__ import annotations
@@ -100,6 +104,38 @@ def recipe_rules(quant: Quant, block_size: int = 32) -> list[OpRule]:
     ]
 
 
+def _channelwise_2d(original):  # noqa: ANN001, ANN202 - wraps uniform_quantize_tensor.uniform_quantize
+    """`uniform_quantize` that gives big channelwise N-D weights (N > 2) a 2-D view (quantized dimension first,
+    the rest flattened) with (O, 1) scales, so the quantizer's chunked path can broadcast them."""
+    import dataclasses
+
+    import numpy as np
+
+    def quantize(tensor_data, params, is_blockwise_quant: bool = False):  # noqa: ANN001, ANN202
+        scale = np.asarray(params.scale)
+        dim = params.quantized_dimension
+        if (is_blockwise_quant or tensor_data.ndim <= 2 or dim is None
+                or scale.size != tensor_data.shape[dim] or scale.size == 1):
+            return original(tensor_data, params, is_blockwise_quant)
+        moved = np.moveaxis(tensor_data, dim, 0)
+        flat = np.ascontiguousarray(moved).reshape(moved.shape[0], -1)
+        zero = np.asarray(params.zero_point).reshape(-1, 1)
+        flat_params = dataclasses.replace(params, scale=scale.reshape(-1, 1), zero_point=zero, quantized_dimension=0)
+        out = original(flat, flat_params, is_blockwise_quant).reshape(moved.shape)
+        return np.ascontiguousarray(np.moveaxis(out, 0, dim))
+
+    quantize.wrapped = original
+    return quantize
+
+
+def _patch_quantizer() -> None:
+    """Install `_channelwise_2d` once (idempotent)."""
+    from ai_edge_quantizer.algorithms.uniform_quantize import uniform_quantize_tensor as uqt
+
+    if not hasattr(uqt.uniform_quantize, "wrapped"):
+        uqt.uniform_quantize = _channelwise_2d(uqt.uniform_quantize)
+
+
 def quantize_model(float_model: bytes, quant: Quant, block_size: int = 32, extra: Sequence[OpRule] = ()) -> bytes:
     """Apply a recipe to a serialized fp32 model; returns the quantized flatbuffer.
 
@@ -110,6 +146,8 @@ def quantize_model(float_model: bytes, quant: Quant, block_size: int = 32, extra
         return float_model
     from ai_edge_quantizer import qtyping, quantizer
     from ai_edge_quantizer.algorithm_manager import AlgorithmName
+
+    _patch_quantizer()
 
     granularity = {32: qtyping.QuantGranularity.BLOCKWISE_32, 64: qtyping.QuantGranularity.BLOCKWISE_64,
                    128: qtyping.QuantGranularity.BLOCKWISE_128, 256: qtyping.QuantGranularity.BLOCKWISE_256}

@@ -34,10 +34,13 @@ class ConvertRequest:
     threads: int = 2  # LiteRT threads for the gate
     npu_soc: str | None = None  # also compile a Qualcomm NPU variant per signature for this SoC
     upscaler: Path | None = None  # upscaler dir: add the tile signatures (with preset or model_dir)
-    peel_buckets: str | None = None  # runtime-peel rank buckets, e.g. "4,8,16" (with preset or model_dir)
-    peel_targets: str | None = None  # with peel_buckets: block linears the runtime low-rank path covers
+    peel_buckets: str | None = None  # runtime-peel rank buckets, e.g. "4,8,16" (with preset, model_dir, diffusers_dir)
+    peel_targets: str | None = None  # with peel_buckets: the layers the runtime low-rank path covers (block linears;
+    # ^ with diffusers_dir: UNet module-path suffixes, e.g. "to_q,to_out.0,conv1")
     preview: Path | None = None  # preview decoder dir: add the `preview_decode` signature (with preset or model_dir)
     progress: bool = True  # a progress bar on stderr
+    max_memory_gib: float | None = None  # with diffusers_dir: refuse a signature whose estimated peak exceeds this
+    # ^ (GiB) before any work; None: this machine's memory less headroom (converters/byom/budget.py)
 
     def validate(self) -> ConvertRequest:
         """Return the request (the NPU SoC normalised), or raise ConversionError (PreflightError for --npu)
@@ -61,8 +64,13 @@ class ConvertRequest:
             raise ConversionError("--upscaler goes with --preset or --model")
         if self.preview is not None and banana_only:
             raise ConversionError("--preview goes with --preset or --model")
-        if (self.peel_buckets is not None or self.peel_targets is not None) and banana_only:
-            raise ConversionError("--peel-buckets / --peel-targets go with --preset or --model")
+        if (self.peel_buckets is not None or self.peel_targets is not None) and self.factory is not None:
+            raise ConversionError("--peel-buckets / --peel-targets go with --preset, --model or --diffusers")
+        if self.max_memory_gib is not None and self.diffusers_dir is None:
+            raise ConversionError("--max-memory only goes with --diffusers")
+        check_finite("--max-memory", self.max_memory_gib)
+        if self.max_memory_gib is not None and self.max_memory_gib <= 0:
+            raise ConversionError(f"--max-memory must be a positive number of GiB, got {self.max_memory_gib}")
         check_finite("--min-psnr", self.min_psnr)
         check_finite("--min-cosine", self.min_cosine)
         if isinstance(self.threads, bool) or not isinstance(self.threads, int) or self.threads < 1:
@@ -99,7 +107,8 @@ def convert(request: ConvertRequest) -> ConvertResult:
     if r.diffusers_dir is not None:
         from converters.byom.convert_diffusers import convert_diffusers
 
-        convert_diffusers(r.out, r.diffusers_dir, size=r.size, name=r.name, **common)
+        convert_diffusers(r.out, r.diffusers_dir, size=r.size, name=r.name, max_memory_gib=r.max_memory_gib,
+                          peel_buckets=r.peel_buckets, peel_targets=r.peel_targets, **common)
     elif r.factory is not None:
         from converters.byom.module import convert_module
 

@@ -29,7 +29,13 @@ def verify(bundle: str | Path, model_dir: str | Path | None = None, threads: int
     bundle = Path(bundle)
     report = verify_bundle(bundle)
     manifest = load_manifest(bundle)
-    peels = check_peels_section(bundle, manifest)
+    if (manifest.get("model") or {}).get("kind") == "diffusers":  # UNet peels (converters/byom/peels.py)
+        from converters.byom.peels import check_unet_peels_section
+
+        check_unet_peels_section(bundle, manifest)
+        peels = None  # their gate against the pipeline folder: `verify_diffusers`
+    else:
+        peels = check_peels_section(bundle, manifest)
     if model_dir is None:
         return report
     config = ModelConfig.from_dict(manifest["model"]["config"])

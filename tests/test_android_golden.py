@@ -104,6 +104,74 @@ def test_diffusers_run_replays_through_the_python_runtime(tmp_path: Path) -> Non
     assert len(set(base64.b64decode(data["rgb"]))) > 20  # not a degenerate image
 
 
+@pytest.mark.parametrize("name", sorted({**GEN.T5_RUNS, **GEN.FLOW_RUNS}))
+def test_t5_runs_replay_through_the_python_runtime(name: str, tmp_path: Path) -> None:
+    """diffusers_run_pixart.json / _sd3_t5 / _flux / _flux_dev / _sana (recorded from converted bundles, not
+    re-rendered here) are still what `DiffusersGenerator` does, and their SentencePiece model (T5's spiece.model,
+    Gemma's tokenizer.model) is the tokenizer golden's model."""
+    import base64
+    import hashlib
+
+    import numpy as np
+    from diffusers_vectors import replay_runners
+    from sentencepiece_vectors import write_bundle_files
+
+    from banana_sdk.runtime.diffusers import DiffusersGenerator
+
+    data = json.loads((GOLDEN_DIR / name).read_text())
+    write_bundle_files(data, tmp_path, GOLDEN_DIR)
+    for file in data["shared_files"]:
+        entry = data["manifest"]["files"][file]
+        assert hashlib.sha256((tmp_path / file).read_bytes()).hexdigest() == entry["sha256"]
+    runners, problems = replay_runners(data)
+    gen = DiffusersGenerator(tmp_path, data["manifest"], runners)
+    req = data["request"]
+    result = gen.run(req["prompt"], steps=req["steps"], seed=req["seed"], guidance_scale=req["guidance_scale"])
+    assert problems == []
+    latent = np.frombuffer(base64.b64decode(data["latent"]), "<f4")
+    assert np.array_equal(result.latent.astype(np.float32).ravel(), latent)
+    assert np.asarray(result.image, np.uint8).tobytes() == base64.b64decode(data["rgb"])
+    # CFG over 2 steps: prompt + empty prompt through every tokenizer, two denoise passes per step, one decode;
+    # embedded guidance (FLUX.1-dev): the prompt alone, one pass per step
+    passes = 1 if data["manifest"]["sampler"]["guidance"] == "embedded" else 2
+    assert [c["signature"] for c in data["calls"]] == ["text_encoder"] * passes + ["denoise"] * 2 * passes + [
+        "vae_decode"]
+    assert len(set(base64.b64decode(data["rgb"]))) > 20  # not a degenerate image
+
+
+def test_flux_and_sana_runs_cover_their_layouts() -> None:
+    """The Flux/Sana runs exercise what the Kotlin SDK must mirror: the uniform grid, embedded guidance, Sana's
+    prefix (on the prompt, not on the empty prompt) and context rows; and they stay small."""
+    runs = {n: json.loads((GOLDEN_DIR / n).read_text()) for n in GEN.FLOW_RUNS}
+    flux, dev, sana = (runs[f"diffusers_run_{n}.json"] for n in ("flux", "flux_dev", "sana"))
+    assert {r["manifest"]["sampler"]["schedule"].get("grid") for r in (flux, dev)} == {"uniform"}
+    assert dev["manifest"]["sampler"]["guidance"] == "embedded" and dev["manifest"]["sampler"]["schedule"]["shift"] > 1
+    assert flux["request"]["guidance_scale"] > 1 and flux["manifest"]["sampler"]["guidance"] == "cfg"  # true CFG
+    rows = sana["manifest"]["conditioning"]["context_rows"]
+    length = sana["manifest"]["tokenizer"]["context_length"]
+    assert rows[0] == [0, 1] and rows[-1][1] == length and sana["manifest"]["tokenizer"]["prefix"]
+    prompt, empty = (sana["tensors"][c["inputs"]["tokens"]]["values"] for c in sana["calls"][:2])
+    bos, pad = sana["manifest"]["tokenizer"]["bos_id"], sana["manifest"]["tokenizer"]["pad_id"]
+    assert empty == [bos] + [pad] * (length - 1) and prompt.count(pad) < length - 300  # the prefix: hundreds of ids
+    assert sum((GOLDEN_DIR / n).stat().st_size for n in runs) < 600_000
+
+
+def test_sentencepiece_vectors_cover_the_tricky_cases() -> None:
+    for name in ("diffusers_sentencepiece.json", "diffusers_gemma_tokenizer.json"):
+        data = json.loads((GOLDEN_DIR / name).read_text())
+        for variant in data["variants"].values():
+            assert {c.get("error", "ok") for c in variant["cases"]} == {"ok", "empty", "too_long"} | (
+                {"unicode"} if len(variant["cases"]) > 10 else set())
+        prompts = [c["prompt"] for v in data["variants"].values() for c in v["cases"] if "ids" in c]
+        assert any(ord(ch) > 0xFFFF for p in prompts for ch in p)  # emoji
+        assert any(0x4E00 <= ord(ch) <= 0x9FFF for p in prompts for ch in p)  # CJK
+        cases = [c for v in data["variants"].values() for c in v["cases"]]
+        assert any(len(c.get("ids", ())) == c.get("length") for c in cases)  # a prompt that fills the context
+    names = ("diffusers_sentencepiece.json", "diffusers_gemma_tokenizer.json", *GEN.T5_RUNS)
+    sizes = sum((GOLDEN_DIR / n).stat().st_size for n in names)
+    assert sizes < 1_000_000
+
+
 def test_diffusers_vectors_cover_the_tricky_cases() -> None:
     tok = json.loads((GOLDEN_DIR / "diffusers_tokenizer.json").read_text())
     assert {c.get("error", "ok") for c in tok["cases"]} == {"ok", "empty", "too_long", "unicode"}
@@ -114,6 +182,8 @@ def test_diffusers_vectors_cover_the_tricky_cases() -> None:
     runs = {(r["schedule"], r["sampler"]) for r in samplers["runs"]}
     assert {s for _, s in runs} == {"ddim", "lcm-ddpm", "euler-ddpm", "euler-ancestral-ddpm"}
     assert {s["schedule"]["prediction"] for s in samplers["schedules"]} == {"epsilon", "v_prediction", "sample"}
+    assert {s["schedule"].get("grid", "sigma-range") for s in samplers["flow_match"]["schedules"]} == {
+        "sigma-range", "uniform"}
     sizes = sum((GOLDEN_DIR / n).stat().st_size for n in
                 ("diffusers_tokenizer.json", "diffusers_samplers.json", "diffusers_run.json"))
     assert sizes < 1_000_000

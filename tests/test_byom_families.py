@@ -178,11 +178,11 @@ def test_family_detection_and_unsupported_models_are_named(sdxl_folder: Path, tm
     shutil.copytree(sdxl_folder, folder)
     original = (folder / "model_index.json").read_text()
     cases = (
-        ({"unet": None, "transformer": ["diffusers", "FluxTransformer2DModel"]},
-         "transformer: FluxTransformer2DModel is not supported yet; supported denoiser classes: "
-         "PixArtTransformer2DModel, SD3Transformer2DModel, UNet2DConditionModel"),
-        ({"unet": None, "transformer": ["diffusers", "SanaTransformer2DModel"],
-          "text_encoder": ["transformers", "Gemma2Model"]}, "SanaTransformer2DModel is not supported yet"),
+        ({"unet": None, "transformer": ["diffusers", "HunyuanDiT2DModel"]},
+         "transformer: HunyuanDiT2DModel is not supported yet; supported denoiser classes: "
+         "FluxTransformer2DModel, PixArtTransformer2DModel, "),
+        ({"text_encoder": ["transformers", "Gemma2Model"]},  # Sana's encoder in an SDXL folder: the family names it
+         "text_encoder: a sdxl pipeline needs CLIPTextModel here, got Gemma2Model"),
         ({"text_encoder_3": ["transformers", "UMT5EncoderModel"]},
          "text_encoder_3: UMT5EncoderModel is not supported yet; supported text encoder 3 classes: T5EncoderModel; "
          "set"),

@@ -35,7 +35,9 @@ READABLE_VERSIONS = (1, 2)  # read by this SDK
 BANANA_TOKENIZER = "banana-words-bytes"  # banana_sdk.tokenizer
 CLIP_TOKENIZER = "clip-bpe"  # banana_sdk.runtime.clip_tokenizer
 SENTENCEPIECE_TOKENIZER = "sentencepiece-unigram"  # banana_sdk.runtime.sentencepiece_tokenizer (T5)
-DIFFUSERS_TOKENIZERS = (CLIP_TOKENIZER, SENTENCEPIECE_TOKENIZER)  # kinds a diffusers bundle's token inputs may use
+GEMMA_TOKENIZER = "sentencepiece-bpe"  # banana_sdk.runtime.gemma_tokenizer (Gemma: Sana's text encoder)
+DIFFUSERS_TOKENIZERS = (CLIP_TOKENIZER, SENTENCEPIECE_TOKENIZER, GEMMA_TOKENIZER)  # kinds a diffusers bundle's
+# ^ token inputs may use
 DELEGATES = ("npu", "gpu", "nnapi", "cpu")  # names a delegate plan's `order` may use
 DTYPES = ("float32", "int32")  # tensor element types of our signatures (and of the Kotlin reader)
 MAX_CONTEXT = 4096  # longest tokenizer context any runtime allocates
@@ -442,6 +444,18 @@ def _tokenizer_spec(obj: Fields, allowed: tuple[str, ...], kind: ModelKind,
         merges = check_name(obj.string("merges_file"), f"{where}.merges_file")
         if merges not in files:
             _fail(f"{where}.merges_file {merges!r} is not listed in files")
+    elif name == GEMMA_TOKENIZER:  # pieces, types and merge order come from `model_file`
+        vocab = obj.int("vocab_size", 1, MAX_VOCAB)
+        for key in ("bos_id", "eos_id", "pad_id", "unk_id"):
+            obj.int(key, 0, vocab - 1)
+        for key in ("bos_token", "eos_token", "pad_token", "unk_token", "prefix"):
+            obj.string(key)
+        for key in ("add_bos", "add_eos"):
+            if not isinstance(obj.obj.get(key), bool):
+                _fail(f"{where}.{key} must be true or false")
+        model = check_name(obj.string("model_file"), f"{where}.model_file")
+        if model not in files:
+            _fail(f"{where}.model_file {model!r} is not listed in files")
     else:  # sentencepiece-unigram: pieces, scores and normalization all come from `model_file`
         vocab = obj.int("vocab_size", 1, MAX_VOCAB)
         for key in ("eos_id", "pad_id", "unk_id"):

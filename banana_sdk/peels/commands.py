@@ -176,18 +176,25 @@ def merge(model_dir: Path, peels: tuple[str, ...], out: Path, force: bool) -> No
 
 
 @peel.command()
-@click.option("--peel", "peel_path", type=click.Path(path_type=Path), required=True, help="Peel file.")
+@click.option("--peel", "peel_path", type=click.Path(path_type=Path), required=True,
+              help="Peel file (for a diffusers bundle: a LoRA file of its UNet).")
 @click.option("--bundle", type=click.Path(path_type=Path), required=True, help="Base bundle (runtime export).")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Runtime peel file to write.")
 @click.option("--storage", type=click.Choice([s.value for s in Storage]), default=Storage.FLOAT16.value,
               show_default=True, help="How A and B are stored: int8 (block-64 scales) is ~0.52 of float16, "
                                       "so rank 8 fits where float16 holds rank 4; computed in float32 either way.")
+@click.option("--name", default=None, help="Diffusers bundles: the peel's name (default: the LoRA file's stem).")
+@click.option("--alpha", type=float, default=None,
+              help="Diffusers bundles: LoRA alpha of layers the file gives none (default: PEFT's adapter_config.json "
+                   "or header metadata, else each layer's rank, i.e. scale 1).")
 @click.option("--force", is_flag=True, help="Replace --out if it exists.")
-def export(peel_path: Path, bundle: Path, out: Path, storage: str, force: bool) -> None:
-    """Export a peel for a bundle's runtime-peel signatures (no reconversion of the base)."""
+def export(peel_path: Path, bundle: Path, out: Path, storage: str, name: str | None, alpha: float | None,
+           force: bool) -> None:
+    """Export a peel for a bundle's runtime-peel signatures (no reconversion of the base). For a diffusers bundle
+    --peel is a PEFT / diffusers / kohya LoRA file (safetensors) of its UNet."""
     from banana_sdk.peels.ops import export_for_bundle
 
-    path = export_for_bundle(peel_path, bundle, out, Storage(storage), overwrite=force)
+    path = export_for_bundle(peel_path, bundle, out, Storage(storage), overwrite=force, name=name, alpha=alpha)
     click.echo(f"wrote runtime peel {path} ({path.stat().st_size / 1024:.1f} KiB)")
 
 

@@ -57,9 +57,14 @@ def export_runtime(peel: Peel, slots: list[LayerSlot], path: str | Path, sparse:
                    storage: Storage = Storage.FLOAT16) -> Path:
     """Write the runtime form of `peel` for a layout (see `to_runtime`), A and B stored as `storage` (INT8:
     block scales `lora_a.scale` / `lora_b.scale` over the flat values, `banana_sdk.peels.quant`)."""
+    return save_runtime(to_runtime(peel, slots, sparse), path, storage)
+
+
+def save_runtime(runtime: RuntimePeel, path: str | Path, storage: Storage = Storage.FLOAT16) -> Path:
+    """Write a runtime peel (metadata, flat lora_a, flat lora_b) atomically, A and B stored as `storage`."""
     storage = parse_choice(Storage, storage, "peel storage")
-    meta, a, b = to_runtime(peel, slots, sparse)
-    meta["schema_version"] = str(storage.schema_version)
+    meta, a, b = runtime
+    meta = {**meta, "schema_version": str(storage.schema_version)}
     dtype = np.float32 if storage is Storage.FLOAT32 else np.float16
     tensors = {**quant.store("lora_a", a, storage is Storage.INT8, dtype),
                **quant.store("lora_b", b, storage is Storage.INT8, dtype)}

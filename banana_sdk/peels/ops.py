@@ -54,9 +54,11 @@ def attach_to_pipeline(pipe, model_dir: Path, peels: list[tuple[Path, float]]) -
 
 
 def export_for_bundle(peel_path: Path, bundle: Path, out: Path, storage: Storage = Storage.FLOAT16, *,
-                      overwrite: bool = True) -> Path:
+                      overwrite: bool = True, name: str | None = None, alpha: float | None = None) -> Path:
     """Runtime peel file for `bundle` (checks the peel's base, rank and layers against the bundle). With
-    `overwrite` False (the CLI without --force) an existing `out` is refused."""
+    `overwrite` False (the CLI without --force) an existing `out` is refused. For a diffusers bundle `peel_path`
+    is a PEFT / diffusers / kohya LoRA file of its UNet (`banana_sdk.peels.diffusers_lora`; `name`: the peel's
+    name, default the file's stem; `alpha`: for files that store none)."""
     from banana_sdk.bundle.reader import load_manifest
     from banana_sdk.fileio import refuse_overwrite
 
@@ -66,6 +68,13 @@ def export_for_bundle(peel_path: Path, bundle: Path, out: Path, storage: Storage
                         "(a bundle is never modified)")
     refuse_overwrite(out, overwrite)
     manifest = load_manifest(bundle)
+    if manifest["model"].get("kind") == "diffusers":
+        from banana_sdk.peels.device import save_runtime
+        from banana_sdk.peels.diffusers_lora import lora_for_bundle
+
+        return save_runtime(lora_for_bundle(peel_path, manifest, name, alpha), out, storage)
+    if name is not None or alpha is not None:
+        raise PeelError("--name / --alpha go with a LoRA file for a diffusers bundle; a banana peel keeps its own")
     peel = load_peel(peel_path)
     check_base(peel, manifest["model"].get("weights_sha256") or "", f"bundle {bundle}")
     slots, buckets = layout_from_manifest(manifest)

@@ -6,9 +6,10 @@ schedule (DDPM: `ddim`, `lcm-ddpm`, `euler-ddpm`, `euler-ancestral-ddpm`; flow m
 calling the denoiser once per step (twice for classifier-free guidance when the scale is above 1, combined on
 the host; once with a `guidance` input for guidance-distilled UNets) -> VAE decoder.
 Every output of the text encoder (`context`, SDXL/SD3's `pooled`) is fed to the denoiser under its own name, with
-the manifest's `conditioning.constants` (SDXL's `time_ids`); the unconditional input is the encoded empty
-prompt or all zeros (`conditioning.unconditional`). Noise is the portable generator, so the Kotlin SDK
-reproduces images bit for bit up to the graphs.
+the manifest's `conditioning.constants` (SDXL's `time_ids`); the denoiser's token mask is the text encoder's,
+at the rows `conditioning.context_rows` names when `context` holds only some positions (Sana); the unconditional
+input is the encoded empty prompt or all zeros (`conditioning.unconditional`). Noise is the portable generator, so
+the Kotlin SDK reproduces images bit for bit up to the graphs.
 """
 
 from __future__ import annotations
@@ -34,6 +35,14 @@ Conditioning = dict[str, np.ndarray]  # denoise inputs that carry the prompt: co
 UNCONDITIONAL = ("empty_prompt", "zeros")  # what classifier-free guidance compares against
 
 
+def read_context_rows(ranges: list[list[int]], length: int) -> np.ndarray:
+    """`conditioning.context_rows` ([start, stop) ranges, in order) -> the positions; ValueError outside 0..length-1."""
+    rows = np.concatenate([np.arange(int(start), int(stop)) for start, stop in ranges])
+    if not rows.size or rows.min() < 0 or rows.max() >= length:
+        raise ValueError(f"conditioning.context_rows {ranges} do not lie within the {length} text-encoder positions")
+    return rows
+
+
 class DiffusersGenerator:
     """Generation over the three runners of a diffusers bundle."""
 
@@ -56,12 +65,16 @@ class DiffusersGenerator:
             if self.unconditional not in UNCONDITIONAL:
                 raise ValueError(f"conditioning.unconditional {self.unconditional!r} is not one of {UNCONDITIONAL}")
             self.constants = {k: np.asarray(v, np.float32) for k, v in (conditioning.get("constants") or {}).items()}
+            rows = conditioning.get("context_rows")  # Sana: the encoder positions `context` holds
+            self.context_rows = None if rows is None else read_context_rows(rows, self.tokenizer.context_length)
         except (KeyError, TypeError, ValueError, ConfigError, BundleError) as exc:
             raise BundleError(f"{bundle}: manifest of a diffusers bundle is invalid ({exc})") from None
         missing = {"text_encoder", "denoise", "vae_decode"} - set(runners)
         if missing:
             raise BundleError(f"{bundle}: diffusers bundle lacks signature(s) {sorted(missing)}")
         self.runners = runners
+        self.peel: tuple[str, np.ndarray, np.ndarray] | None = None  # (denoise_rR signature, lora_a, lora_b) in use:
+        # ^ set by LiteRTPipeline.set_peels (runtime peels, docs/DESIGN.md §7); None: the base `denoise`
 
     def encode(self, prompt: str | None) -> Conditioning:
         """The denoiser's prompt inputs for `prompt` (None: the empty prompt): every text-encoder output
@@ -75,7 +88,7 @@ class DiffusersGenerator:
             feeds["attention_mask"] = mask
         cond = {k: np.array(v) for k, v in self.runners["text_encoder"](**feeds).items()}
         if "context_mask" in self.inputs["denoise"]:
-            cond["context_mask"] = mask
+            cond["context_mask"] = mask if self.context_rows is None else mask[:, self.context_rows]
         return cond
 
     def uncond(self, cond: Conditioning) -> Conditioning:
@@ -89,6 +102,9 @@ class DiffusersGenerator:
         feeds = {"latent": latent.astype(np.float32), "t": np.array([t], np.float32), **cond, **self.constants}
         if "guidance" in self.inputs["denoise"]:
             feeds["guidance"] = np.array([scale], np.float32)
+        if self.peel is not None:  # the same Interpreter's bucket signature: two more inputs, nothing reloaded
+            signature, lora_a, lora_b = self.peel
+            return np.array(self.runners[signature](**feeds, lora_a=lora_a, lora_b=lora_b)["prediction"])
         return np.array(self.runners["denoise"](**feeds)["prediction"])
 
     def run(

@@ -99,23 +99,27 @@ class LiteRTPipeline:
     def set_peels(self, peels: list[tuple[str | Path, float]]) -> float:
         """Use these (peel file, weight) pairs from the next denoise call on (an empty list = the base).
 
-        Accepts trained peel files and their runtime exports (`banana peel export --bundle`); every file is
+        Accepts trained peel files and their runtime exports (`banana peel export --bundle`), and for a diffusers
+        bundle PEFT / diffusers / kohya LoRA files of its UNet (imported on the fly); every file is
         checked (base hash, rank buckets, layers, values) before anything changes, so a bad peel leaves the
         current ones in use. Returns the swap time in ms (read, stack, pad; the base is not reloaded)."""
         from banana_sdk.peels.config import check_weight
         from banana_sdk.peels.device import layout_from_manifest, load_for_bundle, stack_runtime
+        from banana_sdk.peels.diffusers_lora import load_for_diffusers_bundle
+
+        load = load_for_diffusers_bundle if self._diffusers is not None else load_for_bundle
 
         start = time.perf_counter()
         if not peels:
             self._peel, self.peels = None, {}
+            if self._diffusers is not None:
+                self._diffusers.peel = None
             return (time.perf_counter() - start) * 1e3
-        if self.kind != "banana":
-            raise BundleError(f"{self.bundle} is a {self.kind!r} bundle; runtime peels need a banana bundle")
         slots, buckets = layout_from_manifest(self.manifest)
         files = []
         for path, weight in peels:
             check_weight(weight, str(path))
-            meta, a, b = load_for_bundle(path, self.manifest)
+            meta, a, b = load(path, self.manifest)
             files.append((meta, a, b, float(weight)))
         names = [meta.get("name", "") for meta, _, _, _ in files]
         if len(set(names)) != len(names):
@@ -125,6 +129,8 @@ class LiteRTPipeline:
         if signature not in self._runners:
             raise BundleError(f"{self.bundle}: manifest lists peel signature {signature!r} but the bundle lacks it")
         self._peel = (signature, lora_a, lora_b)
+        if self._diffusers is not None:  # a diffusers bundle's UNet peels (banana_sdk.peels.diffusers_lora)
+            self._diffusers.peel = self._peel
         self.peels = {name: float(w) for name, (_, _, _, w) in zip(names, files, strict=True)}
         return (time.perf_counter() - start) * 1e3
 

@@ -1,4 +1,5 @@
-"""Bundle tokenizers by manifest kind (docs/DESIGN.md §8): `clip-bpe` (CLIP) and `sentencepiece-unigram` (T5).
+"""Bundle tokenizers by manifest kind (docs/DESIGN.md §8): `clip-bpe` (CLIP), `sentencepiece-unigram` (T5) and
+`sentencepiece-bpe` (Gemma).
 
 A diffusers bundle's `tokenizer` section describes its `tokens` input; `tokenizer.inputs.<name>` gives every token
 input of the `text_encoder` signature either a padding override of that tokenizer (`{"pad_token": ...}`: SDXL's
@@ -13,10 +14,13 @@ from typing import Any, Protocol
 from banana_sdk.errors import BundleError
 from banana_sdk.runtime.clip_tokenizer import TOKENIZER_KIND as CLIP_KIND
 from banana_sdk.runtime.clip_tokenizer import ClipBPETokenizer, ClipEncoded
+from banana_sdk.runtime.gemma_tokenizer import TOKENIZER_KIND as GEMMA_KIND
+from banana_sdk.runtime.gemma_tokenizer import SentencePieceBPETokenizer
 from banana_sdk.runtime.sentencepiece_tokenizer import TOKENIZER_KIND as SENTENCEPIECE_KIND
 from banana_sdk.runtime.sentencepiece_tokenizer import SentencePieceUnigramTokenizer
 
-KINDS = {CLIP_KIND: ClipBPETokenizer, SENTENCEPIECE_KIND: SentencePieceUnigramTokenizer}  # manifest kind -> class
+KINDS = {CLIP_KIND: ClipBPETokenizer, SENTENCEPIECE_KIND: SentencePieceUnigramTokenizer,
+         GEMMA_KIND: SentencePieceBPETokenizer}  # manifest kind -> class
 
 
 class PromptTokenizer(Protocol):

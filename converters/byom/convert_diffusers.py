@@ -3,13 +3,14 @@
 Signatures keep our names (`text_encoder`, `denoise`, `vae_decode`); their I/O follows the pipeline family
 (`converters/byom/families.py`, docs/DESIGN.md "BYOM bundles"). CLIP tokenizers travel as `vocab.json` +
 `merges.txt` (one vocabulary shared by every CLIP encoder of the family, each token input with its own padding),
-T5's as its `spiece.model`; the schedule (a DDPM table or a flow-matching grid) in the manifest. Everything about
-the folder is validated before the first weight is loaded.
+T5's as its `spiece.model`, Gemma's (Sana) as its `tokenizer.model`; the schedule (a DDPM table or a flow-matching
+grid) in the manifest. Everything about the folder is validated before the first weight is loaded.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import functools
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -18,17 +19,39 @@ from torch import nn
 
 from banana_sdk.bundle.reader import BUNDLE_FORMAT, BUNDLE_SCHEMA_VERSION, created_by
 from banana_sdk.runtime.clip_tokenizer import MERGES_FILE, VOCAB_FILE, ClipBPETokenizer, merges_text
-from banana_sdk.runtime.sentencepiece_tokenizer import MODEL_FILE, SentencePieceUnigramTokenizer
+from banana_sdk.runtime.sentencepiece_tokenizer import SentencePieceUnigramTokenizer
 from banana_sdk.runtime.text_tokenizers import PromptTokenizer
 from banana_sdk.sampling.noise import gaussian
+from converters.byom.budget import GIB, PartCount, SignatureEstimate, check_budget, count_parameters, estimate
 from converters.byom.conditioning import (
     ClipPairSignature,
     TextTimeDenoiseSignature,
     reference_clip_pair,
     reference_text_time_denoise,
 )
-from converters.byom.diffusers import T5_TOKENIZERS, PipelineFolder, call_default, read_pipeline, read_tokenizer
+from converters.byom.diffusers import (
+    GEMMA_TOKENIZERS,
+    HINTS,
+    T5_TOKENIZERS,
+    PipelineFolder,
+    call_default,
+    read_pipeline,
+    read_tokenizer,
+)
 from converters.byom.families import Family, FamilySpec, detect_family
+from converters.byom.flux import (
+    DEFAULT_SAMPLE_SIZE,
+    PACK,
+    FluxDenoiseSignature,
+    FluxTextSignature,
+    apply_flux_rewrites,
+    describe_flux_rewrites,
+    flux_widths,
+    latent_channels,
+    plan_flux_sampler,
+    reference_flux_denoise,
+    reference_flux_text,
+)
 from converters.byom.rewrites import (
     GUIDANCE_SCALE_GATE,
     DenoiseSignature,
@@ -41,6 +64,16 @@ from converters.byom.rewrites import (
     reference_decode,
     reference_denoise,
     reference_text,
+)
+from converters.byom.sana import (
+    SanaDenoiseSignature,
+    SanaTextSignature,
+    check_sana,
+    context_rows,
+    describe_sana_rewrites,
+    read_gemma_tokenizer,
+    reference_sana_denoise,
+    reference_sana_text,
 )
 from converters.byom.scheduler import SamplerPlan, plan_sampler
 from converters.byom.sd3 import SD3DenoiseSignature, SD3TextSignature, reference_sd3_denoise, reference_sd3_text
@@ -83,7 +116,9 @@ class Geometry:
 
 
 def _vae_downsample(pipe: PipelineFolder) -> int:
-    return 2 ** (len(pipe["vae"].config.get("block_out_channels", [0] * 4)) - 1)
+    """Pixels per latent pixel: 2^(levels - 1) of the VAE (AutoencoderKL 8x, Sana's AutoencoderDC 32x)."""
+    cfg = pipe["vae"].config
+    return 2 ** (len(cfg.get("block_out_channels") or cfg.get("encoder_block_out_channels") or [0] * 4) - 1)
 
 
 def _width(pipe: PipelineFolder, role: str) -> int:
@@ -98,6 +133,8 @@ def _text_widths(pipe: PipelineFolder, spec: FamilySpec) -> tuple[int, int]:
     den = pipe["denoiser"]
     if spec.family is Family.SD3:
         return _sd3_widths(pipe, spec)
+    if spec.family is Family.FLUX:
+        return flux_widths(pipe)
     widths = [_width(pipe, role) for role in spec.encoders]
     context = sum(widths)
     pooled = int(pipe[spec.encoders[-1]].config.get("projection_dim", 0)) if spec.pooled else 0
@@ -143,7 +180,8 @@ def plan_geometry(pipe: PipelineFolder, tokenizer: PromptTokenizer, size: int | 
     spec = detect_family(pipe) if spec is None else spec
     den, vae = pipe["denoiser"], pipe["vae"].config
     down = _vae_downsample(pipe)
-    channels = int(den.config.get("in_channels", 4))
+    flux = spec.family is Family.FLUX  # 2x2 latent patches packed into the transformer's channels
+    channels = latent_channels(pipe) if flux else int(den.config.get("in_channels", 4))
     if int(vae.get("latent_channels", channels)) != channels:
         raise ConversionError(f"{den.folder} takes {channels} latent channels but the vae has "
                               f"{vae.get('latent_channels')}; they are not one pipeline")
@@ -151,13 +189,16 @@ def plan_geometry(pipe: PipelineFolder, tokenizer: PromptTokenizer, size: int | 
     if den.class_name == "UNet2DConditionModel":
         unit = down * 2 ** (len(den.config.get("block_out_channels", [0])) - 1)
     else:
-        unit = down * int(den.config.get("patch_size", 1))
-    size = int(den.config.get("sample_size", 64)) * down if size is None else size
+        unit = down * (PACK if flux else int(den.config.get("patch_size", 1)))
+    sample = DEFAULT_SAMPLE_SIZE if flux else int(den.config.get("sample_size", 64))  # FluxPipeline's own default
+    size = sample * down if size is None else size
     if not isinstance(size, int) or size <= 0 or size % unit or size > MAX_IMAGE:
         raise ConversionError(f"image size must be a positive multiple of {unit} pixels up to {MAX_IMAGE} "
                               f"for this pipeline, got {size}")
     rows = tokenizer.context_length + (t5_length(pipe) if spec.family is Family.SD3 else 0)
-    return Geometry(size, channels, down, rows, width, pooled)
+    if spec.family is Family.SANA:  # rows [0] + the last R - 1 of the prefixed prompt's L (converters/byom/sana.py)
+        rows = t5_length(pipe)
+    return Geometry(size, channels, down, t5_length(pipe) if flux else rows, width, pooled)
 
 
 def read_tokenizers(pipe: PipelineFolder, spec: FamilySpec) -> dict[str, PromptTokenizer]:
@@ -167,6 +208,8 @@ def read_tokenizers(pipe: PipelineFolder, spec: FamilySpec) -> dict[str, PromptT
     for name, role, encoder in zip(spec.token_inputs, spec.tokenizers, spec.encoders, strict=True):
         if pipe[role].class_name in T5_TOKENIZERS:
             out[name] = read_tokenizer(pipe, t5_length(pipe), role, spec.preprocess)
+        elif pipe[role].class_name in GEMMA_TOKENIZERS:
+            out[name] = read_gemma_tokenizer(pipe, t5_length(pipe), spec.preprocess, role)
         else:
             positions = int(pipe[encoder].config.get("max_position_embeddings", 77))
             out[name] = read_tokenizer(pipe, positions, role)
@@ -185,7 +228,8 @@ def read_tokenizers(pipe: PipelineFolder, spec: FamilySpec) -> dict[str, PromptT
 
 def tokenizer_files(pipe: PipelineFolder, spec: FamilySpec,
                     tokenizers: dict[str, PromptTokenizer]) -> dict[str, bytes]:
-    """The files the bundle's tokenizers read: vocab.json + merges.txt (CLIP), spiece.model (T5)."""
+    """The files the bundle's tokenizers read: vocab.json + merges.txt (CLIP), spiece.model (T5), tokenizer.model
+    (Gemma)."""
     files = {}
     for name, role in zip(spec.token_inputs, spec.tokenizers, strict=True):
         tok = tokenizers[name]
@@ -193,7 +237,8 @@ def tokenizer_files(pipe: PipelineFolder, spec: FamilySpec,
             files[VOCAB_FILE] = _vocab_json(tok)
             files[MERGES_FILE] = merges_text(list(tok.ranks)).encode()
         else:
-            files[MODEL_FILE] = (pipe.path / pipe[role].folder / MODEL_FILE).read_bytes()
+            model = tok.spec()["model_file"]  # the SentencePiece model, under the name the folder gives it
+            files[model] = (pipe.path / pipe[role].folder / model).read_bytes()
     return files
 
 
@@ -256,21 +301,33 @@ class DiffusersPlan:
 def plan_diffusers(
     directory: Path, *, quant: str = "fp32", block_size: int = 32, size: int | None = None,
     min_psnr: float | None = None, min_cosine: float | None = None, name: str | None = None,
+    max_memory_gib: float | None = None, in_child: bool = False,
 ) -> DiffusersPlan:
-    """Validate the folder and plan its three signature jobs; ConversionError on anything unsupported."""
+    """Validate the folder and plan its three signature jobs; ConversionError on anything unsupported, or on a
+    signature whose estimated peak memory exceeds `max_memory_gib` (None: this machine's memory less headroom).
+    `in_child`: planned again inside an isolated export (no budget, no weights hash)."""
     q = parse_quant(quant)
     recipe_rules(q, block_size)
     pipe = read_pipeline(directory)
     spec = detect_family(pipe)
+    if spec.family is Family.SANA:
+        check_sana(pipe)
     tokenizers = read_tokenizers(pipe, spec)
     tokenizer = tokenizers["tokens"]
     den = pipe["denoiser"]
     mode = guidance_mode(den.class_name, den.config)
-    plan = plan_sampler(pipe, mode, spec.family)
     geo = plan_geometry(pipe, tokenizer, size, spec)
+    plan = plan_flux_sampler(pipe, mode, geo.latent_size) if spec.family is Family.FLUX \
+        else plan_sampler(pipe, mode, spec.family)  # Flux's shift depends on the image size
+    estimates = signature_estimates(pipe, spec, q)
+    if not in_child:  # before any weight is read
+        check_budget(list(estimates.values()), None if max_memory_gib is None else int(max_memory_gib * GIB),
+                     BUDGET_HINTS)
     masked = spec.masked
     threshold = gate_threshold(q, min_psnr, min_cosine)
-    identity = f"diffusers:sha256:{pipe.weights_sha256()}"
+    identity = "in-child" if in_child else f"diffusers:sha256:{pipe.weights_sha256()}"
+    child_options = dict(quant=quant, block_size=block_size, size=size, min_psnr=min_psnr, min_cosine=min_cosine,
+                         name=name, in_child=True)
     vae_cfg = pipe["vae"].config
     scaling, shift = float(vae_cfg.get("scaling_factor", 1.0)), float(vae_cfg.get("shift_factor") or 0.0)
     timesteps = plan.schedule.num_train_timesteps
@@ -281,10 +338,30 @@ def plan_diffusers(
         key = job_key(source=identity, signature=sig, quant=q.value, block=block_size if q is Quant.INT4 else 0,
                       size=geo.size, gate=[threshold.min_psnr_db, threshold.min_cosine], masked=masked,
                       guidance=mode.value, context=geo.context_length)
+        isolated = (functools.partial(isolated_signature, str(directory), child_options, sig)
+                    if estimates[sig].isolated else None)
         return SignatureJob(sig, key, lambda: gate_inputs(sig, geo, tokenizers, masked, mode, spec=spec),
-                            load, lambda m: wrapper(apply_rewrites(m)), reference, describe_rewrites)
+                            load, lambda m: wrapper(apply_rewrites(m)), reference, describe_rewrites,
+                            isolated=isolated, isolated_reference=True)
 
-    if spec.family is Family.SD3:  # CLIP pair (+ T5) in one signature, the MMDiT's pooled text as an input
+    if spec.family is Family.FLUX:  # CLIP pooled + T5 in one signature; packing, ids, RoPE tables inside denoise
+        rows, side = geo.context_length, geo.latent_size
+        text = job("text_encoder", lambda: nn.ModuleDict({r: pipe.load(r) for r in spec.encoders}),
+                   FluxTextSignature, reference_flux_text)
+        denoise = replace(job(
+            "denoise", lambda: pipe.load("denoiser"),
+            lambda m: FluxDenoiseSignature(apply_flux_rewrites(m, rows, side), timesteps, rows, side),
+            lambda m, x: reference_flux_denoise(m, x, timesteps, geo.downsample)), notes=describe_flux_rewrites)
+    elif spec.family is Family.SANA:  # Gemma2 (masked, prefixed, rows selected in the graph), linear-attention DiT
+        length, rows = tokenizer.context_length, geo.context_length
+        text = job("text_encoder", lambda: pipe.load("text_encoder"), lambda m: SanaTextSignature(m, length, rows),
+                   lambda m, x: reference_sana_text(m, x, rows))
+        text = replace(text, notes=describe_sana_rewrites,  # its length L follows the tokenizer (prefix, BOS)
+                       key=job_key(job=text.key, tokenizer=tokenizer.spec()))
+        denoise = replace(job("denoise", lambda: pipe.load("denoiser"), lambda m: SanaDenoiseSignature(m, timesteps),
+                              lambda m, x: reference_sana_denoise(m, x, timesteps, uncond)),
+                          notes=describe_sana_rewrites)
+    elif spec.family is Family.SD3:  # CLIP pair (+ T5) in one signature, the MMDiT's pooled text as an input
         pooled_uncond = {"context": uncond, "pooled": gaussian(GATE_SEED, 10, (1, geo.pooled_width))}
         rows = geo.context_length - tokenizer.context_length
         text = job("text_encoder", lambda: nn.ModuleDict({r: pipe.load(r) for r in spec.encoders}),
@@ -316,14 +393,45 @@ def plan_diffusers(
     return DiffusersPlan(q, block_size, threshold, [text, denoise, decode], files, manifest)
 
 
+def isolated_signature(directory: str, options: dict[str, Any], signature: str,
+                       inputs: dict[str, np.ndarray]) -> tuple[nn.Module, dict[str, np.ndarray] | None]:
+    """In an isolated export's child process: (the signature's wrapped module, the gate's reference on `inputs`:
+    the model's own forward, computed before the export rewrites touch it), planned again from the folder."""
+    job = next(j for j in plan_diffusers(Path(directory), **options).jobs if j.name == signature)
+    bare = job.load()
+    own = job.reference(bare, inputs) if job.reference is not None else None
+    return job.wrap(bare), own
+
+
+SIGNATURE_ROLES = {"denoise": ("denoiser",), "vae_decode": ("vae",)}  # the text encoder: the family's encoders
+BUDGET_HINTS = {"text_encoder_3": HINTS["text_encoder_3"]}  # what makes a signature fit, by role
+
+
+def signature_estimates(pipe: PipelineFolder, spec: FamilySpec, q: Quant) -> dict[str, SignatureEstimate]:
+    """Each signature's memory estimate from its components' configs (converters/byom/budget.py)."""
+    roles = {"text_encoder": spec.encoders, **SIGNATURE_ROLES}
+    out = {}
+    for sig, parts in roles.items():
+        counts = tuple(PartCount(pipe[r].folder, pipe[r].class_name,
+                                 count_parameters(pipe[r].library, pipe[r].class_name, pipe[r].config))
+                       for r in parts)
+        out[sig] = estimate(sig, counts, q)
+    return out
+
+
 def convert_diffusers(
     out: Path, directory: Path, *, quant: str = "fp32", block_size: int = 32, size: int | None = None,
     force: bool = False, min_psnr: float | None = None, min_cosine: float | None = None, threads: int = 2,
-    progress: bool = False, name: str | None = None,
+    progress: bool = False, name: str | None = None, max_memory_gib: float | None = None,
+    peel_buckets: tuple[int, ...] | str | None = None, peel_targets: tuple[str, ...] | str | None = None,
 ) -> Path:
-    """Convert the pipeline folder `directory` to a bundle at `out`; returns `out`."""
+    """Convert the pipeline folder `directory` to a bundle at `out`; returns `out`. `peel_buckets` (sd family):
+    runtime-peel signatures `denoise_r{R}` over the UNet layers `peel_targets` names (converters/byom/peels.py)."""
+    from converters.byom.peels import add_unet_peels
+
     plan = plan_diffusers(directory, quant=quant, block_size=block_size, size=size, min_psnr=min_psnr,
-                          min_cosine=min_cosine, name=name)
+                          min_cosine=min_cosine, name=name, max_memory_gib=max_memory_gib)
+    plan = add_unet_peels(plan, directory, peel_buckets, peel_targets, threads)
     return convert_jobs(Path(out), plan.jobs, plan.quant, plan.block_size, plan.threshold, plan.manifest,
                         extra_files=plan.extra_files, force=force, threads=threads, progress=progress)
 
@@ -341,6 +449,12 @@ def verify_diffusers(bundle: Path, directory: Path, threads: int = 2) -> dict[st
     quant = manifest["quantization"]
     plan = plan_diffusers(directory, quant=quant["recipe"], block_size=quant.get("block_size") or 32,
                           size=int(manifest["image"]["size"]))
+    peels = manifest.get("peels") or {}
+    if peels:  # the runtime-peel signatures of denoise.tflite (converters/byom/peels.py)
+        from converters.byom.peels import add_unet_peels, verify_unet_peels
+
+        plan = add_unet_peels(plan, directory, tuple(peels.get("buckets", ())), peels.get("targets"),
+                              threads, strict=False)
     results = {}
     for job in plan.jobs:
         sig = manifest["signatures"].get(job.name)
@@ -355,6 +469,8 @@ def verify_diffusers(bundle: Path, directory: Path, threads: int = 2) -> dict[st
                                                                  threads), threshold)
         require(result)
         results[job.name] = result.to_dict()
+        if job.extra:
+            results.update(verify_unet_peels(Path(bundle), manifest, job, threshold, threads))
     return results
 
 
@@ -374,6 +490,8 @@ def _manifest(pipe: PipelineFolder, spec: FamilySpec, identity: str, name: str |
     flow = isinstance(plan.schedule, FlowMatchSchedule)  # flow matching: the velocity eps - x0, a static shift
     build = {n: {**build_entry(r), "notes": r.get("notes", {})} for n, r in records.items()}
     constants = {"time_ids": geo.time_ids().tolist()} if spec.time_ids else {}
+    rows = {"context_rows": context_rows(tokenizers["tokens"].context_length, geo.context_length)} \
+        if spec.family is Family.SANA else {}  # the encoder positions `context` (and so context_mask) holds
     return {
         "schema_version": BUNDLE_SCHEMA_VERSION,
         "format": BUNDLE_FORMAT,
@@ -394,7 +512,7 @@ def _manifest(pipe: PipelineFolder, spec: FamilySpec, identity: str, name: str |
                     "timestep_scale": float(plan.schedule.num_train_timesteps),
                     "scheduler_class": plan.scheduler_class, "schedule": plan.schedule.to_dict()},
         "tokenizer": tokenizer_section(tokenizers),
-        "conditioning": {"unconditional": spec.unconditional.value, "constants": constants},
+        "conditioning": {"unconditional": spec.unconditional.value, "constants": constants, **rows},
         "signatures": {n: r["io"] for n, r in records.items()},
         "gate": {n: r["gate"] for n, r in records.items()},
         "delegate_plan": delegate_plan(staging),

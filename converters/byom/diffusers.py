@@ -20,6 +20,7 @@ from torch import nn
 from banana_sdk.errors import BundleError
 from banana_sdk.fileio import sha256_file
 from banana_sdk.runtime.clip_tokenizer import ClipBPETokenizer, read_vocab_merges
+from banana_sdk.runtime.gemma_tokenizer import MODEL_FILE as GEMMA_MODEL_FILE
 from banana_sdk.runtime.sentencepiece_tokenizer import MODEL_FILE, SentencePieceUnigramTokenizer, read_model
 from banana_sdk.runtime.text_tokenizers import PromptTokenizer
 from converters.errors import ConversionError
@@ -42,6 +43,9 @@ OPTIONAL_ROLES: dict[str, tuple[str, ...]] = {
 }
 _CLIP_TOKENIZERS = ("CLIPTokenizer", "CLIPTokenizerFast")
 T5_TOKENIZERS = ("T5Tokenizer", "T5TokenizerFast")  # SentencePiece unigram, read from the folder's spiece.model
+GEMMA_TOKENIZERS = ("GemmaTokenizer", "GemmaTokenizerFast")  # SentencePiece BPE, from the folder's tokenizer.model
+# tokenizer class -> the SentencePiece model file it travels in the bundle as
+SENTENCEPIECE_FILES = {**dict.fromkeys(T5_TOKENIZERS, MODEL_FILE), **dict.fromkeys(GEMMA_TOKENIZERS, GEMMA_MODEL_FILE)}
 # prompts (already lower-case and stripped) on which a T5 tokenizer read from spiece.model must give the ids of the
 # folder's own transformers tokenizer (its tokenizer.json), else the conversion stops: normalization, accents,
 # full-width forms, CJK, emoji, several whitespace kinds
@@ -50,14 +54,15 @@ TOKENIZER_GATE = ("a photo of a red banana on a blue table", "ein café in züri
 # our role -> classes we convert (models: each tested end to end through the gate; schedulers: each mapped onto
 # a portable sampler, converters/byom/scheduler.py, and checked against the class itself)
 SUPPORTED: dict[str, tuple[str, ...]] = {
-    "denoiser": ("PixArtTransformer2DModel", "SD3Transformer2DModel", "UNet2DConditionModel"),
-    "text_encoder": ("CLIPTextModel", "CLIPTextModelWithProjection", "T5EncoderModel"),
-    "tokenizer": _CLIP_TOKENIZERS + T5_TOKENIZERS,
-    "vae": ("AutoencoderKL",),
+    "denoiser": ("FluxTransformer2DModel", "PixArtTransformer2DModel", "SanaTransformer2DModel",
+                 "SD3Transformer2DModel", "UNet2DConditionModel"),
+    "text_encoder": ("CLIPTextModel", "CLIPTextModelWithProjection", "Gemma2Model", "T5EncoderModel"),
+    "tokenizer": _CLIP_TOKENIZERS + T5_TOKENIZERS + GEMMA_TOKENIZERS,
+    "vae": ("AutoencoderDC", "AutoencoderKL"),
     "scheduler": ("DDIMScheduler", "DDPMScheduler", "DPMSolverMultistepScheduler", "EulerAncestralDiscreteScheduler",
                   "EulerDiscreteScheduler", "FlowMatchEulerDiscreteScheduler", "LCMScheduler", "PNDMScheduler"),
-    "text_encoder_2": ("CLIPTextModelWithProjection",),
-    "tokenizer_2": _CLIP_TOKENIZERS,
+    "text_encoder_2": ("CLIPTextModelWithProjection", "T5EncoderModel"),  # SDXL/SD3's second CLIP, Flux's T5
+    "tokenizer_2": _CLIP_TOKENIZERS + T5_TOKENIZERS,
     "text_encoder_3": ("T5EncoderModel",),
     "tokenizer_3": T5_TOKENIZERS,
 }
@@ -191,10 +196,11 @@ def unsupported(key: str, class_name: str, role: str) -> str:
 
 
 def _component_config(folder: Path, role: str, class_name: str) -> dict[str, Any]:
-    if class_name in T5_TOKENIZERS:
-        if not (folder / MODEL_FILE).is_file():
-            raise ConversionError(f"{folder} has no {MODEL_FILE}: a {class_name} travels in the bundle as its "
-                                  f"SentencePiece model; copy {MODEL_FILE} from the original checkpoint into {folder}")
+    if class_name in SENTENCEPIECE_FILES:
+        model = SENTENCEPIECE_FILES[class_name]
+        if not (folder / model).is_file():
+            raise ConversionError(f"{folder} has no {model}: a {class_name} travels in the bundle as its "
+                                  f"SentencePiece model; copy {model} from the original checkpoint into {folder}")
         config = folder / "tokenizer_config.json"
         return _read_json(config, "tokenizer settings") if config.is_file() else {}
     if role.startswith("tokenizer"):
@@ -209,7 +215,7 @@ def _component_config(folder: Path, role: str, class_name: str) -> dict[str, Any
     return config
 
 
-def _token_text(value: Any, default: str) -> str:
+def token_text(value: Any, default: str) -> str:
     """A special token from tokenizer_config.json: a string or {"content": ...}."""
     if isinstance(value, dict):
         value = value.get("content")
@@ -227,8 +233,8 @@ def read_tokenizer(pipe: PipelineFolder, max_positions: int, role: str = "tokeni
         cfg = comp.config
         try:
             tokenizer = SentencePieceUnigramTokenizer(
-                read_model(folder / MODEL_FILE), max_positions, _token_text(cfg.get("eos_token"), "</s>"),
-                _token_text(cfg.get("pad_token"), "<pad>"), _token_text(cfg.get("unk_token"), "<unk>"),
+                read_model(folder / MODEL_FILE), max_positions, token_text(cfg.get("eos_token"), "</s>"),
+                token_text(cfg.get("pad_token"), "<pad>"), token_text(cfg.get("unk_token"), "<unk>"),
                 int(cfg.get("extra_ids", 100)), preprocess)
         except BundleError as exc:
             raise ConversionError(f"{folder}: {exc}") from None
@@ -247,9 +253,9 @@ def read_tokenizer(pipe: PipelineFolder, max_positions: int, role: str = "tokeni
         cfg = comp.config
         length = cfg.get("model_max_length")
         length = max_positions if not isinstance(length, int) or length > max_positions else length
-        eos = _token_text(cfg.get("eos_token"), "<|endoftext|>")
-        return ClipBPETokenizer(vocab, merges, length, _token_text(cfg.get("bos_token"), "<|startoftext|>"), eos,
-                                _token_text(cfg.get("pad_token"), eos), _token_text(cfg.get("unk_token"), eos))
+        eos = token_text(cfg.get("eos_token"), "<|endoftext|>")
+        return ClipBPETokenizer(vocab, merges, length, token_text(cfg.get("bos_token"), "<|startoftext|>"), eos,
+                                token_text(cfg.get("pad_token"), eos), token_text(cfg.get("unk_token"), eos))
     except BundleError as exc:
         raise ConversionError(f"{folder}: {exc}") from None
 

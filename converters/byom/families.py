@@ -13,6 +13,11 @@ what it returns (`context`, plus `pooled` for SDXL/SD3), which conditioning inpu
 | `sd3`    | text_encoder, text_encoder_2: CLIPTextModelWithProjection | SD3Transformer2DModel (MMDiT, pooled)      |
 |          | (penultimate states, pooled) + optional text_encoder_3:   |                                            |
 |          | T5EncoderModel (last hidden state, unmasked)              |                                            |
+| `flux`   | text_encoder: CLIPTextModel (pooled output) +             | FluxTransformer2DModel (MMDiT, packed 2x2  |
+|          | text_encoder_2: T5EncoderModel (last hidden state)        | latents, RoPE, embedded guidance for dev)  |
+| `sana`   | text_encoder: Gemma2Model (last hidden state of the       | SanaTransformer2DModel (linear attention), |
+|          | instruction-prefixed prompt, masked, rows [0] + the last  | AutoencoderDC decoder; converters/byom/    |
+|          | R - 1)                                                    | sana.py                                    |
 """
 
 from __future__ import annotations
@@ -29,6 +34,8 @@ class Family(str, Enum):
     PIXART = "pixart"  # PixArt-alpha style: one CLIP encoder with a padding mask, DiT
     SDXL = "sdxl"  # SDXL / SDXL-Turbo: two CLIP encoders, UNet with pooled text + time_ids added conditions
     SD3 = "sd3"  # Stable Diffusion 3: two CLIP encoders (+ T5 or its zeros), MMDiT with pooled text, flow matching
+    FLUX = "flux"  # FLUX.1-schnell/dev: CLIP pooled + T5 states, MMDiT on packed latents, flow matching
+    SANA = "sana"  # Sana: Gemma2 states (masked), linear-attention DiT, DC-AE, flow matching
 
 
 class Unconditional(str, Enum):
@@ -56,6 +63,7 @@ class FamilySpec:
 CLIP = ("CLIPTextModel",)
 CLIP_PROJECTED = ("CLIPTextModelWithProjection",)
 T5 = ("T5EncoderModel",)
+GEMMA = ("Gemma2Model",)
 _ONE = ("text_encoder",), ("tokenizer",), ("tokens",)
 _TWO = ("text_encoder", "text_encoder_2"), ("tokenizer", "tokenizer_2"), ("tokens", "tokens_2")
 _THREE = tuple(names + (names[0] + "_3",) for names in _TWO)  # + text_encoder_3, tokenizer_3, tokens_3
@@ -69,8 +77,13 @@ SPECS: dict[Family, FamilySpec] = {
                             time_ids=True, unconditional=Unconditional.ZEROS),
     Family.SD3: FamilySpec(Family.SD3, _THREE[0], (CLIP_PROJECTED, CLIP_PROJECTED, T5), *_THREE[1:], masked=False,
                            pooled=True, time_ids=False, unconditional=Unconditional.EMPTY_PROMPT),
+    Family.FLUX: FamilySpec(Family.FLUX, _TWO[0], (CLIP, T5), *_TWO[1:], masked=False, pooled=True, time_ids=False,
+                            unconditional=Unconditional.EMPTY_PROMPT),
+    Family.SANA: FamilySpec(Family.SANA, _ONE[0], (GEMMA,), *_ONE[1:], masked=True, pooled=False, time_ids=False,
+                            unconditional=Unconditional.EMPTY_PROMPT, preprocess=("lowercase", "strip")),
 }
-TOKENIZER_CLASSES = {"T5EncoderModel": "a T5Tokenizer"}  # encoder class -> what its tokenizer must be (else CLIP)
+TOKENIZER_CLASSES = {"T5EncoderModel": "T5Tokenizer", "Gemma2Model": "GemmaTokenizer"}  # encoder class -> its
+# ^ tokenizer class, slow or its Fast twin (else CLIPTokenizer)
 
 
 def without_t5(spec: FamilySpec) -> FamilySpec:
@@ -87,6 +100,10 @@ def detect_family(pipe: PipelineFolder) -> FamilySpec:
         spec = SPECS[Family.PIXART]
     elif den.class_name == "SD3Transformer2DModel":
         spec = SPECS[Family.SD3] if pipe.has("text_encoder_3") else without_t5(SPECS[Family.SD3])
+    elif den.class_name == "FluxTransformer2DModel":
+        spec = SPECS[Family.FLUX]
+    elif den.class_name == "SanaTransformer2DModel":
+        spec = SPECS[Family.SANA]
     else:
         added = den.config.get("addition_embed_type")
         if added not in (None, "text_time"):
@@ -101,11 +118,11 @@ def detect_family(pipe: PipelineFolder) -> FamilySpec:
         cls = pipe[role].class_name
         if cls not in classes:
             raise ConversionError(f"{pipe[role].folder}: a {spec.family.value} pipeline needs {wanted} here, got {cls}")
-        tokenizer = TOKENIZER_CLASSES.get(cls, "a CLIPTokenizer")
+        tokenizer = "a " + TOKENIZER_CLASSES.get(cls, "CLIPTokenizer")
         if not pipe.has(tok):
             raise ConversionError(f"{pipe.path}/model_index.json lists no {tok!r}; a {spec.family.value} "
                                   f"pipeline ({den.class_name}) needs {tokenizer} there")
-        if ("T5" in pipe[tok].class_name) != (cls in T5):
+        if not pipe[tok].class_name.startswith(tokenizer.removeprefix("a ")):  # the class or its Fast twin
             raise ConversionError(f"{pipe[tok].folder}: {pipe[role].folder} ({cls}) needs {tokenizer}, "
                                   f"got {pipe[tok].class_name}")
     if spec.family is Family.SDXL and not pipe.options.get("force_zeros_for_empty_prompt", True):

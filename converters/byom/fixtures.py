@@ -132,7 +132,8 @@ def _save_t5_tokenizer(directory: Path, folder: str, model: Path) -> None:
 
 # the diffusers test suite's own dummy components, verbatim (only the tokenizers are ours)
 DIFFUSERS_TEST_PRESETS = ("diffusers-test-sd", "diffusers-test-sdxl", "diffusers-test-sdxl-turbo", "diffusers-test-sd3",
-                          "diffusers-test-sd3-t5", "diffusers-test-pixart")
+                          "diffusers-test-sd3-t5", "diffusers-test-pixart", "diffusers-test-flux",
+                          "diffusers-test-flux-dev", "diffusers-test-sana")
 
 
 def build_pipeline(directory: Path, preset: str = "tiny-sd", seed: int = 0) -> Path:
@@ -145,6 +146,12 @@ def build_pipeline(directory: Path, preset: str = "tiny-sd", seed: int = 0) -> P
         return _diffusers_test_sd3(Path(directory), seed, t5=preset.endswith("t5"))
     if preset == "diffusers-test-pixart":
         return _diffusers_test_pixart(Path(directory), seed)
+    if preset in ("diffusers-test-flux", "diffusers-test-flux-dev"):
+        return _diffusers_test_flux(Path(directory), seed, dev=preset.endswith("dev"))
+    if preset == "diffusers-test-sana":  # Gemma2 + linear-attention DiT + DC-AE: converters/byom/sana_fixtures.py
+        from converters.byom.sana_fixtures import diffusers_test_sana
+
+        return diffusers_test_sana(Path(directory), seed, T5_CORPUS)
     import torch
     from diffusers import AutoencoderKL, LCMScheduler, PixArtTransformer2DModel, PNDMScheduler, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
@@ -359,4 +366,48 @@ def _diffusers_test_pixart(directory: Path, seed: int) -> Path:
                                text_encoder=t5_encoder(seed), tokenizer=t5_tokenizer(spm))
     pipe.save_pretrained(directory, safe_serialization=True)
     _save_t5_tokenizer(directory, "tokenizer", spm / "spiece.model")
+    return directory
+
+
+# FLUX.1-dev's scheduler_config.json: resolution-dependent (dynamic) shifting of the flow-matching grid
+FLUX_DEV_SCHEDULER = {"shift": 3.0, "use_dynamic_shifting": True, "base_shift": 0.5, "max_shift": 1.15,
+                      "base_image_seq_len": 256, "max_image_seq_len": 4096}
+
+
+def _diffusers_test_flux(directory: Path, seed: int, dev: bool) -> Path:
+    """`FluxPipelineTesterConfig.get_dummy_components()` of diffusers' tests: FluxTransformer2DModel (patch 1, 4 input
+    channels = one latent channel packed 2x2, 1 double + 1 single block, 2 heads x 16, joint attention 32, pooled
+    projection 32, RoPE axes (4, 4, 8)); CLIPTextModel (hidden 32 / intermediate 37 / 5 layers / 4 heads / vocabulary
+    1000, its pooled output feeds the transformer); their T5 (tiny-random-t5, `t5_encoder`) with a SentencePiece
+    tokenizer trained here, our CLIP tokenizer; VAE (4,) channels, one latent channel, one norm group, no quant convs,
+    shift 0.0609, scale 1.5035; FlowMatchEulerDiscreteScheduler() (FLUX.1-schnell's layout: static shift, no
+    guidance embedding). `dev`: FLUX.1-dev's layout instead, `guidance_embeds=True` and its scheduler config
+    (`FLUX_DEV_SCHEDULER`, dynamic shifting)."""
+    import torch
+    from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    vocab, merges = learn_bpe()
+    torch.manual_seed(seed)
+    transformer = FluxTransformer2DModel(
+        patch_size=1, in_channels=4, num_layers=1, num_single_layers=1, attention_head_dim=16, num_attention_heads=2,
+        joint_attention_dim=32, pooled_projection_dim=32, axes_dims_rope=[4, 4, 8], guidance_embeds=dev)
+    config = CLIPTextConfig(
+        bos_token_id=0, eos_token_id=2, hidden_size=32, intermediate_size=37, layer_norm_eps=1e-05,
+        num_attention_heads=4, num_hidden_layers=5, pad_token_id=1, vocab_size=1000, hidden_act="gelu",
+        projection_dim=32)
+    torch.manual_seed(seed)
+    text = CLIPTextModel(config)
+    torch.manual_seed(seed)
+    vae = AutoencoderKL(
+        sample_size=32, in_channels=3, out_channels=3, block_out_channels=(4,), layers_per_block=1, latent_channels=1,
+        norm_num_groups=1, use_quant_conv=False, use_post_quant_conv=False, shift_factor=0.0609, scaling_factor=1.5035)
+    spm = directory.parent / f"{directory.name}-spm"
+    pipe = FluxPipeline(
+        scheduler=FlowMatchEulerDiscreteScheduler(**(FLUX_DEV_SCHEDULER if dev else {})), vae=vae, text_encoder=text,
+        text_encoder_2=t5_encoder(seed), tokenizer=CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=77),
+        tokenizer_2=t5_tokenizer(spm), transformer=transformer)
+    pipe.save_pretrained(directory, safe_serialization=True)
+    _write_vocab(directory / "tokenizer", vocab, merges)
+    _save_t5_tokenizer(directory, "tokenizer_2", spm / "spiece.model")
     return directory

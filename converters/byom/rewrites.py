@@ -17,6 +17,8 @@ processor, nn.GroupNorm), and the LiteRT file made from the rewritten signature 
   file serves s = 1 with one pass). Guidance-distilled UNets (LCM, `time_cond_proj_dim`) are batch 1 with
   the scale as a `guidance` input; its sinusoidal embedding is computed inside the graph.
 - PixArt's learned-sigma output channels are dropped in the graph; the VAE's latent scaling is folded in.
+- DC-AE decoders (Sana's AutoencoderDC): channel `repeat_interleave` (rank-5 RESHAPE + BROADCAST_TO) -> a rank-4
+  concatenation (`converters/byom/dc_ae.py`).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import torch
 from torch import nn
 
 from banana_sdk.runtime.guidance import GuidanceMode
+from converters.byom.dc_ae import ExportDCDecoder, ExportDCUpBlock2d, rewrite_dc_decoders
 
 GUIDANCE_SCALE_GATE = 8.5  # guidance scale fed to embedded-guidance denoisers by the gate
 
@@ -35,6 +38,8 @@ GUIDANCE_SCALE_GATE = 8.5  # guidance scale fed to embedded-guidance denoisers b
 def guidance_mode(class_name: str, config: dict) -> GuidanceMode:
     """How guidance reaches this denoiser."""
     if class_name == "UNet2DConditionModel" and config.get("time_cond_proj_dim"):
+        return GuidanceMode.EMBEDDED
+    if class_name == "FluxTransformer2DModel" and config.get("guidance_embeds"):  # FLUX.1-dev
         return GuidanceMode.EMBEDDED
     return GuidanceMode.CFG
 
@@ -90,6 +95,7 @@ def apply_rewrites(module: nn.Module) -> nn.Module:
     """The in-place rewrites of a diffusers model (returns it)."""
     pin_attention_processors(module)
     rewrite_group_norms(module)
+    rewrite_dc_decoders(module)
     return module
 
 
@@ -105,9 +111,11 @@ def describe_rewrites(module: nn.Module) -> dict[str, int]:
         explicit = ()  # isinstance(x, ()) is False
 
     layers = list(module.modules())
+    repeats = sum(isinstance(m, (ExportDCDecoder, ExportDCUpBlock2d)) for m in layers)
     return {"attention_processor": sum(isinstance(getattr(m, "processor", None), explicit) for m in layers),
             "group_norm": sum(isinstance(m, ReshapeGroupNorm) for m in layers),
-            "nn_group_norm_left": sum(isinstance(m, nn.GroupNorm) for m in layers)}
+            "nn_group_norm_left": sum(isinstance(m, nn.GroupNorm) for m in layers),
+            **({"dc_channel_repeat": repeats} if repeats else {})}  # DC-AE decoders only
 
 
 def guidance_embedding(scale: torch.Tensor, dim: int) -> torch.Tensor:

@@ -43,6 +43,7 @@ FLOW_MATCH_DEFAULTS = {"use_dynamic_shifting": False, "invert_sigmas": False, "s
                        "use_karras_sigmas": False, "use_exponential_sigmas": False, "use_beta_sigmas": False,
                        "stochastic_sampling": False}
 CALL_DEFAULT_FAMILIES = (Family.SDXL, Family.SD3, Family.PIXART)  # teachers that keep their pipeline's defaults
+FLOW_FAMILIES = (Family.SD3, Family.SANA)  # families trained with flow matching (FlowMatchEulerDiscreteScheduler)
 
 
 @dataclass(frozen=True)
@@ -72,10 +73,14 @@ def plan_sampler(pipe: PipelineFolder, guidance: GuidanceMode, family: Family = 
 
     comp = pipe["scheduler"]
     cfg = comp.config
-    if (comp.class_name == FLOW_MATCH) != (family is Family.SD3):  # a flow model needs a flow scheduler, and back
-        wanted = f"{FLOW_MATCH} (flow matching)" if family is Family.SD3 else "a DDPM-family scheduler"
+    flow = family in FLOW_FAMILIES
+    if (comp.class_name == FLOW_MATCH) != flow:  # a flow model needs a flow scheduler, and back
+        wanted = f"{FLOW_MATCH} (flow matching)" if flow else "a DDPM-family scheduler"
+        hint = "" if not cfg.get("use_flow_sigmas") else (  # flow DPM-Solver (Sana's checkpoints): name the swap
+            f"; to sample with flow-matching Euler instead (other images than this scheduler's), replace "
+            f"{comp.folder}/ by a {FLOW_MATCH} with shift={cfg.get('flow_shift', 1.0)}")
         raise ConversionError(f"{comp.folder}: {comp.class_name} is not supported yet for {pipe.pipeline_class} "
-                              f"({family.value} family); it needs {wanted}")
+                              f"({family.value} family); it needs {wanted}{hint}")
     if comp.class_name == FLOW_MATCH:
         return _flow_match(pipe, guidance)
     if cfg.get("thresholding"):

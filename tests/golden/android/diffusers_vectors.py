@@ -5,7 +5,7 @@
 - `diffusers_samplers.json`: every DDPM sampler's timesteps (and Euler sigmas) on the Stable-Diffusion table, and
   three steps of each on a fixed fake model, recorded call by call (the model input x and t, its output), over
   predictions, spacings, offsets and clipping; the final latent bit for bit. Under `flow_match`, the same for
-  `flow-match-euler` on two flow-matching schedules (different shifts and sigma ranges).
+  `flow-match-euler` on four flow-matching schedules (different shifts and sigma ranges, both grids).
 - `diffusers_run.json` (slow: converts a bundle): one full generation of the `tiny-sd` pipeline converted at fp32,
   run by `DiffusersGenerator` on the bundle's LiteRT runners with every signature call recorded (inputs, outputs),
   so a fake engine can replay it; the manifest (tflite entries replaced by small stub files), the tokenizer files,
@@ -153,9 +153,12 @@ def diffusers_sampler_vectors() -> dict[str, Any]:
             "flow_match": flow_match_vectors(shape)}
 
 
-FLOW_MATCH_SCHEDULES = {  # name -> FlowMatchSchedule (SD3's own grid; an unusual shift < 1 and sigma range)
+FLOW_MATCH_SCHEDULES = {  # name -> FlowMatchSchedule (SD3's own grid; an unusual shift < 1 and sigma range;
+    # FluxPipeline's uniform grid: schnell's shift 1, dev's dynamic shift exp(mu) as resolved for 4096 tokens)
     "sd3_shift3": FlowMatchSchedule(1000, 3.0, float(shift_time(np.float64(0.001), 3.0)), 1.0),
     "shift_half": FlowMatchSchedule(1000, 0.5, 0.01, 0.9),
+    "flux_uniform": FlowMatchSchedule(1000, 1.0, 0.001, 1.0, grid="uniform"),
+    "flux_dev_uniform": FlowMatchSchedule(1000, float(np.exp(1.15)), 0.001, 1.0, grid="uniform"),
 }
 
 
@@ -242,9 +245,11 @@ def replay_runners(data: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
     queue = list(data["calls"])
     problems: list[str] = []
 
-    def decode(t: dict[str, Any]) -> np.ndarray:
+    def decode(t: dict[str, Any] | int) -> np.ndarray:
         import base64
 
+        if isinstance(t, int):  # an index into the run's distinct tensors (sentencepiece_vectors._interned)
+            t = data["tensors"][t]
         if t["dtype"] == "int32":
             return np.array(t["values"], np.int32).reshape(t["shape"])
         return np.frombuffer(base64.b64decode(t["b64"]), "<f4").reshape(t["shape"]).astype(np.float32)

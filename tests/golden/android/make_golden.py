@@ -33,6 +33,13 @@ from diffusers_vectors import diffusers_run_vectors, diffusers_sampler_vectors, 
 from live_run_vectors import live_run_vectors  # noqa: E402
 from live_vectors import governor_vectors, live_vectors  # noqa: E402
 from peel_vectors import peel_vectors  # noqa: E402
+from sentencepiece_vectors import (  # noqa: E402
+    FLOW_RUNS,
+    T5_RUNS,
+    diffusers_gemma_tokenizer_vectors,
+    diffusers_sentencepiece_vectors,
+    t5_run_vectors,
+)
 from subject_vectors import subject_vectors  # noqa: E402
 from tile_vectors import tile_vectors  # noqa: E402
 
@@ -564,9 +571,12 @@ GENERATORS = {
     "live_run.json": live_run_vectors,
     "diffusers_tokenizer.json": diffusers_tokenizer_vectors,
     "diffusers_samplers.json": diffusers_sampler_vectors,
+    "diffusers_sentencepiece.json": diffusers_sentencepiece_vectors,
+    "diffusers_gemma_tokenizer.json": diffusers_gemma_tokenizer_vectors,
 }
 # converts a bundle (minutes): written by `main`, its staleness checked by replaying it through the Python runtime
-SLOW_GENERATORS = {"diffusers_run.json": diffusers_run_vectors}
+SLOW_GENERATORS = {"diffusers_run.json": diffusers_run_vectors,
+                   **{name: (lambda n=name: t5_run_vectors(n)) for name in (*T5_RUNS, *FLOW_RUNS)}}
 
 
 def render(name: str) -> str:
@@ -574,14 +584,15 @@ def render(name: str) -> str:
     return json.dumps({**GENERATORS, **SLOW_GENERATORS}[name](), indent=1, ensure_ascii=True) + "\n"
 
 
-def main(out_dir: Path = OUT_DIR) -> None:
+def main(out_dir: Path = OUT_DIR, names: list[str] | None = None) -> None:
+    """Write every golden file, or only `names` (e.g. `make_golden.py diffusers_sentencepiece.json`)."""
     from banana_sdk.fileio import atomic_write_bytes
 
-    for name in [*GENERATORS, *SLOW_GENERATORS]:
+    for name in names or [*GENERATORS, *SLOW_GENERATORS]:
         atomic_write_bytes(out_dir / name, render(name).encode("ascii"))
         (out_dir / name).chmod(0o644)  # plain data files, readable like the rest of the tree
         print(f"wrote {out_dir / name}")
 
 
 if __name__ == "__main__":
-    main()
+    main(names=sys.argv[1:])

@@ -37,11 +37,7 @@ class BananaModel private constructor(
     }
     private val diffusers: DiffusersPipeline? =
         manifest.diffusers?.let { spec ->
-            val text = { name: String -> bundle.file(name).readText(Charsets.UTF_8) }
-            DiffusersPipeline(
-                manifest,
-                DiffusersPipeline.tokenizers(spec.tokenizer, text(spec.tokenizer.vocabFile), text(spec.tokenizer.mergesFile)),
-            )
+            DiffusersPipeline(manifest, DiffusersPipeline.tokenizers(spec.tokenizers) { name -> bundle.file(name).readBytes() })
         }
     private val peelSet = PeelSet(manifest)
     private val sessions = HashMap<String, EngineSession>()
@@ -204,9 +200,6 @@ class BananaModel private constructor(
             job.subjects?.let { fixed + (SubjectInputs.SUBJECT_MASK to Tensor.F32(it.mask.shape, FloatArray(it.mask.elementCount))) }
                 ?: fixed
         val latentSpec = sig.input("latent")!!
-        val stepMs = ArrayList<Double>(job.steps)
-        var last = clock()
-        var stepOpen = false // a step's section never spans the emit (a suspension may resume on another thread)
         val velocity: VelocityFn = { x, t ->
             currentCoroutineContext().ensureActive()
             val v = denoiseOnce(denoise, sig, fixed, contexts[0], x, t)
@@ -218,24 +211,10 @@ class BananaModel private constructor(
                 FloatArray(v.size) { i -> vu[i] + g * (v[i] - vu[i]) }
             }
         }
-        tracer.begin(TraceSections.denoiseStep(1))
-        stepOpen = true
+        val steps = DenoiseSteps(clock, tracer, out, job.steps)
         val latent =
-            try {
-                job.sampler.sample(velocity, latentSpec.elementCount, job.steps, job.seed, manifest.sampler.shift) { i, n ->
-                    val now = clock()
-                    stepMs += (now - last) / 1e6
-                    last = now
-                    tracer.end()
-                    stepOpen = false
-                    out.emit(GenerationEvent.Progress(Stage.DENOISE, i + 1, n))
-                    if (i + 1 < n) {
-                        tracer.begin(TraceSections.denoiseStep(i + 2))
-                        stepOpen = true
-                    }
-                }
-            } finally {
-                if (stepOpen) tracer.end()
+            steps.run { onStep ->
+                job.sampler.sample(velocity, latentSpec.elementCount, job.steps, job.seed, manifest.sampler.shift, onStep)
             }
         release(denoiseName)
         // 3. decode and convert to 8-bit RGB
@@ -253,7 +232,7 @@ class BananaModel private constructor(
         // 4. above the base size: tiled upscaling passes over the 8-bit image, converted once at the end
         val upscaleMs = ArrayList<Double>()
         val image = if (job.chain.isEmpty()) baseImage else upscale(baseImage, job, loads, upscaleMs, out)
-        out.emit(GenerationEvent.Image(image, latent, RunTimings(ms(start), textMs, stepMs, decodeMs, loads, upscaleMs)))
+        out.emit(GenerationEvent.Image(image, latent, RunTimings(ms(start), textMs, steps.stepMs, decodeMs, loads, upscaleMs)))
     }
 
     /** The base image through the `upscale_tile` chain (`banana_sdk.upscale.chain.generate_upscaled`). */

@@ -3,8 +3,6 @@ package com.banana.sdk.core
 import com.banana.sdk.core.diffusers.DiffusersJob
 import com.banana.sdk.core.diffusers.DiffusersPipeline
 import com.banana.sdk.core.diffusers.SignatureCall
-import kotlinx.coroutines.currentCoroutineContext
-import kotlinx.coroutines.ensureActive
 import kotlinx.coroutines.flow.FlowCollector
 
 /**
@@ -37,29 +35,8 @@ internal class DiffusersGeneration(
         out.emit(GenerationEvent.Progress(Stage.TEXT, 1, 1))
         // 2. the sampler drives the denoiser (two passes per step for CFG)
         val denoise = call(BananaModel.DENOISE, loads)
-        val stepMs = ArrayList<Double>(job.steps)
-        var last = model.now()
-        var stepOpen = false // a step's section never spans the emit (a suspension may resume on another thread)
-        tracer.begin(TraceSections.denoiseStep(1))
-        stepOpen = true
-        val latent =
-            try {
-                pipeline.sample(job, cond, uncond, denoise) { i, n ->
-                    currentCoroutineContext().ensureActive()
-                    val now = model.now()
-                    stepMs += (now - last) / 1e6
-                    last = now
-                    tracer.end()
-                    stepOpen = false
-                    out.emit(GenerationEvent.Progress(Stage.DENOISE, i + 1, n))
-                    if (i + 1 < n) {
-                        tracer.begin(TraceSections.denoiseStep(i + 2))
-                        stepOpen = true
-                    }
-                }
-            } finally {
-                if (stepOpen) tracer.end()
-            }
+        val steps = DenoiseSteps(model::now, tracer, out, job.steps)
+        val latent = steps.run { onStep -> pipeline.sample(job, cond, uncond, denoise, onStep) }
         model.release(BananaModel.DENOISE)
         // 3. decode and convert to 8-bit RGB
         val decoder = call(BananaModel.VAE_DECODE, loads)
@@ -69,7 +46,7 @@ internal class DiffusersGeneration(
         val decodeMs = model.ms(decodeStart)
         model.release(BananaModel.VAE_DECODE)
         out.emit(GenerationEvent.Progress(Stage.DECODE, 1, 1))
-        out.emit(GenerationEvent.Image(image, latent, RunTimings(model.ms(start), textMs, stepMs, decodeMs, loads)))
+        out.emit(GenerationEvent.Image(image, latent, RunTimings(model.ms(start), textMs, steps.stepMs, decodeMs, loads)))
     }
 
     private fun call(

@@ -71,7 +71,7 @@ enum class ModelKind(
     val id: String,
 ) {
     BANANA("banana"), // our family: rectified-flow samplers, the words+bytes tokenizer
-    DIFFUSERS("diffusers"), // a converted diffusers pipeline: DDPM schedule, CLIP BPE (docs/DESIGN.md §8)
+    DIFFUSERS("diffusers"), // a converted diffusers pipeline: DDPM or flow-match schedule, CLIP BPE / T5 SentencePiece (docs/DESIGN.md §8)
 }
 
 /** The kind-specific sections of a banana bundle. */

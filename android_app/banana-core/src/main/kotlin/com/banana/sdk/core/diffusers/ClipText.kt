@@ -36,6 +36,9 @@ object ClipText {
     /** True when Python's `not prompt.strip()` holds: empty or only `str.isspace()` characters. */
     fun isBlank(text: String): Boolean = text.codePoints().allMatch { it in PY_SPACE }
 
+    /** Python's `text.strip()`: `str.isspace()` characters (all in the BMP) removed from both ends. */
+    fun strip(text: String): String = text.trim { it.code in PY_SPACE }
+
     fun isLetter(cp: Int): Boolean =
         when (Character.getType(cp).toByte()) {
             Character.UPPERCASE_LETTER, Character.LOWERCASE_LETTER, Character.TITLECASE_LETTER,

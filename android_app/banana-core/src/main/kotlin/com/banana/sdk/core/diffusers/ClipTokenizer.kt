@@ -8,12 +8,6 @@ import com.banana.sdk.core.json.JsonObject
 import com.banana.sdk.core.json.JsonSyntaxException
 import java.util.concurrent.ConcurrentHashMap
 
-/** Fixed-length ids of one prompt for one token input. */
-class ClipEncoded(
-    val ids: IntArray, // (L,) token ids, padded with the input's pad id
-    val length: Int, // tokens before padding, incl. BOS and EOS
-)
-
 /**
  * CLIP's byte-level BPE (`clip-bpe`, docs/DESIGN.md §8), a mirror of `banana_sdk/runtime/clip_tokenizer.py` (its
  * docstring is normative): special-token texts are their ids, the rest is [ClipText]-normalized and split, each
@@ -22,18 +16,18 @@ class ClipEncoded(
 class ClipTokenizer(
     private val vocab: Map<String, Int>, // symbol -> id (vocab.json)
     private val merges: List<Pair<String, String>>, // merge pairs in rank order (merges.txt)
-    val contextLength: Int, // L
+    override val contextLength: Int, // L
     private val bos: String, // start token text, e.g. "<|startoftext|>"
     private val eos: String, // end token text, e.g. "<|endoftext|>"
     pad: String, // padding token text (its id fills the context after EOS)
     private val unk: String, // symbol for pieces missing from the vocabulary
-) {
+) : PromptTokenizer {
     private val ranks: Map<Pair<String, String>, Int> = merges.withIndex().associate { (i, p) -> p to i }
     private val specials: Regex
     private val cache = ConcurrentHashMap<String, IntArray>()
     val bosId: Int
     val eosId: Int
-    val padId: Int
+    override val padId: Int
     val unkId: Int
     private val specialIds: Map<String, Int>
 
@@ -66,29 +60,16 @@ class ClipTokenizer(
         return out
     }
 
-    /** Fixed-length ids; [PromptException] if the prompt is empty (whitespace only) or too long. */
-    fun encode(prompt: String): ClipEncoded {
-        if (ClipText.isBlank(prompt)) throw PromptException("prompt is empty; describe the image to generate")
+    override fun encode(prompt: String): ClipEncoded {
+        checkNotBlank(prompt)
         return encodeAny(prompt)
     }
 
     /** The empty prompt [bos][eos]: classifier-free guidance's unconditional input. */
-    fun unconditional(): ClipEncoded = encodeAny("")
+    override fun unconditional(): ClipEncoded = encodeAny("")
 
-    private fun encodeAny(prompt: String): ClipEncoded {
-        val body = tokens(prompt)
-        val length = body.size + 2
-        if (length > contextLength) {
-            throw PromptException(
-                "prompt is $length tokens but the model's context holds $contextLength (incl. start/end tokens); shorten it",
-            )
-        }
-        val ids = IntArray(contextLength) { padId }
-        ids[0] = bosId
-        body.forEachIndexed { i, id -> ids[i + 1] = id }
-        ids[length - 1] = eosId
-        return ClipEncoded(ids, length)
-    }
+    private fun encodeAny(prompt: String): ClipEncoded =
+        fixedLength(listOf(bosId) + tokens(prompt) + eosId, contextLength, padId, "start/end tokens")
 
     private fun addText(
         part: String,
@@ -136,22 +117,6 @@ class ClipTokenizer(
         const val KIND = "clip-bpe"
         const val VERSION = 1
         const val END_OF_WORD = "</w>"
-
-        private fun checkUnicode(prompt: String) {
-            var i = 0
-            while (i < prompt.length) {
-                val c = prompt[i]
-                val paired = i + 1 < prompt.length && Character.isHighSurrogate(c) && Character.isLowSurrogate(prompt[i + 1])
-                if (paired) {
-                    i += 2
-                    continue
-                }
-                if (Character.isSurrogate(c)) {
-                    throw PromptException("prompt holds a lone surrogate at index $i (not valid Unicode); remove it")
-                }
-                i += 1
-            }
-        }
 
         /** vocab.json: a JSON object symbol -> id. */
         fun parseVocab(text: String): Map<String, Int> {

@@ -9,6 +9,7 @@ import com.banana.sdk.core.TensorSpec
 import com.banana.sdk.core.json.JsonArray
 import com.banana.sdk.core.json.JsonFields
 import com.banana.sdk.core.json.JsonNumber
+import com.banana.sdk.core.json.JsonObject
 import com.banana.sdk.core.json.JsonValue
 
 /**
@@ -32,9 +33,9 @@ internal class DiffusersManifestParser(
             DiffusersFamily.parse(familyId)
                 ?: fail("${model.child("family")} '$familyId' is not supported by this SDK; choose from ${DiffusersFamily.ids}")
         val sampler = parseSampler(doc.obj("sampler"))
-        val tokenizer = parseTokenizer(doc.obj("tokenizer"), files)
-        val conditioning = parseConditioning(doc.optionalObj("conditioning"))
-        val spec = DiffusersSpec(family, sampler, tokenizer, conditioning)
+        val tokenizers = parseTokenizers(doc.obj("tokenizer"), files)
+        val conditioning = parseConditioning(doc.optionalObj("conditioning"), tokenizers.getValue(TOKENS).contextLength)
+        val spec = DiffusersSpec(family, sampler, tokenizers, conditioning)
         checkSignatures(spec, image, signatures)
         return spec
     }
@@ -89,7 +90,7 @@ internal class DiffusersManifestParser(
         }
     }
 
-    /** A flow-matching schedule: 0 < sigma_min < sigma_max <= 1, shift > 0 (`FlowMatchSchedule.from_dict`). */
+    /** A flow-matching schedule: 0 < sigma_min < sigma_max <= 1, shift > 0, a known grid (`FlowMatchSchedule.from_dict`). */
     private fun parseFlowMatchSchedule(obj: JsonFields): FlowMatchSchedule {
         val total = obj.int("num_train_timesteps")
         if (total !in 1..MAX_TIMESTEPS) fail("${obj.child("num_train_timesteps")} must be in 1..$MAX_TIMESTEPS, got $total")
@@ -100,7 +101,9 @@ internal class DiffusersManifestParser(
         if (!(sigmaMin > 0.0 && sigmaMin < sigmaMax && sigmaMax <= 1.0)) {
             fail("${obj.child("sigma_min")} and sigma_max must satisfy 0 < sigma_min < sigma_max <= 1, got $sigmaMin and $sigmaMax")
         }
-        return FlowMatchSchedule(total, shift, sigmaMin, sigmaMax)
+        val gridId = obj.optionalString("grid") ?: FlowMatchGrid.SIGMA_RANGE.id
+        val grid = FlowMatchGrid.parse(gridId) ?: fail("${obj.child("grid")} '$gridId' is unknown; choose from ${FlowMatchGrid.ids}")
+        return FlowMatchSchedule(total, shift, sigmaMin, sigmaMax, grid)
     }
 
     private fun parseDdpmSchedule(obj: JsonFields): DdpmSchedule {
@@ -147,62 +150,139 @@ internal class DiffusersManifestParser(
         return a
     }
 
+    /**
+     * `tokenizer` and its `inputs` -> one spec per text_encoder token input, `tokens` first
+     * (`text_tokenizers.input_tokenizers`): an entry with a `kind` is a tokenizer of its own, any other entry's
+     * fields go over the section's. CLIP inputs share one vocabulary.
+     */
+    private fun parseTokenizers(
+        obj: JsonFields,
+        files: Map<String, FileEntry>,
+    ): Map<String, TokenizerSpec> {
+        val section = JsonObject(obj.obj.fields - INPUTS)
+        val base = parseTokenizer(JsonFields(section, obj.path, fail), files, SpecPath(obj.path))
+        val inputs = obj.optionalObj(INPUTS)
+        val specs = LinkedHashMap<String, TokenizerSpec>()
+        for (name in inputs?.obj?.fields?.keys ?: listOf(TOKENS)) {
+            val entry = inputs?.obj(name)
+            specs[name] =
+                when {
+                    entry == null || entry.obj.fields.isEmpty() -> {
+                        base
+                    }
+
+                    entry.has("kind") -> {
+                        parseTokenizer(entry, files, SpecPath(entry.path))
+                    }
+
+                    else -> {
+                        val merged = JsonFields(JsonObject(section.fields + entry.obj.fields), entry.path, fail)
+                        parseTokenizer(merged, files, SpecPath(entry.path, obj.path, entry.obj.fields.keys))
+                    }
+                }
+        }
+        if (TOKENS !in specs) fail("${obj.child(INPUTS)} lacks '$TOKENS' (the text encoder's first token input)")
+        val clips = specs.values.filterIsInstance<ClipTokenizerSpec>()
+        clips.firstOrNull { it.vocabFile != clips[0].vocabFile || it.mergesFile != clips[0].mergesFile }?.let {
+            fail("${it.path.entry} must share ${clips[0].path.entry}.vocab_file and merges_file (one CLIP vocabulary per bundle)")
+        }
+        return linkedMapOf(TOKENS to specs.getValue(TOKENS)) + specs
+    }
+
+    /** One tokenizer spec at `obj.path`, by its `kind`. */
     private fun parseTokenizer(
         obj: JsonFields,
         files: Map<String, FileEntry>,
-    ): ClipTokenizerSpec {
+        path: SpecPath,
+    ): TokenizerSpec {
         val kind = obj.string("kind")
-        if (kind != ClipTokenizer.KIND) fail("tokenizer.kind '$kind' is not supported by this SDK (only '${ClipTokenizer.KIND}')")
-        val version = obj.int("version")
-        if (version >
-            ClipTokenizer.VERSION
-        ) {
-            fail("tokenizer.version $version is newer than this SDK reads (${ClipTokenizer.VERSION}); update the app")
-        }
+        val version =
+            when (kind) {
+                ClipTokenizer.KIND -> ClipTokenizer.VERSION
+                SentencePieceUnigramTokenizer.KIND -> SentencePieceUnigramTokenizer.VERSION
+                SentencePieceBpeTokenizer.KIND -> SentencePieceBpeTokenizer.VERSION
+                else -> fail("${obj.child("kind")} '$kind' is not supported by this SDK; choose from $TOKENIZER_KINDS")
+            }
+        val found = obj.int("version")
+        if (found > version) fail("${obj.child("version")} $found is newer than this SDK reads ($version); update the app")
         val context = obj.int("context_length")
-        if (context !in
-            2..ManifestParser.MAX_CONTEXT
-        ) {
-            fail("tokenizer.context_length must be in 2..${ManifestParser.MAX_CONTEXT}, got $context")
+        if (context !in 2..ManifestParser.MAX_CONTEXT) {
+            fail("${obj.child("context_length")} must be in 2..${ManifestParser.MAX_CONTEXT}, got $context")
         }
         val vocabSize = obj.int("vocab_size")
-        if (vocabSize !in
-            1..ManifestParser.MAX_VOCAB_SIZE
-        ) {
-            fail("tokenizer.vocab_size must be in 1..${ManifestParser.MAX_VOCAB_SIZE}, got $vocabSize")
+        if (vocabSize !in 1..ManifestParser.MAX_VOCAB_SIZE) {
+            fail("${obj.child("vocab_size")} must be in 1..${ManifestParser.MAX_VOCAB_SIZE}, got $vocabSize")
         }
         val vocabFile = fileReference(obj, "vocab_file", files)
-        val mergesFile = fileReference(obj, "merges_file", files)
-        val pad = obj.string("pad_token")
-        val inputs = obj.optionalObj("inputs")
-        val pads =
-            if (inputs == null) {
-                mapOf(TOKENS to pad)
-            } else {
-                inputs.obj.fields.keys.associateWith { name ->
-                    val entry = inputs.obj(name)
-                    val entryKind = entry.optionalString("kind")
-                    if (entryKind != null && entryKind != ClipTokenizer.KIND) {
-                        fail("${entry.child("kind")} '$entryKind' is not supported by this SDK (only '${ClipTokenizer.KIND}')")
-                    }
-                    if (entryKind != null && (entry.string("vocab_file") != vocabFile || entry.string("merges_file") != mergesFile)) {
-                        fail("${entry.path} must share tokenizer.vocab_file and merges_file (one CLIP vocabulary per bundle)")
-                    }
-                    entry.string("pad_token")
+        if (kind == ClipTokenizer.KIND) {
+            return ClipTokenizerSpec(
+                path = path,
+                version = found,
+                contextLength = context,
+                vocabSize = vocabSize,
+                bosToken = obj.string("bos_token"),
+                eosToken = obj.string("eos_token"),
+                padToken = obj.string("pad_token"),
+                unkToken = obj.string("unk_token"),
+                vocabFile = vocabFile,
+                mergesFile = fileReference(obj, "merges_file", files),
+            )
+        }
+        val id = { key: String ->
+            obj.int(key).also {
+                if (it !in
+                    0 until vocabSize
+                ) {
+                    fail("${obj.child(key)} must be in 0..${vocabSize - 1}, got $it")
                 }
             }
-        if (TOKENS !in pads) fail("tokenizer.inputs lacks '$TOKENS' (the text encoder's first token input)")
-        return ClipTokenizerSpec(
-            version = version,
+        }
+        val steps =
+            obj.optionalArray("preprocess")?.let { obj.strings("preprocess") }.orEmpty().map { step ->
+                Preprocess.parse(step) ?: fail("${obj.child("preprocess")} step '$step' is unknown; choose from ${Preprocess.ids}")
+            }
+        if (kind == SentencePieceBpeTokenizer.KIND) {
+            return SentencePieceBpeSpec(
+                path = path,
+                version = found,
+                contextLength = context,
+                vocabSize = vocabSize,
+                bosToken = obj.string("bos_token"),
+                eosToken = obj.string("eos_token"),
+                padToken = obj.string("pad_token"),
+                unkToken = obj.string("unk_token"),
+                bosId = id("bos_id"),
+                eosId = id("eos_id"),
+                padId = id("pad_id"),
+                unkId = id("unk_id"),
+                addBos = obj.boolean("add_bos"),
+                addEos = obj.boolean("add_eos"),
+                preprocess = steps,
+                prefix = obj.optionalString("prefix") ?: "",
+                modelFile = fileReference(obj, "model_file", files),
+            )
+        }
+        if (obj.has("unk_penalty") && obj.double("unk_penalty") != UnigramSegmenter.UNK_PENALTY) {
+            fail(
+                "${obj.child(
+                    "unk_penalty",
+                )} ${obj.double("unk_penalty")} is not this SDK's (${UnigramSegmenter.UNK_PENALTY}); update the app",
+            )
+        }
+        return SentencePieceUnigramSpec(
+            path = path,
+            version = found,
             contextLength = context,
             vocabSize = vocabSize,
-            bosToken = obj.string("bos_token"),
             eosToken = obj.string("eos_token"),
-            padToken = pad,
+            padToken = obj.string("pad_token"),
             unkToken = obj.string("unk_token"),
-            vocabFile = vocabFile,
-            mergesFile = mergesFile,
-            inputPads = linkedMapOf(TOKENS to pads.getValue(TOKENS)) + pads,
+            eosId = id("eos_id"),
+            padId = id("pad_id"),
+            unkId = id("unk_id"),
+            extraIds = id("extra_ids"),
+            preprocess = steps,
+            modelFile = fileReference(obj, "model_file", files),
         )
     }
 
@@ -217,7 +297,11 @@ internal class DiffusersManifestParser(
         return name
     }
 
-    private fun parseConditioning(obj: JsonFields?): ConditioningSpec {
+    /** `conditioning`; its `context_rows` must lie within the [length] positions of the `tokens` input. */
+    private fun parseConditioning(
+        obj: JsonFields?,
+        length: Int,
+    ): ConditioningSpec {
         if (obj == null) return ConditioningSpec(Unconditional.EMPTY_PROMPT, emptyMap())
         val id = obj.optionalString("unconditional") ?: Unconditional.EMPTY_PROMPT.id
         val unconditional =
@@ -227,7 +311,28 @@ internal class DiffusersManifestParser(
             constants?.obj?.fields?.mapValues { (name, v) ->
                 ArrayList<Float>().also { flatten(v, constants.child(name), it) }
             } ?: emptyMap()
-        return ConditioningSpec(unconditional, values)
+        return ConditioningSpec(unconditional, values, parseContextRows(obj, length))
+    }
+
+    /** `context_rows`: [start, stop) ranges, in order, within 0..[length] -> the positions (`read_context_rows`). */
+    private fun parseContextRows(
+        obj: JsonFields,
+        length: Int,
+    ): List<Int>? {
+        val ranges = obj.optionalArray(CONTEXT_ROWS) ?: return null
+        val where = obj.child(CONTEXT_ROWS)
+        val rows = ArrayList<Int>()
+        ranges.forEachIndexed { i, range ->
+            val pair = (range as? JsonArray)?.items?.takeIf { it.size == 2 }
+            if (pair == null) fail("$where[$i] must be a [start, stop) pair of integers, got ${JsonFields.describe(range)}")
+            val (start, stop) = pair.mapIndexed { j, v -> JsonFields.asInt(v, "$where[$i][$j]", fail) }
+            if (!(start in 0..stop && stop <= length)) {
+                fail("$where[$i] [$start, $stop) must satisfy 0 <= start <= stop <= $length (the text encoder's positions)")
+            }
+            for (row in start until stop) rows += row
+        }
+        if (rows.isEmpty()) fail("$where selects no text-encoder position; list at least one non-empty [start, stop) range")
+        return rows
     }
 
     /** Nested number arrays (numpy `tolist()`), row-major, as float32. */
@@ -251,10 +356,11 @@ internal class DiffusersManifestParser(
     ) {
         val (text, denoise, vae) =
             REQUIRED.map { signatures[it] ?: fail("signatures.$it is missing; a diffusers bundle needs $REQUIRED") }
-        val l = spec.tokenizer.contextLength
-        for (name in spec.tokenizer.inputPads.keys) {
-            expect(text, name, text.input(name), TensorSpec(name, listOf(1, l), DType.INT32), "input")
+        for ((name, tokenizer) in spec.tokenizers) {
+            expect(text, name, text.input(name), TensorSpec(name, listOf(1, tokenizer.contextLength), DType.INT32), "input")
         }
+        val l = spec.tokenizers.getValue(TOKENS).contextLength // the prompt mask follows `tokens`
+        val rows = spec.conditioning.contextRows?.size ?: l // denoise gets the mask at the context rows (Sana)
         text
             .input(
                 ATTENTION_MASK,
@@ -278,7 +384,7 @@ internal class DiffusersManifestParser(
                     }
 
                     CONTEXT_MASK -> {
-                        input == TensorSpec(CONTEXT_MASK, listOf(1, l), DType.FLOAT32)
+                        input == TensorSpec(CONTEXT_MASK, listOf(1, rows), DType.FLOAT32)
                     }
 
                     in spec.conditioning.constants -> {
@@ -294,7 +400,7 @@ internal class DiffusersManifestParser(
             if (!fed) {
                 fail(
                     "signatures.denoise input '${input.name}' ${input.shape} is fed by nothing of that shape (a text_encoder " +
-                        "output, context_mask [1, $l], guidance, or a conditioning.constants entry)",
+                        "output, context_mask [1, $rows], guidance, or a conditioning.constants entry)",
                 )
             }
         }
@@ -317,9 +423,12 @@ internal class DiffusersManifestParser(
     companion object {
         const val MAX_TIMESTEPS = 100_000
         const val TOKENS = "tokens"
+        const val INPUTS = "inputs"
+        val TOKENIZER_KINDS = listOf(ClipTokenizer.KIND, SentencePieceUnigramTokenizer.KIND, SentencePieceBpeTokenizer.KIND)
         const val ATTENTION_MASK = "attention_mask"
         const val CONTEXT = "context"
         const val CONTEXT_MASK = "context_mask"
+        const val CONTEXT_ROWS = "context_rows"
         const val LATENT = "latent"
         const val T = "t"
         const val GUIDANCE = "guidance"

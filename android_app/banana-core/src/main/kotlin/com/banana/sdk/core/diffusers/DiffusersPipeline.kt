@@ -3,6 +3,7 @@ package com.banana.sdk.core.diffusers
 import com.banana.sdk.core.BundleManifest
 import com.banana.sdk.core.ConfigException
 import com.banana.sdk.core.EngineException
+import com.banana.sdk.core.ManifestException
 import com.banana.sdk.core.StepListener
 import com.banana.sdk.core.Tensor
 
@@ -30,12 +31,13 @@ class DiffusersJob(
  * (`DiffusersGenerator`, normative): tokens per token input -> text_encoder -> a [DdpmSampler] calling denoise (twice
  * for CFG at s > 1, combined on the host in float32 as numpy does; once with `guidance` for embedded guidance) ->
  * vae_decode. Every text-encoder output is fed to denoise under its own name with `conditioning.constants`
- * (SDXL's `time_ids`); the unconditional input is the encoded empty prompt or zeros. Pure Kotlin: signatures are
+ * (SDXL's `time_ids`), the token mask at `conditioning.context_rows` when `context` holds only some positions
+ * (Sana); the unconditional input is the encoded empty prompt (Sana: without the instruction prefix) or zeros. Pure Kotlin: signatures are
  * [SignatureCall]s, so [com.banana.sdk.core.BananaModel] adds loading, timing and progress around it.
  */
 class DiffusersPipeline(
     private val manifest: BundleManifest,
-    private val tokenizers: Map<String, ClipTokenizer>, // per text_encoder token input, `tokens` first
+    private val tokenizers: Map<String, PromptTokenizer>, // per text_encoder token input, `tokens` first
 ) {
     val spec: DiffusersSpec =
         manifest.diffusers ?: throw ConfigException("${manifest.modelName} is a ${manifest.kind.id} bundle, not diffusers")
@@ -101,8 +103,14 @@ class DiffusersPipeline(
         for (spec in manifest.signature(TEXT_ENCODER).outputs) {
             cond[spec.name] = outputs[spec.name] ?: throw EngineException("$TEXT_ENCODER returned no output '${spec.name}'")
         }
-        if (CONTEXT_MASK in denoiseInputs) cond[CONTEXT_MASK] = mask
+        if (CONTEXT_MASK in denoiseInputs) cond[CONTEXT_MASK] = contextMask(mask)
         return cond
+    }
+
+    /** The token mask at `conditioning.context_rows` (Sana: the positions `context` holds), else the whole mask. */
+    private fun contextMask(mask: Tensor.F32): Tensor.F32 {
+        val rows = spec.conditioning.contextRows ?: return mask
+        return Tensor.F32(intArrayOf(1, rows.size), FloatArray(rows.size) { mask.data[rows[it]] })
     }
 
     /** CFG's unconditional input: zeros of every prompt input (the mask kept), or the encoded empty prompt. */
@@ -189,23 +197,125 @@ class DiffusersPipeline(
         private const val PREDICTION = DiffusersManifestParser.PREDICTION
         private const val IMAGE = DiffusersManifestParser.IMAGE
 
-        /** The bundle's tokenizers: one per text_encoder token input, from vocab.json + merges.txt text. */
+        /**
+         * The bundle's tokenizers, one per text_encoder token input ([DiffusersSpec.tokenizers]), from the files [read]
+         * returns by name. CLIP inputs share one vocabulary (SDXL's second pads with "!"), T5 inputs one model per file;
+         * [ManifestException] when a file is corrupt or disagrees with its spec.
+         */
         fun tokenizers(
+            specs: Map<String, TokenizerSpec>,
+            read: (String) -> ByteArray,
+        ): Map<String, PromptTokenizer> {
+            val clips = HashMap<ClipTokenizerSpec, ClipTokenizer>() // by spec without path and pad
+            val models = HashMap<String, SentencePieceModel>()
+            return specs.mapValues { (_, spec) ->
+                when (spec) {
+                    is ClipTokenizerSpec -> {
+                        val key = spec.copy(path = SpecPath(""), padToken = spec.eosToken)
+                        val base = clips.getOrPut(key) { clip(spec, read) }
+                        if (spec.padToken == spec.eosToken) base else base.withPad(spec.padToken)
+                    }
+
+                    is SentencePieceUnigramSpec -> {
+                        val model = models.getOrPut(spec.modelFile) { SentencePieceModel.parse(read(spec.modelFile), spec.modelFile) }
+                        unigram(spec, model)
+                    }
+
+                    is SentencePieceBpeSpec -> {
+                        val model = models.getOrPut(spec.modelFile) { SentencePieceModel.parse(read(spec.modelFile), spec.modelFile) }
+                        bpe(spec, model)
+                    }
+                }
+            }
+        }
+
+        private fun clip(
             spec: ClipTokenizerSpec,
-            vocabJson: String,
-            mergesText: String,
-        ): Map<String, ClipTokenizer> {
-            val base =
-                ClipTokenizer(
-                    ClipTokenizer.parseVocab(vocabJson),
-                    ClipTokenizer.parseMerges(mergesText),
+            read: (String) -> ByteArray,
+        ): ClipTokenizer =
+            ClipTokenizer(
+                ClipTokenizer.parseVocab(read(spec.vocabFile).toString(Charsets.UTF_8)),
+                ClipTokenizer.parseMerges(read(spec.mergesFile).toString(Charsets.UTF_8)),
+                spec.contextLength,
+                spec.bosToken,
+                spec.eosToken,
+                spec.eosToken,
+                spec.unkToken,
+            )
+
+        /** T5's tokenizer over [model]; the ids and vocabulary size the converter recorded must be the model's. */
+        private fun unigram(
+            spec: SentencePieceUnigramSpec,
+            model: SentencePieceModel,
+        ): SentencePieceUnigramTokenizer {
+            val tok =
+                SentencePieceUnigramTokenizer(
+                    model,
+                    spec.contextLength,
+                    spec.eosToken,
+                    spec.padToken,
+                    spec.unkToken,
+                    spec.extraIds,
+                    spec.preprocess,
+                    spec.modelFile,
+                )
+            checkRecorded(
+                spec.path,
+                spec.modelFile,
+                mapOf(
+                    "eos_id" to (spec.eosId to tok.eosId),
+                    "pad_id" to (spec.padId to tok.padId),
+                    "unk_id" to (spec.unkId to tok.unkId),
+                    "vocab_size" to (spec.vocabSize to tok.vocabSize),
+                ),
+            )
+            return tok
+        }
+
+        /** Gemma's tokenizer over [model]; the ids and vocabulary size the converter recorded must be the model's. */
+        private fun bpe(
+            spec: SentencePieceBpeSpec,
+            model: SentencePieceModel,
+        ): SentencePieceBpeTokenizer {
+            val tok =
+                SentencePieceBpeTokenizer(
+                    model,
                     spec.contextLength,
                     spec.bosToken,
                     spec.eosToken,
                     spec.padToken,
                     spec.unkToken,
+                    spec.addBos,
+                    spec.addEos,
+                    spec.preprocess,
+                    spec.prefix,
+                    spec.modelFile,
                 )
-            return spec.inputPads.mapValues { (_, pad) -> if (pad == spec.padToken) base else base.withPad(pad) }
+            checkRecorded(
+                spec.path,
+                spec.modelFile,
+                mapOf(
+                    "bos_id" to (spec.bosId to tok.bosId),
+                    "eos_id" to (spec.eosId to tok.eosId),
+                    "pad_id" to (spec.padId to tok.padId),
+                    "unk_id" to (spec.unkId to tok.unkId),
+                    "vocab_size" to (spec.vocabSize to tok.vocabSize),
+                ),
+            )
+            return tok
+        }
+
+        /** [ManifestException] naming the first field whose recorded value (first) is not the model's (second). */
+        private fun checkRecorded(
+            path: SpecPath,
+            file: String,
+            fields: Map<String, Pair<Int, Int>>,
+        ) {
+            for ((key, values) in fields) {
+                if (values.first != values.second) {
+                    throw ManifestException("manifest.json: ${path.of(key)} ${values.first} does not match $file (${values.second})")
+                }
+            }
         }
 
         private fun zerosLike(t: Tensor): Tensor =

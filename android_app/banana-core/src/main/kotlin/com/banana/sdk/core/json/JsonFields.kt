@@ -31,6 +31,11 @@ class JsonFields(
         return (value as? JsonNumber)?.toDouble() ?: fail("${child(key)} must be a number, got ${describe(value)}")
     }
 
+    fun boolean(key: String): Boolean {
+        val value = required(key)
+        return (value as? JsonBool)?.value ?: fail("${child(key)} must be true or false, got ${describe(value)}")
+    }
+
     fun obj(key: String): JsonFields {
         val value = required(key)
         val o = value as? JsonObject ?: fail("${child(key)} must be an object, got ${describe(value)}")

@@ -1,45 +1,21 @@
 package com.banana.sdk.core.diffusers
 
-import com.banana.sdk.core.Golden
-import com.banana.sdk.core.ManifestParser
-import com.banana.sdk.core.json.Json
-import com.banana.sdk.core.json.JsonObject
-import com.banana.sdk.core.json.JsonValue
-import com.banana.sdk.core.obj
-import com.banana.sdk.core.str
-import java.io.File
-import java.nio.file.Files
+import com.banana.sdk.core.GoldenBundle
 
-/**
- * The converted tiny-sd bundle of tests/golden/android/diffusers_run.json on disk: its manifest (every `.tflite` a
- * small stub the fake engines ignore), vocab.json and merges.txt, so BundleVerifier and BananaModel open it as real.
- */
-object DiffusersBundles {
-    val golden: JsonObject by lazy { Golden.load("diffusers_run.json") }
+/** The converted tiny-sd bundle of tests/golden/android/diffusers_run.json (CLIP, DDIM, CFG). */
+object DiffusersBundles : GoldenBundle("diffusers_run.json")
 
-    val manifest: JsonObject get() = golden["manifest"].obj()
+/** The diffusers test suite's PixArt-α converted with its T5 (`tokens` SentencePiece, masked; diffusers_run_pixart.json). */
+object PixArtT5Bundles : GoldenBundle("diffusers_run_pixart.json")
 
-    /** Writes the bundle (with [edit] applied to the manifest) into a new temp directory. */
-    fun write(edit: (JsonObject) -> JsonObject = { it }): File {
-        val dir = Files.createTempDirectory("diffusers-bundle").toFile()
-        for ((name, text) in golden["files"].obj().fields) File(dir, name).writeText(text.str(), Charsets.UTF_8)
-        for ((name, text) in golden["stubs"].obj().fields) File(dir, name).writeText(text.str(), Charsets.UTF_8)
-        File(dir, ManifestParser.FILE_NAME).writeText(Json.write(edit(manifest)), Charsets.UTF_8)
-        return dir
-    }
+/** The diffusers test suite's SD3 converted with its T5 (`tokens_3` SentencePiece, unmasked; diffusers_run_sd3_t5.json). */
+object Sd3T5Bundles : GoldenBundle("diffusers_run_sd3_t5.json")
 
-    /** [obj] with the value at [path] replaced ([value] null: removed). */
-    fun set(
-        obj: JsonObject,
-        path: List<String>,
-        value: JsonValue?,
-    ): JsonObject {
-        val fields = LinkedHashMap(obj.fields)
-        if (path.size == 1) {
-            if (value == null) fields.remove(path[0]) else fields[path[0]] = value
-        } else {
-            fields[path[0]] = set(fields.getValue(path[0]) as JsonObject, path.drop(1), value)
-        }
-        return JsonObject(fields)
-    }
-}
+/** The diffusers test suite's FLUX.1-schnell layout (CLIP `tokens` + T5 `tokens_2`, uniform grid; diffusers_run_flux.json). */
+object FluxBundles : GoldenBundle("diffusers_run_flux.json")
+
+/** FLUX.1-dev's layout: embedded `guidance`, dynamic shift resolved in the manifest (diffusers_run_flux_dev.json). */
+object FluxDevBundles : GoldenBundle("diffusers_run_flux_dev.json")
+
+/** The diffusers test suite's Sana (Gemma `tokens` with the instruction prefix, `context_rows`; diffusers_run_sana.json). */
+object SanaBundles : GoldenBundle("diffusers_run_sana.json")

@@ -34,6 +34,8 @@ class DiffusersManifestTest {
         assertEquals("manifest.json: $message", e.message)
     }
 
+    private fun pads(spec: DiffusersSpec) = spec.tokenizers.mapValues { it.value.padToken }
+
     @Test
     fun theConvertedManifestParses() {
         val m = parse(base)
@@ -53,7 +55,7 @@ class DiffusersManifestTest {
         val m = parse(Variants.sdxl(base))
         val spec = m.diffusers!!
         assertEquals(DiffusersFamily.SDXL, spec.family)
-        assertEquals(mapOf("tokens" to "<|endoftext|>", "tokens_2" to "!"), spec.tokenizer.inputPads)
+        assertEquals(mapOf("tokens" to "<|endoftext|>", "tokens_2" to "!"), pads(spec))
         assertEquals(Unconditional.ZEROS, spec.conditioning.unconditional)
         assertEquals(listOf(64f, 64f, 0f, 0f, 64f, 64f), spec.conditioning.constants.getValue("time_ids"))
     }
@@ -74,12 +76,20 @@ class DiffusersManifestTest {
         val sampler = parse(m).diffusers!!.sampler
         assertEquals(DdpmSamplerKind.FLOW_MATCH_EULER, sampler.kind)
         assertEquals(FlowMatchSchedule(1000, 3.0, 0.002994011976047904, 1.0), sampler.schedule)
+        // FluxPipeline's uniform grid; an unknown grid is refused naming the field and the choices
+        val uniform = parse(edit("sampler.schedule.grid", JsonString("uniform"), m)).diffusers!!.sampler.schedule
+        assertEquals(FlowMatchSchedule(1000, 3.0, 0.002994011976047904, 1.0, FlowMatchGrid.UNIFORM), uniform)
+        refused(
+            edit("sampler.schedule.grid", JsonString("karras"), m),
+            "sampler.schedule.grid 'karras' is unknown; choose from [sigma-range, uniform]",
+        )
+        refused(edit("sampler.schedule.grid", JsonNumber.of(1), m), "sampler.schedule.grid must be a string, got number 1")
         // SD3 without T5: the SDXL layout's two CLIP inputs and pooled text, on a flow-matching schedule
         val sd3 =
             parse(edit("model.family", JsonString("sd3"), edit("conditioning.unconditional", JsonString("empty_prompt"), Variants.sdxl(m))))
         assertEquals(DiffusersFamily.SD3, sd3.diffusers!!.family)
-        assertEquals(mapOf("tokens" to "<|endoftext|>", "tokens_2" to "!"), sd3.diffusers!!.tokenizer.inputPads)
-        // with T5 its own tokenizer (tokens_3) is refused, not guessed
+        assertEquals(mapOf("tokens" to "<|endoftext|>", "tokens_2" to "!"), pads(sd3.diffusers!!))
+        // a token input with a tokenizer kind this SDK does not know is refused, not guessed
         val t5 =
             JsonObject(
                 linkedMapOf(
@@ -90,7 +100,7 @@ class DiffusersManifestTest {
             )
         refused(
             edit("tokenizer.inputs.tokens_3", t5, edit("model.family", JsonString("sd3"), Variants.sdxl(m))),
-            "tokenizer.inputs.tokens_3.kind 't5-unigram' is not supported by this SDK (only 'clip-bpe')",
+            "tokenizer.inputs.tokens_3.kind 't5-unigram' is not supported by this SDK; choose from [clip-bpe, sentencepiece-unigram, sentencepiece-bpe]",
         )
         refused(
             edit("sampler.schedule", flow),
@@ -119,12 +129,12 @@ class DiffusersManifestTest {
             "sampler.kind 'bogus' is unknown for a diffusers bundle; choose from ${DdpmSamplerKind.ids}",
         )
         refused(
-            edit("model.family", JsonString("flux")),
-            "model.family 'flux' is not supported by this SDK; choose from ${DiffusersFamily.ids}",
+            edit("model.family", JsonString("hunyuan-dit")),
+            "model.family 'hunyuan-dit' is not supported by this SDK; choose from ${DiffusersFamily.ids}",
         )
         refused(
-            edit("tokenizer.kind", JsonString("sentencepiece-unigram")),
-            "tokenizer.kind 'sentencepiece-unigram' is not supported by this SDK (only 'clip-bpe')",
+            edit("tokenizer.kind", JsonString("sentencepiece-char")),
+            "tokenizer.kind 'sentencepiece-char' is not supported by this SDK; choose from [clip-bpe, sentencepiece-unigram, sentencepiece-bpe]",
         )
         refused(
             edit("sampler.schedule.kind", JsonString("karras")),
@@ -170,6 +180,55 @@ class DiffusersManifestTest {
         refused(
             edit("signatures.text_encoder", null),
             "signatures.text_encoder is missing; a diffusers bundle needs [text_encoder, denoise, vae_decode]",
+        )
+    }
+
+    @Test
+    fun contextRowsSelectTheMaskRowsTheDenoiserGets() {
+        fun rows(
+            vararg ranges: JsonValue,
+            mask: Int = 10,
+        ): JsonObject {
+            val conditioning =
+                JsonObject(
+                    linkedMapOf(
+                        "unconditional" to JsonString("empty_prompt"),
+                        "context_rows" to JsonArray(ranges.toList()),
+                    ),
+                )
+            val sana = edit("conditioning", conditioning, edit("model.family", JsonString("sana"), Variants.pixart(base)))
+            return Variants.replaceIo(sana, "denoise", "inputs", "context_mask", listOf(1, mask))
+        }
+
+        fun range(
+            start: Int,
+            stop: Int,
+        ) = JsonArray(listOf(JsonNumber.of(start), JsonNumber.of(stop)))
+        val spec = parse(rows(range(0, 1), range(68, 77))).diffusers!!
+        assertEquals(DiffusersFamily.SANA, spec.family)
+        assertEquals(listOf(0) + (68 until 77).toList(), spec.conditioning.contextRows)
+        assertEquals(null, parse(Variants.pixart(base)).diffusers!!.conditioning.contextRows)
+        refused(
+            rows(range(0, 1), range(68, 77), mask = 77),
+            "signatures.denoise input 'context_mask' [1, 77] is fed by nothing of that shape (a text_encoder output, " +
+                "context_mask [1, 10], guidance, or a conditioning.constants entry)",
+        )
+        refused(
+            rows(range(0, 1), range(68, 78)),
+            "conditioning.context_rows[1] [68, 78) must satisfy 0 <= start <= stop <= 77 (the text encoder's positions)",
+        )
+        refused(
+            rows(range(3, 2)),
+            "conditioning.context_rows[0] [3, 2) must satisfy 0 <= start <= stop <= 77 (the text encoder's positions)",
+        )
+        refused(rows(JsonNumber.of(3)), "conditioning.context_rows[0] must be a [start, stop) pair of integers, got number 3")
+        refused(
+            rows(JsonArray(listOf(JsonNumber.of(0), JsonNumber.of(1.5)))),
+            "conditioning.context_rows[0][1] must be an integer, got number 1.5",
+        )
+        refused(
+            rows(range(5, 5)),
+            "conditioning.context_rows selects no text-encoder position; list at least one non-empty [start, stop) range",
         )
     }
 

@@ -21,8 +21,8 @@ class DiffusersPipelineTest {
 
     private fun pipeline(m: JsonObject = DiffusersBundles.manifest): DiffusersPipeline {
         val manifest = ManifestParser.parse(Json.write(m))
-        val spec = manifest.diffusers!!.tokenizer
-        return DiffusersPipeline(manifest, DiffusersPipeline.tokenizers(spec, files["vocab.json"].str(), files["merges.txt"].str()))
+        val tokenizers = DiffusersPipeline.tokenizers(manifest.diffusers!!.tokenizers) { name -> files[name].str().toByteArray() }
+        return DiffusersPipeline(manifest, tokenizers)
     }
 
     /** A scripted model: records every call; text outputs are constants (context 1, pooled 2), denoise returns 0.5 x. */

@@ -114,8 +114,8 @@ class DiffusersRunGoldenTest {
         assertEquals(Spacing.LEADING, (spec.sampler.schedule as DdpmSchedule).spacing)
         assertEquals(1, (spec.sampler.schedule as DdpmSchedule).stepsOffset)
         assertEquals(Prediction.EPSILON, (spec.sampler.schedule as DdpmSchedule).prediction)
-        assertEquals(77, spec.tokenizer.contextLength)
-        assertEquals(mapOf("tokens" to "<|endoftext|>"), spec.tokenizer.inputPads)
+        assertEquals(77, spec.tokenizers.getValue("tokens").contextLength)
+        assertEquals(mapOf("tokens" to "<|endoftext|>"), spec.tokenizers.mapValues { it.value.padToken })
         assertEquals(Unconditional.EMPTY_PROMPT, spec.conditioning.unconditional)
         assertEquals(listOf(64), model.supportedSizes)
     }

@@ -19,7 +19,8 @@ import org.junit.Test
 
 /**
  * `flow-match-euler` against `banana_sdk/sampling/flow_match.py` (diffusers_samplers.json, `flow_match`): model
- * times and sigmas exactly (float64), every model input and the final latent bit for bit (float32).
+ * times and sigmas exactly (float64), every model input and the final latent bit for bit (float32), on both grids
+ * (the scheduler's sigma range: SD3, Sana; FluxPipeline's uniform 1..1/N with schnell's and dev's shifts).
  */
 class FlowMatchSamplerGoldenTest {
     private val golden = Golden.load("diffusers_samplers.json")["flow_match"].obj()
@@ -33,6 +34,7 @@ class FlowMatchSamplerGoldenTest {
                     shift = s["shift"].double(),
                     sigmaMin = s["sigma_min"].double(),
                     sigmaMax = s["sigma_max"].double(),
+                    grid = s["grid"]?.let { FlowMatchGrid.parse(it.str())!! } ?: FlowMatchGrid.SIGMA_RANGE,
                 )
         }
 
@@ -50,14 +52,15 @@ class FlowMatchSamplerGoldenTest {
                 checked++
             }
         }
-        assertEquals(2 * 4, checked) // 2 schedules x 1-4 steps
+        assertEquals(4 * 4, checked) // 4 schedules x 1-4 steps
         assertEquals(
-            2,
+            4,
             schedules.values
                 .map { it.shift }
                 .toSet()
                 .size,
         )
+        assertEquals(FlowMatchGrid.entries.toSet(), schedules.values.map { it.grid }.toSet())
     }
 
     @Test
@@ -80,7 +83,7 @@ class FlowMatchSamplerGoldenTest {
             assertEquals(label, calls.size, n)
             assertBitsEqual("$label latent", run["latent"].base64Floats(), latent)
         }
-        assertEquals(2, runs.size)
+        assertEquals(4, runs.size)
         assertEquals(ScheduleKind.FLOW_MATCH.samplerIds.toSet(), runs.map { it["sampler"].str() }.toSet())
     }
 

@@ -9,8 +9,11 @@ import com.banana.sdk.core.Tensor
 import com.banana.sdk.core.arr
 import com.banana.sdk.core.assertBitsEqual
 import com.banana.sdk.core.base64Floats
+import com.banana.sdk.core.int
 import com.banana.sdk.core.ints
+import com.banana.sdk.core.json.JsonNumber
 import com.banana.sdk.core.json.JsonObject
+import com.banana.sdk.core.json.JsonValue
 import com.banana.sdk.core.obj
 import com.banana.sdk.core.str
 import org.junit.Assert.assertArrayEquals
@@ -18,7 +21,7 @@ import org.junit.Assert.assertEquals
 import java.io.File
 
 /**
- * A fake engine that replays recorded signature calls (tests/golden/android/diffusers_run.json): each run must be the
+ * A fake engine that replays recorded signature calls (tests/golden/android/diffusers_run*.json): each run must be the
  * next recorded call of its signature with the same input names and values (bit for bit) and gets its recorded outputs.
  */
 class ReplayEngine(
@@ -78,7 +81,16 @@ class ReplayEngine(
             }
         }
 
-        /** The recorded calls of a golden run. */
-        fun calls(golden: JsonObject): List<JsonObject> = golden["calls"].arr().map { it.obj() }
+        /** The recorded calls of a golden run, each tensor inline (a number refers to the run's `tensors` list). */
+        fun calls(golden: JsonObject): List<JsonObject> {
+            val tensors = golden["tensors"]?.arr()
+
+            fun inline(specs: JsonValue?) =
+                JsonObject(specs.obj().fields.mapValues { (_, v) -> if (v is JsonNumber) tensors!![v.int()] else v })
+            return golden["calls"].arr().map { call ->
+                val c = call.obj()
+                JsonObject(c.fields + mapOf("inputs" to inline(c["inputs"]), "outputs" to inline(c["outputs"])))
+            }
+        }
     }
 }

@@ -1,0 +1,38 @@
+"""One signature of a diffusers folder converted alone (run by bench_realsize.py under a process-tree RSS sampler).
+
+    python benchmarks/realsize_worker.py FOLDER SIGNATURE QUANT OUTDIR
+
+Writes OUTDIR/SIGNATURE.tflite and OUTDIR/record.json (the engine's record + the delegate pre-flight plan).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def main(argv: list[str]) -> int:
+    from banana_sdk.errors import BananaError
+    from converters.byom.convert_diffusers import plan_diffusers
+    from converters.engine import convert_one
+    from converters.preflight.plan import delegate_plan
+
+    folder, signature, quant, out = argv
+    try:
+        plan = plan_diffusers(Path(folder), quant=quant)
+        job = next(j for j in plan.jobs if j.name == signature)
+        record = convert_one(job, plan.quant, plan.block_size, plan.threshold, Path(out))
+    except BananaError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    record["delegate_plan"] = delegate_plan(Path(out)).get(signature)
+    (Path(out) / "record.json").write_text(json.dumps(record, indent=1, default=str), encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,121 @@
+"""Memory budget of a diffusers conversion, estimated from configs before any weight is read.
+
+Each signature's components are counted on PyTorch's meta device (the class built from its config: exact
+parameter counts, no memory), then priced phase by phase with bytes-per-parameter measured on this
+converter (docs/DESIGN.md §8.4, `benchmarks/bench_realsize.py`):
+
+| phase      | where                                   | what it holds                                          |
+|------------|-----------------------------------------|--------------------------------------------------------|
+| `export`   | a child process for > ISOLATE_PARAMS    | fp32 weights + litert-torch's traced/lowered copies    |
+| `quantize` | the converting process                  | ai-edge-quantizer: the fp32 file + its quantized model |
+
+A signature's peak is the larger phase when it exports in a child (the parent never holds torch weights),
+else their sum (the allocator keeps the export's high-water mark). A conversion whose largest signature
+would not fit under the memory limit is refused before any work, with the estimate per phase and what
+would make it fit.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from converters.errors import ConversionError
+from converters.recipes import Quant
+
+GIB = 2**30
+ISOLATE_PARAMS = 200_000_000  # signatures above this many parameters export in a child process
+BASE_BYTES = int(1.1 * GIB)  # interpreter + torch + litert-torch + jax imported, no model (measured: 1.0-1.2 GiB)
+EXPORT_BYTES_PER_PARAM = 5.6  # export phase: fp32 weights (4) + the lowering's working copies (nano-banana-2
+# ^ 1.8B: 10.2 GiB in its child process)
+QUANTIZE_BYTES_PER_PARAM = {  # quantize phase per recipe (nano-banana-2 int4: 8.5 GiB; fp32: the gate reads the file)
+    Quant.FP32: 4.2, Quant.FP16: 6.2, Quant.INT8: 4.8, Quant.INT4: 4.6,
+}
+HEADROOM_BYTES = 2 * GIB  # kept free for the OS and page cache when the limit is the machine's memory
+
+
+@dataclass(frozen=True)
+class PartCount:
+    role: str  # pipeline role, e.g. "text_encoder_2"
+    class_name: str  # its class
+    parameters: int  # parameters (meta-device count)
+
+
+@dataclass(frozen=True)
+class SignatureEstimate:
+    signature: str  # text_encoder, denoise, vae_decode
+    parts: tuple[PartCount, ...]  # the components the signature is built from
+    isolated: bool  # exported in a child process
+    export_bytes: int  # peak of the export phase
+    quantize_bytes: int  # peak of the quantize-and-gate phase
+    peak_bytes: int  # the signature's peak (max of the phases if isolated, else their sum)
+
+    @property
+    def parameters(self) -> int:
+        return sum(p.parameters for p in self.parts)
+
+    def describe(self) -> str:
+        """'denoise (UNet2DConditionModel 2.57B): export 14.5 GiB, quantize 12.1 GiB, peak 14.5 GiB'"""
+        parts = " + ".join(f"{p.role} {p.class_name} {billions(p.parameters)}" for p in self.parts)
+        return (f"{self.signature} ({parts}): export {self.export_bytes / GIB:.1f} GiB, quantize "
+                f"{self.quantize_bytes / GIB:.1f} GiB, peak {self.peak_bytes / GIB:.1f} GiB")
+
+
+def billions(parameters: int) -> str:
+    """2567463684 -> '2.57B', 83653863 -> '83.7M'."""
+    return f"{parameters / 1e9:.2f}B" if parameters >= 1e9 else f"{parameters / 1e6:.1f}M"
+
+
+def count_parameters(library: str, class_name: str, config: dict[str, Any]) -> int:
+    """Parameters of `class_name` built from `config` on the meta device (no weights read or allocated)."""
+    import diffusers
+    import torch
+    import transformers
+
+    module = diffusers if library == "diffusers" else transformers
+    cls = getattr(module, class_name, None)
+    if cls is None:
+        raise ConversionError(f"cannot count the parameters of {library}.{class_name}: no such class")
+    cfg = {k: v for k, v in config.items() if not k.startswith("_")}
+    with torch.device("meta"):
+        if library == "diffusers":
+            model = cls.from_config(cfg)
+        else:
+            model = cls(cls.config_class.from_dict(cfg))
+    return sum(p.numel() for p in model.parameters())
+
+
+def estimate(signature: str, parts: tuple[PartCount, ...], q: Quant) -> SignatureEstimate:
+    """Price one signature's phases from its parameter count."""
+    params = sum(p.parameters for p in parts)
+    export = BASE_BYTES + int(EXPORT_BYTES_PER_PARAM * params)
+    quantize = BASE_BYTES + int(QUANTIZE_BYTES_PER_PARAM[q] * params)
+    isolated = params > ISOLATE_PARAMS
+    peak = max(export, quantize) if isolated else export + quantize - BASE_BYTES
+    return SignatureEstimate(signature, parts, isolated, export, quantize, peak)
+
+
+def machine_limit_bytes() -> int:
+    """The default limit: physical memory (MemTotal) less HEADROOM_BYTES."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            total = next(int(line.split()[1]) * 1024 for line in f if line.startswith("MemTotal:"))
+    except (OSError, StopIteration, ValueError):
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return total - HEADROOM_BYTES
+
+
+def check_budget(estimates: list[SignatureEstimate], limit_bytes: int | None, hints: dict[str, str]) -> None:
+    """ConversionError (one line) when a signature's peak exceeds the limit (None: the machine's memory):
+    the estimate per phase, the limit, and what would make it fit (`hints` by role, then the generic ways)."""
+    limit = machine_limit_bytes() if limit_bytes is None else limit_bytes
+    over = [e for e in estimates if e.peak_bytes > limit]
+    if not over:
+        return
+    worst = max(over, key=lambda e: e.peak_bytes)
+    ways = [hints[p.role] for p in worst.parts if p.role in hints]
+    ways.append(f"a machine with at least {(worst.peak_bytes + HEADROOM_BYTES) / GIB:.0f} GiB of memory "
+                f"(or --max-memory to set the limit, at the risk of running out)")
+    raise ConversionError(f"{worst.describe()} does not fit the memory limit of {limit / GIB:.1f} GiB; nothing "
+                          f"was converted. To fit: {'; or '.join(ways)}")
