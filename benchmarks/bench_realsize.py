@@ -60,10 +60,12 @@ def plan_checkpoint(name: str, quant: str) -> dict:
     limit = machine_limit_bytes()
     keys = signature_keys(pub.components)
     parts = {k: pub.part(k) for ks in keys.values() for k in ks}
-    full = {sig: estimate(sig, tuple(parts[k] for k in ks), q) for sig, ks in keys.items()}
+    side = int(pub.components["vae"]["config"].get("sample_size") or 1024)  # the checkpoint's image side
+    pixels = {"vae_decode": side * side}
+    full = {sig: estimate(sig, tuple(parts[k] for k in ks), q, pixels.get(sig, 0)) for sig, ks in keys.items()}
     dropped = [k for k in keys["text_encoder"] if k in DROPPABLE and parts[k].parameters > TARGET_PARAMS]
     kept = {sig: [k for k in ks if k not in dropped] for sig, ks in keys.items()}
-    used = {sig: estimate(sig, tuple(parts[k] for k in ks), q) for sig, ks in kept.items()}
+    used = {sig: estimate(sig, tuple(parts[k] for k in ks), q, pixels.get(sig, 0)) for sig, ks in kept.items()}
     refusals = {}
     for sig, est in full.items():
         try:
@@ -148,10 +150,13 @@ def main() -> None:
     parser.add_argument("--no-append", action="store_true", help="print only; do not update BENCHMARKS.md")
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
-    rows = []
-    start = time.perf_counter()
-    for name in args.checkpoints.split(","):
-        rows += run_checkpoint(name, args.quant, args.work, args.keep)
+    for name in args.checkpoints.split(","):  # recorded one checkpoint at a time (rows keyed by checkpoint+signature)
+        start = time.perf_counter()
+        rows = run_checkpoint(name, args.quant, args.work, args.keep)
+        _record(rows, args, f"{name}: {time.perf_counter() - start:.0f} s.")
+
+
+def _record(rows: list[list[object]], args: argparse.Namespace, notes: str) -> None:
     header = ["checkpoint", "signature", "components (parameters)", "estimated peak", f"{args.quant} file",
               "convert wall", "peak RSS (process tree)", "gate PSNR / cosine", "GPU ops", "NPU ops (qcom table)",
               "notes"]
@@ -162,8 +167,7 @@ def main() -> None:
              f"estimate and what would make it fit. Estimated peak = the budget's figure for the whole signature "
              f"as published.")
     record("realsize", [Table("realsize", header, rows, key=2, title="Published checkpoints, real sizes",
-                              about=about)],
-           notes=f"Total {time.perf_counter() - start:.0f} s.", append=not args.no_append)
+                              about=about)], notes=notes, append=not args.no_append)
 
 
 if __name__ == "__main__":

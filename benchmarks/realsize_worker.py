@@ -17,13 +17,16 @@ sys.path.insert(0, str(ROOT))
 
 def main(argv: list[str]) -> int:
     from banana_sdk.errors import BananaError
-    from converters.byom.convert_diffusers import plan_diffusers
+    from converters.byom.budget import check_budget
+    from converters.byom.convert_diffusers import BUDGET_HINTS, plan_diffusers
     from converters.engine import convert_one
     from converters.preflight.plan import delegate_plan
 
     folder, signature, quant, out = argv
     try:
-        plan = plan_diffusers(Path(folder), quant=quant)
+        # this signature's own budget only (a bundle's conversion checks every signature before any work)
+        plan = plan_diffusers(Path(folder), quant=quant, max_memory_gib=1e9)
+        check_budget([plan.estimates[signature]], None, BUDGET_HINTS)
         job = next(j for j in plan.jobs if j.name == signature)
         record = convert_one(job, plan.quant, plan.block_size, plan.threshold, Path(out))
     except BananaError as exc:

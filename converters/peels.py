@@ -138,19 +138,21 @@ def zero_peel_check(path: Path, config: ModelConfig, size: int, buckets: tuple[i
     """Every bucket signature with zero A/B vs `denoise` on the same inputs, both on LiteRT: ConversionError
     unless they agree as closely as the gate demands of a conversion. Returns {signature: {max_abs_error,
     psnr_db}} (0.0 / 200 dB where the two graphs are lowered alike)."""
-    base_inputs = denoise_inputs(config, size, seed)
-    base = run_tflite(path, DENOISE, base_inputs, threads)["velocity"]
-    results = {}
-    for r in buckets:
-        out = run_tflite(path, peel_signature(r), peel_inputs(config, size, r, seed, zero=True, targets=targets),
-                         threads)
-        cosine, psnr, err = compare(base, out["velocity"])
-        if psnr < threshold.min_psnr_db or cosine < threshold.min_cosine:
-            raise ConversionError(f"{peel_signature(r)} with zero lora_a/lora_b differs from {DENOISE}: PSNR "
-                                  f"{psnr:.1f} dB, cosine {cosine:.5f} (need >= {threshold.min_psnr_db} dB, "
-                                  f">= {threshold.min_cosine}); the runtime-peel graph is broken")
-        results[peel_signature(r)] = {"max_abs_error": round(float(err), 6), "psnr_db": round(float(psnr), 3)}
-    return results
+    base = run_tflite(path, DENOISE, denoise_inputs(config, size, seed), threads)["velocity"]
+    return {peel_signature(r): zero_result(r, base, run_tflite(
+        path, peel_signature(r), peel_inputs(config, size, r, seed, zero=True, targets=targets), threads)["velocity"],
+        threshold) for r in buckets}
+
+
+def zero_result(bucket: int, base: np.ndarray, out: np.ndarray, threshold: GateThreshold) -> dict[str, float]:
+    """One bucket's zero-A/B output vs the base `denoise` output: {max_abs_error, psnr_db}, or ConversionError
+    unless they agree as closely as the gate demands of a conversion."""
+    cosine, psnr, err = compare(base, out)
+    if psnr < threshold.min_psnr_db or cosine < threshold.min_cosine:
+        raise ConversionError(f"{peel_signature(bucket)} with zero lora_a/lora_b differs from {DENOISE}: PSNR "
+                              f"{psnr:.1f} dB, cosine {cosine:.5f} (need >= {threshold.min_psnr_db} dB, "
+                              f">= {threshold.min_cosine}); the runtime-peel graph is broken")
+    return {"max_abs_error": round(float(err), 6), "psnr_db": round(float(psnr), 3)}
 
 
 def check_peels_section(bundle: Path, manifest: dict[str, Any]) -> dict[str, Any] | None:

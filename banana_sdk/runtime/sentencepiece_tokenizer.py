@@ -57,7 +57,8 @@ class SentencePieceModel:
     model_type: int  # trainer_spec.model_type: 1 unigram, 2 BPE, 3 word, 4 char
 
 
-def _varint(data: bytes, pos: int) -> tuple[int, int]:
+def read_varint(data: bytes, pos: int) -> tuple[int, int]:
+    """A protobuf base-128 varint at `pos`: (value, position after it)."""
     value, shift = 0, 0
     while True:
         byte = data[pos]
@@ -72,14 +73,14 @@ def _fields(data: bytes) -> list[tuple[int, Any]]:
     """Protocol-buffer wire format -> [(field number, int | bytes)] (varint, fixed32/64, length-delimited)."""
     out, pos = [], 0
     while pos < len(data):
-        key, pos = _varint(data, pos)
+        key, pos = read_varint(data, pos)
         number, wire = key >> 3, key & 7
         if wire == 0:
-            value, pos = _varint(data, pos)
+            value, pos = read_varint(data, pos)
         elif wire == 1:
             value, pos = data[pos:pos + 8], pos + 8
         elif wire == 2:
-            size, pos = _varint(data, pos)
+            size, pos = read_varint(data, pos)
             value, pos = data[pos:pos + size], pos + size
         elif wire == 5:
             value, pos = data[pos:pos + 4], pos + 4

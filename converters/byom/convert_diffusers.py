@@ -296,6 +296,7 @@ class DiffusersPlan:
     jobs: list[SignatureJob]  # text_encoder, denoise, vae_decode
     extra_files: dict[str, bytes]  # tokenizer files
     manifest: ManifestFn  # (records, staging) -> manifest
+    estimates: dict[str, SignatureEstimate]  # each signature's memory estimate (converters/byom/budget.py)
 
 
 def plan_diffusers(
@@ -319,7 +320,7 @@ def plan_diffusers(
     geo = plan_geometry(pipe, tokenizer, size, spec)
     plan = plan_flux_sampler(pipe, mode, geo.latent_size) if spec.family is Family.FLUX \
         else plan_sampler(pipe, mode, spec.family)  # Flux's shift depends on the image size
-    estimates = signature_estimates(pipe, spec, q)
+    estimates = signature_estimates(pipe, spec, q, geo.size)
     if not in_child:  # before any weight is read
         check_budget(list(estimates.values()), None if max_memory_gib is None else int(max_memory_gib * GIB),
                      BUDGET_HINTS)
@@ -390,7 +391,7 @@ def plan_diffusers(
     def manifest(records: dict[str, dict[str, Any]], staging: Path) -> dict[str, Any]:
         return _manifest(pipe, spec, identity, name, q, block_size, geo, plan, tokenizers, records, staging)
 
-    return DiffusersPlan(q, block_size, threshold, [text, denoise, decode], files, manifest)
+    return DiffusersPlan(q, block_size, threshold, [text, denoise, decode], files, manifest, estimates)
 
 
 def isolated_signature(directory: str, options: dict[str, Any], signature: str,
@@ -407,15 +408,17 @@ SIGNATURE_ROLES = {"denoise": ("denoiser",), "vae_decode": ("vae",)}  # the text
 BUDGET_HINTS = {"text_encoder_3": HINTS["text_encoder_3"]}  # what makes a signature fit, by role
 
 
-def signature_estimates(pipe: PipelineFolder, spec: FamilySpec, q: Quant) -> dict[str, SignatureEstimate]:
-    """Each signature's memory estimate from its components' configs (converters/byom/budget.py)."""
+def signature_estimates(pipe: PipelineFolder, spec: FamilySpec, q: Quant,
+                        size: int = 0) -> dict[str, SignatureEstimate]:
+    """Each signature's memory estimate from its components' configs and the image side `size` in pixels
+    (converters/byom/budget.py)."""
     roles = {"text_encoder": spec.encoders, **SIGNATURE_ROLES}
     out = {}
     for sig, parts in roles.items():
         counts = tuple(PartCount(pipe[r].folder, pipe[r].class_name,
                                  count_parameters(pipe[r].library, pipe[r].class_name, pipe[r].config))
                        for r in parts)
-        out[sig] = estimate(sig, counts, q)
+        out[sig] = estimate(sig, counts, q, size * size if sig == "vae_decode" else 0)
     return out
 
 

@@ -36,8 +36,8 @@ from banana_sdk.peels.runtime import flat_sizes
 from banana_sdk.sampling.noise import gaussian
 from converters.engine import GATE_SEED, ExtraSignature, SignatureJob, job_key
 from converters.errors import ConversionError
-from converters.gate import compare, gate_signature, require, run_tflite
-from converters.peels import PEEL_INPUT_SCALE, PEELS_SECTION, parse_buckets, peel_signature
+from converters.gate import gate_signature, require, run_tflite
+from converters.peels import PEEL_INPUT_SCALE, PEELS_SECTION, parse_buckets, peel_signature, zero_result
 from converters.recipes import GateThreshold
 
 if TYPE_CHECKING:
@@ -218,16 +218,9 @@ def zero_peel_check(path: Path, base: Inputs, slots: list[UNetSlot], buckets: tu
     """Every bucket signature with zero A/B vs `denoise` on the same inputs, both on LiteRT: ConversionError
     unless they agree as closely as the gate demands. Returns {signature: {max_abs_error, psnr_db}}."""
     reference = run_tflite(path, DENOISE, base(), threads)["prediction"]
-    results = {}
-    for r in buckets:
-        out = run_tflite(path, peel_signature(r), peel_inputs(base, slots, r, zero=True), threads)["prediction"]
-        cosine, psnr, err = compare(reference, out)
-        if psnr < threshold.min_psnr_db or cosine < threshold.min_cosine:
-            raise ConversionError(f"{peel_signature(r)} with zero lora_a/lora_b differs from {DENOISE}: PSNR "
-                                  f"{psnr:.1f} dB, cosine {cosine:.5f} (need >= {threshold.min_psnr_db} dB, "
-                                  f">= {threshold.min_cosine}); the runtime-peel graph is broken")
-        results[peel_signature(r)] = {"max_abs_error": round(float(err), 6), "psnr_db": round(float(psnr), 3)}
-    return results
+    return {peel_signature(r): zero_result(r, reference, run_tflite(
+        path, peel_signature(r), peel_inputs(base, slots, r, zero=True), threads)["prediction"], threshold)
+        for r in buckets}
 
 
 def check_unet_peels_section(bundle: Path, manifest: dict[str, Any]) -> dict[str, Any] | None:

@@ -33,7 +33,12 @@ from diffusers_vectors import STUB, _recording, stub_manifest
 from golden_util import b64, f32_b64
 
 from banana_sdk.errors import PromptError
-from banana_sdk.runtime.sentencepiece_tokenizer import MODEL_FILE, SentencePieceUnigramTokenizer, read_model
+from banana_sdk.runtime.sentencepiece_tokenizer import (
+    MODEL_FILE,
+    SentencePieceUnigramTokenizer,
+    read_model,
+    read_varint,
+)
 
 TOKENIZER_GOLDEN = "diffusers_sentencepiece.json"
 CONTEXT = 64  # a short context, so over-long prompts are cheap to write
@@ -88,30 +93,19 @@ def _spans(data: bytes) -> list[tuple[int, bytes, bytes]]:
     out, pos = [], 0
     while pos < len(data):
         start = pos
-        key, pos = _read_varint(data, pos)
+        key, pos = read_varint(data, pos)
         wire, payload = key & 7, b""
         if wire == 0:
-            _, pos = _read_varint(data, pos)
+            _, pos = read_varint(data, pos)
         elif wire in (1, 5):
             pos += 8 if wire == 1 else 4
         elif wire == 2:
-            size, pos = _read_varint(data, pos)
+            size, pos = read_varint(data, pos)
             payload, pos = data[pos:pos + size], pos + size
         else:
             raise ValueError(f"unsupported protobuf wire type {wire}")
         out.append((key >> 3, data[start:pos], payload))
     return out
-
-
-def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
-    value, shift = 0, 0
-    while True:
-        byte = data[pos]
-        pos += 1
-        value |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            return value, pos
-        shift += 7
 
 
 def portable_model(model: bytes) -> bytes:
