@@ -33,6 +33,7 @@ def main(argv: list[str]) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     record["delegate_plan"] = delegate_plan(Path(out)).get(signature)
+    record["estimate_bytes"] = plan.estimates[signature].peak_bytes  # what the converter checked
     (Path(out) / "record.json").write_text(json.dumps(record, indent=1, default=str), encoding="utf-8")
     return 0
 

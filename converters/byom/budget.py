@@ -27,20 +27,21 @@ from converters.recipes import Quant
 GIB = 2**30
 ISOLATE_PARAMS = 200_000_000  # signatures above this many parameters export in a child process
 BASE_BYTES = int(1.1 * GIB)  # interpreter + torch + litert-torch + jax imported, no model (measured: 1.0-1.2 GiB)
-EXPORT_BYTES_PER_PARAM = 7.5  # export phase of a class not measured yet: fp32 weights (4) + the lowering's copies
-EXPORT_BYTES_BY_CLASS = {  # measured: process-tree peak less BASE_BYTES, per parameter (bench_realsize, int4)
-    "UNet2DConditionModel": 7.0,  # SD 1.5's UNet (860M): 7.2 GB with NHWC-stored conv weights (11.5 GB before:
-    # ^ the lowering copied every conv weight again to move it to NHWC; converters/export.OHWIConv2d)
-    "CLIPTextModel": 11.5,  # SD-Turbo's OpenCLIP-H (340M): 5.05 GB
+EXPORT_BYTES_PER_PARAM = 5.6  # export phase (child process): fp32 weights (4) + the lowering's copies
+# ^ (nano-banana-2 1.8B: 10.2 GiB); classes measured otherwise below (bench_realsize, int4)
+EXPORT_BYTES_BY_CLASS = {
+    "UNet2DConditionModel": 4.5,  # SDXL's UNet (2.57B): export child 11.7 GiB with NHWC-stored conv weights
+    # ^ (the lowering used to copy every conv weight again to move it to NHWC: SD 1.5 11.5 -> 7.2 GB in all)
+    "CLIPTextModel": 11.5,  # SD-Turbo's OpenCLIP-H (340M): 5.05 GB in all (its peak phase not split out)
     "CLIPTextModelWithProjection": 7.0,  # SD3.5's CLIP-L + CLIP-G (818M): 6.87 GB (int4, then int8 re-quantized)
-    "SD3Transformer2DModel": 7.0,  # SD3.5-medium's MMDiT (2.24B): 16.5 GB
-    "PixArtTransformer2DModel": 7.5,  # PixArt-Sigma's DiT (611M): 5.6 GB
     "AutoencoderKL": 4.0,  # + VAE_BYTES_PER_PIXEL: the decoder's activations dominate (SD 1.5 512 px: 2.9 GB;
     # ^ SD3.5 / PixArt-Sigma 1024 px: 7.0 GB)
 }
 VAE_BYTES_PER_PIXEL = 5300  # vae_decode: export + gate activations per output pixel (the two VAE sizes above)
-QUANTIZE_BYTES_PER_PARAM = {  # quantize phase per recipe (nano-banana-2 int4: 8.5 GiB; fp32: the gate reads the file)
-    Quant.FP32: 4.2, Quant.FP16: 6.2, Quant.INT8: 4.8, Quant.INT4: 4.6,
+QUANTIZE_BYTES_PER_PARAM = {  # quantize-and-gate phase (the converting process): the fp32 file read whole plus
+    # ai-edge-quantizer's working model (+ an INT8 retry where INT4 fails the gate); measured in all: SDXL's UNet
+    # 17.0 GiB (2.57B), Sana's Gemma2 19.1 GiB (2.61B, INT8 retry), SD3.5's MMDiT 15.3 GiB (2.24B)
+    Quant.FP32: 4.2, Quant.FP16: 7.0, Quant.INT8: 7.0, Quant.INT4: 7.0,
 }
 HEADROOM_BYTES = 2 * GIB  # kept free for the OS and page cache when the limit is the machine's memory
 
