@@ -172,6 +172,15 @@ def check_peels_section(bundle: Path, manifest: dict[str, Any]) -> dict[str, Any
         raise BundleError(f"{bundle}: manifest section {PEELS_SECTION!r} is invalid ({exc})") from None
     if layout != expected:
         raise BundleError(f"{bundle}: the peel layout in the manifest does not match the model config")
+    check_bucket_inputs(bundle, manifest, section, buckets, layout)
+    return section
+
+
+def check_bucket_inputs(bundle: Path, manifest: dict[str, Any], section: dict[str, Any], buckets: tuple[int, ...],
+                        layout: list[LayerSlot]) -> None:
+    """Each rank bucket has its signature, whose flat `lora_a` / `lora_b` inputs fit `layout`; BundleError if not."""
+    from banana_sdk.errors import BundleError
+
     for r in buckets:
         name = section.get("signatures", {}).get(str(r))
         io = manifest["signatures"].get(name or "")
@@ -182,7 +191,6 @@ def check_peels_section(bundle: Path, manifest: dict[str, Any]) -> dict[str, Any
         if shapes.get("lora_a") != [n_a] or shapes.get("lora_b") != [n_b]:
             raise BundleError(f"{bundle}: {name} takes lora_a {shapes.get('lora_a')} / lora_b {shapes.get('lora_b')}, "
                               f"the layout needs [{n_a}] / [{n_b}]")
-    return section
 
 
 def verify_peels(bundle: Path, manifest: dict[str, Any], model_dir: Path, threshold: GateThreshold, threads: int = 2,

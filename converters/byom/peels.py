@@ -37,7 +37,14 @@ from banana_sdk.sampling.noise import gaussian
 from converters.engine import GATE_SEED, ExtraSignature, SignatureJob, job_key
 from converters.errors import ConversionError
 from converters.gate import gate_signature, require, run_tflite
-from converters.peels import PEEL_INPUT_SCALE, PEELS_SECTION, parse_buckets, peel_signature, zero_result
+from converters.peels import (
+    PEEL_INPUT_SCALE,
+    PEELS_SECTION,
+    check_bucket_inputs,
+    parse_buckets,
+    peel_signature,
+    zero_result,
+)
 from converters.recipes import GateThreshold
 
 if TYPE_CHECKING:
@@ -240,17 +247,7 @@ def check_unet_peels_section(bundle: Path, manifest: dict[str, Any]) -> dict[str
         raise BundleError(f"{bundle}: manifest section {PEELS_SECTION!r} is invalid ({exc})") from None
     if slots != expected:
         raise BundleError(f"{bundle}: the peel layout in the manifest does not match the UNet's config")
-    layer_slots = [s.layer_slot() for s in slots]
-    for r in buckets:
-        name = section.get("signatures", {}).get(str(r))
-        io = manifest["signatures"].get(name or "")
-        if io is None:
-            raise BundleError(f"{bundle}: peel bucket {r} has no signature in the manifest")
-        shapes = {i["name"]: i["shape"] for i in io["inputs"]}
-        n_a, n_b = flat_sizes(layer_slots, r)
-        if shapes.get("lora_a") != [n_a] or shapes.get("lora_b") != [n_b]:
-            raise BundleError(f"{bundle}: {name} takes lora_a {shapes.get('lora_a')} / lora_b {shapes.get('lora_b')}, "
-                              f"the layout needs [{n_a}] / [{n_b}]")
+    check_bucket_inputs(bundle, manifest, section, buckets, [s.layer_slot() for s in slots])
     return section
 
 
