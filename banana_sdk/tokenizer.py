@@ -44,6 +44,12 @@ def vocabulary() -> tuple[str, ...]:
     return tuple(line.strip() for line in text.splitlines() if line.strip())
 
 
+
+def require_prompt(prompt: object) -> None:
+    """PromptError unless `prompt` is a string with something besides whitespace (every tokenizer's first check)."""
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise PromptError("prompt is empty; describe the image to generate")
+
 @dataclass(frozen=True)
 class Encoded:
     ids: np.ndarray  # (context_length,) int32 token ids, PAD-padded
@@ -91,8 +97,7 @@ class Tokenizer:
 
     def encode(self, prompt: str) -> Encoded:
         """Fixed-length ids and segments; raises PromptError if empty or too long."""
-        if not isinstance(prompt, str) or not prompt.strip():
-            raise PromptError("prompt is empty; describe the image to generate")
+        require_prompt(prompt)
         body = self.tokens(prompt)
         length = len(body) + 2
         if length > self.context_length:

@@ -28,6 +28,7 @@ import numpy as np
 import regex
 
 from banana_sdk.errors import BundleError, PromptError
+from banana_sdk.tokenizer import require_prompt
 
 TOKENIZER_KIND = "clip-bpe"
 TOKENIZER_VERSION = 1
@@ -134,8 +135,7 @@ class ClipBPETokenizer:
 
     def encode(self, prompt: str) -> ClipEncoded:
         """Fixed-length ids; PromptError if the prompt is empty or too long."""
-        if not isinstance(prompt, str) or not prompt.strip():
-            raise PromptError("prompt is empty; describe the image to generate")
+        require_prompt(prompt)
         return self._encode(prompt)
 
     def unconditional(self) -> ClipEncoded:

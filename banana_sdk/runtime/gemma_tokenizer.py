@@ -29,9 +29,10 @@ from typing import Any
 
 import regex
 
-from banana_sdk.errors import BundleError, PromptError
+from banana_sdk.errors import BundleError
 from banana_sdk.runtime.clip_tokenizer import ClipEncoded, fixed_length
 from banana_sdk.runtime.sentencepiece_tokenizer import PREPROCESS, SPACE, PieceType, SentencePieceModel, read_model
+from banana_sdk.tokenizer import require_prompt
 
 TOKENIZER_KIND = "sentencepiece-bpe"
 TOKENIZER_VERSION = 1
@@ -163,8 +164,7 @@ class SentencePieceBPETokenizer:
 
     def encode(self, prompt: str) -> ClipEncoded:
         """Fixed-length ids of the prefixed prompt; PromptError if the prompt is empty or too long."""
-        if not isinstance(prompt, str) or not prompt.strip():
-            raise PromptError("prompt is empty; describe the image to generate")
+        require_prompt(prompt)
         return fixed_length(self.frame(self.text(prompt)), self.context_length, self.pad_id,
                             "the instruction prefix and start token" if self.prefix else "the start token")
 

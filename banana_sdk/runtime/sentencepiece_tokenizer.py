@@ -30,8 +30,9 @@ from typing import Any
 import numpy as np
 import regex
 
-from banana_sdk.errors import BundleError, PromptError
+from banana_sdk.errors import BundleError
 from banana_sdk.runtime.clip_tokenizer import ClipEncoded, fixed_length
+from banana_sdk.tokenizer import require_prompt
 
 TOKENIZER_KIND = "sentencepiece-unigram"
 TOKENIZER_VERSION = 1
@@ -274,8 +275,7 @@ class SentencePieceUnigramTokenizer:
 
     def encode(self, prompt: str) -> ClipEncoded:
         """Fixed-length ids; PromptError if the prompt is empty or too long."""
-        if not isinstance(prompt, str) or not prompt.strip():
-            raise PromptError("prompt is empty; describe the image to generate")
+        require_prompt(prompt)
         return self._encode(prompt)
 
     def unconditional(self) -> ClipEncoded:
