@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from banana_sdk.bundle.flatbuffer import parse_graph, read_graph
+from banana_sdk.bundle.flatbuffer import read_graph
 from banana_sdk.bundle.reader import (
     BUNDLE_SCHEMA_VERSION,
     MANIFEST,
@@ -45,8 +45,8 @@ from converters.export import export_signature
 from converters.gate import GateResult, gate_signature, require, run_tflite
 from converters.int4_fallback import LayerFallback, plan_fallbacks
 from converters.isolate import export_isolated
-from converters.postprocess import fix_zero_block_scales, strip_tensor_names
-from converters.recipes import DEFAULT_GATE, GateThreshold, Quant, Scheme, quantize_model, recipe_rules
+from converters.postprocess import fix_zero_block_scales_file, strip_tensor_names_file
+from converters.recipes import DEFAULT_GATE, GateThreshold, Quant, Scheme, quantize_file, recipe_rules
 from converters.signatures import torch_outputs
 
 GATE_SEED = 1234  # seed of the gate's example inputs
@@ -261,9 +261,8 @@ def _finish_signature(
     # channelwise if that passes (recorded as `quant_fallback`); only if that fails too is the INT4 failure raised.
     bar.set_description_str(f"{name}: quantize {q.value}")
     target = staging / f"{name}.tflite"
-    float_model = float_path.read_bytes()
-    fallbacks = plan_fallbacks(parse_graph(float_model, float_path), block) if q is Quant.INT4 else []
-    checked = _quantize_and_gate(job, float_model, q, block, fallbacks, threshold, target, inputs, references,
+    fallbacks = plan_fallbacks(read_graph(float_path), block) if q is Quant.INT4 else []
+    checked = _quantize_and_gate(job, float_path, q, block, fallbacks, threshold, target, inputs, references,
                                  threads, bar)
     quant_fallback = None
     if isinstance(checked, GateResult):
@@ -271,15 +270,13 @@ def _finish_signature(
         if q is not Quant.INT4:
             require(failed)
         bar.set_description_str(f"{name}: int4 failed the gate; int8")
-        checked = _quantize_and_gate(job, float_model, Quant.INT8, block, [], threshold, target, inputs,
+        checked = _quantize_and_gate(job, float_path, Quant.INT8, block, [], threshold, target, inputs,
                                      references, threads, bar)
         if isinstance(checked, GateResult):
             require(failed)  # the figure of the quantization that was asked for
         fallbacks = []
         quant_fallback = {"asked": q.value, "stored": Quant.INT8.value, "gate_asked": failed.to_dict()}
-    del float_model
     float_path.unlink()
-    gc.collect()
     bar.update(1)
     record = {"key": job.key, "sha256": sha256_file(target), **checked.pop(name)}
     if checked:
@@ -295,17 +292,23 @@ def _finish_signature(
 
 
 def _quantize_and_gate(
-    job: SignatureJob, float_model: bytes, q: Quant, block: int, fallbacks: list[LayerFallback],
+    job: SignatureJob, float_path: Path, q: Quant, block: int, fallbacks: list[LayerFallback],
     threshold: GateThreshold, target: Path, inputs: dict[str, dict[str, np.ndarray]],
     references: dict[str, dict[str, np.ndarray]], threads: int, bar,  # noqa: ANN001
 ) -> dict[str, dict[str, Any]] | GateResult:
-    """Quantize `float_model` with recipe `q` (+ per-layer `fallbacks`), write it to `target` atomically, check
-    its weight storage and gate every signature: {signature: storage, gate, io}, or the first failed GateResult."""
-    quantized, _ = fix_zero_block_scales(quantize_model(float_model, q, block, [f.rule() for f in fallbacks]))
-    # inner tensor names (module paths from the export) are ~8% of a small INT4 bundle and nothing reads them
-    quantized = strip_tensor_names(quantized, {job.name, *(x.name for x in job.extra)})
-    atomic_write_bytes(target, quantized)
-    del quantized
+    """Quantize the fp32 file `float_path` with recipe `q` (+ per-layer `fallbacks`) into `target` (written
+    beside it, then renamed), check its weight storage and gate every signature: {signature: storage, gate, io},
+    or the first failed GateResult. Streams the weights (`converters.recipes.quantize_file`): the process never
+    holds the fp32 model."""
+    partial = target.with_name(f".{target.name}.part")
+    try:
+        quantize_file(float_path, partial, q, block, [f.rule() for f in fallbacks])
+        fix_zero_block_scales_file(partial)
+        # inner tensor names (module paths from the export) are ~8% of a small INT4 bundle and nothing reads them
+        strip_tensor_names_file(partial, {job.name, *(x.name for x in job.extra)})
+        os.replace(partial, target)
+    finally:
+        partial.unlink(missing_ok=True)
     bar.set_description_str(f"{job.name}: verify {q.value}")
     graph = read_graph(target)
     checked = {}

@@ -10,6 +10,9 @@ positive scale dequantizes to the same zeros: we patch those scales to the small
 
 from __future__ import annotations
 
+import mmap
+from pathlib import Path
+
 import numpy as np
 from ai_edge_litert import schema_py_generated as schema
 
@@ -20,6 +23,21 @@ MAX_REPACK_BYTES = 512 << 20  # larger files keep their names (the repack holds 
 def fix_zero_block_scales(model: bytes) -> tuple[bytes, int]:
     """(patched model bytes, number of scales patched)."""
     buf = bytearray(model)
+    patched = _patch_zero_scales(buf)
+    return bytes(buf), patched
+
+
+def fix_zero_block_scales_file(path: Path) -> int:
+    """Patch the zero block scales of the .tflite at `path` in place (through a map: a big model is never read
+    whole); returns the number of scales patched."""
+    with open(path, "r+b") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_WRITE) as buf:
+        patched = _patch_zero_scales(buf)
+        if patched:
+            buf.flush()
+    return patched
+
+
+def _patch_zero_scales(buf) -> int:  # noqa: ANN001 - a writable buffer (bytearray or mmap)
     root = schema.Model.GetRootAs(buf, 0)
     patched = 0
     for s in range(root.SubgraphsLength()):
@@ -35,9 +53,10 @@ def fix_zero_block_scales(model: bytes) -> tuple[bytes, int]:
             if scales_tensor.Type() != schema.TensorType.FLOAT16:
                 continue
             buffer = root.Buffers(scales_tensor.Buffer())
+            raw = None
             if buffer.Offset() > 1:  # external buffer stored after the flatbuffer
                 start, size = buffer.Offset(), buffer.Size()
-                view = np.frombuffer(memoryview(buf)[start:start + size], dtype=np.float16)
+                view = np.frombuffer(buf, dtype=np.float16, count=size // 2, offset=start)
             else:
                 raw = buffer.DataAsNumpy()
                 if isinstance(raw, int):
@@ -47,7 +66,8 @@ def fix_zero_block_scales(model: bytes) -> tuple[bytes, int]:
             if zeros.any():
                 view[zeros] = _SMALLEST_NORMAL_FP16
                 patched += int(zeros.sum())
-    return bytes(buf), patched
+            del view, raw  # views of `buf`: a map cannot close while they live
+    return patched
 
 
 def strip_tensor_names(model: bytes, signatures: set[str]) -> bytes:
@@ -75,3 +95,13 @@ def strip_tensor_names(model: bytes, signatures: set[str]) -> bytes:
     builder = flatbuffers.Builder(len(model))
     builder.Finish(root.Pack(builder), file_identifier=b"TFL3")
     return bytes(builder.Output())
+
+
+def strip_tensor_names_file(path: Path, signatures: set[str]) -> None:
+    """`strip_tensor_names` of the .tflite at `path`, rewritten atomically (files above `MAX_REPACK_BYTES` are
+    left as they are, unread)."""
+    from banana_sdk.fileio import atomic_write_bytes
+
+    if path.stat().st_size > MAX_REPACK_BYTES:
+        return
+    atomic_write_bytes(path, strip_tensor_names(path.read_bytes(), signatures))

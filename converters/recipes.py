@@ -19,9 +19,13 @@ Facts measured with litert-torch 0.10 / ai-edge-quantizer 0.10 (and re-checked f
 
 from __future__ import annotations
 
+import gc
+import mmap
+import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
+from pathlib import Path
 
 from converters.errors import ConversionError
 
@@ -106,7 +110,8 @@ def recipe_rules(quant: Quant, block_size: int = 32) -> list[OpRule]:
 
 def _channelwise_2d(original):  # noqa: ANN001, ANN202 - wraps uniform_quantize_tensor.uniform_quantize
     """`uniform_quantize` that gives big channelwise N-D weights (N > 2) a 2-D view (quantized dimension first,
-    the rest flattened) with (O, 1) scales, so the quantizer's chunked path can broadcast them."""
+    the rest flattened) with (O, 1) scales, so the quantizer's chunked path can broadcast them; and that hands
+    each weight it has quantized to `_RELEASE` (the streaming read of `quantize_file`)."""
     import dataclasses
 
     import numpy as np
@@ -116,16 +121,63 @@ def _channelwise_2d(original):  # noqa: ANN001, ANN202 - wraps uniform_quantize_
         dim = params.quantized_dimension
         if (is_blockwise_quant or tensor_data.ndim <= 2 or dim is None
                 or scale.size != tensor_data.shape[dim] or scale.size == 1):
-            return original(tensor_data, params, is_blockwise_quant)
-        moved = np.moveaxis(tensor_data, dim, 0)
-        flat = np.ascontiguousarray(moved).reshape(moved.shape[0], -1)
-        zero = np.asarray(params.zero_point).reshape(-1, 1)
-        flat_params = dataclasses.replace(params, scale=scale.reshape(-1, 1), zero_point=zero, quantized_dimension=0)
-        out = original(flat, flat_params, is_blockwise_quant).reshape(moved.shape)
-        return np.ascontiguousarray(np.moveaxis(out, 0, dim))
+            out = original(tensor_data, params, is_blockwise_quant)
+        else:
+            moved = np.moveaxis(tensor_data, dim, 0)
+            flat = np.ascontiguousarray(moved).reshape(moved.shape[0], -1)
+            zero = np.asarray(params.zero_point).reshape(-1, 1)
+            flat_params = dataclasses.replace(params, scale=scale.reshape(-1, 1), zero_point=zero,
+                                              quantized_dimension=0)
+            out = np.ascontiguousarray(np.moveaxis(
+                original(flat, flat_params, is_blockwise_quant).reshape(moved.shape), 0, dim))
+        if _RELEASE is not None:
+            _RELEASE.release(tensor_data)
+        return out
 
     quantize.wrapped = original
     return quantize
+
+
+class _MappedSource:
+    """The fp32 file mapped read-only, released weight by weight as the quantizer is done with it.
+
+    ai-edge-quantizer reads every weight through views of the model buffer: given the whole file in memory
+    (or a map that keeps every page it touched) the quantize phase holds all fp32 weights at once (SDXL's UNet:
+    10.3 GB of its 17 GiB peak). Here the buffer is a read-only shared map of the file and, once a weight is
+    quantized (min/max and rounding are done in the same call), its whole pages are dropped from this process
+    (MADV_DONTNEED, as the quantizer's own serializer does for the data it has written): a later read, e.g. of a
+    weight that two ops share, faults the same bytes back in from the file. Read-only, so nothing written into
+    the map can be lost by the drop (a write would raise)."""
+
+    def __init__(self, path: Path) -> None:
+        import numpy as np
+
+        with open(path, "rb") as handle:
+            self.map = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+        self.size = len(self.map)  # bytes mapped
+        self.base = np.frombuffer(self.map, np.uint8, count=1).ctypes.data  # address of the map's first byte
+        self.released = 0  # bytes dropped
+
+    def release(self, array) -> None:  # noqa: ANN001 - a numpy view
+        start = int(array.__array_interface__["data"][0])
+        end = start + int(array.nbytes)
+        if start < self.base or end > self.base + self.size:
+            return  # not a view of the file (a copy the quantizer made)
+        page = mmap.PAGESIZE
+        first = (start - self.base + page - 1) // page * page  # whole pages only: neighbours may share the ends
+        last = (end - self.base) // page * page
+        if last > first:
+            self.map.madvise(mmap.MADV_DONTNEED, first, last - first)
+            self.released += last - first
+
+    def close(self) -> None:
+        try:
+            self.map.close()
+        except BufferError:  # a view still alive somewhere: the map goes when the last one does
+            pass
+
+
+_RELEASE: _MappedSource | None = None  # the source `quantize_file` is reading (one conversion at a time)
 
 
 def _patch_quantizer() -> None:
@@ -136,19 +188,16 @@ def _patch_quantizer() -> None:
         uqt.uniform_quantize = _channelwise_2d(uqt.uniform_quantize)
 
 
-def quantize_model(float_model: bytes, quant: Quant, block_size: int = 32, extra: Sequence[OpRule] = ()) -> bytes:
-    """Apply a recipe to a serialized fp32 model; returns the quantized flatbuffer.
-
-    `extra`: rules applied after the recipe's (so they win), e.g. the per-layer INT4 fallbacks of
-    `converters.int4_fallback`."""
+def _quantizer(float_model, quant: Quant, block_size: int, extra: Sequence[OpRule]):  # noqa: ANN001, ANN202
+    """An ai-edge-quantizer `Quantizer` of `float_model` (bytes or a buffer) configured with the recipe's rules
+    then `extra`; None for fp32 (nothing to do)."""
     rules = recipe_rules(quant, block_size) + list(extra)
     if not rules:
-        return float_model
+        return None
     from ai_edge_quantizer import qtyping, quantizer
     from ai_edge_quantizer.algorithm_manager import AlgorithmName
 
     _patch_quantizer()
-
     granularity = {32: qtyping.QuantGranularity.BLOCKWISE_32, 64: qtyping.QuantGranularity.BLOCKWISE_64,
                    128: qtyping.QuantGranularity.BLOCKWISE_128, 256: qtyping.QuantGranularity.BLOCKWISE_256}
     q = quantizer.Quantizer(float_model)
@@ -163,7 +212,58 @@ def quantize_model(float_model: bytes, quant: Quant, block_size: int = 32, extra
             q.add_dynamic_config(rule.scope, op, 8, qtyping.QuantGranularity.CHANNELWISE)
         else:
             q.add_dynamic_config(rule.scope, op, 4, granularity[rule.block_size or block_size])
+    return q
+
+
+def quantize_model(float_model: bytes, quant: Quant, block_size: int = 32, extra: Sequence[OpRule] = ()) -> bytes:
+    """Apply a recipe to a serialized fp32 model held in memory; returns the quantized flatbuffer (small models;
+    `quantize_file` streams big ones).
+
+    `extra`: rules applied after the recipe's (so they win), e.g. the per-layer INT4 fallbacks of
+    `converters.int4_fallback`."""
+    q = _quantizer(float_model, quant, block_size, extra)
+    if q is None:
+        return float_model
     try:
         return bytes(q.quantize(enable_progress_report=False, enable_progress_bar=False).quantized_model)
     except (ValueError, RuntimeError) as exc:
         raise ConversionError(f"quantization ({quant.value}) failed: {exc}") from None
+
+
+def quantize_file(float_path: Path, out_path: Path, quant: Quant, block_size: int = 32,
+                  extra: Sequence[OpRule] = ()) -> int:
+    """Apply a recipe to the fp32 file `float_path`, writing the quantized flatbuffer to `out_path` (created or
+    replaced; the caller renames it into place). Streams: the fp32 weights are read from a map of the file and
+    dropped once quantized, the output is serialized through a map of `out_path`, so the process holds about
+    the quantized model plus one weight (SDXL's UNet: 17.0 -> see docs/DESIGN.md §8.4). Returns the fp32 bytes
+    released while quantizing."""
+    global _RELEASE
+    source = _MappedSource(float_path)
+    try:
+        q = _quantizer(memoryview(source.map), quant, block_size, extra)
+        if q is None:
+            shutil.copyfile(float_path, out_path)
+            return 0
+        _RELEASE = source
+        try:
+            result = q.quantize(serialize_to_path=str(out_path), enable_progress_report=False,
+                                enable_progress_bar=False)
+        except (ValueError, RuntimeError, TypeError) as exc:
+            raise ConversionError(f"quantization ({quant.value}) failed: {exc}") from None
+        finally:
+            _RELEASE = None
+        model = result.quantized_model
+        if not isinstance(model, mmap.mmap):  # small models are serialized in memory, written by the quantizer
+            _write_if_needed(out_path, model)
+        del result, model, q
+        return source.released
+    finally:
+        gc.collect()
+        source.close()
+
+
+def _write_if_needed(path: Path, model) -> None:  # noqa: ANN001 - bytes-like
+    """The quantizer writes `serialize_to_path` itself; make sure the file holds `model`."""
+    if not path.exists() or path.stat().st_size != len(model):
+        with open(path, "wb") as handle:
+            handle.write(model)

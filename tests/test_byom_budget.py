@@ -148,3 +148,43 @@ def test_convolution_weights_stored_nhwc_give_the_same_numbers() -> None:
     assert [type(m) for m in model] == [OHWIConv2d, OHWIConv2d, nn.Conv2d, nn.Sequential]
     assert isinstance(model[3][0], OHWIConv2d) and model[0].weight.shape == (16, 3, 3, 8)
     torch.testing.assert_close(model(x), before, rtol=1e-5, atol=1e-6)
+
+
+def test_quantizing_from_the_file_streams_the_weights_and_writes_the_same_model(tmp_path: Path) -> None:
+    """`quantize_file` reads the fp32 weights through a map and drops each one once quantized (the quantize
+    phase no longer holds the fp32 model: SDXL's UNet 17 -> see DESIGN §8.4); the file it writes is the model
+    `quantize_model` builds in memory, byte for byte, for every recipe."""
+    import numpy as np
+    import torch
+    from torch import nn
+
+    from banana_sdk.bundle.flatbuffer import read_graph
+    from converters.export import export_signature
+    from converters.int4_fallback import plan_fallbacks
+    from converters.recipes import quantize_file, quantize_model
+
+    class Block(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(256, 256, 3, padding=1)  # INT8: 590 KB, the quantizer's external-buffer serializer
+            self.fc = nn.Linear(256, 1000)  # 1000 x 256: block 32 divides it
+            self.odd = nn.Linear(1000, 24)  # width 1000: no block divides it -> an INT8 fallback layer
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.odd(self.fc(self.conv(x).mean(dim=(2, 3))))
+
+    torch.manual_seed(0)
+    float_path = tmp_path / "model.export.tflite"
+    export_signature(Block().eval(), "run", {"x": np.random.default_rng(0).standard_normal((1, 256, 8, 8),
+                                                                                            dtype=np.float32)},
+                     float_path)
+    weights = (256 * 256 * 9 + 256 * 1000 + 1000 * 24) * 4
+    fallbacks = plan_fallbacks(read_graph(float_path), 32)
+    assert [f.width for f in fallbacks] == [1000]
+    for quant, extra in ((Quant.INT4, [f.rule() for f in fallbacks]), (Quant.INT8, []), (Quant.FP16, []),
+                         (Quant.FP32, [])):
+        out = tmp_path / f"model.{quant.value}.tflite"
+        released = quantize_file(float_path, out, quant, 32, extra)
+        assert out.read_bytes() == quantize_model(float_path.read_bytes(), quant, 32, extra), quant
+        if quant in (Quant.INT4, Quant.INT8):  # every weight quantized was dropped
+            assert weights - 3 * 2 * 4096 <= released <= weights, (quant, released)  # ends: partial pages
