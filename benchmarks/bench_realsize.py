@@ -138,6 +138,8 @@ def run_checkpoint(name: str, quant: str, work: Path, keep: bool) -> list[list[o
                         f"{' + '.join(f'{p.class_name} {billions(p.parameters)}' for p in est.parts)}")
         if rec.get("quant_fallback"):
             note.append(f"stored {rec['quant_fallback']['stored']} (int4 failed the gate)")
+        if rec.get("converting_process_peak_bytes"):  # the rest of the peak is the export child's
+            note.append(f"quantize + gate process {rec['converting_process_peak_bytes'] / 1e9:.2f} GB")
         note.append(f"load avg {load_before:.1f}")
         ok = peak.wall_s <= TARGET_S and peak.peak_tree_bytes / 1e9 <= TARGET_GB
         gate = rec["gate"]

@@ -34,7 +34,16 @@ def main(argv: list[str]) -> int:
         return 1
     record["delegate_plan"] = delegate_plan(Path(out)).get(signature)
     record["estimate_bytes"] = plan.estimates[signature].peak_bytes  # what the converter checked
+    record["converting_process_peak_bytes"] = _own_peak_bytes()  # quantize + gate (the export ran in a child)
     (Path(out) / "record.json").write_text(json.dumps(record, indent=1, default=str), encoding="utf-8")
+    return 0
+
+
+def _own_peak_bytes() -> int:
+    """This process's high-water RSS (VmHWM; children not included), bytes."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
     return 0
 
 

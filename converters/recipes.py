@@ -244,6 +244,8 @@ def quantize_file(float_path: Path, out_path: Path, quant: Quant, block_size: in
         if q is None:
             shutil.copyfile(float_path, out_path)
             return 0
+        out_path.unlink(missing_ok=True)
+        out_path.touch()  # the quantizer maps it with os.open's default mode (0777 less umask): a plain file's
         _RELEASE = source
         try:
             result = q.quantize(serialize_to_path=str(out_path), enable_progress_report=False,

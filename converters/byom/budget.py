@@ -7,7 +7,8 @@ converter (docs/DESIGN.md §8.4, `benchmarks/bench_realsize.py`):
 | phase      | where                                   | what it holds                                          |
 |------------|-----------------------------------------|--------------------------------------------------------|
 | `export`   | a child process for > ISOLATE_PARAMS    | fp32 weights + litert-torch's traced/lowered copies    |
-| `quantize` | the converting process                  | ai-edge-quantizer: the fp32 file + its quantized model |
+| `quantize` | the converting process                  | the quantized model + the gate's interpreter (weights  |
+|            |                                         | streamed from the fp32 file, `quantize_file`)          |
 
 A signature's peak is the larger phase when it exports in a child (the parent never holds torch weights),
 else their sum (the allocator keeps the export's high-water mark). A conversion whose largest signature
@@ -34,14 +35,16 @@ EXPORT_BYTES_BY_CLASS = {
     # ^ (the lowering used to copy every conv weight again to move it to NHWC: SD 1.5 11.5 -> 7.2 GB in all)
     "CLIPTextModel": 11.5,  # SD-Turbo's OpenCLIP-H (340M): 5.05 GB in all (its peak phase not split out)
     "CLIPTextModelWithProjection": 7.0,  # SD3.5's CLIP-L + CLIP-G (818M): 6.87 GB (int4, then int8 re-quantized)
+    "Gemma2Model": 4.0,  # Sana's Gemma2 (2.61B): 12.19 GB in all (export child ~10.5 GiB)
     "AutoencoderKL": 4.0,  # + VAE_BYTES_PER_PIXEL: the decoder's activations dominate (SD 1.5 512 px: 2.9 GB;
     # ^ SD3.5 / PixArt-Sigma 1024 px: 7.0 GB)
 }
 VAE_BYTES_PER_PIXEL = 5300  # vae_decode: export + gate activations per output pixel (the two VAE sizes above)
-QUANTIZE_BYTES_PER_PARAM = {  # quantize-and-gate phase (the converting process): the fp32 file read whole plus
-    # ai-edge-quantizer's working model (+ an INT8 retry where INT4 fails the gate); measured in all: SDXL's UNet
-    # 17.0 GiB (2.57B), Sana's Gemma2 19.1 GiB (2.61B, INT8 retry), SD3.5's MMDiT 15.3 GiB (2.24B)
-    Quant.FP32: 4.2, Quant.FP16: 7.0, Quant.INT8: 7.0, Quant.INT4: 7.0,
+QUANTIZE_BYTES_PER_PARAM = {  # quantize-and-gate phase (the converting process; bench_realsize's "quantize + gate
+    # process"), SD 1.5's UNet (860M): INT4/INT8 stream the fp32 weights (quantize 1.2 B/param) and the gate's
+    # interpreter is the larger part (the mapped file + XNNPACK's repacked weights: 2.4 / 2.6); fp16's float
+    # casting reads the weights whole (7.4); fp32's gate maps the fp32 file and XNNPACK packs a second copy (8.1)
+    Quant.FP32: 8.2, Quant.FP16: 7.5, Quant.INT8: 2.7, Quant.INT4: 2.7,
 }
 HEADROOM_BYTES = 2 * GIB  # kept free for the OS and page cache when the limit is the machine's memory
 
