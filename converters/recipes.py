@@ -15,6 +15,8 @@ Facts measured with litert-torch 0.10 / ai-edge-quantizer 0.10 (and re-checked f
   view, which fails for a channelwise 4-D weight (scales (O, 1, 1, 1)): every real-size UNet conv (e.g. SD 1.5's
   1280 x 3 x 3 x 1280, 59 MB) was refused. `_channelwise_2d` quantizes such tensors through an (O, rest) view
   with (O, 1) scales: the same numbers (tests/test_byom_budget.py checks it against the unchunked path).
+- `quantize_file` streams: the fp32 weights are read through a map of the exported file and dropped once
+  quantized, the output is serialized through a map (SDXL's UNet: quantize phase 17 GiB -> under the export's).
 """
 
 from __future__ import annotations
@@ -235,7 +237,7 @@ def quantize_file(float_path: Path, out_path: Path, quant: Quant, block_size: in
     """Apply a recipe to the fp32 file `float_path`, writing the quantized flatbuffer to `out_path` (created or
     replaced; the caller renames it into place). Streams: the fp32 weights are read from a map of the file and
     dropped once quantized, the output is serialized through a map of `out_path`, so the process holds about
-    the quantized model plus one weight (SDXL's UNet: 17.0 -> see docs/DESIGN.md §8.4). Returns the fp32 bytes
+    the quantized model plus one weight (docs/DESIGN.md §8, memory budget). Returns the fp32 bytes
     released while quantizing."""
     global _RELEASE
     source = _MappedSource(float_path)

@@ -24,7 +24,13 @@ from adbutils._adb import AdbConnection
 from adbutils.errors import AdbError, AdbTimeout
 
 from device_tests.adb_server import server_port, server_running, start_server
-from device_tests.errors import AdbUnavailable, DeviceCommandError, DeviceDisconnected, NoDevice
+from device_tests.errors import (
+    AdbUnavailable,
+    CommandMayHaveRun,
+    DeviceCommandError,
+    DeviceDisconnected,
+    NoDevice,
+)
 from device_tests.legacy_shell import LegacyShellError, new_sentinel, unwrap, wrap
 from device_tests.quoting import command_line, quote
 from device_tests.sync_client import SyncLost, SyncSession
@@ -155,8 +161,8 @@ class Device:
         if not self.adb.wait_for(self.serial, self.adb.reconnect_s):
             raise DeviceDisconnected(f"{self.serial} disconnected during {what} ({_reason(first)})")
         if not retry:
-            raise DeviceDisconnected(f"{self.serial} dropped the connection during {what} ({_reason(first)}); "
-                                     "it is back now, but the command may or may not have run")
+            raise CommandMayHaveRun(f"{self.serial} dropped the connection during {what} ({_reason(first)}); "
+                                    "it is back now, but the command may or may not have run")
         try:
             return fn()
         except AdbTimeout:

@@ -21,6 +21,11 @@ class DeviceDisconnected(DeviceError):
     """The device went away (unplugged, killed, rebooted) while we were talking to it."""
 
 
+class CommandMayHaveRun(DeviceDisconnected):
+    """The connection dropped during a command that is not repeated blindly (e.g. `am start`); the device is back,
+    and the command may or may not have run."""
+
+
 class DeviceCommandError(DeviceError):
     """A command on the device failed (non-zero exit or an error message)."""
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from device_tests.adb import Device
 from device_tests.contract import COMPONENT, PACKAGE, RunRequest, am_start_argv, validate_result
-from device_tests.errors import AppNotInstalled, ContractError, Interrupted, RunnerError
+from device_tests.errors import AppNotInstalled, CommandMayHaveRun, ContractError, Interrupted, RunnerError
 
 POLL_S = 0.25  # how often we look for the result file
 PROCESS_CHECK_S = 2.0  # how often we check that the app is still alive
@@ -74,10 +74,7 @@ def launch(device: Device, request: RunRequest, timeout_s: float, on_poll: Calla
     path = request.result_path
     device.shell(["rm", "-f", path], check=False)
     started = time.monotonic()
-    am = device.shell(am_start_argv(request), retry=False, check=False)
-    _check_am_output(device, am.stdout + am.stderr)
-    if am.returncode != 0:
-        raise RunnerError(_am_failed(device, am.returncode, am.summary()))
+    _start_activity(device, request)
     deadline = started + timeout_s
     next_check = started + PROCESS_CHECK_S
     gone_since = None
@@ -108,6 +105,22 @@ def launch(device: Device, request: RunRequest, timeout_s: float, on_poll: Calla
                 raise RunnerError(f"the app on {device.serial} exited without writing a result "
                                   f"({log_tail(device)})")
         time.sleep(POLL_S)
+
+
+def _start_activity(device: Device, request: RunRequest) -> None:
+    """`am start -W` the run. Not repeated blindly: if the connection drops during it (a restarted adb server, a
+    USB hiccup) and the device comes back, the run is started again only if neither the app nor its result is
+    there (`am start -W` returns when the activity has launched; a drop before that may have lost the intent)."""
+    try:
+        am = device.shell(am_start_argv(request), retry=False, check=False)
+    except CommandMayHaveRun:
+        if app_running(device) or device.with_retry("waiting for the result",
+                                                    lambda: _stat(device, request.result_path)):
+            return  # it did start: wait for its result as usual
+        am = device.shell(am_start_argv(request), retry=False, check=False)
+    _check_am_output(device, am.stdout + am.stderr)
+    if am.returncode != 0:
+        raise RunnerError(_am_failed(device, am.returncode, am.summary()))
 
 
 def _stat(device: Device, path: str) -> bool:

@@ -108,6 +108,44 @@ def test_adb_server_restarted_mid_run(adb, adb_server, sims, tiny_bundle: Path, 
     assert any("adb server was restarted" in note for note in device["notes"])
 
 
+@pytest.mark.parametrize("drop", ["before the intent", "after the intent"])
+def test_connection_dropped_during_am_start_runs_once(adb, adb_server, sims, tiny_bundle: Path,  # noqa: ANN001, F811
+                                                      monkeypatch: pytest.MonkeyPatch, drop: str) -> None:
+    """`am start` is not repeated blindly: a drop before the intent reached the device (the adb server killed)
+    starts the run again once the server is back; a drop after it (the app running) waits for that run."""
+    from device_tests.adb import Device
+    from device_tests.contract import Delegate, RunRequest
+    from device_tests.errors import CommandMayHaveRun
+    from device_tests.runner import launch
+
+    device = adb.device(sims("flagship").serial)
+    remote = push_bundle(device, tiny_bundle).remote_dir
+    real_shell = Device.shell
+    starts: list[int] = []
+
+    def shell(self: Device, argv: list[str], *args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        if argv[:2] != ["am", "start"]:
+            return real_shell(self, argv, *args, **kwargs)
+        starts.append(len(starts))
+        if drop == "before the intent" and len(starts) == 1:
+            kill_server(adb_server.port)
+        result = real_shell(self, argv, *args, **kwargs)
+        if drop == "after the intent" and len(starts) == 1:
+            raise CommandMayHaveRun("connection dropped (test)")
+        return result
+
+    monkeypatch.setattr(Device, "shell", shell)
+    restarts = adb.server_restarts
+    request = RunRequest(bundle=remote, prompt="a red circle", steps=2, size=64, seed=0, delegate=Delegate.CPU,
+                         threads=1, warmup=0, runs=2, run_id=f"dropped-{len(drop)}")
+    result = launch(device, request, timeout_s=120)
+    assert len(result.result["runs"]) == 2
+    if drop == "before the intent":
+        assert len(starts) == 2 and adb.server_restarts == restarts + 1
+    else:
+        assert len(starts) == 1  # the app was running: not started a second time
+
+
 def test_app_that_dies_without_a_result_is_reported(adb, sims, tiny_bundle: Path) -> None:  # noqa: ANN001, F811
     from device_tests.contract import Delegate, RunRequest
     from device_tests.errors import RunnerError

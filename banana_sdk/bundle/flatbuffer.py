@@ -142,15 +142,19 @@ class ModelGraph:
         return (q - zero.reshape(shape)) * scale.reshape(shape)
 
 
+MAP_ABOVE_BYTES = 256 << 20  # read_graph maps files above this size (smaller ones are read)
+
+
 def read_graph(path: str | Path) -> ModelGraph:
     """Parse a .tflite file; BundleError if it is not a valid LiteRT flatbuffer."""
     path = Path(path)
     try:
         with open(path, "rb") as handle:
-            # mapped, not read: the graph is the flatbuffer's head, and weights are paged in only if asked for
-            # (a 10 GB fp32 export is planned without holding it)
-            buf = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) if os.fstat(handle.fileno()).st_size \
-                else b""
+            # a big file is mapped, not read: the graph is the flatbuffer's head and weights are paged in only if
+            # asked for (a 10 GB fp32 export is planned without holding it)
+            size = os.fstat(handle.fileno()).st_size
+            buf = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) if size > MAP_ABOVE_BYTES \
+                else handle.read()
     except FileNotFoundError:
         raise BundleError(f"{path} does not exist") from None
     return parse_graph(buf, path)
