@@ -3,7 +3,8 @@
 Measured on nano-banana-2 (1.8B, this 2-core/24 GiB machine): in one process the denoiser's export peaks at
 10.2 GiB, and after the torch module is freed the process still holds 8.4 GiB (allocator high-water mark),
 so quantizing from the file on top of it peaked at 16.7 GiB. With the export in a spawned child, the parent
-only ever holds the quantizer's working set (~8.5 GiB) and the peak is the export's own.
+only ever holds the quantize-and-gate working set (~8.5 GiB when the quantizer read the fp32 file whole; since it
+streams the weights, `converters.recipes.quantize_file`, ~2.7 bytes per parameter) and the peak is the export's own.
 """
 
 from __future__ import annotations

@@ -163,10 +163,12 @@ def check_app_request(bundle: Path, manifest: dict[str, Any], settings: ProfileS
     if settings.peels:
         from banana_sdk.peels.config import check_weight
         from banana_sdk.peels.device import load_for_bundle
+        from banana_sdk.peels.diffusers_lora import load_for_diffusers_bundle
 
+        diffusers = (manifest.get("model") or {}).get("kind") == "diffusers"
         for path, weight in settings.peels:
             check_weight(weight, str(path))
-            load_for_bundle(path, manifest)
+            (load_for_diffusers_bundle if diffusers else load_for_bundle)(path, manifest)
     base = int(manifest["image"]["size"])
     if settings.size is not None and settings.size != base:
         if settings.size < base:

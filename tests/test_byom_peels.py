@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 from cli_helpers import assert_one_line_error, run_cli
+from device_fixtures import adb, adb_server, sims  # noqa: F401
 from safetensors.numpy import save_file
 
 from banana_sdk.bundle.reader import load_manifest
@@ -210,6 +211,36 @@ def test_peels_equal_the_merged_lora_and_swap_without_reload(
     assert lite._diffusers.peel is None and np.array_equal(generate(lite), base)
     assert np.abs(base - merged_image(pipe, [], lite.size)).max() <= 1
     assert lite.signature_runners() == runners and all(lite.signature_runners()[k] is runners[k] for k in runners)
+
+
+def test_profile_applies_a_unet_lora_on_the_simulated_phone(adb, sims, fp32_bundle: Path,  # noqa: ANN001, F811
+                                                            tmp_path: Path) -> None:
+    """`banana profile --bundle SD_BUNDLE --peel lora.safetensors`: the simulated app applies the LoRA as a runtime
+    peel (its rank bucket's denoiser, paced like the base one); its image is the host runtime's with the same
+    peel, not the base's. A LoRA for another base is refused on the host before any device work."""
+    import io
+
+    from PIL import Image
+
+    from device_tests.profile import ProfileSettings, profile
+
+    slots = unet_slots_from_manifest(load_manifest(fp32_bundle))
+    lora = write_peft(random_lora(slots, 4, seed=7), tmp_path / "style.safetensors")
+    sim = sims("flagship")
+    settings = ProfileSettings(prompt=PROMPT, steps=2, seed=SEED, runs=1, cooldown_c=None, peels=((lora, 0.8),))
+    run = profile(fp32_bundle, tmp_path / "PEEL.json", sim.serial, settings, adb=adb)
+    d = run["devices"][0]
+    assert d["complete"] and len(d["runs"]) == 1 and len(d["runs"][0]["denoise_ms"]) == 2
+    with adb.device(sim.serial).sync() as sync:
+        device_image = np.asarray(Image.open(io.BytesIO(sync.pull(d["launches"][0]["image"]["path"]))).convert("RGB"))
+    host = LiteRTPipeline.load(fp32_bundle)
+    base = np.asarray(host.run(PROMPT, steps=2, seed=SEED).image)
+    host.set_peels([(lora, 0.8)])
+    assert np.array_equal(device_image, np.asarray(host.run(PROMPT, steps=2, seed=SEED).image))
+    assert np.abs(device_image.astype(int) - base).mean() > 3  # the peel was applied
+    other = write_peft(random_lora(slots, 4, seed=7), tmp_path / "other.safetensors", prefix="unet.mid_block.")
+    assert_one_line_error(run_cli("profile", "--bundle", fp32_bundle, "--serial", sim.serial, "--peel", other,
+                                  "--no-cooldown", "-o", tmp_path / "bad.json", in_process=True), "other.safetensors")
 
 
 def test_int4_bundle_applies_the_peel_within_the_gate(int4_bundle: Path, pipelines: dict, tmp_path: Path) -> None:

@@ -280,7 +280,10 @@ def lora_for_bundle(path: str | Path, manifest: dict[str, Any], name: str | None
     if alpha is not None and not (math.isfinite(alpha) and alpha > 0):
         raise PeelError(f"--alpha must be a positive number, got {alpha}")
     lora = read_lora(path)
-    layers = match_layout(lora, slots, alpha)
+    try:
+        layers = match_layout(lora, slots, alpha)
+    except PeelError as exc:  # name the file: several peels may be given at once
+        raise PeelError(f"{Path(path).name}: {exc}") from None
     return to_runtime_peel(layers, name or Path(path).stem, manifest, Path(path).name)
 
 

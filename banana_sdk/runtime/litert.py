@@ -134,6 +134,12 @@ class LiteRTPipeline:
         self.peels = {name: float(w) for name, (_, _, _, w) in zip(names, files, strict=True)}
         return (time.perf_counter() - start) * 1e3
 
+    @property
+    def peel_feed(self) -> tuple[str, np.ndarray, np.ndarray] | None:
+        """(bucket signature, lora_a, lora_b) of the peels in use, None for the base: what a caller that drives the
+        signatures itself (`signature_runners`) feeds instead of `denoise`."""
+        return self._peel
+
     def tile_runner(self, threads: int = 2) -> LiteRTTileRunner:
         """The bundle's `upscale_tile` signature as a tile runner (`banana_sdk.upscale.chain`); BundleError if the
         bundle has none."""

@@ -217,7 +217,9 @@ class SimApp:
         """The generator of a converted diffusers pipeline over its paced signature runners."""
         from banana_sdk.runtime.diffusers import DiffusersGenerator
 
-        return DiffusersGenerator(pipeline.bundle, pipeline.manifest, _diffusers_runners(pipeline, backend))
+        generator = DiffusersGenerator(pipeline.bundle, pipeline.manifest, _diffusers_runners(pipeline, backend))
+        generator.peel = pipeline.peel_feed  # the runtime peels set on the pipeline (a LoRA of its UNet), if any
+        return generator
 
     def _subjects(self, req: RunRequest, pipeline: Any) -> tuple[Any, Any]:
         """(subject tokens, mask) for the request's subject files, or ContractError/SubjectError."""
@@ -257,9 +259,8 @@ class SimApp:
             raise ContractError(f"bundle was converted for {pipeline.size}px images, asked for {req.size}px"
                                 + ("" if req.size < pipeline.size else " (no upscale_tile signature to go above it)"))
         subjects = subject_mask = None
-        if pipeline.kind == "diffusers" and (req.subjects or req.peels):
-            raise ContractError("subjects and runtime peels need a banana bundle; this bundle is a converted "
-                                "diffusers pipeline")
+        if pipeline.kind == "diffusers" and req.subjects:
+            raise ContractError("subjects need a banana bundle; this bundle is a converted diffusers pipeline")
         if req.subjects:  # subject files on the device, bound to the prompt's names like the app does
             subjects, subject_mask = self._subjects(req, pipeline)
         if req.peels:  # runtime peels: set once, before the runs (the base stays loaded)
@@ -319,10 +320,12 @@ class SimApp:
 
 
 def _diffusers_runners(pipeline: Any, backend: ThrottledBackend) -> dict[str, Any]:
-    """The bundle's three signature runners, each paced as the call the banana backend would make."""
+    """The bundle's signature runners (its three, and the rank-bucket denoisers of runtime peels), each paced as
+    the call the banana backend would make."""
     runners = pipeline.signature_runners()
     calls = {"text_encoder": "encode_text", "denoise": "denoise", "vae_decode": "decode"}
-    return {sig: backend.runner(call, runners[sig]) for sig, call in calls.items()}
+    calls.update({sig: "denoise" for sig in (pipeline.manifest.get("peels") or {}).get("signatures", {}).values()})
+    return {sig: backend.runner(call, runners[sig]) for sig, call in calls.items() if sig in runners}
 
 
 def _subject_files(text: str) -> list[str]:
