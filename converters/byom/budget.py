@@ -31,13 +31,19 @@ BASE_BYTES = int(1.1 * GIB)  # interpreter + torch + litert-torch + jax imported
 EXPORT_BYTES_PER_PARAM = 5.6  # export phase (child process): fp32 weights (4) + the lowering's copies
 # ^ (nano-banana-2 1.8B: 10.2 GiB); classes measured otherwise below (bench_realsize, int4)
 EXPORT_BYTES_BY_CLASS = {
-    "UNet2DConditionModel": 4.5,  # SDXL's UNet (2.57B): export child 11.7 GiB with NHWC-stored conv weights
-    # ^ (the lowering used to copy every conv weight again to move it to NHWC: SD 1.5 11.5 -> 7.2 GB in all)
+    "UNet2DConditionModel": 3.45,  # + EXPORT_FIXED_BYTES_BY_CLASS: fit to the process trees of SD 1.5 / SD-Turbo /
+    # ^ SDXL (0.86B / 0.87B / 2.57B: 6.67 / 6.75 / 12.14 GiB) with NHWC-stored conv weights (the lowering used to
+    # ^ copy every conv weight again to move it to NHWC: SD 1.5 11.5 -> 7.2 GB in all)
     "CLIPTextModel": 11.5,  # SD-Turbo's OpenCLIP-H (340M): 5.05 GB in all (its peak phase not split out)
     "CLIPTextModelWithProjection": 7.0,  # SD3.5's CLIP-L + CLIP-G (818M): 6.87 GB (int4, then int8 re-quantized)
-    "Gemma2Model": 4.0,  # Sana's Gemma2 (2.61B): 12.19 GB in all (export child ~10.5 GiB)
+    "Gemma2Model": 4.3,  # Sana's Gemma2 (2.61B): 12.19 GB in all (process tree, the export child's phase)
+    "SD3Transformer2DModel": 5.8,  # SD3.5-medium's MMDiT (2.24B): 13.95 GB in all
+    "SanaTransformer2DModel": 7.0,  # Sana-0.6B's DiT (592M): 5.23 GB in all
     "AutoencoderKL": 4.0,  # + VAE_BYTES_PER_PIXEL: the decoder's activations dominate (SD 1.5 512 px: 2.9 GB;
     # ^ SD3.5 / PixArt-Sigma 1024 px: 7.0 GB)
+}
+EXPORT_FIXED_BYTES_BY_CLASS = {  # export memory that does not scale with the parameters (traced graph, lowering)
+    "UNet2DConditionModel": int(2.8 * GIB),
 }
 VAE_BYTES_PER_PIXEL = 5300  # vae_decode: export + gate activations per output pixel (the two VAE sizes above)
 QUANTIZE_BYTES_PER_PARAM = {  # quantize-and-gate phase (the converting process; bench_realsize's "quantize + gate
@@ -104,7 +110,8 @@ def estimate(signature: str, parts: tuple[PartCount, ...], q: Quant, pixels: int
     """Price one signature's phases from its parameter count (`pixels`: output pixels of a vae_decode)."""
     params = sum(p.parameters for p in parts)
     export = BASE_BYTES + int(sum(EXPORT_BYTES_BY_CLASS.get(p.class_name, EXPORT_BYTES_PER_PARAM) * p.parameters
-                                  for p in parts)) + VAE_BYTES_PER_PIXEL * pixels
+                                  + EXPORT_FIXED_BYTES_BY_CLASS.get(p.class_name, 0) for p in parts)) \
+        + VAE_BYTES_PER_PIXEL * pixels
     quantize = BASE_BYTES + int(QUANTIZE_BYTES_PER_PARAM[q] * params)
     isolated = params > ISOLATE_PARAMS
     peak = max(export, quantize) if isolated else export + quantize - BASE_BYTES
