@@ -210,7 +210,9 @@ def _record(rows: list[list[object]], args: argparse.Namespace, notes: str) -> N
              f"parameters converts in <= 20 min at <= 16 GB peak on this 2-core / 24 GiB machine; a signature "
              f"whose estimate exceeds the machine's memory less 2 GiB is refused before any work with the "
              f"estimate and what would make it fit. Estimated peak = the budget's figure for the whole signature "
-             f"as published.")
+             f"as published. INT4/INT8 quantization streams the weights from the exported fp32 file "
+             f"(`converters/recipes.py` `quantize_file`), so a big signature's peak is its export child's; "
+             f"\"quantize + gate process\" in the notes is the converting process's own high-water mark.")
     record("realsize", [Table("realsize", header, rows, key=2, title="Published checkpoints, real sizes",
                               about=about)], notes=notes, append=not args.no_append)
 

@@ -42,9 +42,11 @@ EXPORT_BYTES_BY_CLASS = {
     "AutoencoderKL": 4.0,  # + VAE_BYTES_PER_PIXEL: the decoder's activations dominate (SD 1.5 512 px: 2.9 GB;
     # ^ SD3.5 / PixArt-Sigma 1024 px: 7.0 GB)
 }
-EXPORT_FIXED_BYTES_BY_CLASS = {  # export memory that does not scale with the parameters (traced graph, lowering)
+EXPORT_FIXED_BYTES_BY_CLASS = {  # export memory beyond bytes/param of a real-size component (traced graph, lowering),
+    # ^ ramped in linearly up to FIXED_FULL_PARAMS (a test-size UNet of a few M parameters exports in ~1 GiB in all)
     "UNet2DConditionModel": int(2.8 * GIB),
 }
+FIXED_FULL_PARAMS = 860_000_000  # parameters from which the whole fixed part applies (SD 1.5's UNet, the smallest fit)
 VAE_BYTES_PER_PIXEL = 5300  # vae_decode: export + gate activations per output pixel (the two VAE sizes above)
 QUANTIZE_BYTES_PER_PARAM = {  # quantize-and-gate phase (the converting process; bench_realsize's "quantize + gate
     # process"), SD 1.5's UNet (860M): INT4/INT8 stream the fp32 weights (quantize 1.2 B/param) and the gate's
@@ -110,7 +112,8 @@ def estimate(signature: str, parts: tuple[PartCount, ...], q: Quant, pixels: int
     """Price one signature's phases from its parameter count (`pixels`: output pixels of a vae_decode)."""
     params = sum(p.parameters for p in parts)
     export = BASE_BYTES + int(sum(EXPORT_BYTES_BY_CLASS.get(p.class_name, EXPORT_BYTES_PER_PARAM) * p.parameters
-                                  + EXPORT_FIXED_BYTES_BY_CLASS.get(p.class_name, 0) for p in parts)) \
+                                  + EXPORT_FIXED_BYTES_BY_CLASS.get(p.class_name, 0)
+                                  * min(1.0, p.parameters / FIXED_FULL_PARAMS) for p in parts)) \
         + VAE_BYTES_PER_PIXEL * pixels
     quantize = BASE_BYTES + int(QUANTIZE_BYTES_PER_PARAM[q] * params)
     isolated = params > ISOLATE_PARAMS
