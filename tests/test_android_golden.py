@@ -104,6 +104,59 @@ def test_diffusers_run_replays_through_the_python_runtime(tmp_path: Path) -> Non
     assert len(set(base64.b64decode(data["rgb"]))) > 20  # not a degenerate image
 
 
+def test_diffusers_peel_run_replays_through_the_python_runtime(tmp_path: Path) -> None:
+    """diffusers_run_peel.json (recorded from a tiny-sd bundle converted with --peel-buckets, not re-rendered here) is
+    still what the Python runtime does: its runtime peel file loads and stacks (`load_for_diffusers_bundle`,
+    `stack_runtime`) into the recorded `lora_a` / `lora_b`, and both runs (the peel at its weight through the bucket
+    signature, then none through `denoise`) replay call for call to the same latents and images."""
+    import base64
+
+    import numpy as np
+    from diffusers_vectors import replay_runners
+
+    from banana_sdk.peels.device import layout_from_manifest, stack_runtime
+    from banana_sdk.peels.diffusers_lora import load_for_diffusers_bundle
+    from banana_sdk.runtime.diffusers import DiffusersGenerator
+
+    data = json.loads((GOLDEN_DIR / "diffusers_run_peel.json").read_text())
+    for name, text in data["files"].items():
+        (tmp_path / name).write_text(text, encoding="utf-8")
+    for name, b64 in data["peel_files"].items():
+        (tmp_path / name).write_bytes(base64.b64decode(b64))
+    manifest = data["manifest"]
+    runners, problems = replay_runners(data, ("text_encoder", "denoise", *manifest["peels"]["signatures"].values(),
+                                              "vae_decode"))
+    gen = DiffusersGenerator(tmp_path, manifest, runners)
+    slots, buckets = layout_from_manifest(manifest)
+
+    def tensor(index: int) -> np.ndarray:
+        return np.frombuffer(base64.b64decode(data["tensors"][index]["b64"]), "<f4")
+
+    req = data["request"]
+    assert [r["peels"] != [] for r in data["runs"]] == [True, False]  # a peel run, then back to the base
+    first = 0  # the run's first recorded call
+    for run in data["runs"]:
+        files = [(*load_for_diffusers_bundle(tmp_path / name, manifest), weight) for name, weight in run["peels"]]
+        gen.peel = None
+        if files:
+            bucket, lora_a, lora_b = stack_runtime(files, slots, buckets)
+            gen.peel = (manifest["peels"]["signatures"][str(bucket)], lora_a, lora_b)
+            assert gen.peel[0] == run["signature"] == "denoise_r4"
+            assert np.array_equal(lora_a, tensor(run["stacked"]["lora_a"]))
+            assert np.array_equal(lora_b, tensor(run["stacked"]["lora_b"]))
+        result = gen.run(req["prompt"], steps=req["steps"], seed=req["seed"], guidance_scale=req["guidance_scale"])
+        assert problems == []
+        assert [c["signature"] for c in data["calls"][first:first + run["calls"]]] == ["text_encoder"] * 2 + [
+            run["signature"]] * 2 * req["steps"] + ["vae_decode"]
+        assert np.array_equal(result.latent.astype(np.float32).ravel(), np.frombuffer(base64.b64decode(run["latent"]),
+                                                                                      "<f4"))
+        assert np.asarray(result.image, np.uint8).tobytes() == base64.b64decode(run["rgb"])
+        first += run["calls"]
+    assert first == len(data["calls"])
+    assert data["runs"][0]["rgb"] != data["runs"][1]["rgb"]  # the peel changes the image
+    assert (GOLDEN_DIR / "diffusers_run_peel.json").stat().st_size < 600_000
+
+
 @pytest.mark.parametrize("name", sorted({**GEN.T5_RUNS, **GEN.FLOW_RUNS}))
 def test_t5_runs_replay_through_the_python_runtime(name: str, tmp_path: Path) -> None:
     """diffusers_run_pixart.json / _sd3_t5 / _flux / _flux_dev / _sana (recorded from converted bundles, not

@@ -10,6 +10,9 @@
   run by `DiffusersGenerator` on the bundle's LiteRT runners with every signature call recorded (inputs, outputs),
   so a fake engine can replay it; the manifest (tflite entries replaced by small stub files), the tokenizer files,
   the final latent and the 8-bit image. Its staleness check replays it through the Python runtime (no conversion).
+- `diffusers_run_peel.json` (slow): the same bundle converted with `--peel-buckets 4`, a UNet LoRA exported to a
+  runtime peel (its file included), two runs on one pipeline (the peel at weight 0.8 through `denoise_r4`, then
+  `set_peels([])` through `denoise`), recorded and checked the same way.
 """
 
 from __future__ import annotations
@@ -240,8 +243,11 @@ def diffusers_run_vectors() -> dict[str, Any]:
     }
 
 
-def replay_runners(data: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
-    """Runners that check each call against the recording and return its outputs (Python side of the replay)."""
+def replay_runners(
+    data: dict[str, Any], names: tuple[str, ...] = ("text_encoder", "denoise", "vae_decode"),
+) -> tuple[dict[str, Any], list[str]]:
+    """Runners (of signatures `names`) that check each call against the recording and return its outputs (Python
+    side of the replay)."""
     queue = list(data["calls"])
     problems: list[str] = []
 
@@ -266,4 +272,92 @@ def replay_runners(data: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
             return {k: decode(v) for k, v in call["outputs"].items()}
         return run
 
-    return {n: runner(n) for n in ("text_encoder", "denoise", "vae_decode")}, problems
+    return {n: runner(n) for n in names}, problems
+
+
+# --- runtime peels on a diffusers bundle (docs/DESIGN.md §7, BYOM peels) --------------------------------------------
+PEEL_RUN = {"prompt": "a red fox at night", "steps": 2, "seed": 5, "guidance_scale": 7.5}
+PEEL_FILE, PEEL_WEIGHT, PEEL_RANK = "fox_style.safetensors", 0.8, 2
+PEEL_TARGETS = "to_q,to_v,proj_out,conv1"  # `--peel-targets`: a small layout (linears and 3x3 convs)
+PEEL_LAYERS = ("attn1.to_q", "attn2.to_v", "proj_out", "resnets.0.conv1")  # some of its slots: a sparse peel
+
+
+def _unet_lora(manifest: dict[str, Any], path: Path) -> Path:
+    """A PEFT LoRA file (diffusers' `save_lora_weights` keys, no alpha: scale 1) of rank PEEL_RANK on the layout
+    slots whose path ends with one of PEEL_LAYERS, random but fixed (seed 3)."""
+    from safetensors.numpy import save_file
+
+    from banana_sdk.peels.diffusers_layout import unet_slots_from_manifest
+
+    gen = np.random.default_rng(3)
+    tensors = {}
+    for s in unet_slots_from_manifest(manifest):
+        if s.name.endswith(PEEL_LAYERS):
+            a = gen.standard_normal(s.a_shape(PEEL_RANK)).astype(np.float32) / np.float32(np.sqrt(s.columns))
+            b = gen.standard_normal(s.b_shape(PEEL_RANK)).astype(np.float32) * np.float32(0.3)
+            tensors[f"unet.{s.name}.lora_A.weight"] = a
+            tensors[f"unet.{s.name}.lora_B.weight"] = b
+    save_file(tensors, str(path))
+    return path
+
+
+def diffusers_peel_run_vectors() -> dict[str, Any]:
+    """`diffusers_run_peel.json` (slow: converts a bundle): tiny-sd converted at fp32 with `--peel-buckets 4` (and
+    `--peel-targets` PEEL_TARGETS, to keep the recorded `lora_a` / `lora_b` small), a
+    random PEFT LoRA of its UNet exported to a runtime peel (`banana peel export --bundle`, float16, sparse), then
+    two generations on one `LiteRTPipeline`: with the peel at PEEL_WEIGHT (the bucket signature `denoise_r4` gets
+    `lora_a` / `lora_b`), and after `set_peels([])` (plain `denoise`). Every signature call of both is recorded
+    (`calls`, tensors interned), with each run's latent and image and the stacked inputs `set_peels` made."""
+    from golden_util import canonical_safetensors
+    from sentencepiece_vectors import _interned
+
+    from banana_sdk.peels.config import Storage
+    from banana_sdk.peels.ops import export_for_bundle
+    from banana_sdk.runtime.litert import LiteRTPipeline
+    from converters.byom.convert_diffusers import convert_diffusers
+    from converters.byom.fixtures import build_pipeline
+
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = build_pipeline(Path(tmp) / "tiny-sd", "tiny-sd")
+        bundle = convert_diffusers(Path(tmp) / "bundle", folder, quant="fp32", name="tiny-sd", peel_buckets="4",
+                                    peel_targets=PEEL_TARGETS)
+        manifest = json.loads((bundle / "manifest.json").read_text(encoding="utf-8"))
+        lora = _unet_lora(manifest, Path(tmp) / "fox_style_lora.safetensors")
+        peel_path = Path(tmp) / PEEL_FILE
+        export_for_bundle(lora, bundle, peel_path, Storage.FLOAT16, name="fox_style")
+        peel_bytes = canonical_safetensors(peel_path.read_bytes())
+        peel_path.write_bytes(peel_bytes)
+        pipe = LiteRTPipeline.load(bundle, threads=1)
+        calls: list[dict[str, Any]] = []
+        pipe._diffusers.runners = _recording(pipe._runners, calls)  # noqa: SLF001
+        runs = []
+        for peels in ([(peel_path, PEEL_WEIGHT)], []):
+            pipe.set_peels(peels)
+            stacked = pipe._peel  # noqa: SLF001 - (signature, lora_a, lora_b) or None
+            first = len(calls)
+            result = pipe.run(PEEL_RUN["prompt"], steps=PEEL_RUN["steps"], seed=PEEL_RUN["seed"],
+                              guidance_scale=PEEL_RUN["guidance_scale"])
+            rgb = np.asarray(result.image, dtype=np.uint8)
+            latent = result.latent.astype(np.float32)
+            runs.append({
+                "peels": [[PEEL_FILE, weight] for _, weight in peels], "calls": len(calls) - first,
+                "signature": "denoise" if stacked is None else stacked[0],
+                "stacked": None if stacked is None else {"lora_a": _tensor(stacked[1]), "lora_b": _tensor(stacked[2])},
+                "latent": f32_b64(latent), "rgb": b64(rgb.tobytes()),
+                "stats": {"latent_mean": float(latent.mean()), "latent_std": float(latent.std()),
+                          "rgb_mean": float(rgb.mean()), "rgb_sha256": hashlib.sha256(rgb.tobytes()).hexdigest()},
+            })
+        tokenizer_files = {n: (bundle / n).read_text(encoding="utf-8") for n in ("vocab.json", "merges.txt")}
+    interned, tensors = _interned(calls)
+    index = {json.dumps(t, sort_keys=True): i for i, t in enumerate(tensors)}
+    for run in runs:  # the stacked inputs are the bucket signature's recorded inputs: refer to them
+        if run["stacked"] is not None:
+            run["stacked"] = {k: index[json.dumps(v, sort_keys=True)] for k, v in run["stacked"].items()}
+    return {
+        "about": f"tiny-sd converted at fp32 with --peel-buckets 4 --peel-targets {PEEL_TARGETS}; a UNet LoRA "
+                 "exported to a runtime peel; two generations on one pipeline (peel at weight 0.8, then none) with "
+                 "every signature call recorded",
+        "request": PEEL_RUN, "manifest": stub_manifest(manifest), "files": tokenizer_files,
+        "stubs": {n: (STUB % n.encode()).decode() for n in manifest["files"] if n.endswith(".tflite")},
+        "peel_files": {PEEL_FILE: b64(peel_bytes)}, "runs": runs, "calls": interned, "tensors": tensors,
+    }

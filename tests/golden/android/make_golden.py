@@ -29,7 +29,12 @@ for _path in (ROOT, OUT_DIR):  # banana_sdk, and the generator modules beside th
     if str(_path) not in sys.path:
         sys.path.insert(0, str(_path))
 
-from diffusers_vectors import diffusers_run_vectors, diffusers_sampler_vectors, diffusers_tokenizer_vectors  # noqa: E402
+from diffusers_vectors import (  # noqa: E402
+    diffusers_peel_run_vectors,
+    diffusers_run_vectors,
+    diffusers_sampler_vectors,
+    diffusers_tokenizer_vectors,
+)
 from live_run_vectors import live_run_vectors  # noqa: E402
 from live_vectors import governor_vectors, live_vectors  # noqa: E402
 from peel_vectors import peel_vectors  # noqa: E402
@@ -575,7 +580,7 @@ GENERATORS = {
     "diffusers_gemma_tokenizer.json": diffusers_gemma_tokenizer_vectors,
 }
 # converts a bundle (minutes): written by `main`, its staleness checked by replaying it through the Python runtime
-SLOW_GENERATORS = {"diffusers_run.json": diffusers_run_vectors,
+SLOW_GENERATORS = {"diffusers_run.json": diffusers_run_vectors, "diffusers_run_peel.json": diffusers_peel_run_vectors,
                    **{name: (lambda n=name: t5_run_vectors(n)) for name in (*T5_RUNS, *FLOW_RUNS)}}
 
 

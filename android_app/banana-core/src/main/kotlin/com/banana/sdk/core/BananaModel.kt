@@ -70,11 +70,21 @@ class BananaModel private constructor(
     /**
      * Attaches [peel] with [weight] at run time (replacing one of the same name); [PeelException] if the bundle has
      * no runtime-peel signatures, the peel is for another base, or the attached ranks no longer fit a bucket.
+     * Banana and diffusers bundles alike: for a diffusers bundle (sd family, converted with `--peel-buckets`) the
+     * peel is the runtime export of a LoRA of its UNet; PEFT / diffusers / kohya LoRA files themselves are not read
+     * here, export them on the host first (`banana peel export --peel LORA --bundle SD_BUNDLE --out X.safetensors`).
+     * The next generation runs the bucket's `denoise_r{R}`; no other signature is reloaded.
      */
     fun attachPeel(
         peel: RuntimePeel,
         weight: Float = 1f,
     ) = synchronized(this) { peelSet.attach(peel, weight) }
+
+    /**
+     * Replaces the attached peels by [peels] in stacking order (`LiteRTPipeline.set_peels`), every one checked as
+     * [attachPeel] checks it before anything changes; an empty list returns to the plain `denoise` signature.
+     */
+    fun setPeels(peels: List<WeightedPeel>) = synchronized(this) { peelSet.set(peels) }
 
     fun detachPeel(name: String): Boolean = synchronized(this) { peelSet.detach(name) }
 

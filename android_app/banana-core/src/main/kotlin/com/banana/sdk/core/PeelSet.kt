@@ -50,6 +50,26 @@ class PeelSet(
         cached = null
     }
 
+    /**
+     * Replaces every attached peel by [peels] (peel, weight), checked as [attach] checks one, all before anything
+     * changes (`LiteRTPipeline.set_peels`): a peel that does not fit, or the same name given twice
+     * ([ConfigException]), leaves the set as it was. An empty list detaches everything (plain `denoise` again).
+     */
+    fun set(peels: List<WeightedPeel>) {
+        val names = peels.map { it.peel.name }
+        if (names.toSet().size != names.size) {
+            throw ConfigException("the same peel is given twice ($names); give each peel once with its weight")
+        }
+        if (peels.isNotEmpty()) {
+            val layout = PeelLayout.fromManifest(manifest)
+            for (wp in peels) PeelStacker.checkBase(wp.peel, manifest.weightsSha256 ?: "", "bundle ${manifest.modelName}")
+            checkSignature(layout, PeelStacker.checkFits(peels, layout))
+        }
+        attached.clear()
+        for (wp in peels) attached[wp.peel.name] = wp
+        cached = null
+    }
+
     /** Detaches the peel called [name]; false if none is attached under that name. */
     fun detach(name: String): Boolean = (attached.remove(name) != null).also { if (it) cached = null }
 

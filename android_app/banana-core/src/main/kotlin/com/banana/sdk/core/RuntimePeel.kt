@@ -30,6 +30,8 @@ class RuntimePeel(
  * string metadata `format=banana-runtime-peel`, `rank`, `name`, `base_hash`, `base_model` and optionally `slots`
  * (a JSON list of layer names) (as `banana_sdk.peels.device.load_runtime`, whose messages these mirror). Which
  * layout slots the names are is checked against a bundle's layout when the peel is stacked ([PeelStacker]).
+ * The SDK reads only this runtime form: a PEFT / diffusers / kohya LoRA of a diffusers bundle's UNet is exported on
+ * the host first (`banana peel export --peel LORA --bundle SD_BUNDLE --out X.safetensors`), and is refused here.
  */
 object RuntimePeelReader {
     const val FORMAT = "banana-runtime-peel"
@@ -60,6 +62,12 @@ object RuntimePeelReader {
             } catch (e: SafetensorsException) {
                 throw PeelException("$what is not a readable runtime peel (${e.message})", e)
             }
+        if ("lora_a" !in file.tensors && file.tensors.keys.any { key -> LORA_KEY.containsMatchIn(key) }) {
+            throw PeelException(
+                "$what is a PEFT / diffusers / kohya LoRA file, not a runtime peel; export it for the bundle on the host " +
+                    "with `banana peel export --peel LORA --bundle BUNDLE --out PEEL.safetensors`",
+            )
+        }
         val a = flat(file, "lora_a", what)
         val b = flat(file, "lora_b", what)
         val meta = file.metadata
@@ -86,6 +94,9 @@ object RuntimePeelReader {
             meta["slots"]?.let { slotNames(it, what) },
         )
     }
+
+    /** Keys of the LoRA files `banana peel export` imports on the host (banana_sdk/peels/diffusers_lora.py). */
+    private val LORA_KEY = Regex("\\.lora_[AB]\\.|\\.lora\\.(down|up)\\.|_lora\\.(down|up)\\.|\\.lora_(down|up)\\.")
 
     /** The metadata `slots` text: a JSON list of layer names (`json.loads` in device.py), else [PeelException]. */
     private fun slotNames(

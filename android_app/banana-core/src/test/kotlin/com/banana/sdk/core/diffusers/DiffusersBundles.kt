@@ -19,3 +19,6 @@ object FluxDevBundles : GoldenBundle("diffusers_run_flux_dev.json")
 
 /** The diffusers test suite's Sana (Gemma `tokens` with the instruction prefix, `context_rows`; diffusers_run_sana.json). */
 object SanaBundles : GoldenBundle("diffusers_run_sana.json")
+
+/** tiny-sd converted with `--peel-buckets 4`, a runtime peel of a UNet LoRA, two recorded runs (diffusers_run_peel.json). */
+object DiffusersPeelBundles : GoldenBundle("diffusers_run_peel.json")
