@@ -1,6 +1,12 @@
 package com.banana.sdk.core.diffusers
 
 import com.banana.sdk.core.GoldenBundle
+import com.banana.sdk.core.ThermalProbe
+import com.banana.sdk.core.int
+import com.banana.sdk.core.json.JsonObject
+import com.banana.sdk.core.long
+import com.banana.sdk.core.str
+import java.io.File
 
 /** The converted tiny-sd bundle of tests/golden/android/diffusers_run.json (CLIP, DDIM, CFG). */
 object DiffusersBundles : GoldenBundle("diffusers_run.json")
@@ -22,3 +28,30 @@ object SanaBundles : GoldenBundle("diffusers_run_sana.json")
 
 /** tiny-sd converted with `--peel-buckets 4`, a runtime peel of a UNet LoRA, two recorded runs (diffusers_run_peel.json). */
 object DiffusersPeelBundles : GoldenBundle("diffusers_run_peel.json")
+
+/** A cool phone's thermal probe (headroom 0.5, status 0): for benchmark-runner tests that are not about heat. */
+object CoolProbe : ThermalProbe {
+    override fun headroom(forecastSeconds: Int) = 0.5f
+
+    override fun status() = 0
+}
+
+/** The runner contract's extras for one timed 64 px CPU run of [bundle] with a golden's [request], plus [more]. */
+fun runExtras(
+    bundle: File,
+    request: JsonObject,
+    runId: String,
+    vararg more: Pair<String, Any?>,
+): Map<String, Any?> =
+    mapOf<String, Any?>(
+        "bundle" to bundle.path,
+        "prompt" to request["prompt"].str(),
+        "steps" to request["steps"].int(),
+        "size" to 64,
+        "seed" to request["seed"].long(),
+        "delegate" to "cpu",
+        "threads" to 2,
+        "warmup" to 0,
+        "runs" to 1,
+        "run_id" to runId,
+    ) + more

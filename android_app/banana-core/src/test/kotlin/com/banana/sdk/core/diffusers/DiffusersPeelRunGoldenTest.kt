@@ -19,7 +19,6 @@ import com.banana.sdk.core.RuntimePeelReader
 import com.banana.sdk.core.Sha256
 import com.banana.sdk.core.SignatureSpec
 import com.banana.sdk.core.Tensor
-import com.banana.sdk.core.ThermalProbe
 import com.banana.sdk.core.WeightedPeel
 import com.banana.sdk.core.arr
 import com.banana.sdk.core.assertBitsEqual
@@ -219,28 +218,9 @@ class DiffusersPeelRunGoldenTest {
     @Test
     fun benchmarkRunnerPassesPeelsToADiffusersBundle() {
         val files = Files.createTempDirectory("files").toFile()
-        val probe =
-            object : ThermalProbe {
-                override fun headroom(forecastSeconds: Int) = 0.5f
-
-                override fun status() = 0
-            }
         val engine = ReplayEngine(ReplayEngine.calls(golden))
-        val runner = BenchmarkRunner(engine, testDevice(), probe, files)
-        val extras =
-            mapOf<String, Any?>(
-                "bundle" to DiffusersPeelBundles.write().path,
-                "prompt" to request["prompt"].str(),
-                "steps" to request["steps"].int(),
-                "size" to 64,
-                "seed" to request["seed"].long(),
-                "delegate" to "cpu",
-                "threads" to 2,
-                "warmup" to 0,
-                "runs" to 1,
-                "run_id" to "sd-peel-1",
-                "peels" to "${peelFile().path}:${weight(runs[0])}",
-            )
+        val runner = BenchmarkRunner(engine, testDevice(), CoolProbe, files)
+        val extras = runExtras(DiffusersPeelBundles.write(), request, "sd-peel-1", "peels" to "${peelFile().path}:${weight(runs[0])}")
         val result = Json.parse(runner.execute(extras).readText()) as JsonObject
         assertEquals(result.toString(), "ok", result["status"].str())
         val png = File(result["image"].obj()["path"].str()).readBytes()

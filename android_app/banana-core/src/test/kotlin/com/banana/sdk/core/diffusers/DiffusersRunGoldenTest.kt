@@ -8,7 +8,6 @@ import com.banana.sdk.core.Png
 import com.banana.sdk.core.Residency
 import com.banana.sdk.core.Sha256
 import com.banana.sdk.core.Stage
-import com.banana.sdk.core.ThermalProbe
 import com.banana.sdk.core.assertBitsEqual
 import com.banana.sdk.core.base64
 import com.banana.sdk.core.base64Floats
@@ -69,26 +68,8 @@ class DiffusersRunGoldenTest {
     @Test
     fun benchmarkRunnerRunsADiffusersBundle() {
         val files = Files.createTempDirectory("files").toFile()
-        val probe =
-            object : ThermalProbe {
-                override fun headroom(forecastSeconds: Int) = 0.5f
-
-                override fun status() = 0
-            }
-        val runner = BenchmarkRunner(ReplayEngine(ReplayEngine.calls(golden)), testDevice(), probe, files)
-        val extras =
-            mapOf<String, Any?>(
-                "bundle" to DiffusersBundles.write().path,
-                "prompt" to request["prompt"].str(),
-                "steps" to request["steps"].int(),
-                "size" to 64,
-                "seed" to request["seed"].long(),
-                "delegate" to "cpu",
-                "threads" to 2,
-                "warmup" to 0,
-                "runs" to 1,
-                "run_id" to "sd-1",
-            )
+        val runner = BenchmarkRunner(ReplayEngine(ReplayEngine.calls(golden)), testDevice(), CoolProbe, files)
+        val extras = runExtras(DiffusersBundles.write(), request, "sd-1")
         val result = Json.parse(runner.execute(extras).readText()) as JsonObject
         assertEquals(result.toString(), "ok", result["status"].str())
         val png = File(result["image"].obj()["path"].str()).readBytes()
