@@ -224,11 +224,14 @@ def quantize_model(float_model: bytes, quant: Quant, block_size: int = 32, extra
     `extra`: rules applied after the recipe's (so they win), e.g. the per-layer INT4 fallbacks of
     `converters.int4_fallback`."""
     q = _quantizer(float_model, quant, block_size, extra)
-    if q is None:
-        return float_model
+    return float_model if q is None else bytes(_quantize(q, quant).quantized_model)
+
+
+def _quantize(q, quant: Quant, **options):  # noqa: ANN001, ANN003, ANN202 - a Quantizer and its QuantizationResult
+    """`q.quantize(**options)` without progress output; the quantizer's failures as one ConversionError line."""
     try:
-        return bytes(q.quantize(enable_progress_report=False, enable_progress_bar=False).quantized_model)
-    except (ValueError, RuntimeError) as exc:
+        return q.quantize(enable_progress_report=False, enable_progress_bar=False, **options)
+    except (ValueError, RuntimeError, TypeError) as exc:
         raise ConversionError(f"quantization ({quant.value}) failed: {exc}") from None
 
 
@@ -249,25 +252,12 @@ def quantize_file(float_path: Path, out_path: Path, quant: Quant, block_size: in
         out_path.unlink(missing_ok=True)
         out_path.touch()  # the quantizer maps it with os.open's default mode (0777 less umask): a plain file's
         _RELEASE = source
-        try:
-            result = q.quantize(serialize_to_path=str(out_path), enable_progress_report=False,
-                                enable_progress_bar=False)
-        except (ValueError, RuntimeError, TypeError) as exc:
-            raise ConversionError(f"quantization ({quant.value}) failed: {exc}") from None
+        try:  # the quantizer writes the file itself (through a map of it, or at once for a small model)
+            _quantize(q, quant, serialize_to_path=str(out_path))
         finally:
             _RELEASE = None
-        model = result.quantized_model
-        if not isinstance(model, mmap.mmap):  # small models are serialized in memory, written by the quantizer
-            _write_if_needed(out_path, model)
-        del result, model, q
+        del q
         return source.released
     finally:
         gc.collect()
         source.close()
-
-
-def _write_if_needed(path: Path, model) -> None:  # noqa: ANN001 - bytes-like
-    """The quantizer writes `serialize_to_path` itself; make sure the file holds `model`."""
-    if not path.exists() or path.stat().st_size != len(model):
-        with open(path, "wb") as handle:
-            handle.write(model)

@@ -39,16 +39,7 @@ class PeelSet(
     fun attach(
         peel: RuntimePeel,
         weight: Float = 1f,
-    ) {
-        val layout = PeelLayout.fromManifest(manifest)
-        PeelStacker.checkBase(peel, manifest.weightsSha256 ?: "", "bundle ${manifest.modelName}")
-        val next = LinkedHashMap(attached).apply { put(peel.name, WeightedPeel(peel, weight)) }
-        val bucket = PeelStacker.checkFits(next.values.toList(), layout)
-        checkSignature(layout, bucket)
-        attached.clear()
-        attached.putAll(next)
-        cached = null
-    }
+    ) = replace(LinkedHashMap(attached).apply { put(peel.name, WeightedPeel(peel, weight)) })
 
     /**
      * Replaces every attached peel by [peels] (peel, weight), checked as [attach] checks one, all before anything
@@ -60,13 +51,21 @@ class PeelSet(
         if (names.toSet().size != names.size) {
             throw ConfigException("the same peel is given twice ($names); give each peel once with its weight")
         }
-        if (peels.isNotEmpty()) {
+        replace(LinkedHashMap<String, WeightedPeel>().apply { for (wp in peels) put(wp.peel.name, wp) })
+    }
+
+    /**
+     * Makes [next] the attached peels once every one is checked (the bundle's base, a bucket the total rank fits, its
+     * signature's inputs); an empty map detaches everything.
+     */
+    private fun replace(next: LinkedHashMap<String, WeightedPeel>) {
+        if (next.isNotEmpty()) {
             val layout = PeelLayout.fromManifest(manifest)
-            for (wp in peels) PeelStacker.checkBase(wp.peel, manifest.weightsSha256 ?: "", "bundle ${manifest.modelName}")
-            checkSignature(layout, PeelStacker.checkFits(peels, layout))
+            for (wp in next.values) PeelStacker.checkBase(wp.peel, manifest.weightsSha256 ?: "", "bundle ${manifest.modelName}")
+            checkSignature(layout, PeelStacker.checkFits(next.values.toList(), layout))
         }
         attached.clear()
-        for (wp in peels) attached[wp.peel.name] = wp
+        attached.putAll(next)
         cached = null
     }
 
