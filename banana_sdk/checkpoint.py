@@ -57,6 +57,16 @@ def read_checkpoint_config(directory: str | Path) -> tuple[ModelConfig, dict[str
     return config, dict(meta.get("extra") or {})
 
 
+def trained_block_size(extra: dict[str, Any]) -> int | None:
+    """The INT4 block size (0 = channelwise) a checkpoint was quantization-aware trained for: its config's
+    `extra.quantization_aware` (written by `train qat`, kept by `subject train`); None if not trained for int4."""
+    qat = extra.get("quantization_aware")
+    if not isinstance(qat, dict) or qat.get("recipe") != "int4":
+        return None
+    block = qat.get("block_size")
+    return block if isinstance(block, int) and not isinstance(block, bool) else None
+
+
 def load_checkpoint(directory: str | Path, device: str = "cpu") -> tuple[BananaModel, dict[str, Any]]:
     """(model in eval mode with fp32 weights, extra) from a checkpoint dir."""
     directory = Path(directory)

@@ -139,7 +139,9 @@ class _Sym:
 
     def const(self, numel: int, kind: str = "fp32", rows: int = 1) -> None:
         """A constant of `numel` elements stored as `kind` (`rows` output channels for per-channel scales)."""
-        if kind == "int4":
+        if kind == "int4" and self.block == 0:  # channelwise: float32 scale per output channel
+            self.weights += math.ceil(numel / 2) + 4 * rows
+        elif kind == "int4":
             self.weights += math.ceil(numel / 2) + 2 * math.ceil(numel / self.block)  # + fp16 block scales
         elif kind == "int8":
             self.weights += numel + 4 * rows  # + float32 channel scales
@@ -208,17 +210,24 @@ class _Sym:
         return self.fc(self.op([self.fc(x, rows, width, hidden)], rows * hidden), rows, hidden, width)
 
     def group_norm(self, x: int, pixels: int, c: int) -> int:
-        """GroupNorm as exported (`group_norm_by_channel_stats`): channel MEANs averaged per group by fp32 1x1
-        convs, SUB, MUL, MEAN, conv, RSQRT, MUL (weight), MUL, ADD (bias)."""
+        """GroupNorm as exported (`group_norm_by_channel_stats`, square images): per-channel means of x and x * x,
+        each a MEAN over W (H rows) then over H, averaged per group by fp32 1x1 convs; scale = RSQRT(E[x^2] -
+        mean^2 + eps) * weight, shift = bias - mean * scale; out = x * scale + shift."""
         if c not in self._group_average:  # one (C, C) fp32 matrix and two biases, shared by every norm of C
             self._group_average.add(c)
             self.const(c * c + 2 * c)
-        mean = self.op([self.op([x], c)], c, mac=2.0 * c * c)
-        centred = self.op([x, mean], pixels * c)
-        var = self.op([self.op([self.op([centred, centred], pixels * c)], c)], c, mac=2.0 * c * c)
+        rows = math.isqrt(pixels)
+
+        def group_mean(t: int) -> int:
+            return self.op([self.op([self.op([t], rows * c)], c)], c, mac=2.0 * c * c)
+
+        mean = group_mean(x)
+        square = group_mean(self.op([x, x], pixels * c))
+        var = self.op([square, self.op([mean, mean], c)], c)  # SUB (+ fused RELU)
         self.const(2 * c)
-        scale = self.op([self.op([var], c)], c)
-        return self.op([self.op([centred, scale], pixels * c)], pixels * c)
+        scale = self.op([self.op([self.op([var], c)], c)], c)  # ADD eps, RSQRT, MUL weight
+        shift = self.op([self.op([mean, scale], c)], c)  # bias - mean * scale
+        return self.op([self.op([x, scale], pixels * c), shift], pixels * c)
 
     def silu(self, x: int, numel: int) -> int:
         return self.op([x, self.op([x], numel)], numel)

@@ -139,7 +139,8 @@ def train_distill(teacher: Path, guidance: float, latents: int, cache: Path, **c
 
 @train.command("qat")
 @click.option("--student", type=click.Path(path_type=Path), required=True, help="Distilled student run directory.")
-@click.option("--block-size", type=int, default=32, show_default=True, help="INT4 block size (the converter's).")
+@click.option("--block-size", type=int, default=32, show_default=True,
+              help="INT4 block size (the converter's; 0 = channelwise).")
 @click.option("--latents", type=int, default=40000, show_default=True, help="Scenes in the encoded training set.")
 @click.option("--cache", type=click.Path(path_type=Path), default=Path("out/cache"), show_default=True,
               help="Where encoded latents are cached.")

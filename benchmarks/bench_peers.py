@@ -50,7 +50,9 @@ PROMPT = "a red circle top left"
 COMPONENTS = ("text_encoder", "denoise", "vae_decode")
 OUTPUTS = {"text_encoder": ("context", "context_mask"), "denoise": ("velocity",), "vae_decode": ("image",)}
 STEPS = (1, 4)
-LITERT_QUANTS = ("fp32", "int8", "int4")
+# our bundles: label -> (--quant, --block-size); "int4 cw" is channelwise INT4 (--block-size 0), the recipe the
+# demo weights are DQAT-trained for (their default), "int4 b32" the blockwise-32 one (post-training for them)
+LITERT_BUNDLES = {"fp32": ("fp32", 32), "int8": ("int8", 32), "int4 cw": ("int4", 0), "int4 b32": ("int4", 32)}
 ORT_QUANTS = ("fp32", "int8", "int4")  # fp32; dynamic INT8 MatMul/Gemm; INT4 MatMulNBits
 ET_QUANTS = ("fp32", "8da8w", "8da4w")
 PRECISION = {"fp32": "fp32", "int8": "int8", "8da8w": "int8", "int4": "int4", "8da4w": "int4"}
@@ -334,24 +336,26 @@ def export_executorch(ref: Reference, work: Path, quant: str) -> dict[str, Path]
 
 
 def convert_bundles(model_dir: Path, where: Path) -> dict[str, Path]:
-    """`banana convert` per quant into `where/demo-<quant>` (kept when it is already there, converted from these
-    very weights)."""
+    """`banana convert` per bundle label into `where/demo-<label>` (kept when it is already there, converted from
+    these very weights with the same recipe)."""
     import json
 
     from banana_sdk.checkpoint import weights_hash
 
     source = f"sha256:{weights_hash(model_dir)}"
     bundles = {}
-    for quant in LITERT_QUANTS:
-        out = where / f"demo-{quant}"
+    for label, (quant, block) in LITERT_BUNDLES.items():
+        out = where / f"demo-{label.replace(' ', '-')}"
         manifest = out / "manifest.json"
-        if not manifest.is_file() or json.loads(manifest.read_text())["model"].get("source") != source:
+        made = json.loads(manifest.read_text()) if manifest.is_file() else None
+        if (made is None or made["model"].get("source") != source
+                or made["quantization"].get("block_size") != (block if quant == "int4" else None)):
             cmd = [sys.executable, str(ROOT / "cli.py"), "convert", "--model", str(model_dir), "--quant", quant,
-                   "--out", str(out), "--force"]
+                   "--block-size", str(block), "--out", str(out), "--force"]
             done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
             if done.returncode != 0:
                 raise SystemExit(f"conversion failed: {' '.join(cmd)}\n{(done.stdout + done.stderr)[-2000:]}")
-        bundles[quant] = out
+        bundles[label] = out
     return bundles
 
 
@@ -533,7 +537,9 @@ def peer_table(results: list[dict[str, Any]], skipped: list[list[object]], round
         "int8 = `quantize_dynamic` on MatMul/Gemm (its convolutions stay fp32), int4 = `MatMulNBits` block "
         f"{INT4_BLOCK}, symmetric, accuracy level 4 (int8 activations); ExecuTorch XNNPACK fp32, 8da8w (int8 per "
         f"channel) and 8da4w (int4 per group of {INT4_BLOCK}) with torchao on every linear (convolutions fp32). "
-        "Ours: `banana convert --quant fp32/int8/int4` (int4: FC INT4 block 32, conv INT8). Size: model files only "
+        "Ours: `banana convert --quant fp32/int8/int4` (int4 cw: the demo weights' default, FC INT4 channelwise, "
+        "the recipe their DQAT fake-quant matches; int4 b32: `--block-size 32`, FC INT4 blockwise 32, post-training "
+        "for these weights; both with INT8 convs). Size: model files only "
         "(.tflite / .onnx / .pte). PSNR: the 4-step image vs PyTorch fp32 eager's, peak 255.")
     return Table("peers", header, rows, key=3, replace_all=True,
                  title="LiteRT vs ONNX Runtime vs ExecuTorch, same model, one run", about=about)

@@ -47,6 +47,7 @@ SCHEMA_VERSION = 1
 AREAS: dict[str, str] = {
     "conversion": "Conversion",
     "peers": "Runtimes: LiteRT vs ONNX Runtime vs ExecuTorch",
+    "int4_kernels": "INT4 kernels: where INT4 beats INT8 on this CPU",
     "preflight": "Delegate pre-flight",
     "byom": "BYOM: diffusers pipelines",
     "realsize": "BYOM: published checkpoints at their real sizes",
@@ -80,6 +81,11 @@ jobs run beside the benchmarks, so absolute times move with the load). Compare r
 held-out prompts (evaluation seeds from 1,000,000; training uses seed 0) with the same noise seeds in every row
 of a table. Each section ends with the date, the machine and the command that reproduces it; where a table
 mixes runs, its `run` column names the run of each row.
+
+The demo weights changed on 2026-12-06 (~23:00 UTC): the same refined student, DQAT-trained for channelwise INT4
+instead of blockwise 32 (`banana_sdk/weights/demo/RECIPE.md`), and the shipped peels carried over to them. Runs
+dated before that used the blockwise weights (their INT4 bundles: block 32); re-run a section to measure it on
+the current ones.
 """
 
 

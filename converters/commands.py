@@ -24,8 +24,10 @@ SHIPPED_PREVIEW = str(Path(banana_sdk.__file__).resolve().parent / "weights" / "
 @click.option("--factory-kwargs", help="With --module: JSON object of keyword arguments for the factory.")
 @click.option("--name", help="With --diffusers: model name recorded in the manifest (default: folder name).")
 @click.option("--quant", default="fp32", show_default=True, help=f"One of {[q.value for q in Quant]}.")
-@click.option("--block-size", type=int, default=32, show_default=True,
-              help=f"INT4 block size, one of {list(BLOCK_SIZES)}.")
+@click.option("--block-size", type=int, default=None,
+              help=f"INT4 block size, one of {list(BLOCK_SIZES)}, or 0: channelwise (one scale per output "
+                   "channel; XNNPACK's faster per-channel 4-bit kernels). Default: the block size a --model "
+                   "checkpoint was DQAT-trained for (the demo weights: 0), else 32.")
 @click.option("--size", type=int, default=None, help="Image side in pixels (default: the model's).")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Bundle directory to write.")
 @click.option("--force", is_flag=True, help="Replace --out even if it is not a bundle.")

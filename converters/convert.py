@@ -19,7 +19,7 @@ from torch import nn
 
 from banana_sdk import __version__
 from banana_sdk.bundle.reader import BUNDLE_FORMAT, BUNDLE_SCHEMA_VERSION, created_by
-from banana_sdk.checkpoint import load_component, read_checkpoint_config, weights_hash
+from banana_sdk.checkpoint import load_component, read_checkpoint_config, trained_block_size, weights_hash
 from banana_sdk.config import ModelConfig, check_image_size
 from banana_sdk.errors import ConfigError
 from banana_sdk.models.model import build_component
@@ -41,7 +41,7 @@ from converters.engine import (
 from converters.peels import parse_buckets, parse_targets, with_peel_buckets
 from converters.preflight.plan import delegate_plan
 from converters.preview import with_preview
-from converters.recipes import GateThreshold, Quant, parse_quant, recipe_rules
+from converters.recipes import DEFAULT_BLOCK_SIZE, GateThreshold, Quant, parse_quant, recipe_rules
 from converters.rewrites import export_rewrite
 from converters.signatures import SIGNATURES, SignatureSpec, torch_outputs
 from converters.tiles import with_tiles
@@ -79,7 +79,7 @@ def resolve_source(preset: str | None, model_dir: Path | None, seed: int = 0) ->
 
 def convert(
     out: Path, *, preset: str | None = None, model_dir: Path | None = None, quant: str = "fp32",
-    block_size: int = 32, size: int | None = None, force: bool = False, min_psnr: float | None = None,
+    block_size: int | None = None, size: int | None = None, force: bool = False, min_psnr: float | None = None,
     min_cosine: float | None = None, threads: int = 2, progress: bool = False, seed: int = 0,
     upscaler: Path | None = None, peel_buckets: tuple[int, ...] | str | None = None,
     peel_targets: tuple[str, ...] | str | None = None, preview: Path | None = None,
@@ -93,15 +93,21 @@ def convert(
     restricts their low-rank path to those linears of every block (default: all ten), which is what it costs.
     With `preview` (a preview decoder dir distilled from this model's VAE, e.g. banana_sdk/weights/preview for
     the demo weights) the bundle also carries `preview_decode.tflite` and the manifest a `preview` section
-    (`converters.preview`)."""
+    (`converters.preview`). `block_size` None: the INT4 block size the checkpoint was DQAT-trained for (its
+    fake-quant matches that recipe bit for bit), else `DEFAULT_BLOCK_SIZE`."""
     buckets = parse_buckets(peel_buckets)
     targets = parse_targets(peel_targets)
     if peel_targets is not None and not buckets:
         raise ConfigError("--peel-targets goes with --peel-buckets")
     out = Path(out)
     q = parse_quant(quant)
-    recipe_rules(q, block_size)  # rejects bad block sizes before any work
+    if block_size is not None:
+        recipe_rules(q, block_size)  # rejects bad block sizes before any work
     source = resolve_source(preset, model_dir, seed)
+    if block_size is None:
+        trained = trained_block_size(read_checkpoint_config(model_dir)[1]) if model_dir is not None else None
+        block_size = DEFAULT_BLOCK_SIZE if trained is None else trained
+        recipe_rules(q, block_size)
     cfg = source.config
     size = cfg.image_size if size is None else size
     check_image_size(cfg, size)

@@ -56,6 +56,7 @@ def _expected_storage(quant: Quant, block_size: int) -> dict[str, set[str]]:
     """What the recipe may have produced per weight-bearing op type (checked against the file): the rule's
     storage, plus float32 where a scoped FLOAT32 rule excludes some ops of that type."""
     labels = {Scheme.DYNAMIC_INT4_BLOCKWISE: f"int4_blockwise_{block_size}",
+              Scheme.DYNAMIC_INT4_CHANNELWISE: "int4_channelwise",
               Scheme.DYNAMIC_INT8_CHANNELWISE: "int8_channelwise", Scheme.FLOAT16: "float16"}
     rules = recipe_rules(quant, block_size)
     stored = [r for r in rules if r.scheme is not Scheme.FLOAT32]

@@ -20,7 +20,7 @@ import re
 from dataclasses import dataclass
 
 from banana_sdk.bundle.flatbuffer import ModelGraph
-from converters.recipes import BLOCK_SIZES, OpRule, Scheme
+from converters.recipes import BLOCK_SIZES, CHANNELWISE, OpRule, Scheme
 
 BLOCKWISE_OPS = ("FULLY_CONNECTED", "EMBEDDING_LOOKUP")  # the ops INT4 blockwise applies to (recipes.py)
 
@@ -77,8 +77,11 @@ class LayerFallback:
 
 def plan_fallbacks(graph: ModelGraph, block_size: int) -> list[LayerFallback]:
     """Every FULLY_CONNECTED / EMBEDDING_LOOKUP with a constant fp32 weight whose last-axis width `block_size`
-    does not divide, in graph order (each scope once, across all signatures of the file)."""
+    does not divide, in graph order (each scope once, across all signatures of the file); none for channelwise
+    INT4 (block size 0: one scale per output channel fits every width)."""
     seen: set[str] = set()
+    if block_size == CHANNELWISE:
+        return []
     out: list[LayerFallback] = []
     for sig in graph.signatures.values():
         for op in sig.ops:

@@ -4,7 +4,10 @@ Facts measured with litert-torch 0.10 / ai-edge-quantizer 0.10 (and re-checked f
 `banana_sdk.bundle.flatbuffer`, never assumed):
 - INT4 is accepted only as *dynamic-range* blockwise (block 32/64/128/256) and only on FULLY_CONNECTED and
   EMBEDDING_LOOKUP; on CONV_2D it is silently left fp32, and weight-only INT4 is silently a no-op.
-- So `int4` = INT4 blockwise on FC/embedding + INT8 channelwise on CONV_2D, fp32 elsewhere.
+- So `int4` = INT4 blockwise on FC/embedding + INT8 channelwise on CONV_2D, fp32 elsewhere. `--block-size 0`
+  (`CHANNELWISE`) stores FC/embedding INT4 with one fp32 scale per output channel instead: XNNPACK runs it with its
+  per-channel 4-bit kernels (qd8-f32-qc4w), about 2x faster than blockwise (qb4w) on the demo denoiser step, at
+  a few tenths of a dB less accuracy (BENCHMARKS "Runtimes").
 - `int8` = dynamic-range INT8 channelwise on every op the quantizer supports.
 - `int4` and `int8` keep the VAE GroupNorm's group-average 1x1 convolutions (constants of the delegate-friendly
   GroupNorm, `banana_sdk.models.vae.group_norm_by_channel_stats`) in fp32: they are exact averages, not
@@ -40,6 +43,8 @@ class Quant(str, Enum):
 
 
 BLOCK_SIZES = (32, 64, 128, 256)  # INT4 block sizes ai-edge-quantizer accepts
+CHANNELWISE = 0  # the INT4 "block size" meaning one scale per output channel (the whole input width)
+DEFAULT_BLOCK_SIZE = 32  # when neither --block-size nor the checkpoint's DQAT record gives one
 
 
 class Scheme(str, Enum):
@@ -47,6 +52,7 @@ class Scheme(str, Enum):
 
     DYNAMIC_INT8_CHANNELWISE = "dynamic_int8_channelwise"
     DYNAMIC_INT4_BLOCKWISE = "dynamic_int4_blockwise"
+    DYNAMIC_INT4_CHANNELWISE = "dynamic_int4_channelwise"
     FLOAT16 = "float16"
     FLOAT32 = "float32"  # left as it is (an exclusion from an earlier rule)
 
@@ -89,8 +95,9 @@ def parse_quant(value: str) -> Quant:
 
 def check_block_size(quant: Quant, block_size: int) -> None:
     """Reject block sizes the quantizer does not accept (before any work)."""
-    if quant is Quant.INT4 and block_size not in BLOCK_SIZES:
-        raise ConversionError(f"int4 block size must be one of {list(BLOCK_SIZES)}, got {block_size}")
+    if quant is Quant.INT4 and block_size not in (*BLOCK_SIZES, CHANNELWISE):
+        raise ConversionError(f"int4 block size must be one of {list(BLOCK_SIZES)} or {CHANNELWISE} (channelwise), "
+                              f"got {block_size}")
 
 
 def recipe_rules(quant: Quant, block_size: int = 32) -> list[OpRule]:
@@ -102,9 +109,10 @@ def recipe_rules(quant: Quant, block_size: int = 32) -> list[OpRule]:
         return [OpRule("*", Scheme.FLOAT16)]
     if quant is Quant.INT8:
         return [OpRule("*", Scheme.DYNAMIC_INT8_CHANNELWISE), GROUP_NORM_FP32]
+    int4 = Scheme.DYNAMIC_INT4_CHANNELWISE if block_size == CHANNELWISE else Scheme.DYNAMIC_INT4_BLOCKWISE
     return [
-        OpRule("FULLY_CONNECTED", Scheme.DYNAMIC_INT4_BLOCKWISE),
-        OpRule("EMBEDDING_LOOKUP", Scheme.DYNAMIC_INT4_BLOCKWISE),
+        OpRule("FULLY_CONNECTED", int4),
+        OpRule("EMBEDDING_LOOKUP", int4),
         OpRule("CONV_2D", Scheme.DYNAMIC_INT8_CHANNELWISE),
         GROUP_NORM_FP32,
     ]
@@ -212,6 +220,8 @@ def _quantizer(float_model, quant: Quant, block_size: int, extra: Sequence[OpRul
                                      AlgorithmName.FLOAT_CASTING)
         elif rule.scheme is Scheme.DYNAMIC_INT8_CHANNELWISE:
             q.add_dynamic_config(rule.scope, op, 8, qtyping.QuantGranularity.CHANNELWISE)
+        elif rule.scheme is Scheme.DYNAMIC_INT4_CHANNELWISE:
+            q.add_dynamic_config(rule.scope, op, 4, qtyping.QuantGranularity.CHANNELWISE)
         else:
             q.add_dynamic_config(rule.scope, op, 4, granularity[rule.block_size or block_size])
     return q

@@ -9,7 +9,7 @@ from typing import Any
 
 from banana_sdk.requests import check_finite
 from converters.errors import ConversionError
-from converters.recipes import check_block_size, parse_quant
+from converters.recipes import DEFAULT_BLOCK_SIZE, check_block_size, parse_quant
 
 
 @dataclass(frozen=True)
@@ -26,7 +26,7 @@ class ConvertRequest:
     factory_kwargs: str | None = None  # with factory: JSON object of keyword arguments for it
     name: str | None = None  # with diffusers_dir: model name in the manifest; None: the folder's name
     quant: str = "fp32"  # recipe: fp32, fp16, int8, int4 (`converters.recipes`)
-    block_size: int = 32  # INT4 block size
+    block_size: int | None = None  # INT4 block size (0 = channelwise); None: a checkpoint's DQAT one, else 32
     size: int | None = None  # image side in px; None: the model's (not with factory)
     force: bool = False  # replace `out` even if it is not a bundle
     min_psnr: float | None = None  # gate PSNR threshold override (dB); None: the recipe's
@@ -75,7 +75,10 @@ class ConvertRequest:
         check_finite("--min-cosine", self.min_cosine)
         if isinstance(self.threads, bool) or not isinstance(self.threads, int) or self.threads < 1:
             raise ConversionError(f"--threads must be a positive integer, got {self.threads}")
-        check_block_size(parse_quant(self.quant), self.block_size)
+        if self.block_size is not None:
+            check_block_size(parse_quant(self.quant), self.block_size)
+        else:
+            parse_quant(self.quant)
         if self.npu_soc is None:
             return self
         from converters.preflight.npu import check_npu_request
@@ -102,22 +105,25 @@ def convert(request: ConvertRequest) -> ConvertResult:
     from banana_sdk.bundle.reader import load_manifest
 
     r = request.validate()
-    common = dict(quant=r.quant, block_size=r.block_size, force=r.force, min_psnr=r.min_psnr,
-                  min_cosine=r.min_cosine, threads=r.threads, progress=r.progress)
+    common = dict(quant=r.quant, force=r.force, min_psnr=r.min_psnr, min_cosine=r.min_cosine, threads=r.threads,
+                  progress=r.progress)
+    block = DEFAULT_BLOCK_SIZE if r.block_size is None else r.block_size  # not a banana checkpoint: no DQAT record
     if r.diffusers_dir is not None:
         from converters.byom.convert_diffusers import convert_diffusers
 
         convert_diffusers(r.out, r.diffusers_dir, size=r.size, name=r.name, max_memory_gib=r.max_memory_gib,
-                          peel_buckets=r.peel_buckets, peel_targets=r.peel_targets, **common)
+                          peel_buckets=r.peel_buckets, peel_targets=r.peel_targets, block_size=block, **common)
     elif r.factory is not None:
         from converters.byom.module import convert_module
 
-        convert_module(r.out, r.factory, r.example_inputs, r.signature, factory_kwargs=r.factory_kwargs, **common)
+        convert_module(r.out, r.factory, r.example_inputs, r.signature, factory_kwargs=r.factory_kwargs,
+                       block_size=block, **common)
     else:
         from converters.convert import convert as run
 
         run(r.out, preset=r.preset, model_dir=r.model_dir, size=r.size, upscaler=r.upscaler,
-            peel_buckets=r.peel_buckets, peel_targets=r.peel_targets, preview=r.preview, **common)
+            peel_buckets=r.peel_buckets, peel_targets=r.peel_targets, preview=r.preview, block_size=r.block_size,
+            **common)
     npu: dict[str, dict[str, Any]] = {}
     if r.npu_soc is not None:
         from converters.preflight.npu import add_npu_variants

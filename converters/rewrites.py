@@ -56,8 +56,9 @@ class SubPixelUpsample(nn.Module):
             y = F.conv2d(x, weight, self.bias, padding=1).permute(0, 2, 3, 1)  # (B, H+1, W+1, 2C): (column, C)
             batch, rows, cols, _ = y.shape
             halves.append(y.reshape(batch, rows, 1, 2 * cols * self.channels))
-        y = torch.cat(halves, dim=2).reshape(batch, 2 * rows, 2 * cols, self.channels)[:, 1:-1, 1:-1]
-        return y.permute(0, 3, 1, 2)
+        y = torch.cat(halves, dim=2).reshape(batch, 2 * rows, 2 * cols, self.channels)
+        # the border crop as one negative pad: a single SLICE (indexing [:, 1:-1, 1:-1] lowers to two full copies)
+        return F.pad(y, (0, 0, -1, -1, -1, -1)).permute(0, 3, 1, 2)
 
 
 def subpixel_upsampling(module: nn.Module) -> nn.Module:

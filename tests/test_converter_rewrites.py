@@ -10,7 +10,7 @@ import torch
 from banana_sdk.bundle.flatbuffer import read_graph
 from banana_sdk.bundle.reader import load_manifest
 from banana_sdk.models.model import build_model
-from banana_sdk.models.vae import Upsample
+from banana_sdk.models.vae import GroupNorm, Upsample
 from banana_sdk.presets import get_preset
 from converters.convert import convert
 from converters.errors import ConversionError
@@ -55,6 +55,13 @@ def test_only_fp32_decoders_are_rewritten(bundle_factory) -> None:  # noqa: ANN0
         ops = read_graph(bundle / "vae_decode.tflite").signatures["vae_decode"].op_counts()
         assert ops.get("RESIZE_NEAREST_NEIGHBOR", 0) == resizes, (quant, ops)
         assert ops.get("TRANSPOSE", 0) == 1, (quant, ops)  # only the NCHW latent input: the interleave adds none
+        assert ops.get("SLICE", 0) == 3 - resizes, (quant, ops)  # one border crop per subpixel upsample
+    # GroupNorm statistics: 2 means x 2 single-axis MEANs per norm (W then H, split across threads by XNNPACK)
+    sig = read_graph(bundle_factory("fp32") / "vae_decode.tflite").signatures["vae_decode"]
+    means = [op for op in sig.ops if op.name == "MEAN"]
+    norms = sum(isinstance(m, GroupNorm) for m in build_model(get_preset("tiny"), "meta").vae.decoder.modules())
+    assert len(means) == 4 * norms == 44
+    assert all(sig.tensors[op.inputs[1]].shape in ((1,), ()) for op in means)
     assert load_manifest(bundle_factory("fp32"))["gate"]["vae_decode"]["psnr_db"] >= 100  # vs the original decoder
 
 

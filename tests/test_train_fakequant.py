@@ -13,6 +13,7 @@ from ai_edge_quantizer import qtyping
 from ai_edge_quantizer.algorithms.uniform_quantize import uniform_quantize_tensor as uqt
 from torch.func import functional_call
 
+from banana_sdk.bundle.reader import load_manifest
 from banana_sdk.checkpoint import load_checkpoint, save_checkpoint
 from banana_sdk.config import DenoiserConfig, TextEncoderConfig
 from banana_sdk.models.model import build_model
@@ -63,6 +64,24 @@ def test_int4_blockwise_is_ai_edge_quantizer_bit_for_bit():
         assert q.min() >= -8 and q.max() <= 7
 
 
+def test_int4_channelwise_is_ai_edge_quantizer_bit_for_bit():
+    """Block size 0 (`--block-size 0`): one float32 scale per output row, no bf16 rounding of the scale."""
+    for seed, shape in enumerate([(64, 128), (96, 256), (8, 512)]):
+        w = _weights(shape, seed + 20)
+        zp, scale = uqt.tensor_zp_scale_from_min_max(w.min(axis=1, keepdims=True), w.max(axis=1, keepdims=True), 4,
+                                                      True, qtyping.QuantGranularity.CHANNELWISE)
+        params = qtyping.UniformQuantParams(num_bits=4, quantized_dimension=0, scale=scale, zero_point=zp,
+                                            symmetric=True)
+        q_ref = uqt.uniform_quantize(w, params)
+        deq_ref = uqt.uniform_dequantize(q_ref, params).astype(np.float32)
+        q, s = int4_blockwise(torch.from_numpy(w), 0)
+        np.testing.assert_array_equal(q.numpy(), q_ref)
+        np.testing.assert_array_equal(s.numpy(), scale)
+        np.testing.assert_array_equal(fake_quant(torch.from_numpy(w), WeightScheme.INT4_BLOCKWISE, 0).numpy(), deq_ref)
+        assert q.abs().max() == 7  # symmetric: bound / 7, so -8 is never used
+        assert (s.shape, s.dtype) == ((shape[0], 1), torch.float32)
+
+
 def test_int8_channelwise_is_ai_edge_quantizer_bit_for_bit():
     for seed, shape in enumerate([(16, 8, 3, 3), (64, 32, 1, 1), (4, 64, 2, 2)]):
         w = _weights(shape, seed + 10)
@@ -107,7 +126,7 @@ def test_block_size_must_divide_input_dims():
         check_block_size(model.denoiser, 48)
 
 
-def _fold_test_model(tmp_path: Path, patch: int) -> Path:
+def _fold_test_model(tmp_path: Path, patch: int, extra: dict | None = None) -> Path:
     """A small model whose folding is observable: head_dim 32 (scale 32^-1/4, not a power of two), random
     LayerNorm weights, saved in fp16 like the demo weights."""
     base = get_preset("tiny")
@@ -121,7 +140,7 @@ def _fold_test_model(tmp_path: Path, patch: int) -> Path:
         for mod in model.modules():
             if isinstance(mod, torch.nn.LayerNorm) and mod.weight is not None:
                 mod.weight.copy_(torch.rand(mod.weight.shape, generator=gen) + 0.5)
-    return save_checkpoint(model, tmp_path / f"fold-p{patch}", dtype=torch.float16)
+    return save_checkpoint(model, tmp_path / f"fold-p{patch}", dtype=torch.float16, extra=extra)
 
 
 def _read_quantized(path: Path) -> list[np.ndarray]:
@@ -156,7 +175,7 @@ def _read_quantized(path: Path) -> list[np.ndarray]:
     return out
 
 
-def _assert_plan_matches(bundle: Path, ckpt: Path) -> None:
+def _assert_plan_matches(bundle: Path, ckpt: Path, block_size: int = 32) -> None:
     """Every weight `quant_plan` names is, bit for bit, a quantized tensor of the bundle, and (text encoder
     and denoiser) every quantized tensor of the bundle is such a weight."""
     model, _ = load_checkpoint(ckpt)  # the weights as the converter read them
@@ -167,7 +186,7 @@ def _assert_plan_matches(bundle: Path, ckpt: Path) -> None:
         matched = set()
         for item in quant_plan(module):
             gamma = params[item.gamma].detach() if item.gamma else None
-            fq = graph_fake_quant(graph_weight(params[item.param].detach(), item, gamma), item, 32).numpy()
+            fq = graph_fake_quant(graph_weight(params[item.param].detach(), item, gamma), item, block_size).numpy()
             if fq.ndim == 4:
                 fq = fq.transpose(0, 2, 3, 1)  # OIHW -> the graph's OHWI
             hits = [k for k, d in enumerate(stored) if d.shape == fq.shape and np.array_equal(d, fq)]
@@ -184,6 +203,22 @@ def test_fake_quant_equals_the_converted_tflite_with_folding(tmp_path):
     plan = quant_plan(load_checkpoint(ckpt)[0])
     assert any(i.gamma and i.scale != 1.0 for i in plan)  # folding really exercised
     assert any(i.param.endswith("embed.weight") and i.layout is Layout.EMBEDDING_AS_FC for i in plan)
+
+
+def test_channelwise_fake_quant_equals_the_converted_tflite(tmp_path):
+    """A checkpoint DQAT-trained for `--block-size 0` converts, by default, to INT4 with one scale per output
+    channel; DQAT's fake-quant with block size 0 is those weights, bit for bit (folding included). An explicit
+    --block-size still wins."""
+    ckpt = _fold_test_model(tmp_path, patch=2, extra={"quantization_aware": {"recipe": "int4", "block_size": 0}})
+    bundle = convert(tmp_path / "bundle", model_dir=ckpt, quant="int4")  # no block size: the checkpoint's
+    _assert_plan_matches(bundle, ckpt, block_size=0)
+    manifest = load_manifest(bundle)
+    assert manifest["quantization"]["block_size"] == 0
+    for signature in ("text_encoder", "denoise"):
+        assert set(manifest["quantization"]["per_signature"][signature]["FULLY_CONNECTED"]) == {"int4_channelwise"}
+    explicit = load_manifest(convert(tmp_path / "b64", model_dir=ckpt, quant="int4", block_size=64))
+    assert explicit["quantization"]["block_size"] == 64
+    assert "int4_blockwise_64" in explicit["quantization"]["per_signature"]["denoise"]["FULLY_CONNECTED"]
 
 
 def test_fake_quant_equals_the_converted_tiny_bundle(bundle_factory, tiny_checkpoint):

@@ -82,14 +82,15 @@ def remove(name: str, store: Path | None) -> None:
 @click.option("--latents", type=int, default=3000, show_default=True, help="ShapeWorld scenes to encode.")
 @click.option("--tune-cross", is_flag=True, help="Also fine-tune the cross-attention key/value projections.")
 @click.option("--float-weights", is_flag=True, help="Train on fp32 weights instead of the INT4-quantized ones.")
-@click.option("--block-size", type=int, default=32, show_default=True, help="INT4 block size of the bundle.")
+@click.option("--block-size", type=int, default=None,
+              help="INT4 block size of the bundle (0 = channelwise; default: the --init model's DQAT one, else 32).")
 @click.option("--cache", type=click.Path(path_type=Path), default=Path("out/cache"), show_default=True)
 @click.option("--device", default="auto", show_default=True)
 @click.option("--threads", type=int, default=0, help="Torch CPU threads (0 = default).")
 @click.option("--resume", is_flag=True, help="Continue the run in --out.")
 @click.option("--force", is_flag=True, help="Replace a run in --out.")
 def train(init: Path, out: Path, steps: int, batch: int, lr: float, latents: int, tune_cross: bool,
-          float_weights: bool, block_size: int, cache: Path, device: str, threads: int, resume: bool,
+          float_weights: bool, block_size: int | None, cache: Path, device: str, threads: int, resume: bool,
           force: bool) -> None:
     """Fine-tune a trained model's subject pathway on ShapeWorld characters (the `subject` stage)."""
     from banana_sdk.subjects.train import SubjectStageConfig, train_subjects

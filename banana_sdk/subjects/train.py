@@ -29,6 +29,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
+from banana_sdk.checkpoint import trained_block_size
 from banana_sdk.data.dataset import ShapeWorld
 from banana_sdk.data.render import render_scene
 from banana_sdk.data.world import CHARACTERS, Scene, SceneObject, WorldConfig, fit_to_context
@@ -64,7 +65,8 @@ class SubjectStageConfig:
     grid: int = 8  # x0 objective: times j / grid, j = 1..grid
     tune_cross: bool = False  # also fine-tune the cross-attention key/value projections (changes text keys)
     quantized: bool = True  # train through INT4 fake-quantized weights (the converter's int4 recipe)
-    block_size: int = 32  # INT4 block size (the converter's --block-size)
+    block_size: int | None = None  # INT4 block size (the converter's --block-size; 0 = channelwise); None: the
+    # ^ one the --init model was DQAT-trained for, else 32
     references: int = 3  # reference renders averaged into each token (drawn from a bank of `bank` per character)
     bank: int = 8  # reference renders per character
 
@@ -204,6 +206,9 @@ def build_subject_stage(cfg: SubjectStageConfig, info: DistInfo, seed: int) -> S
     objective = Objective(cfg.objective)
     if objective is Objective.AUTO:
         objective = Objective.FLOW if stage == "teacher" else Objective.X0
+    if cfg.block_size is None:
+        trained = trained_block_size(extra)
+        cfg = dataclasses.replace(cfg, block_size=32 if trained is None else trained)
     if cfg.quantized:
         check_block_size(model.denoiser, cfg.block_size)
     model.to(info.device).requires_grad_(False).eval()
@@ -214,6 +219,9 @@ def build_subject_stage(cfg: SubjectStageConfig, info: DistInfo, seed: int) -> S
     record = {k: (str(v) if isinstance(v, Path) else v.value if isinstance(v, Enum) else v)
               for k, v in dataclasses.asdict(cfg).items()}
     kept = {k: extra[k] for k in ("recipe", "distilled_guidance", "quantization_aware") if k in extra}
+    if cfg.quantized:  # the subject weights were trained through this recipe's fake-quant: the converter's default
+        kept["quantization_aware"] = {**kept.get("quantization_aware", {}), "recipe": "int4",
+                                      "block_size": cfg.block_size}
     return Stage(
         name="subject", model=model, objective=SubjectObjective(model, cfg, objective),
         trained=nn.ModuleDict({k.replace(".", "_"): m for k, m in parts.items()}),

@@ -8,7 +8,8 @@ The converter (`converters/recipes.py`) stores, per op type:
 ai-edge-quantizer computes (algorithms/uniform_quantize/uniform_quantize_tensor.py, all in float32):
     bound = max(|min(block)|, |max(block)|, 1e-9)        symmetric, zero point 0
     scale = bound / qmax                                  qmax = 7 (int4) or 127 (int8)
-    blockwise only: scale = float32(float16(bfloat16(scale)))   (7-bit mantissa, round to nearest even)
+    blockwise only: scale = float32(float16(bfloat16(scale)))   (7-bit mantissa, round to nearest even);
+                    block size 0 (`--block-size 0`, INT4 channelwise): one float32 scale per output row
     q     = clip(rint(w / scale), qmin, qmax)             rint = round half to even;
                                                           int4: [-8, 7] (no narrow range below 8 bits),
                                                           int8: [-127, 127] (narrow range)
@@ -37,7 +38,7 @@ from banana_sdk.training.common import TrainingError
 
 
 class WeightScheme(str, Enum):
-    INT4_BLOCKWISE = "int4_blockwise"  # FULLY_CONNECTED weights
+    INT4_BLOCKWISE = "int4_blockwise"  # FULLY_CONNECTED weights (block size 0: channelwise, one scale per row)
     INT8_CHANNELWISE = "int8_channelwise"  # CONV_2D weights
 
 
@@ -67,13 +68,20 @@ class QuantizedWeight:
 
 @dataclass(frozen=True)
 class QuantSpec:
-    block_size: int = 32  # INT4 block along the input dimension (the converter's --block-size)
+    block_size: int = 32  # INT4 block along the input dimension (the converter's --block-size; 0 = channelwise)
     storage_dtype: torch.dtype | None = torch.float16  # weights are rounded to this first (the shipped dtype)
 
 
 def int4_blockwise(weight: torch.Tensor, block_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(out, in) float32 -> q (out, in) int8 in [-8, 7], scale (out, in // block_size) float32."""
+    """(out, in) float32 -> q (out, in) int8 in [-8, 7], scale (out, in // block_size) float32.
+
+    Block size 0 is channelwise: scale (out, 1), kept float32 (the quantizer rounds only block scales).
+    """
     out_dim, in_dim = weight.shape
+    if block_size == 0:
+        bound = torch.clamp(weight.float().abs().amax(dim=1, keepdim=True), min=MIN_BOUND)
+        scale = bound / 7.0
+        return torch.clamp(torch.round(weight.float() / scale), -8, 7).to(torch.int8), scale
     if in_dim % block_size:
         raise TrainingError(f"input dim {in_dim} of a {tuple(weight.shape)} weight is not a multiple of "
                             f"block size {block_size}")
@@ -97,6 +105,8 @@ def dequantize(q: torch.Tensor, scale: torch.Tensor, scheme: WeightScheme, block
     """q * scale (float32), broadcasting block or channel scales."""
     if scheme is WeightScheme.INT4_BLOCKWISE:
         out_dim, in_dim = q.shape
+        if block_size == 0:
+            return q.float() * scale
         blocks = q.float().reshape(out_dim, in_dim // block_size, block_size) * scale[..., None]
         return blocks.reshape(out_dim, in_dim)
     return (q.float().reshape(q.shape[0], -1) * scale[:, None]).reshape(q.shape)
@@ -194,8 +204,10 @@ def _unfold(dequantized: torch.Tensor, item: QuantizedWeight, gamma: torch.Tenso
 
 def check_block_size(module: nn.Module, block_size: int) -> None:
     """Raise TrainingError naming the first INT4 weight whose input dim the block size does not divide."""
-    if block_size < 1:
-        raise TrainingError(f"--block-size must be positive, got {block_size}")
+    if block_size < 0:
+        raise TrainingError(f"--block-size must be positive (or 0 for channelwise INT4), got {block_size}")
+    if block_size == 0:
+        return
     params = dict(module.named_parameters())
     for item in quant_plan(module):
         if item.scheme is WeightScheme.INT4_BLOCKWISE:
