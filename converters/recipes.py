@@ -2,12 +2,13 @@
 
 Facts measured with litert-torch 0.10 / ai-edge-quantizer 0.10 (and re-checked from the written file by
 `banana_sdk.bundle.flatbuffer`, never assumed):
-- INT4 is accepted only as *dynamic-range* blockwise (block 32/64/128/256) and only on FULLY_CONNECTED and
-  EMBEDDING_LOOKUP; on CONV_2D it is silently left fp32, and weight-only INT4 is silently a no-op.
+- INT4 is accepted only as *dynamic-range* blockwise (block 32/64/128/256) or channelwise, and only on
+  FULLY_CONNECTED and EMBEDDING_LOOKUP; on CONV_2D it is silently left fp32, and weight-only INT4 is a no-op.
 - So `int4` = INT4 blockwise on FC/embedding + INT8 channelwise on CONV_2D, fp32 elsewhere. `--block-size 0`
   (`CHANNELWISE`) stores FC/embedding INT4 with one fp32 scale per output channel instead: XNNPACK runs it with its
-  per-channel 4-bit kernels (qd8-f32-qc4w), about 2x faster than blockwise (qb4w) on the demo denoiser step, at
-  a few tenths of a dB less accuracy (BENCHMARKS "Runtimes").
+  per-channel 4-bit kernels (qd8-f32-qc4w), about 2x faster than blockwise (qb4w) on the demo denoiser step; it
+  needs weights DQAT-trained for it (post-training it cost the demo model 2-14 ShapeEval points;
+  `banana_sdk/weights/demo/RECIPE.md`, BENCHMARKS "Runtimes" and "INT4 kernels").
 - `int8` = dynamic-range INT8 channelwise on every op the quantizer supports.
 - `int4` and `int8` keep the VAE GroupNorm's group-average 1x1 convolutions (constants of the delegate-friendly
   GroupNorm, `banana_sdk.models.vae.group_norm_by_channel_stats`) in fp32: they are exact averages, not

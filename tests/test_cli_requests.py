@@ -118,7 +118,8 @@ def test_sampler_choices_come_from_the_registry() -> None:
     ({"min_cosine": float("inf")}, "--min-cosine must be a finite number, got inf"),
     ({"threads": 0}, "--threads must be a positive integer, got 0"),
     ({"quant": "int3"}, "unknown quantization 'int3'; choose from ['fp32', 'fp16', 'int8', 'int4']"),
-    ({"quant": "int4", "block_size": 48}, "int4 block size must be one of [32, 64, 128, 256], got 48"),
+    ({"quant": "int4", "block_size": 48},
+     "int4 block size must be one of [32, 64, 128, 256] or 0 (channelwise), got 48"),
 ])
 def test_convert_request_validate(tmp_path: Path, changes: dict, message: str) -> None:
     request = dataclasses.replace(ConvertRequest(out=tmp_path / "b", preset="tiny"), **changes)
