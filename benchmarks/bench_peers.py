@@ -447,7 +447,7 @@ def worker(plan: dict[str, Any]) -> dict[str, Any]:
     quality = {}
     for i, r in enumerate(runners):
         image = np.asarray(r.generate(4).image)
-        quality[i] = "exact" if np.array_equal(image, ref.image) else f"{psnr(ref.image, image):.1f}"
+        quality[i] = "exact" if np.array_equal(image, ref.image) else f"{psnr(ref.image, image):.2f}"
     before = load_average()
     print(f"{threads} thread(s): timing {len(runners)} runners x {rounds} rounds; load average {before}", flush=True)
     samples = time_runners(runners, ref, rounds)
