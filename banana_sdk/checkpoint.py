@@ -57,14 +57,16 @@ def read_checkpoint_config(directory: str | Path) -> tuple[ModelConfig, dict[str
     return config, dict(meta.get("extra") or {})
 
 
-def trained_block_size(extra: dict[str, Any]) -> int | None:
-    """The INT4 block size (0 = channelwise) a checkpoint was quantization-aware trained for: its config's
-    `extra.quantization_aware` (written by `train qat`, kept by `subject train`); None if not trained for int4."""
+DEFAULT_INT4_BLOCK_SIZE = 32  # the INT4 block size of a checkpoint that records none (not DQAT-trained for int4)
+
+
+def int4_block_size(extra: dict[str, Any]) -> int:
+    """The INT4 block size (0 = channelwise) a checkpoint converts and trains at by default: the one it was
+    quantization-aware trained for (its config's `extra.quantization_aware`, written by `train qat`, kept by
+    `subject train`), else `DEFAULT_INT4_BLOCK_SIZE`."""
     qat = extra.get("quantization_aware")
-    if not isinstance(qat, dict) or qat.get("recipe") != "int4":
-        return None
-    block = qat.get("block_size")
-    return block if isinstance(block, int) and not isinstance(block, bool) else None
+    block = qat.get("block_size") if isinstance(qat, dict) and qat.get("recipe") == "int4" else None
+    return block if isinstance(block, int) and not isinstance(block, bool) else DEFAULT_INT4_BLOCK_SIZE
 
 
 def load_checkpoint(directory: str | Path, device: str = "cpu") -> tuple[BananaModel, dict[str, Any]]:

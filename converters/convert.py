@@ -19,7 +19,7 @@ from torch import nn
 
 from banana_sdk import __version__
 from banana_sdk.bundle.reader import BUNDLE_FORMAT, BUNDLE_SCHEMA_VERSION, created_by
-from banana_sdk.checkpoint import load_component, read_checkpoint_config, trained_block_size, weights_hash
+from banana_sdk.checkpoint import int4_block_size, load_component, read_checkpoint_config, weights_hash
 from banana_sdk.config import ModelConfig, check_image_size
 from banana_sdk.errors import ConfigError
 from banana_sdk.models.model import build_component
@@ -56,6 +56,7 @@ class Source:
     preset: str | None  # preset name (random weights) or None
     model_dir: Path | None  # checkpoint dir or None
     seed: int = 0  # random-weight seed for presets
+    block_size: int = DEFAULT_BLOCK_SIZE  # INT4 block size without --block-size: the checkpoint's DQAT one
 
     def component(self, name: str):  # noqa: ANN201
         if self.model_dir is not None:
@@ -69,10 +70,11 @@ def resolve_source(preset: str | None, model_dir: Path | None, seed: int = 0) ->
     if preset is not None:
         config = get_preset(preset)
         return Source(config, f"preset:{preset}:seed{seed}:{__version__}", preset, None, seed)
-    config, _ = read_checkpoint_config(model_dir)
+    config, extra = read_checkpoint_config(model_dir)
     if not (Path(model_dir) / "model.safetensors").is_file():
         raise ConfigError(f"{model_dir}/model.safetensors is missing")
-    return Source(config, f"sha256:{weights_hash(model_dir)}", None, Path(model_dir))
+    return Source(config, f"sha256:{weights_hash(model_dir)}", None, Path(model_dir),
+                  block_size=int4_block_size(extra))
 
 
 
@@ -105,9 +107,8 @@ def convert(
         recipe_rules(q, block_size)  # rejects bad block sizes before any work
     source = resolve_source(preset, model_dir, seed)
     if block_size is None:
-        trained = trained_block_size(read_checkpoint_config(model_dir)[1]) if model_dir is not None else None
-        block_size = DEFAULT_BLOCK_SIZE if trained is None else trained
-        recipe_rules(q, block_size)
+        block_size = source.block_size
+        recipe_rules(q, block_size)  # a block size recorded by training, checked like a given one
     cfg = source.config
     size = cfg.image_size if size is None else size
     check_image_size(cfg, size)

@@ -79,9 +79,9 @@ def plan_fallbacks(graph: ModelGraph, block_size: int) -> list[LayerFallback]:
     """Every FULLY_CONNECTED / EMBEDDING_LOOKUP with a constant fp32 weight whose last-axis width `block_size`
     does not divide, in graph order (each scope once, across all signatures of the file); none for channelwise
     INT4 (block size 0: one scale per output channel fits every width)."""
-    seen: set[str] = set()
     if block_size == CHANNELWISE:
         return []
+    seen: set[str] = set()
     out: list[LayerFallback] = []
     for sig in graph.signatures.values():
         for op in sig.ops:

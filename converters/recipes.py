@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 
+from banana_sdk.checkpoint import DEFAULT_INT4_BLOCK_SIZE
 from converters.errors import ConversionError
 
 
@@ -45,7 +46,7 @@ class Quant(str, Enum):
 
 BLOCK_SIZES = (32, 64, 128, 256)  # INT4 block sizes ai-edge-quantizer accepts
 CHANNELWISE = 0  # the INT4 "block size" meaning one scale per output channel (the whole input width)
-DEFAULT_BLOCK_SIZE = 32  # when neither --block-size nor the checkpoint's DQAT record gives one
+DEFAULT_BLOCK_SIZE = DEFAULT_INT4_BLOCK_SIZE  # when neither --block-size nor the checkpoint's DQAT record gives one
 
 
 class Scheme(str, Enum):

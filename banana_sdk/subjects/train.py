@@ -29,7 +29,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from banana_sdk.checkpoint import trained_block_size
+from banana_sdk.checkpoint import int4_block_size
 from banana_sdk.data.dataset import ShapeWorld
 from banana_sdk.data.render import render_scene
 from banana_sdk.data.world import CHARACTERS, Scene, SceneObject, WorldConfig, fit_to_context
@@ -207,8 +207,7 @@ def build_subject_stage(cfg: SubjectStageConfig, info: DistInfo, seed: int) -> S
     if objective is Objective.AUTO:
         objective = Objective.FLOW if stage == "teacher" else Objective.X0
     if cfg.block_size is None:
-        trained = trained_block_size(extra)
-        cfg = dataclasses.replace(cfg, block_size=32 if trained is None else trained)
+        cfg = dataclasses.replace(cfg, block_size=int4_block_size(extra))
     if cfg.quantized:
         check_block_size(model.denoiser, cfg.block_size)
     model.to(info.device).requires_grad_(False).eval()
