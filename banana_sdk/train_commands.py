@@ -105,12 +105,14 @@ def train_vae(preset: str, crop: int, character_prob: float, **common: Any) -> N
 @click.option("--object-weight", type=float, default=10.0, show_default=True,
               help="L1 weight of object pixels against the background's 1.")
 @click.option("--crop", type=int, default=64, show_default=True, help="Random crop side (0 = whole image).")
+@click.option("--procedural-prob", type=float, default=0.0, show_default=True,
+              help="Chance a non-named object is a procedural character (training identities only).")
 @_loop_options("vae-refit")
 def train_vae_refit(init: Path, style_prob: float, anchor_weight: float, object_weight: float, crop: int,
-                    **common: Any) -> None:
+                    procedural_prob: float, **common: Any) -> None:
     """Refit a trained model's VAE on plain and styled renders, keeping its latent space (and denoiser)."""
     _run("vae-refit", common, init=init, style_prob=style_prob, anchor_weight=anchor_weight,
-         object_weight=object_weight, crop=crop)
+         object_weight=object_weight, crop=crop, procedural_prob=procedural_prob)
 
 
 @train.command("teacher")
@@ -141,13 +143,17 @@ def train_distill(teacher: Path, guidance: float, latents: int, cache: Path, **c
 @click.option("--student", type=click.Path(path_type=Path), required=True, help="Distilled student run directory.")
 @click.option("--block-size", type=int, default=32, show_default=True,
               help="INT4 block size (the converter's; 0 = channelwise).")
+@click.option("--export", "export", type=click.Choice(["quantized", "latent"]), default="quantized",
+              show_default=True, help="Checkpoint weights: the fake-quantized ones (PyTorch = the INT4 bundle) "
+              "or the latent full-precision ones.")
 @click.option("--latents", type=int, default=40000, show_default=True, help="Scenes in the encoded training set.")
 @click.option("--cache", type=click.Path(path_type=Path), default=Path("out/cache"), show_default=True,
               help="Where encoded latents are cached.")
 @_loop_options("qat")
-def train_qat(student: Path, block_size: int, latents: int, cache: Path, **common: Any) -> None:
+def train_qat(student: Path, block_size: int, export: str, latents: int, cache: Path, **common: Any) -> None:
     """Stage 4: DQAT - distill the fp32 student into its INT4 fake-quantized self."""
-    _run("qat", common, student=student, block_size=block_size, latents=latents, cache=cache)
+    _run("qat", common, student=student, block_size=block_size, export=export, latents=latents,
+         cache=cache)
 
 
 @train.command("critic")

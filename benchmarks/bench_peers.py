@@ -47,6 +47,11 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.report import Table, median_ms, record  # noqa: E402
 
 PROMPT = "a red circle top left"
+# the fidelity column's prompts (PROMPT first): one object, characters, three and four objects of every kind
+FIDELITY_PROMPTS = (PROMPT, "pip center and a large blue square bottom right",
+                    "a small green star top middle and zed middle left and a purple cross bottom right",
+                    "lulu top right and momo bottom left and a large yellow triangle center",
+                    "a small orange square middle right and kiko top left and a blue circle bottom middle")
 COMPONENTS = ("text_encoder", "denoise", "vae_decode")
 OUTPUTS = {"text_encoder": ("context", "context_mask"), "denoise": ("velocity",), "vae_decode": ("image",)}
 STEPS = (1, 4)
@@ -74,7 +79,8 @@ class Reference:
     modules: dict[str, Any]  # signature name -> converter wrapper module (fp32, eval)
     inputs: dict[str, dict[str, np.ndarray]]  # signature name -> gate inputs (seeded)
     pipeline: Any  # banana_sdk.pipeline.Pipeline (torch fp32 eager)
-    image: np.ndarray = field(default_factory=lambda: np.zeros(0))  # the 4-step 8-bit image
+    image: np.ndarray = field(default_factory=lambda: np.zeros(0))  # the 4-step 8-bit image of PROMPT
+    images: list[np.ndarray] = field(default_factory=list)  # the same for each of FIDELITY_PROMPTS
 
 
 def reference(model_dir: Path) -> Reference:
@@ -87,7 +93,8 @@ def reference(model_dir: Path) -> Reference:
     modules = {n: SIGNATURES[n].wrap(getattr(pipe.model, SIGNATURES[n].component)).eval() for n in COMPONENTS}
     inputs = {n: SIGNATURES[n].inputs(cfg, cfg.image_size, GATE_SEED) for n in COMPONENTS}
     ref = Reference(model_dir, cfg, modules, inputs, pipe)
-    ref.image = np.asarray(pipe.run(PROMPT, steps=4, seed=0).image)
+    ref.images = [np.asarray(pipe.run(p, steps=4, seed=0).image) for p in FIDELITY_PROMPTS]
+    ref.image = ref.images[0]
     return ref
 
 
@@ -143,11 +150,11 @@ class Runner:
     def decode(self, latent: np.ndarray) -> np.ndarray:
         return self.call("vae_decode", {"latent": np.asarray(latent, np.float32)})["image"]
 
-    def generate(self, steps: int):  # noqa: ANN201
+    def generate(self, steps: int, prompt: str = PROMPT):  # noqa: ANN201
         from banana_sdk.pipeline import generate_with
 
         self.before()
-        return generate_with(self, PROMPT, steps=steps, seed=0)
+        return generate_with(self, prompt, steps=steps, seed=0)
 
 
 class TorchRunner(Runner):
@@ -167,9 +174,9 @@ class TorchRunner(Runner):
 
         return torch_outputs(self.ref.modules[name], inputs)
 
-    def generate(self, steps: int):  # noqa: ANN201
+    def generate(self, steps: int, prompt: str = PROMPT):  # noqa: ANN201
         self.before()
-        return self.ref.pipeline.run(PROMPT, steps=steps, seed=0)  # the eager model (native GroupNorm)
+        return self.ref.pipeline.run(prompt, steps=steps, seed=0)  # the eager model (native GroupNorm)
 
 
 class LiteRTRunner(Runner):
@@ -186,8 +193,8 @@ class LiteRTRunner(Runner):
     def call(self, name: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return self.pipe._run(name, **inputs)
 
-    def generate(self, steps: int):  # noqa: ANN201
-        return self.pipe.run(PROMPT, steps=steps, seed=0)
+    def generate(self, steps: int, prompt: str = PROMPT):  # noqa: ANN201
+        return self.pipe.run(prompt, steps=steps, seed=0)
 
 
 _ORT_POOL: int | None = None  # threads of ONNX Runtime's global pool in this process
@@ -444,10 +451,12 @@ def worker(plan: dict[str, Any]) -> dict[str, Any]:
         except Exception as exc:
             traceback.print_exc()
             rows.append({"runtime": runtime, "quant": quant, "error": f"not run: load failed ({first_line(exc)})"})
-    quality = {}
+    quality, fidelity = {}, {}
     for i, r in enumerate(runners):
-        image = np.asarray(r.generate(4).image)
-        quality[i] = "exact" if np.array_equal(image, ref.image) else f"{psnr(ref.image, image):.2f}"
+        images = [np.asarray(r.generate(4, p).image) for p in FIDELITY_PROMPTS]
+        quality[i] = "exact" if np.array_equal(images[0], ref.image) else f"{psnr(ref.image, images[0]):.2f}"
+        values = [min(psnr(a, b), 99.0) for a, b in zip(ref.images, images, strict=True)]
+        fidelity[i] = "exact" if min(values) == 99.0 else f"{np.mean(values):.1f} / {min(values):.1f}"
     before = load_average()
     print(f"{threads} thread(s): timing {len(runners)} runners x {rounds} rounds; load average {before}", flush=True)
     samples = time_runners(runners, ref, rounds)
@@ -455,7 +464,7 @@ def worker(plan: dict[str, Any]) -> dict[str, Any]:
     print(f"  load average after: {after}", flush=True)
     for i, r in enumerate(runners):
         rows.append({"runtime": r.runtime, "quant": r.quant, "size": r.size_bytes, "psnr": quality[i],
-                     "ms": {k: median_ms(v) for k, v in samples[i].items()}})
+                     "fidelity": fidelity[i], "ms": {k: median_ms(v) for k, v in samples[i].items()}})
     return {"threads": threads, "load": f"{before} before, {after} after", "rows": rows}
 
 
@@ -515,20 +524,21 @@ def peer_table(results: list[dict[str, Any]], skipped: list[list[object]], round
             label = r["quant"] if PRECISION.get(r["quant"], r["quant"]) == r["quant"] else \
                 f"{PRECISION[r['quant']]} ({r['quant']})"
             if "error" in r:
-                rows.append([r["runtime"], label, result["threads"], r["error"], "", "", "", "", "", ""])
+                rows.append([r["runtime"], label, result["threads"], r["error"], "", "", "", "", "", "", ""])
                 continue
             ms = r["ms"]
             rows.append([r["runtime"], label, result["threads"], *(f"{ms[n]:.2f}" for n in COMPONENTS),
                          *(f"{ms[f'e2e{s}']:.1f}" for s in STEPS),
-                         f"{r['size'] / 2**20:.2f}" if r["size"] else "–", r["psnr"]])
+                         f"{r['size'] / 2**20:.2f}" if r["size"] else "–", r["psnr"], r["fidelity"]])
     for runtime, quant, why in skipped:
         label = quant if PRECISION.get(str(quant), quant) == quant else f"{PRECISION[str(quant)]} ({quant})"
-        rows.append([runtime, label, "–", why, "", "", "", "", "", ""])
+        rows.append([runtime, label, "–", why, "", "", "", "", "", "", ""])
     order = {LiteRTRunner.runtime: 0, OrtRunner.runtime: 1, ExecuTorchRunner.runtime: 2, TorchRunner.runtime: 3}
     precision = {"fp32": 0, "int8": 1, "int4": 2}
     rows.sort(key=lambda r: (precision.get(str(r[1]).split(" ")[0], 3), str(r[2]), order.get(str(r[0]), 9)))
     header = ["runtime", "precision", "threads", "text_encoder ms", "denoise step ms", "vae_decode ms",
-              "end-to-end 1 step ms", "end-to-end 4 steps ms", "size MiB", "4-step image PSNR vs torch dB"]
+              "end-to-end 1 step ms", "end-to-end 4 steps ms", "size MiB", "4-step image PSNR vs torch dB",
+              f"PSNR, {len(FIDELITY_PROMPTS)} prompts, mean / min dB"]
     about = (
         "The same model (the demo weights through the converter's signature wrappers, `converters/signatures.py`) "
         f"on each runtime, timed interleaved round by round: medians of {rounds} rounds, one process per thread "
@@ -540,7 +550,10 @@ def peer_table(results: list[dict[str, Any]], skipped: list[list[object]], round
         "Ours: `banana convert --quant fp32/int8/int4` (int4 cw: the demo weights' default, FC INT4 channelwise, "
         "the recipe their DQAT fake-quant matches; int4 b32: `--block-size 32`, FC INT4 blockwise 32, post-training "
         "for these weights; both with INT8 convs). Size: model files only "
-        "(.tflite / .onnx / .pte). PSNR: the 4-step image vs PyTorch fp32 eager's, peak 255.")
+        "(.tflite / .onnx / .pte). PSNR: the 4-step image vs PyTorch fp32 eager's, peak 255 (the benchmark's prompt; "
+        f"then over {len(FIDELITY_PROMPTS)} prompts of one to four objects with characters, `FIDELITY_PROMPTS`, "
+        "exact images counted as 99 dB). The demo weights are DQAT's fake-quantized ones (channelwise INT4 grid), "
+        "so `int4 cw` stores them without weight error.")
     return Table("peers", header, rows, key=3, replace_all=True,
                  title="LiteRT vs ONNX Runtime vs ExecuTorch, same model, one run", about=about)
 

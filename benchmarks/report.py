@@ -83,9 +83,11 @@ of a table. Each section ends with the date, the machine and the command that re
 mixes runs, its `run` column names the run of each row.
 
 The demo weights changed on 2026-12-06 (~23:00 UTC): the same refined student, DQAT-trained for channelwise INT4
-instead of blockwise 32 (`banana_sdk/weights/demo/RECIPE.md`), and the shipped peels carried over to them. Runs
-dated before that used the blockwise weights (their INT4 bundles: block 32); re-run a section to measure it on
-the current ones.
+instead of blockwise 32 (`banana_sdk/weights/demo/RECIPE.md`), and the shipped peels carried over to them; and
+again on 2026-12-07 (~03:05 UTC): 450 DQAT steps instead of 150, shipping the fake-quantized weights (the INT4
+bundle stores them without weight error), peels carried over. Runs dated before 2026-12-07 03:05 used earlier
+weights (before 2026-12-06 23:00: blockwise, their INT4 bundles block 32); re-run a section to measure it on the
+current ones.
 """
 
 

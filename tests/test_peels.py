@@ -245,6 +245,45 @@ def test_cli_merge_and_info(tiny_checkpoint: Path, tmp_path: Path) -> None:
     assert not (tmp_path / "never").exists()
 
 
+def test_merge_into_quantized_dqat_weights_keeps_the_peel(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    """A checkpoint of DQAT's quantized weights sits on the INT4 grid: a merged peel's small change would be
+    rounded away by the converter (deterministic projection returns the base), so the merge dithers the merged
+    layers onto the grid - a fixed point of the recipe that keeps the change in expectation."""
+    from banana_sdk.checkpoint import load_checkpoint, save_checkpoint
+    from banana_sdk.peels.ops import merge_into_checkpoint
+    from banana_sdk.training.fakequant import QuantSpec, project_, quantized_parameters
+
+    model, extra = load_checkpoint(tiny_checkpoint)
+    spec = QuantSpec(block_size=0)
+    for module in (model.text_encoder, model.denoiser):
+        project_(module, spec)
+    qa = {"recipe": "int4", "block_size": 0, "fp16_storage": True, "weights": "quantized"}
+    base_dir = save_checkpoint(model, tmp_path / "q", dtype=torch.float16, extra={**extra, "quantization_aware": qa})
+    base, _ = load_checkpoint(base_dir)
+    layer = "denoiser.blocks.0.mlp.fc2"
+    step = base.get_submodule(layer).weight.detach().abs().amax(dim=1, keepdim=True) / 7
+    peel = Peel.init("s", base, PeelConfig(rank=4, targets=("mlp.fc2",)), weights_hash(base_dir))
+    with torch.no_grad():  # a change of about a twentieth of a grid step: deterministic rounding drops most of it
+        for _, b in peel.tensors.values():
+            b.normal_(0, 0.05, generator=torch.Generator().manual_seed(4))
+        scale = 0.05 * float(step.median()) / float(peel.delta(layer).abs().mean())
+        for _, b in peel.tensors.values():
+            b.mul_(scale)
+    delta = peel.delta(layer).detach()
+    merged, _ = load_checkpoint(merge_into_checkpoint(base_dir, [(save_peel(peel, tmp_path / "s.safetensors"), 1.0)],
+                                                      tmp_path / "merged"))
+    change = (merged.get_submodule(layer).weight - base.get_submodule(layer).weight).detach()
+    slope = float((change * delta).sum() / (delta * delta).sum())
+    assert 0.8 < slope < 1.2 and float(change.abs().max()) > 0  # unbiased: the peel survives
+    again = quantized_parameters(merged.denoiser, spec)
+    for name, param in merged.denoiser.named_parameters():  # on the grid: the converter stores it exactly
+        torch.testing.assert_close(again[name].detach(), param.detach(), rtol=2e-3, atol=1e-7)
+    snapped = merge(base, [(peel, 1.0)])
+    project_(snapped.denoiser, spec)  # what converting the plain merge would store: most of the change is lost
+    lost = (snapped.get_submodule(layer).weight - base.get_submodule(layer).weight).detach()
+    assert float((lost * delta).sum() / (delta * delta).sum()) < 0.5 * slope
+
+
 def test_bypassed_runs_the_base_bit_for_bit(model) -> None:  # noqa: ANN001
     x = _inputs()
     stack = PeelStack(model)

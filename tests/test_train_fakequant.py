@@ -29,6 +29,7 @@ from banana_sdk.training.fakequant import (
     graph_weight,
     int4_blockwise,
     int8_channelwise,
+    project_,
     quant_plan,
     quantized_parameters,
 )
@@ -219,6 +220,35 @@ def test_channelwise_fake_quant_equals_the_converted_tflite(tmp_path):
     explicit = load_manifest(convert(tmp_path / "b64", model_dir=ckpt, quant="int4", block_size=64))
     assert explicit["quantization"]["block_size"] == 64
     assert "int4_blockwise_64" in explicit["quantization"]["per_signature"]["denoise"]["FULLY_CONNECTED"]
+
+
+def test_projected_weights_convert_without_weight_error(tmp_path):
+    """`project_` (what `train qat` exports): the fp16 checkpoint of projected weights converts to INT4 tensors
+    equal to its own (folded) weights up to the fp16 rounding of the scales - PyTorch runs what the bundle runs."""
+    ckpt = _fold_test_model(tmp_path, patch=2)
+    model, _ = load_checkpoint(ckpt)
+    for module in (model.text_encoder, model.denoiser):
+        project_(module, QuantSpec(block_size=0))
+    projected = save_checkpoint(model, tmp_path / "projected", dtype=torch.float16,
+                                extra={"quantization_aware": {"recipe": "int4", "block_size": 0}})
+    bundle = convert(tmp_path / "bundle", model_dir=projected, quant="int4")
+    model, _ = load_checkpoint(projected)  # as the converter read it (fp16)
+    for signature, module in (("text_encoder", model.text_encoder), ("denoise", model.denoiser)):
+        stored = _read_quantized(bundle / f"{signature}.tflite")
+        params = dict(module.named_parameters())
+        for item in quant_plan(module):
+            gamma = params[item.gamma].detach() if item.gamma else None
+            graph = graph_weight(params[item.param].detach(), item, gamma).numpy()
+            if graph.ndim == 4:
+                graph = graph.transpose(0, 2, 3, 1)
+            peak = max(np.abs(graph).max(), 1e-12)
+            errors = [np.abs(d - graph).max() / peak for d in stored if d.shape == graph.shape]
+            assert errors and min(errors) < 2e-3, f"{signature}: {item.param} lost {min(errors, default=1):.2e}"
+    # the latent weights of the same model do lose precision (the check above can fail)
+    latent, _ = load_checkpoint(ckpt)
+    item = next(i for i in quant_plan(latent.denoiser) if i.scheme is WeightScheme.INT4_BLOCKWISE)
+    w = graph_weight(dict(latent.denoiser.named_parameters())[item.param].detach(), item, None)
+    assert (graph_fake_quant(w, item, 0) - w).abs().max() / w.abs().max() > 1e-2
 
 
 def test_fake_quant_equals_the_converted_tiny_bundle(bundle_factory, tiny_checkpoint):

@@ -69,6 +69,35 @@ def test_stages_train_only_their_part(runs):
     assert Pipeline.from_pretrained(runs["qat"]).generate("a red circle top left", steps=2).size == (64, 64)
 
 
+def test_qat_exports_the_weights_the_int4_bundle_runs(runs):
+    """The checkpoint holds the fake-quantized weights (a fixed point of the recipe); the resumable state keeps
+    the latent weights that training updates, and `--export latent` exports those."""
+    from banana_sdk.training.fakequant import QuantSpec, quantized_parameters
+
+    qat, extra = load_checkpoint(runs["qat"])
+    assert extra["quantization_aware"] == {"recipe": "int4", "block_size": 32, "fp16_storage": True,
+                                           "weights": "quantized"}
+    state = torch.load(runs["qat"] / STATE_FILE, map_location="cpu", weights_only=True)["model"]
+    moved = 0
+    for prefix, module in (("text_encoder.", qat.text_encoder), ("denoiser.", qat.denoiser)):
+        again = quantized_parameters(module, QuantSpec(block_size=32))
+        for name, param in module.named_parameters():
+            torch.testing.assert_close(again[name].detach(), param.detach(), rtol=2e-3, atol=1e-7)
+            moved += not torch.equal(state[prefix + name], param.detach())
+    assert moved > 10  # the latent weights are not on the grid
+
+
+def test_qat_can_export_the_latent_weights(tmp_path, runs):
+    out = tmp_path / "latent"
+    train_stage("qat", loop(1, lr=1e-4), out, student=runs["distill"], latents=16, cache=tmp_path / "cache",
+                export="latent")
+    model, extra = load_checkpoint(out)
+    assert extra["quantization_aware"]["weights"] == "latent"
+    state = torch.load(out / STATE_FILE, map_location="cpu", weights_only=True)["model"]
+    for name, param in model.denoiser.named_parameters():
+        assert torch.equal(state["denoiser." + name], param.detach())
+
+
 def test_seeded_runs_are_identical(tmp_path, runs):
     args = dict(init=runs["vae"], latents=16, cache=tmp_path / "cache")
     train_stage("teacher", loop(3), tmp_path / "a", **args)

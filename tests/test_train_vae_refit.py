@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -64,6 +65,23 @@ def test_refit_batches_draw_styles_at_the_asked_rate(runs) -> None:  # noqa: F81
     assert torch.equal(styled, plain)
     bg = torch.tensor(BACKGROUND) / 127.5 - 1
     assert plain.min() >= -1 and plain.max() <= 1 and (plain - bg.view(1, 3, 1, 1)).abs().amin() < 0.01
+
+
+def test_refit_batches_can_hold_procedural_characters(tmp_path: Path, runs) -> None:  # noqa: F811
+    """`procedural_prob`: scenes with procedural characters, training identities only (never a held-out one)."""
+    from banana_sdk.data.characters import train_ids
+
+    model, _ = load_checkpoint(runs["vae"])
+    info = DistInfo(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"))
+    cfg = VAERefitConfig(init=runs["vae"], crop=0, style_prob=0.0, procedural_prob=0.5)
+    world = dataclasses.replace(train_world(model.config), config=dataclasses.replace(
+        train_world(model.config).config, procedural_character_prob=cfg.procedural_prob))
+    ids = [o.identity for k in range(200) for o in world.scene(cfg.scene_offset + k).objects if o.identity is not None]
+    assert len(ids) > 50 and set(ids) <= set(train_ids())
+    styled, plain = refit_batch(world, 0, info, 4, cfg, 0)
+    assert styled.shape == (4, 3, model.config.image_size, model.config.image_size)
+    with pytest.raises(TrainingError, match="--procedural-prob"):
+        train_stage("vae-refit", loop(1), tmp_path / "bad", init=runs["vae"], procedural_prob=2.0)
 
 
 def test_bad_refit_arguments(tmp_path: Path, runs) -> None:  # noqa: F811

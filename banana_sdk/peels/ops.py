@@ -41,8 +41,31 @@ def merge_into_checkpoint(model_dir: Path, peels: list[tuple[Path, float]], out:
     model, extra = load_checkpoint(model_dir)
     merged = merge(model, loaded)
     merged.config = model.config
+    regrid_merged(merged, extra, {layer for peel, _ in loaded for layer in peel.tensors})
     return save_checkpoint(merged, out, extra={**extra, "merged_peels": {p.name: w for p, w in loaded},
                                                "base_hash": weights_hash(model_dir)})
+
+
+def regrid_merged(model, extra: dict, layers: set[str], seed: int = 0) -> None:  # noqa: ANN001
+    """A checkpoint of DQAT's quantized weights (`extra.quantization_aware.weights` "quantized") holds INT4 grid
+    points; a merged peel's small change would be rounded away by the converter, so the merged layers are moved
+    onto the grid by unbiased stochastic rounding (`dither_project_`, seeded: the same merge, the same file).
+    Other checkpoints are left as merged."""
+    import torch
+
+    from banana_sdk.training.fakequant import QuantSpec, dither_project_
+
+    qa = extra.get("quantization_aware") or {}
+    if qa.get("weights") != "quantized":
+        return
+    spec = QuantSpec(block_size=int(qa.get("block_size", 32)),
+                     storage_dtype=torch.float16 if qa.get("fp16_storage", True) else None)
+    generator = torch.Generator().manual_seed(seed)
+    for component in ("text_encoder", "denoiser"):
+        prefix = f"{component}."
+        names = {f"{layer[len(prefix):]}.weight" for layer in layers if layer.startswith(prefix)}
+        if names:
+            dither_project_(getattr(model, component), spec, names, generator)
 
 
 def attach_to_pipeline(pipe, model_dir: Path, peels: list[tuple[Path, float]]) -> PeelStack:  # noqa: ANN001

@@ -236,3 +236,48 @@ def quantized_parameters(module: nn.Module, spec: QuantSpec) -> dict[str, torch.
                              item, gamma)
         out[item.param] = straight_through(weight, target)
     return out
+
+
+@torch.no_grad()
+def project_(module: nn.Module, spec: QuantSpec) -> None:
+    """Replace, in place, every parameter of `module` by the value the converted model computes with: the
+    storage rounding and, for the weights `quant_plan` names, the dequantized INT4 / INT8 weight (unfolded).
+
+    The result is a fixed point of the recipe: quantizing it again reproduces the same integers (stored as
+    fp16, the scales move by at most the fp16 rounding of the largest weight, ~5e-4 relative), so a checkpoint
+    of projected weights converts to `--quant int4` without weight error and PyTorch runs what the phone runs.
+    """
+    values = quantized_parameters(module, spec)
+    for name, param in module.named_parameters():
+        param.copy_(values[name].detach().to(param.dtype))
+
+
+@torch.no_grad()
+def dither_project_(module: nn.Module, spec: QuantSpec, params: set[str], generator: torch.Generator) -> None:
+    """Move the named INT4 weights of `module` (names relative to it) onto the grid the converter will compute
+    for them, by unbiased stochastic rounding: each element goes to the grid point below or above with the
+    probabilities that keep its expected value.
+
+    For a weight that was on the grid and then received a small dense change (a peel merged into DQAT's
+    quantized weights), deterministic rounding would snap most of the change back to the old grid point and
+    lose it; dithering keeps it in expectation. The result is a fixed point of the recipe like `project_`'s.
+    """
+    values = dict(module.named_parameters())
+    for item in quant_plan(module):
+        if item.param not in params or item.scheme is not WeightScheme.INT4_BLOCKWISE:
+            continue
+        param = values[item.param]
+        weight = param.detach().float()
+        gamma = values[item.gamma].detach().float() if item.gamma else None
+        if spec.storage_dtype is not None:
+            weight = weight.to(spec.storage_dtype).float()
+            gamma = gamma.to(spec.storage_dtype).float() if gamma is not None else None
+        graph = graph_weight(weight, item, gamma)
+        _, scale = int4_blockwise(graph, spec.block_size)
+        out_dim, in_dim = graph.shape
+        per = scale if spec.block_size == 0 else scale.repeat_interleave(spec.block_size, dim=1)
+        x = graph / per
+        low = torch.floor(x)
+        up = torch.rand(x.shape, generator=generator, device=x.device) < (x - low)
+        q = torch.clamp(low + up.float(), -8, 7).to(torch.int8)
+        param.copy_(_unfold(dequantize(q, scale, item.scheme, spec.block_size), item, gamma).to(param.dtype))

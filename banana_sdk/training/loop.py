@@ -50,6 +50,8 @@ class Stage:
     after_step: Callable[[], None] | None = None  # called after each optimizer step (e.g. a target EMA)
     export: Callable[[Path, dict[str, Any]], None] | None = None  # (run_dir, facts) -> writes the stage's own
     # ^ artifact (e.g. a peel file) instead of a banana checkpoint; called with the EMA weights swapped in
+    export_weights: Callable[[], None] | None = None  # replaces the trained weights, in place, by the ones the
+    # ^ checkpoint gets (DQAT: the fake-quantized weights); training and its resumable state keep the latent ones
     cpu_batches: Callable[[int, int], Batch] | None = None  # `batches` on the CPU, for loader processes
     # ^ (`LoopConfig.workers`): stages whose batches are rendered, which bounds a GPU step
 
@@ -215,11 +217,15 @@ def _stop_on_nan(stage: Stage, run_dir: Path, step: int, value: torch.Tensor, la
 
 @torch.no_grad()
 def _export(stage: Stage, ema: EMA | None, run_dir: Path, facts: dict[str, Any]) -> None:
-    """Save the banana checkpoint (EMA weights when EMA is on) with the stage's sampler defaults."""
+    """Save the banana checkpoint (EMA weights when EMA is on, then `export_weights`) with the stage's sampler
+    defaults; the trained weights are restored afterwards."""
     backup = None
-    if ema is not None:
+    if ema is not None or stage.export_weights is not None:
         backup = {k: p.detach().clone() for k, p in stage.trained.named_parameters()}
+    if ema is not None:
         ema.copy_to(stage.trained)
+    if stage.export_weights is not None:
+        stage.export_weights()
     try:
         if stage.export is not None:
             stage.export(run_dir, facts)

@@ -4,8 +4,14 @@ The fp32 student (frozen) teaches its own INT4 self: the text encoder and denois
 fake-quantized exactly as the converter's `int4` recipe stores it (see `fakequant.py`), scales recomputed
 from the current weights at every step, gradients passed straight through. Loss = MSE between the clean
 estimates x0 = x_t - t v of the quantized and the fp32 student at the LCM sampler's grid times, plus the
-same on the text context. The exported weights are the latent full-precision weights: converting them
-with `--quant int4` reproduces the fake-quantized model the training saw.
+same on the text context.
+
+What the checkpoint holds (`QATExport`): by default the fake-quantized weights themselves (`project_`): PyTorch
+then runs exactly the model the INT4 bundle runs, and `--quant int4` stores them without weight error (the 4-step
+demo image, LiteRT INT4 vs PyTorch: 31.3 -> 47.5 dB mean over five prompts; BENCHMARKS.md "Runtimes"). `latent` keeps
+the full-precision weights training updates; converting those reproduces the same INT4 model only up to the
+scale rounding, and their own fp32 output is not what the phone computes. Training and its resumable state always
+keep the latent weights.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 
 import torch
@@ -24,9 +31,14 @@ from banana_sdk.tokenizer import Tokenizer
 from banana_sdk.training.common import TrainingError
 from banana_sdk.training.data import LatentSet, train_world
 from banana_sdk.training.distributed import DistInfo
-from banana_sdk.training.fakequant import QuantSpec, check_block_size, quantized_parameters
+from banana_sdk.training.fakequant import QuantSpec, check_block_size, project_, quantized_parameters
 from banana_sdk.training.loop import Stage
 from banana_sdk.training.teacher import load_stage_model, model_stage, zero_subjects
+
+
+class QATExport(str, Enum):
+    QUANTIZED = "quantized"  # the fake-quantized weights: PyTorch computes what the converted bundle computes
+    LATENT = "latent"  # the full-precision weights that training updates
 
 
 @dataclass(frozen=True)
@@ -36,6 +48,7 @@ class QATStageConfig:
     fp16_storage: bool = True  # round weights to fp16 first (the demo weights ship as fp16)
     grid: int = 8  # x_t is drawn at times j / grid, j = 1..grid (the LCM sampler's 8-step grid)
     context_weight: float = 1.0  # weight of the text-context matching term
+    export: QATExport = QATExport.QUANTIZED  # which weights the checkpoint holds (see the module docstring)
     latents: int = 40000  # scenes in the encoded training set (split over processes)
     cache: Path | None = Path("out/cache")  # where encoded latents are cached
 
@@ -89,12 +102,20 @@ def build_qat_stage(cfg: QATStageConfig, info: DistInfo, seed: int) -> Stage:
     tokenizer = Tokenizer(config.tokenizer.context_length, config.tokenizer.vocab_size)
     data = LatentSet.cached(cfg.cache, student.vae, train_world(config), tokenizer, cfg.latents, info)
     trained = nn.ModuleDict({"text_encoder": student.text_encoder, "denoiser": student.denoiser})
-    record = {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(cfg).items()}
+    record = {k: (str(v) if isinstance(v, Path) else v.value if isinstance(v, Enum) else v)
+              for k, v in dataclasses.asdict(cfg).items()}
+    objective = QATObjective(reference, student, cfg)
+
+    def export_weights() -> None:
+        if cfg.export is QATExport.QUANTIZED:
+            project_(student.text_encoder, objective.spec)
+            project_(student.denoiser, objective.spec)
+
     return Stage(
-        name="qat", model=student, objective=QATObjective(reference, student, cfg), trained=trained,
+        name="qat", model=student, objective=objective, trained=trained, export_weights=export_weights,
         batches=lambda step, b: data.batch(step, b, seed + 2, info.device), export_config=config,
         arguments=record,
         extra={"recipe": extra.get("recipe", []), "distilled_guidance": extra.get("distilled_guidance"),
                "quantization_aware": {"recipe": "int4", "block_size": cfg.block_size,
-                                      "fp16_storage": cfg.fp16_storage}},
+                                      "fp16_storage": cfg.fp16_storage, "weights": cfg.export.value}},
     )

@@ -37,8 +37,10 @@ def _distill(info: DistInfo, loop: LoopConfig, **kw: Any) -> Stage:
 
 
 def _qat(info: DistInfo, loop: LoopConfig, **kw: Any) -> Stage:
-    from banana_sdk.training.qat import QATStageConfig, build_qat_stage
+    from banana_sdk.training.qat import QATExport, QATStageConfig, build_qat_stage
 
+    if "export" in kw:
+        kw["export"] = QATExport(kw["export"])
     return build_qat_stage(QATStageConfig(**kw), info, loop.seed)
 
 

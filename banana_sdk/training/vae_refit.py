@@ -54,6 +54,8 @@ class VAERefitConfig:
     data_seed: int = 0  # ShapeWorld seed of the training scenes
     scene_offset: int = 100_000  # first scene index (past the scenes the VAE stage started on)
     character_prob: float = 0.5  # chance an object is a character in the refit's scenes
+    procedural_prob: float = 0.0  # chance a non-named object is a procedural character (training identities
+    # ^ only, `characters.train_ids()`): a decoder that must keep their colours, patterns, eyes and accessories
 
 
 def latent_drift(mean: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
@@ -107,6 +109,8 @@ def build_vae_refit_stage(cfg: VAERefitConfig, info: DistInfo, seed: int) -> Sta
     """The `vae-refit` stage: the init model with its VAE trained, everything else as it was."""
     if not 0.0 <= cfg.style_prob <= 1.0:
         raise TrainingError(f"--style-prob must be in [0, 1], got {cfg.style_prob}")
+    if not 0.0 <= cfg.procedural_prob <= 1.0:
+        raise TrainingError(f"--procedural-prob must be in [0, 1], got {cfg.procedural_prob}")
     if cfg.anchor_weight < 0 or cfg.object_weight < 1 or cfg.edge_weight < 0:
         raise TrainingError("--anchor-weight and --edge-weight must be >= 0 and --object-weight >= 1")
     model, extra = load_stage_model(Path(cfg.init), "model whose VAE to refit (--init)")
@@ -122,7 +126,8 @@ def build_vae_refit_stage(cfg: VAERefitConfig, info: DistInfo, seed: int) -> Sta
         model.vae.to(memory_format=fmt)
         anchor.to(memory_format=fmt)
     world = train_world(config, cfg.data_seed)
-    world = dataclasses.replace(world, config=dataclasses.replace(world.config, character_prob=cfg.character_prob))
+    world = dataclasses.replace(world, config=dataclasses.replace(
+        world.config, character_prob=cfg.character_prob, procedural_character_prob=cfg.procedural_prob))
 
     def batches(step: int, local_batch: int, on: DistInfo = info) -> dict[str, torch.Tensor]:
         styled, plain = refit_batch(world, step, on, local_batch, cfg, seed)
