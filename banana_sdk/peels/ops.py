@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from banana_sdk.checkpoint import load_checkpoint, save_checkpoint, weights_hash
+from banana_sdk.checkpoint import int4_block_size, load_checkpoint, save_checkpoint, weights_hash
 from banana_sdk.peels.config import PeelError, Storage, check_weight
 from banana_sdk.peels.device import export_runtime, layout_from_manifest
 from banana_sdk.peels.io import check_base, load_peel
@@ -58,7 +58,7 @@ def regrid_merged(model, extra: dict, layers: set[str], seed: int = 0) -> None: 
     qa = extra.get("quantization_aware") or {}
     if qa.get("weights") != "quantized":
         return
-    spec = QuantSpec(block_size=int(qa.get("block_size", 32)),
+    spec = QuantSpec(block_size=int4_block_size(extra),
                      storage_dtype=torch.float16 if qa.get("fp16_storage", True) else None)
     generator = torch.Generator().manual_seed(seed)
     for component in ("text_encoder", "denoiser"):

@@ -274,7 +274,6 @@ def dither_project_(module: nn.Module, spec: QuantSpec, params: set[str], genera
             gamma = gamma.to(spec.storage_dtype).float() if gamma is not None else None
         graph = graph_weight(weight, item, gamma)
         _, scale = int4_blockwise(graph, spec.block_size)
-        out_dim, in_dim = graph.shape
         per = scale if spec.block_size == 0 else scale.repeat_interleave(spec.block_size, dim=1)
         x = graph / per
         low = torch.floor(x)

@@ -106,13 +106,13 @@ def build_qat_stage(cfg: QATStageConfig, info: DistInfo, seed: int) -> Stage:
               for k, v in dataclasses.asdict(cfg).items()}
     objective = QATObjective(reference, student, cfg)
 
-    def export_weights() -> None:
-        if cfg.export is QATExport.QUANTIZED:
-            project_(student.text_encoder, objective.spec)
-            project_(student.denoiser, objective.spec)
+    def export_quantized() -> None:
+        project_(student.text_encoder, objective.spec)
+        project_(student.denoiser, objective.spec)
 
     return Stage(
-        name="qat", model=student, objective=objective, trained=trained, export_weights=export_weights,
+        name="qat", model=student, objective=objective, trained=trained,
+        export_weights=export_quantized if cfg.export is QATExport.QUANTIZED else None,
         batches=lambda step, b: data.batch(step, b, seed + 2, info.device), export_config=config,
         arguments=record,
         extra={"recipe": extra.get("recipe", []), "distilled_guidance": extra.get("distilled_guidance"),
