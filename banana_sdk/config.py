@@ -41,6 +41,8 @@ class DenoiserConfig:
     patch_size: int = 1  # latent pixels per patch side
     max_subjects: int = 5  # subject-token slots appended to the text context (0 = none)
     timestep_dim: int = 64  # sinusoidal timestep features fed to the adaLN MLP
+    subject_slot_embedding: bool = False  # a learned vector per subject slot added to its key: slot k can be told
+    # ^ from slot j by position alone (placeholder subjects "sbjk" whose look the prompt does not name)
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,12 @@ class VAEConfig:
     num_res_blocks: int = 1  # residual blocks per level
     norm_groups: int = 4  # groups of each GroupNorm
     latent_scale: float = 1.0  # latents are multiplied by this before diffusion (unit variance)
+
+
+@dataclass(frozen=True)
+class SubjectEncoderConfig:
+    crop: int = 32  # side of the reference crop the encoder reads (the subject's box, squared, area-resampled)
+    channels: int = 32  # channels of the first conv (doubled at each of two stride-2 convs, then kept)
 
 
 @dataclass(frozen=True)
@@ -70,6 +78,8 @@ class ModelConfig:
     denoiser: DenoiserConfig = field(default_factory=DenoiserConfig)  # latent DiT with GQA
     vae: VAEConfig = field(default_factory=VAEConfig)  # pixels <-> latents, 8x downsampling
     sampler: SamplerDefaults = field(default_factory=SamplerDefaults)  # how generate() samples
+    subject_encoder: SubjectEncoderConfig | None = None  # learned reference encoder (None: subjects use the fixed
+    # ^ colour-silhouette descriptor); run on the host by `banana subject add --model`, not in bundles
 
     @property
     def downsample(self) -> int:
@@ -84,7 +94,14 @@ class ModelConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (tuples become lists)."""
-        return {"schema_version": CONFIG_SCHEMA_VERSION, **dataclasses.asdict(self)}
+        data = dataclasses.asdict(self)
+        # fields added after schema 1 shipped are written only when used, so an older SDK (which refuses
+        # unknown fields) still reads every config that does not use them, and old artifacts stay byte-identical
+        if data["subject_encoder"] is None:
+            del data["subject_encoder"]
+        if not data["denoiser"]["subject_slot_embedding"]:
+            del data["denoiser"]["subject_slot_embedding"]
+        return {"schema_version": CONFIG_SCHEMA_VERSION, **data}
 
     @staticmethod
     def from_dict(data: dict[str, Any]) -> ModelConfig:
@@ -107,7 +124,9 @@ def _build(cls: type, data: dict[str, Any]) -> Any:
     kwargs: dict[str, Any] = {}
     for key, value in data.items():
         sub = _NESTED.get((cls, key))
-        if sub is not None:
+        if sub is not None and value is None and key in _OPTIONAL:
+            kwargs[key] = None
+        elif sub is not None:
             if not isinstance(value, dict):
                 raise ConfigError(f"{cls.__name__}.{key} must be an object")
             kwargs[key] = _build(sub, value)
@@ -124,7 +143,9 @@ _NESTED: dict[tuple[type, str], type] = {
     (ModelConfig, "denoiser"): DenoiserConfig,
     (ModelConfig, "vae"): VAEConfig,
     (ModelConfig, "sampler"): SamplerDefaults,
+    (ModelConfig, "subject_encoder"): SubjectEncoderConfig,
 }
+_OPTIONAL = frozenset({"subject_encoder"})  # nested fields that may be null
 
 
 def check_image_size(config: ModelConfig, size: int) -> None:

@@ -150,9 +150,16 @@ def generate(request: GenerateRequest) -> GenerateResult:
         note += ", peels " + ", ".join(f"{p.name}:{w:g}" for p, w in peels)
     subjects = subject_mask = None
     if request.subjects:
-        from banana_sdk.subjects import subject_inputs
+        from banana_sdk.subjects.binding import bound_inputs
 
-        subjects, subject_mask = subject_inputs(prompt, request.subjects, pipe.config, request.subjects_dir)
+        if request.bundle is not None:
+            identity = pipe.typed.model.weights_sha256
+        else:
+            from banana_sdk.checkpoint import weights_hash
+
+            identity = weights_hash(request.model_dir) if request.model_dir else None
+        prompt, subjects, subject_mask = bound_inputs(prompt, request.subjects, pipe.config, request.subjects_dir,
+                                                      identity)
     if size is not None and size > base:
         from banana_sdk.upscale import generate_4k
 

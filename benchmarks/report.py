@@ -57,6 +57,7 @@ AREAS: dict[str, str] = {
     "peels": "Peels",
     "subjects": "Subjects: identity consistency",
     "identity": "Strict identity: every attribute of a character against its reference",
+    "unseen_subjects": "Subjects the model never saw: held-out characters from one reference image",
     "upscale": "4K output: tiled upscaling",
     "preview": "Live mode: the preview decoder",
     "harness": "Device harness",

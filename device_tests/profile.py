@@ -184,12 +184,12 @@ def check_app_request(bundle: Path, manifest: dict[str, Any], settings: ProfileS
         plan_chain(base, settings.size, tiles, scale)
     if settings.subjects:
         from banana_sdk.config import ModelConfig
-        from banana_sdk.subjects.binding import bind
+        from banana_sdk.subjects.binding import bind, encoder_model
         from banana_sdk.subjects.store import read_subject
 
         config = ModelConfig.from_dict(manifest["model"]["config"])
         bind(settings.prompt, [read_subject(p) for p in settings.subjects], config.denoiser.max_subjects,
-             config.text.width)
+             config.text.width, encoder_model(config, manifest["model"].get("weights_sha256")))
 
 
 def profile_device(adb: Adb, serial: str, bundle: Path, settings: ProfileSettings, journal: Journal,

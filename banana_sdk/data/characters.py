@@ -10,7 +10,7 @@ Identity `i` in [0, IDENTITY_COUNT) is the mixed-radix number (body, colour, pat
 fastest. `split(i)` puts a fixed tenth of them aside: a hash of the id, so no training step that samples
 `train_ids()` can ever draw a held-out one, on any machine.
 
-Captions never describe a procedural character: it is a placeholder subject word ("subject1 top left"),
+Captions never describe a procedural character: it is a placeholder subject word ("sbj1 top left"),
 which binds to the denoiser's first subject slot the way `banana_sdk.subjects.binding` binds a subject's
 name; what it looks like comes only from its reference image.
 
@@ -105,7 +105,7 @@ SPOT_RADIUS = 0.09  # spot radius, fraction of the body side
 SPOTS_AT = ((-0.26, 0.22), (0.26, 0.22), (0.0, 0.34), (-0.3, -0.22), (0.3, -0.22))  # spot centres (body side)
 EYE_WHITE_RGB, PUPIL_RGB = (255, 255, 255), (0, 0, 0)
 HAT_RGB, BOW_RGB, ANTENNA_RGB = (40, 36, 46), (215, 30, 60), (40, 36, 46)
-PLACEHOLDER = "subject"  # caption word of the k-th procedural character of a scene: f"{PLACEHOLDER}{k}"
+PLACEHOLDER = "sbj"  # caption word of the k-th procedural character of a scene: f"{PLACEHOLDER}{k}"
 MAX_PLACEHOLDERS = 5  # procedural characters per scene at most (the denoiser's subject slots)
 PLACEHOLDER_TOKENS = len(f"{PLACEHOLDER}{MAX_PLACEHOLDERS}")  # tokens of one (not in the vocabulary: UTF-8 bytes)
 
@@ -214,14 +214,14 @@ def identities(which: Split | str) -> Iterator[int]:
 
 
 def placeholder(k: int) -> str:
-    """The caption word of a scene's k-th procedural character (1-based): "subject1" .. "subject5"."""
+    """The caption word of a scene's k-th procedural character (1-based): "sbj1" .. "sbj5"."""
     if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_PLACEHOLDERS:
         raise IdentityError(f"placeholder number must be in [1, {MAX_PLACEHOLDERS}], got {k!r}")
     return f"{PLACEHOLDER}{k}"
 
 
 def placeholder_number(word: str) -> int | None:
-    """k for a placeholder word "subjectk", else None."""
+    """k for a placeholder word "sbjk", else None."""
     digits = word[len(PLACEHOLDER):]
     if word.startswith(PLACEHOLDER) and digits.isdigit() and 1 <= int(digits) <= MAX_PLACEHOLDERS:
         return int(digits)

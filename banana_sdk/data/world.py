@@ -2,7 +2,7 @@
 
 A scene is 1-5 objects on a plain background, each in its own cell of a 3x3 grid. An object is either a
 plain shape (shape, colour, size, optional texture) or one of five named characters with a fixed look, or
-(opt-in, `procedural_character_prob`) a procedural character from `characters.py`, captioned "subject1 ...".
+(opt-in, `procedural_character_prob`) a procedural character from `characters.py`, captioned "sbj1 ...".
 Everything is a pure function of (world config, seed, index): the same triple gives the same scene on
 every machine, so datasets, evaluations and tests need no files.
 
@@ -129,7 +129,7 @@ class WorldConfig:
     texture_prob: float = 0.0  # chance that a plain object is striped or outlined instead of solid
     jitter: bool = True  # move objects randomly inside their cell (keeping MARGIN)
     procedural_character_prob: float = 0.0  # chance that a non-named object is a procedural character: a
-    # ^ training identity (`characters.train_ids()`), captioned only as a placeholder ("subject1 top left"),
+    # ^ training identity (`characters.train_ids()`), captioned only as a placeholder ("sbj1 top left"),
     # ^ at most MAX_PLACEHOLDERS a scene. 0 (default): no random draw at all, so scenes stay byte-identical
 
     def validate(self) -> WorldConfig:
@@ -171,7 +171,7 @@ class SceneObject:
     texture: Texture = Texture.SOLID  # plain objects: fill style
     character: str | None = None  # characters: a CHARACTERS key
     identity: int | None = None  # procedural characters: an identity id (`banana_sdk.data.characters`)
-    subject: int | None = None  # procedural characters: k of its caption placeholder "subjectk" (1-based)
+    subject: int | None = None  # procedural characters: k of its caption placeholder "sbjk" (1-based)
 
     @property
     def side(self) -> float:
@@ -264,7 +264,7 @@ def max_caption_words(config: WorldConfig) -> int:
     letters are byte tokens)."""
     per_object = 1 + 1 + (1 if config.texture_prob > 0 else 0) + 1 + 1 + 2  # a size [texture] colour shape pos
     if config.procedural_character_prob > 0:
-        per_object = max(per_object, PLACEHOLDER_TOKENS + 2)  # "subjectk" position
+        per_object = max(per_object, PLACEHOLDER_TOKENS + 2)  # "sbjk" position
     return config.max_objects * per_object + (config.max_objects - 1)  # "and" between phrases
 
 
@@ -278,12 +278,12 @@ class ObjectSpec:
     size: Size | None = None
     texture: Texture | None = None
     character: str | None = None
-    subject: int | None = None  # a procedural character's placeholder number k ("subjectk"), 1-based
+    subject: int | None = None  # a procedural character's placeholder number k ("sbjk"), 1-based
 
 
 def parse_caption(caption: str, subjects: bool = False) -> list[ObjectSpec]:
     """Inverse of `Scene.caption`: the objects a ShapeWorld caption asks for; DataError if it is not one.
-    Placeholder subjects ("subject1 top left", procedural characters) are accepted only with `subjects`."""
+    Placeholder subjects ("sbj1 top left", procedural characters) are accepted only with `subjects`."""
     specs = []
     for phrase in caption.lower().replace(",", " and ").split(" and "):
         words = phrase.split()

@@ -51,6 +51,8 @@ class Denoiser(nn.Module):
         self.time_mlp = nn.Sequential(nn.Linear(cfg.timestep_dim, w), nn.SiLU(), nn.Linear(w, w))
         self.adaln = nn.Sequential(nn.SiLU(), nn.Linear(w, 6 * w))
         self.subject_proj = nn.Linear(context_dim, context_dim)
+        if cfg.subject_slot_embedding:  # (S, C_txt) added to slot k's key: which placeholder it fills
+            self.subject_slot = nn.Parameter(torch.zeros(cfg.max_subjects, context_dim))
         self.blocks = nn.ModuleList(DiTBlock(cfg, context_dim) for _ in range(cfg.depth))
         self.final_norm = nn.LayerNorm(w, elementwise_affine=False)
         self.final_mod = nn.Linear(w, 2 * w)
@@ -77,7 +79,10 @@ class Denoiser(nn.Module):
         temb = self.time_mlp(timestep_features(t, self.cfg.timestep_dim, TIMESTEP_SCALE))
         mod = self.adaln(temb).reshape(b, 6, width)
         # 3. text context plus subject slots as cross-attention keys, padding masked out
-        keys = torch.cat([context, self.subject_proj(subjects)], dim=1)
+        slots = self.subject_proj(subjects)
+        if self.cfg.subject_slot_embedding:
+            slots = slots + self.subject_slot
+        keys = torch.cat([context, slots], dim=1)
         valid = torch.cat([context_mask, subject_mask], dim=1)
         key_mask = ((1.0 - valid) * MASK_VALUE).reshape(b, 1, 1, -1)
         for block in self.blocks:

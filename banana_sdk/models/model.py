@@ -12,6 +12,7 @@ from torch import nn
 
 from banana_sdk.config import ModelConfig
 from banana_sdk.models.denoiser import Denoiser
+from banana_sdk.models.subject_encoder import SubjectEncoder
 from banana_sdk.models.text_encoder import TextEncoder
 from banana_sdk.models.vae import VAE
 
@@ -47,6 +48,18 @@ class BananaModel(nn.Module):
         self.text_encoder: TextEncoder = build_component(config, "text_encoder", device, seed)
         self.denoiser: Denoiser = build_component(config, "denoiser", device, seed)
         self.vae: VAE = build_component(config, "vae", device, seed)
+        self.subject_encoder: SubjectEncoder | None = None  # host-side only: not a bundle signature
+        if config.subject_encoder is not None:
+            self.subject_encoder = build_subject_encoder(config, device, seed)
+
+
+def build_subject_encoder(config: ModelConfig, device: str | torch.device = "cpu", seed: int = 0) -> SubjectEncoder:
+    """The learned reference encoder of a config that has one (seeded like the components, index 3)."""
+    if config.subject_encoder is None:
+        raise ValueError(f"model {config.name!r} has no subject encoder")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed * 16 + len(COMPONENTS))
+        return SubjectEncoder(config.subject_encoder, config.text.width).to(device).eval()
 
 
 def build_model(config: ModelConfig, device: str | torch.device = "cpu", seed: int = 0) -> BananaModel:

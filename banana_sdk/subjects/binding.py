@@ -6,10 +6,14 @@ Rules (the app follows the same ones):
    the model where it goes); at most `max_subjects` (5) subjects, each once.
 3. Slot k holds the subject whose name occurs k-th in the prompt (first occurrence); its mask entry is 1.
    Unused slots are zero with mask 0, which makes them inert (DESIGN §1).
-4. The prompt itself is not changed: the name stays in the text, where the phrase binds it to a place
-   ("pip top left"); the subject token tells the denoiser what that named subject looks like. Cross-
-   attention keys carry no slot position, so the slot order is only a convention (deterministic files
-   and golden tests), not information the model uses.
+4. Models without a learned reference encoder: the prompt itself is not changed: the name stays in the
+   text, where the phrase binds it to a place ("pip top left"); the subject token tells the denoiser what
+   that named subject looks like. Their cross-attention keys carry no slot position, so the slot order is
+   only a convention (deterministic files and golden tests), not information the model uses.
+5. Models with a learned reference encoder (`ModelConfig.subject_encoder`, trained on procedural identities
+   as placeholders) know nothing of the user's names: every whole-word occurrence of the subject in slot k
+   (rule 1's word rule) is replaced by the placeholder "sbjk" before the prompt is encoded
+   (`placeholder_prompt`), and their slot embeddings make slot k the one "sbjk" refers to.
 """
 
 from __future__ import annotations
@@ -36,8 +40,32 @@ def prompt_words(prompt: str) -> list[str]:
     return [w.lower() for w in _WORD.findall(prompt)]
 
 
-def bind(prompt: str, subjects: Sequence[Subject], slots: int, width: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """(subjects (1, slots, width) f32, subject_mask (1, slots) f32, slot names) for `prompt`."""
+def check_encoder(subjects: Sequence[Subject], encoder_model: str | None) -> None:
+    """SubjectError unless every subject's token was made for this model's kind of tokens.
+
+    `encoder_model` is the weights sha256 of the running model when it has a learned reference encoder
+    (`ModelConfig.subject_encoder`), else None. Such a model binds subjects its own encoder made (and learned
+    embeddings); a model without one binds descriptor and embedding subjects only."""
+    for s in subjects:
+        if s.source == "encoder" and s.model != encoder_model:
+            made = f"the learned encoder of model sha256:{(s.model or '?')[:12]}"
+            if encoder_model is None:
+                raise SubjectError(f"subject {s.name!r} was made by {made}; this model has no learned reference "
+                                   "encoder: re-add it from its images without --model")
+            raise SubjectError(f"subject {s.name!r} was made by {made}, not this model (sha256:"
+                               f"{encoder_model[:12]}): re-add it from its images with `banana subject add "
+                               f"{s.name} --image ... --model` and this model's checkpoint")
+        if s.source == "references" and encoder_model is not None:
+            raise SubjectError(f"subject {s.name!r} holds a colour-silhouette descriptor; this model reads subjects "
+                               f"made by its own learned encoder: re-add it from its images with `banana subject "
+                               f"add {s.name} --image ... --model` and this model's checkpoint")
+
+
+def bind(prompt: str, subjects: Sequence[Subject], slots: int, width: int,
+         encoder_model: str | None = None) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """(subjects (1, slots, width) f32, subject_mask (1, slots) f32, slot names) for `prompt`.
+
+    `encoder_model`: see `check_encoder` (the weights sha256 of a model with a learned reference encoder)."""
     names = [s.name for s in subjects]
     if len(subjects) > slots:
         raise TooManySubjects(f"{len(subjects)} subjects given ({', '.join(names)}); the model has {slots} "
@@ -45,6 +73,7 @@ def bind(prompt: str, subjects: Sequence[Subject], slots: int, width: int) -> tu
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         raise SubjectError(f"subject {dupes[0]!r} is given twice")
+    check_encoder(subjects, encoder_model)
     words = prompt_words(prompt)
     missing = [n for n in names if n not in words]
     if missing:
@@ -60,7 +89,8 @@ def bind(prompt: str, subjects: Sequence[Subject], slots: int, width: int) -> tu
 
 
 def subject_inputs(prompt: str, names: Sequence[str], config: ModelConfig | None,
-                   store: str | Path | SubjectStore | None = None) -> tuple[np.ndarray, np.ndarray]:
+                   store: str | Path | SubjectStore | None = None,
+                   weights_sha256: str | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Load the named subjects from the store and bind them for `config`'s denoiser (for the CLI)."""
     if config is None:
         raise SubjectError("subjects need a Banana model or bundle (this one has no subject slots)")
@@ -69,5 +99,42 @@ def subject_inputs(prompt: str, names: Sequence[str], config: ModelConfig | None
         raise TooManySubjects(f"{len(names)} subjects given ({', '.join(names)}); the model has {slots} "
                               "subject slots: drop one")
     store = store if isinstance(store, SubjectStore) else SubjectStore(store)
-    tokens, mask, _ = bind(prompt, [store.get(n) for n in names], slots, config.text.width)
+    tokens, mask, _ = bind(prompt, [store.get(n) for n in names], slots, config.text.width,
+                           encoder_model(config, weights_sha256))
     return tokens, mask
+
+
+def bound_inputs(prompt: str, names: Sequence[str], config: ModelConfig | None,
+                 store: str | Path | SubjectStore | None = None,
+                 weights_sha256: str | None = None) -> tuple[str, np.ndarray, np.ndarray]:
+    """(prompt to encode, tokens, mask): `subject_inputs` plus rule 5's prompt rewrite."""
+    tokens, mask = subject_inputs(prompt, names, config, store, weights_sha256)
+    assert config is not None
+    words = prompt_words(prompt)
+    ordered = sorted(names, key=words.index)
+    return bound_prompt(prompt, ordered, config), tokens, mask
+
+
+def encoder_model(config: ModelConfig, weights_sha256: str | None) -> str | None:
+    """`bind`'s `encoder_model` for a model: its weights sha256 if it has a learned reference encoder."""
+    if config.subject_encoder is None:
+        return None
+    if not weights_sha256:
+        raise SubjectError(f"model {config.name!r} reads subjects made by its own learned encoder, but its weights "
+                           "have no identity (a random-weight preset): subjects need a trained checkpoint")
+    return weights_sha256
+
+
+def placeholder_prompt(prompt: str, slot_names: Sequence[str]) -> str:
+    """`prompt` with each whole-word, case-insensitive occurrence of `slot_names[k - 1]` replaced by the
+    placeholder "sbjk" (rule 5); other text, case and punctuation unchanged."""
+    from banana_sdk.data.characters import placeholder
+
+    slots = {name: placeholder(k) for k, name in enumerate(slot_names, start=1)}
+    return _WORD.sub(lambda m: slots.get(m.group(0).lower(), m.group(0)), prompt)
+
+
+def bound_prompt(prompt: str, slot_names: Sequence[str], config: ModelConfig) -> str:
+    """The prompt a model encodes once `slot_names` are bound: rewritten by rule 5 for a model with a learned
+    reference encoder, else unchanged (rule 4)."""
+    return placeholder_prompt(prompt, slot_names) if config.subject_encoder is not None else prompt

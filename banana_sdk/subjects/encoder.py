@@ -33,6 +33,7 @@ DESCRIPTOR_DIM = 128  # features per reference
 REFERENCE_SIZE = 128  # reference images are exactly this square size, RGB
 FG_THRESHOLD = 48.0  # max |channel - background| (0-255) above which a pixel belongs to the subject
 MIN_FG_FRACTION = 0.002  # a reference whose subject covers less of the image shows nothing usable
+MAX_FG_FRACTION = 0.5  # one whose "subject" covers more is no subject on a plain background (a photo, a scene)
 HIST_BINS = 4  # colour histogram bins per channel
 SILHOUETTE = 8  # silhouette grid side
 
@@ -81,12 +82,23 @@ def _silhouette(mask: np.ndarray) -> np.ndarray:
     return (small / 255.0).reshape(-1)
 
 
+def foreground(pixels: np.ndarray, what: str = "reference image") -> tuple[np.ndarray, np.ndarray]:
+    """(mask (S, S) bool of the pixels that differ from the plain background, background RGB); SubjectError if
+    the reference is blank or is no subject on a plain background (most of it differs from its border)."""
+    background = _background(pixels)
+    mask = np.abs(pixels.astype(np.float32) - background).max(axis=2) > FG_THRESHOLD
+    share = float(mask.mean())
+    if share < MIN_FG_FRACTION:
+        raise SubjectError(f"{what} shows no subject: it is a plain background (need the subject drawn on it)")
+    if share > MAX_FG_FRACTION:
+        raise SubjectError(f"{what} is no subject on a plain background: {100 * share:.0f}% of it differs from its "
+                           f"border colour (at most {100 * MAX_FG_FRACTION:.0f}%; crop a picture of the subject alone)")
+    return mask, background
+
+
 def describe(pixels: np.ndarray, what: str = "reference image") -> np.ndarray:
     """(DESCRIPTOR_DIM,) float64 raw descriptor of one (S, S, 3) uint8 reference."""
-    dist = np.abs(pixels.astype(np.float32) - _background(pixels)).max(axis=2)
-    mask = dist > FG_THRESHOLD
-    if mask.mean() < MIN_FG_FRACTION:
-        raise SubjectError(f"{what} shows no subject: it is a plain background (need the subject drawn on it)")
+    mask, _ = foreground(pixels, what)
     labels, count = ndimage.label(mask, structure=np.ones((3, 3), bool))
     if count > 1:  # the subject is the largest component (holes such as eyes filled); specks are ignored
         sizes = ndimage.sum(mask, labels, index=range(1, count + 1))
@@ -131,3 +143,26 @@ def encode_references(images: list[np.ndarray], names: list[str] | None = None) 
 def token_for_width(token: np.ndarray, width: int) -> np.ndarray:
     """A DESCRIPTOR_DIM token mapped to a model's text width (float32)."""
     return projection(width) @ token.astype(np.float32)
+
+
+CROP_MARGIN = 1.1  # the learned encoder's crop: this times the subject's larger box side, square, centred
+
+
+def reference_crop(pixels: np.ndarray, side: int, what: str = "reference image") -> np.ndarray:
+    """(3, side, side) float32 in [-1, 1]: the learned encoder's input from one validated reference.
+
+    The box around every pixel that differs from the plain background (accessories detached from the body
+    included), squared to `CROP_MARGIN` x its larger side around its centre (padded with the background),
+    area-resampled to side x side. A reference that shows no subject raises SubjectError."""
+    mask, background = foreground(pixels, what)
+    ys, xs = np.nonzero(mask)
+    half = CROP_MARGIN * max(ys.max() - ys.min() + 1, xs.max() - xs.min() + 1) / 2
+    cy, cx = (ys.max() + ys.min() + 1) / 2, (xs.max() + xs.min() + 1) / 2
+    size = pixels.shape[0]
+    pad = int(np.ceil(half)) + 1
+    canvas = np.empty((size + 2 * pad, size + 2 * pad, 3), dtype=np.uint8)
+    canvas[:] = np.round(background).astype(np.uint8)
+    canvas[pad:pad + size, pad:pad + size] = pixels
+    box = (cx - half + pad, cy - half + pad, cx + half + pad, cy + half + pad)
+    crop = Image.fromarray(canvas).resize((side, side), Image.Resampling.BOX, box=box)
+    return (np.asarray(crop, dtype=np.float32).transpose(2, 0, 1) / 127.5 - 1.0).astype(np.float32)

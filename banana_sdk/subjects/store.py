@@ -3,15 +3,19 @@
 A subject file is small JSON (`<store>/<name>.subject.json`, about 3 KB), readable by the app:
 
     {"format": "banana-subject", "schema_version": 1, "name": "pip",
-     "source": "references" | "embedding",
+     "source": "references" | "embedding" | "encoder",
      "encoder": {"kind": "colour-silhouette", "version": 1, "reference_size": 128},
+     (source "encoder": {"kind": "learned", "version": 1, "reference_size": 128, "model": "<weights sha256>"})
      "width": 128, "token": [128 floats],
      "references": [{"sha256": "...", "file": "pip1.png"}], "created_by": "banana-sdk 0.1.0"}
 
 `token` is the subject-slot input for a model of text width `width`. Reference-defined subjects hold the
 descriptor token (width 128) and are projected to any model width when bound; embedding-defined subjects
-(a learned vector) must match the model's width. The store directory defaults to `$BANANA_SUBJECTS`, else
-`~/.banana/subjects`. Every write is atomic; a failed `add` or `remove` leaves the store as it was.
+(a learned vector) must match the model's width. Encoder-defined subjects (`banana subject add --model M`)
+hold the token of model M's own learned reference encoder: they bind only to M (same weights sha256), and a
+model with a learned encoder binds no descriptor subject (it was trained on its own tokens). The store
+directory defaults to `$BANANA_SUBJECTS`, else `~/.banana/subjects`. Every write is atomic; a failed `add` or
+`remove` leaves the store as it was.
 """
 
 from __future__ import annotations
@@ -45,6 +49,9 @@ SUFFIX = ".subject.json"
 NAME_PATTERN = re.compile(r"[a-z][a-z0-9]{0,31}")  # one tokenizer word: lower-case ASCII letters and digits
 RESERVED_NAMES = frozenset({"and"})  # phrase separators cannot name a subject
 MAX_TOKEN_ABS = 1.0e3  # a larger token entry means a corrupt or foreign file
+LEARNED_KIND = "learned"  # `encoder.kind` of a subject made by a model's own learned reference encoder
+LEARNED_VERSION = 1  # bump when the learned encoder's input (the reference crop) changes
+SOURCES = ("references", "embedding", "encoder")  # valid `source` values
 
 
 class UnknownSubject(SubjectError):
@@ -55,8 +62,9 @@ class UnknownSubject(SubjectError):
 class Subject:
     name: str  # the word prompts use to refer to it
     token: np.ndarray  # (width,) float32 subject-slot input
-    source: str  # "references" or "embedding"
+    source: str  # "references", "embedding" or "encoder"
     references: tuple[dict[str, str], ...] = field(default=())  # sha256 + file name of each reference
+    model: str | None = None  # source "encoder": weights sha256 of the model whose learned encoder made it
 
     @property
     def width(self) -> int:
@@ -68,14 +76,17 @@ class Subject:
             return self.token
         if self.source == "references" and self.width == DESCRIPTOR_DIM:
             return token_for_width(self.token, width)
-        raise SubjectError(f"subject {self.name!r} is a learned {self.width}-wide embedding; this model's "
+        what = "model-encoded" if self.source == "encoder" else "learned"
+        raise SubjectError(f"subject {self.name!r} is a {what} {self.width}-wide embedding; this model's "
                            f"subject slots are {width} wide (define it from reference images instead)")
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "format": SUBJECT_FORMAT, "schema_version": SUBJECT_SCHEMA_VERSION, "name": self.name,
             "source": self.source,
-            "encoder": {"kind": DESCRIPTOR_KIND, "version": DESCRIPTOR_VERSION, "reference_size": REFERENCE_SIZE},
+            "encoder": ({"kind": LEARNED_KIND, "version": LEARNED_VERSION, "reference_size": REFERENCE_SIZE,
+                         "model": self.model} if self.source == "encoder" else
+                        {"kind": DESCRIPTOR_KIND, "version": DESCRIPTOR_VERSION, "reference_size": REFERENCE_SIZE}),
             "width": self.width, "token": [float(v) for v in self.token],
             "references": list(self.references), "created_by": f"banana-sdk {__version__}",
         }
@@ -115,6 +126,21 @@ def subject_from_references(name: str, paths: list[str | Path]) -> Subject:
     return Subject(name, token, "references", tuple(record for _, record in loaded))
 
 
+def subject_from_model(name: str, paths: list[str | Path], model_dir: str | Path) -> Subject:
+    """A subject whose token is model `model_dir`'s learned reference encoder applied to its reference images
+    (tokens of several references averaged, then standardised); it binds only to that model."""
+    from banana_sdk.checkpoint import weights_hash
+    from banana_sdk.subjects.learned import encode_with_model
+
+    check_name(name)
+    if not paths:
+        raise SubjectError("give at least one reference image (--image) with --model")
+    loaded = [load_reference(p) for p in paths]
+    token = encode_with_model(model_dir, [pixels for pixels, _ in loaded],
+                              [f"reference image {Path(p).name}" for p in paths])
+    return Subject(name, token, "encoder", tuple(record for _, record in loaded), weights_hash(model_dir))
+
+
 def subject_from_embedding(name: str, path: str | Path) -> Subject:
     """A subject defined by a learned embedding: a .npy file holding one float vector."""
     check_name(name)
@@ -141,20 +167,35 @@ def read_subject(path: str | Path) -> Subject:
     meta = read_versioned_json(path, fmt=SUBJECT_FORMAT, max_version=SUBJECT_SCHEMA_VERSION, error=SubjectError,
                                what="subject file")
     encoder = meta.get("encoder") or {}
+    if not isinstance(encoder, dict):
+        raise SubjectError(f"{path}: 'encoder' must be an object, got {type(encoder).__name__}")
     if meta.get("source") == "references" and (encoder.get("kind") != DESCRIPTOR_KIND
-                                               or encoder.get("version") != DESCRIPTOR_VERSION):
+                                               or not _is_int(encoder.get("version"), DESCRIPTOR_VERSION)):
         raise SubjectError(f"{path} was made by reference encoder {encoder}; re-add the subject from its images")
+    model = encoder.get("model")
+    if meta.get("source") == "encoder" and (encoder.get("kind") != LEARNED_KIND
+                                            or not _is_int(encoder.get("version"), LEARNED_VERSION)
+                                            or not isinstance(model, str)
+                                            or not re.fullmatch(r"[0-9a-f]{64}", model)):
+        raise SubjectError(f"{path} was made by reference encoder {encoder}; re-add the subject from its images "
+                           "with `banana subject add NAME --image ... --model M`")
     try:
         token = np.asarray(meta["token"], dtype=np.float32)
         name = check_name(meta["name"])
         source = str(meta["source"])
     except (KeyError, TypeError, ValueError) as exc:
         raise SubjectError(f"{path} is incomplete ({exc})") from None
-    if token.ndim != 1 or token.shape[0] != meta.get("width") or source not in ("references", "embedding"):
+    if token.ndim != 1 or token.shape[0] != meta.get("width") or source not in SOURCES:
         raise SubjectError(f"{path}: token shape {token.shape}, width {meta.get('width')!r} and source "
                            f"{source!r} do not agree")
     _check_token(token, str(path))
-    return Subject(name, token, source, tuple(meta.get("references") or ()))
+    return Subject(name, token, source, tuple(meta.get("references") or ()),
+                   model if source == "encoder" else None)
+
+
+def _is_int(value: Any, expected: int) -> bool:
+    """`value` is the JSON integer `expected` (not 1.0, not true)."""
+    return type(value) is int and value == expected
 
 
 def default_store() -> Path:

@@ -30,24 +30,43 @@ from torch import nn
 from torch.func import functional_call
 
 from banana_sdk.checkpoint import int4_block_size
+from banana_sdk.config import ModelConfig, SubjectEncoderConfig
+from banana_sdk.data.characters import IDENTITY_COUNT, train_ids
 from banana_sdk.data.dataset import ShapeWorld
-from banana_sdk.data.render import render_scene
+from banana_sdk.data.render import render_character, render_scene
 from banana_sdk.data.world import CHARACTERS, Scene, SceneObject, WorldConfig, fit_to_context
-from banana_sdk.models.model import BananaModel
-from banana_sdk.subjects.encoder import DESCRIPTOR_KIND, DESCRIPTOR_VERSION, REFERENCE_SIZE, describe, projection
+from banana_sdk.models.model import BananaModel, build_model
+from banana_sdk.subjects.encoder import (
+    DESCRIPTOR_KIND,
+    DESCRIPTOR_VERSION,
+    REFERENCE_SIZE,
+    describe,
+    projection,
+    reference_crop,
+)
 from banana_sdk.tokenizer import Tokenizer
 from banana_sdk.training.common import LoopConfig, TrainingError
 from banana_sdk.training.data import LatentSet
 from banana_sdk.training.distributed import DistInfo
-from banana_sdk.training.fakequant import QuantSpec, check_block_size, quantized_parameters
+from banana_sdk.training.fakequant import QuantSpec, check_block_size, project_, quantized_parameters
 from banana_sdk.training.loop import Stage
 from banana_sdk.training.stages import run_training
 from banana_sdk.training.teacher import load_stage_model, model_stage, sample_logit_normal
 
 SUBJECT_WORLD = WorldConfig(min_objects=1, max_objects=5, character_prob=0.6, texture_prob=0.0)  # many characters
 SUBJECT_WORLD_SEED = 9  # ShapeWorld seed of the subject-stage scenes
+PROCEDURAL_WORLD = WorldConfig(min_objects=1, max_objects=5, character_prob=0.15, texture_prob=0.0,
+                               procedural_character_prob=0.5)  # placeholders among shapes and named characters
+PROCEDURAL_WORLD_SEED = 10  # ShapeWorld seed of the procedural subject scenes (training identities only)
+LEARNED_ENCODER = "learned"  # `extra.subjects.encoder` of a model whose subject tokens come from its own encoder
 REFERENCE_SEED = 19  # seed of the reference renders
 CHARACTER_NAMES = tuple(CHARACTERS)  # index order of the character table
+
+
+class SubjectSource(str, Enum):
+    NAMED = "named"  # the five named characters, fixed colour-silhouette descriptor tokens, subject pathway only
+    PROCEDURAL = "procedural"  # thousands of procedural training identities as "sbjk" placeholders: the
+    # ^ learned reference encoder and the whole denoiser are trained (it must learn to draw unseen looks)
 
 
 class Objective(str, Enum):
@@ -69,6 +88,13 @@ class SubjectStageConfig:
     # ^ one the --init model was DQAT-trained for, else 32
     references: int = 3  # reference renders averaged into each token (drawn from a bank of `bank` per character)
     bank: int = 8  # reference renders per character
+    identities: SubjectSource = SubjectSource.NAMED  # which characters teach the pathway (see SubjectSource)
+    subject_weight: float = 1.0  # procedural: loss weight of the latent cells a placeholder character covers (its
+    # ^ box plus half a cell; the rest weigh 1): its colour and parts are a few percent of the latent
+    encoder_lr_scale: float = 10.0  # procedural: learning-rate multiplier of the new parts (encoder, subject_proj,
+    # ^ slot embeddings) over the fine-tuned denoiser's
+    encoder: SubjectEncoderConfig = SubjectEncoderConfig()  # procedural: the learned encoder added to a model
+    # ^ that has none (a model that has one keeps its own)
 
 
 def reference_scene(name: str, rng: np.random.Generator) -> Scene:
@@ -193,8 +219,151 @@ class SubjectObjective(nn.Module):
         return loss, {"mse": loss.detach()}
 
 
+def reference_crops(side: int) -> torch.Tensor:
+    """(IDENTITY_COUNT, 3, side, side) learned-encoder inputs of every identity's canonical reference render
+    (`render_character(id)`, what `banana subject add --image` is given); held-out rows are zeros, never read."""
+    crops = torch.zeros(IDENTITY_COUNT, 3, side, side)
+    for identity in train_ids():
+        crops[identity] = torch.from_numpy(reference_crop(render_character(identity), side))
+    return crops
+
+
+class ProceduralSet:
+    """Encoded scenes with procedural training identities: latents, tokens, segments, slot identities."""
+
+    def __init__(self, latents: LatentSet, identities: torch.Tensor, crops: torch.Tensor,
+                 covered: torch.Tensor) -> None:
+        self.data, self.identities, self.crops = latents, identities, crops
+        self.covered = covered  # (N, h, w) bool: latent cells a placeholder character covers
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    @classmethod
+    def build(cls, model: BananaModel, cfg: SubjectStageConfig, info: DistInfo) -> ProceduralSet:
+        config = model.config
+        tokenizer = Tokenizer(config.tokenizer.context_length, config.tokenizer.vocab_size)
+        world = ShapeWorld(fit_to_context(PROCEDURAL_WORLD, config.tokenizer.context_length), PROCEDURAL_WORLD_SEED,
+                           config.image_size)
+        data = LatentSet.cached(cfg.cache, model.vae, world, tokenizer, cfg.latents, info)
+        slots = config.denoiser.max_subjects
+        table = torch.full((len(data), slots), -1, dtype=torch.long)
+        side = config.latent_size()
+        centres = (torch.arange(side) + 0.5) / side  # latent cell centres, fractions of the image side
+        covered = torch.zeros(len(data), side, side, dtype=torch.bool)
+        for row in range(len(data)):  # every scene is kept: those without placeholders keep the rest intact
+            for obj in world.scene(info.rank + row * info.world_size).objects:
+                if obj.identity is not None and obj.subject is not None and obj.subject <= slots:
+                    table[row, obj.subject - 1] = obj.identity
+                    reach = obj.side / 2 + 0.5 / side
+                    covered[row] |= (((centres - obj.cy).abs() <= reach)[:, None]
+                                     & ((centres - obj.cx).abs() <= reach)[None, :])
+        assert config.subject_encoder is not None
+        return cls(data, table, reference_crops(config.subject_encoder.crop), covered)
+
+    def batch(self, step: int, local_batch: int, seed: int, device: torch.device) -> dict[str, torch.Tensor]:
+        gen = torch.Generator().manual_seed(seed * 7919 + step)
+        idx = torch.randint(0, len(self), (local_batch,), generator=gen)
+        ids = self.identities[idx]
+        return {"latents": self.data.latents[idx].float().to(device), "tokens": self.data.tokens[idx].to(device),
+                "segments": self.data.segments[idx].to(device), "crops": self.crops[ids.clamp(min=0)].to(device),
+                "subject_mask": (ids >= 0).float().to(device), "covered": self.covered[idx].to(device)}
+
+
+def with_learned_subjects(model: BananaModel, cfg: SubjectStageConfig) -> BananaModel:
+    """`model` itself if it has a learned subject encoder and slot embeddings, else a copy that adds them (new
+    parts seeded, everything else the model's own weights)."""
+    config = model.config
+    if config.subject_encoder is not None and config.denoiser.subject_slot_embedding:
+        return model
+    new_config: ModelConfig = dataclasses.replace(
+        config, subject_encoder=config.subject_encoder or cfg.encoder,
+        denoiser=dataclasses.replace(config.denoiser, subject_slot_embedding=True))
+    grown = build_model(new_config)
+    missing, unexpected = grown.load_state_dict(model.state_dict(), strict=False)
+    if unexpected or any(not (k.startswith("subject_encoder.") or k == "denoiser.subject_slot") for k in missing):
+        raise TrainingError(f"cannot add a subject encoder to {config.name!r}: {missing[:3]} {unexpected[:3]}")
+    return grown.eval()
+
+
+class ProceduralObjective(nn.Module):
+    """x0 (or flow) loss of the whole denoiser, subject tokens from the learned encoder, through INT4 fake-quant."""
+
+    def __init__(self, model: BananaModel, cfg: SubjectStageConfig, objective: Objective,
+                 spec: QuantSpec | None) -> None:
+        super().__init__()
+        assert model.subject_encoder is not None
+        self.denoiser, self.encoder = model.denoiser, model.subject_encoder
+        self.refs = [model]
+        self.cfg, self.objective, self.spec = cfg, objective, spec
+        with torch.no_grad():
+            self.text_params = ({k: v.detach() for k, v in quantized_parameters(model.text_encoder, spec).items()}
+                                if spec is not None else dict(model.text_encoder.named_parameters()))
+
+    def forward(self, batch: dict[str, torch.Tensor], generator: torch.Generator):  # noqa: ANN201
+        model = self.refs[0]
+        x0, b, device = batch["latents"], batch["latents"].shape[0], batch["latents"].device
+        with torch.no_grad():
+            context, mask = functional_call(model.text_encoder, self.text_params, (batch["tokens"], batch["segments"]))
+        crops, subject_mask = batch["crops"], batch["subject_mask"]
+        tokens = self.encoder(crops.flatten(0, 1)).reshape(b, crops.shape[1], -1) * subject_mask[..., None]
+        if self.objective is Objective.X0:
+            t = torch.randint(1, self.cfg.grid + 1, (b,), generator=generator, device=device).float() / self.cfg.grid
+        else:
+            t = sample_logit_normal(b, generator, device)
+        eps = torch.randn(x0.shape, generator=generator, device=device)
+        tt = t[:, None, None, None]
+        xt = (1 - tt) * x0 + tt * eps
+        params = (quantized_parameters(self.denoiser, self.spec) if self.spec is not None
+                  else dict(self.denoiser.named_parameters()))
+        v = functional_call(self.denoiser, params, (xt, t, context, mask, tokens, subject_mask)).float()
+        error = v - (eps - x0)
+        squared = (tt * error).pow(2) if self.objective is Objective.X0 else error.pow(2)
+        weight = 1.0 + (self.cfg.subject_weight - 1.0) * batch["covered"][:, None].float()  # (B, 1, h, w)
+        loss = (weight * squared).mean() / weight.mean()
+        return loss, {"mse": squared.mean().detach()}
+
+
+def build_procedural_stage(cfg: SubjectStageConfig, info: DistInfo, seed: int, model: BananaModel,
+                           extra: dict[str, Any], stage: str, objective: Objective) -> Stage:
+    """The `subject` stage on procedural identities: learned encoder + whole denoiser (see SubjectSource)."""
+    model = with_learned_subjects(model, cfg).to(info.device).requires_grad_(False).eval()
+    spec = (QuantSpec(block_size=cfg.block_size,
+                      storage_dtype=torch.float16 if extra.get("quantization_aware", {}).get("fp16_storage", True)
+                      else None) if cfg.quantized else None)
+    if spec is not None:
+        check_block_size(model.denoiser, spec.block_size)
+    assert model.subject_encoder is not None
+    trained = nn.ModuleDict({"denoiser": model.denoiser, "subject_encoder": model.subject_encoder})
+    trained.requires_grad_(True)
+    data = ProceduralSet.build(model, cfg, info)
+    record = {k: (str(v) if isinstance(v, Path) else v.value if isinstance(v, Enum) else v)
+              for k, v in dataclasses.asdict(cfg).items()}
+    kept = {k: extra[k] for k in ("recipe", "distilled_guidance", "quantization_aware") if k in extra}
+    if spec is not None:  # DQAT of the whole denoiser: the checkpoint holds the fake-quantized weights
+        kept["quantization_aware"] = {**kept.get("quantization_aware", {}), "recipe": "int4",
+                                      "block_size": cfg.block_size, "weights": "quantized"}
+
+    def export_quantized() -> None:
+        assert spec is not None
+        project_(model.denoiser, spec)
+
+    return Stage(
+        name="subject", model=model, objective=ProceduralObjective(model, cfg, objective, spec), trained=trained,
+        batches=lambda step, b: data.batch(step, b, seed + 3, info.device), export_config=model.config,
+        export_weights=export_quantized if spec is not None else None,
+        lr_scales={"subject_encoder.": cfg.encoder_lr_scale, "denoiser.subject_": cfg.encoder_lr_scale},
+        arguments={**record, "objective": objective.value},
+        extra={**kept, "subjects": {"encoder": LEARNED_ENCODER, "version": 1, "identities": cfg.identities.value,
+                                    "trained": ["denoiser", "subject_encoder"], "base_stage": stage}},
+    )
+
+
 def build_subject_stage(cfg: SubjectStageConfig, info: DistInfo, seed: int) -> Stage:
     """The `subject` stage for the shared training loop."""
+    if cfg.subject_weight < 1.0 or cfg.encoder_lr_scale <= 0:
+        raise TrainingError(f"--subject-weight must be >= 1 (got {cfg.subject_weight}) and the encoder's learning-rate "
+                            f"scale positive (got {cfg.encoder_lr_scale})")
     if not 1 <= cfg.grid <= 1000 or cfg.references < 1 or cfg.bank < 1 or cfg.latents < info.world_size:
         raise TrainingError("grid must be 1-1000, references and bank >= 1, latents >= the number of processes")
     model, extra = load_stage_model(Path(cfg.init), "model to teach subjects (--init)")
@@ -208,6 +377,9 @@ def build_subject_stage(cfg: SubjectStageConfig, info: DistInfo, seed: int) -> S
         objective = Objective.FLOW if stage == "teacher" else Objective.X0
     if cfg.block_size is None:
         cfg = dataclasses.replace(cfg, block_size=int4_block_size(extra))
+    if SubjectSource(cfg.identities) is SubjectSource.PROCEDURAL:
+        return build_procedural_stage(dataclasses.replace(cfg, identities=SubjectSource.PROCEDURAL), info, seed,
+                                      model, extra, stage, objective)
     if cfg.quantized:
         check_block_size(model.denoiser, cfg.block_size)
     model.to(info.device).requires_grad_(False).eval()

@@ -52,8 +52,20 @@ class Stage:
     # ^ artifact (e.g. a peel file) instead of a banana checkpoint; called with the EMA weights swapped in
     export_weights: Callable[[], None] | None = None  # replaces the trained weights, in place, by the ones the
     # ^ checkpoint gets (DQAT: the fake-quantized weights); training and its resumable state keep the latent ones
+    lr_scales: dict[str, float] = field(default_factory=dict)  # parameter-name prefix in `trained` -> learning-rate
+    # ^ multiplier (e.g. a new part learning from scratch beside a fine-tuned one); others 1
     cpu_batches: Callable[[int, int], Batch] | None = None  # `batches` on the CPU, for loader processes
     # ^ (`LoopConfig.workers`): stages whose batches are rendered, which bounds a GPU step
+
+
+def param_groups(stage: Stage) -> list[dict[str, Any]]:
+    """The trainable parameters in optimizer groups by `stage.lr_scales` (one group when it is empty)."""
+    groups: dict[float, list[torch.nn.Parameter]] = {}
+    for name, param in stage.trained.named_parameters():
+        if param.requires_grad:
+            scale = next((v for k, v in stage.lr_scales.items() if name.startswith(k)), 1.0)
+            groups.setdefault(scale, []).append(param)
+    return [{"params": params, "lr_scale": scale} for scale, params in groups.items()]
 
 
 def prepare_run_dir(run_dir: Path, resume: bool, force: bool) -> bool:
@@ -83,8 +95,9 @@ def run_stage(stage: Stage, loop: LoopConfig, run_dir: Path, info: DistInfo, res
     run_dir = Path(run_dir)
     resuming = prepare_run_dir(run_dir, resume, force)
     precision = resolve_precision(loop.precision, info.device)
-    params = [p for p in stage.trained.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=loop.lr, betas=(0.9, 0.99), weight_decay=loop.weight_decay)
+    groups = param_groups(stage)
+    params = [p for group in groups for p in group["params"]]
+    optimizer = torch.optim.AdamW(groups, lr=loop.lr, betas=(0.9, 0.99), weight_decay=loop.weight_decay)
     ema = EMA(stage.trained, loop.ema_decay) if loop.ema_decay > 0 else None
     start, elapsed = 0, 0.0
     if resuming:
@@ -135,7 +148,7 @@ def run_stage(stage: Stage, loop: LoopConfig, run_dir: Path, info: DistInfo, res
                            strict=False):
         lr = loop.lr_at(step)
         for group in optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group.get("lr_scale", 1.0)  # a state saved before lr_scales has none
         generator = step_generator(loop.seed, info.rank, step, info.device)
         with compute_context(precision, info.device):
             loss, metrics = model(batch, generator)

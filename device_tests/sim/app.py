@@ -221,9 +221,9 @@ class SimApp:
         generator.peel = pipeline.peel_feed  # the runtime peels set on the pipeline (a LoRA of its UNet), if any
         return generator
 
-    def _subjects(self, req: RunRequest, pipeline: Any) -> tuple[Any, Any]:
-        """(subject tokens, mask) for the request's subject files, or ContractError/SubjectError."""
-        from banana_sdk.subjects.binding import bind
+    def _subjects(self, req: RunRequest, pipeline: Any) -> tuple[str, Any, Any]:
+        """(prompt to encode, subject tokens, mask) for the request's subject files, or ContractError/SubjectError."""
+        from banana_sdk.subjects.binding import bind, bound_prompt, encoder_model
         from banana_sdk.subjects.store import read_subject
 
         fs, loaded = self.device.fs, []
@@ -232,8 +232,9 @@ class SimApp:
                 raise ContractError(f"subject not found on the device: {path}")
             loaded.append(read_subject(fs.host_path(path)))
         cfg = pipeline.config
-        tokens, mask, _ = bind(req.prompt, loaded, cfg.denoiser.max_subjects, cfg.text.width)
-        return tokens, mask
+        tokens, mask, names = bind(req.prompt, loaded, cfg.denoiser.max_subjects, cfg.text.width,
+                                   encoder_model(cfg, pipeline.typed.model.weights_sha256))
+        return bound_prompt(req.prompt, names, cfg), tokens, mask
 
     def _benchmark(self, req: RunRequest, started: float, cancel: threading.Event) -> dict[str, Any]:
         from banana_sdk.pipeline import generate_with
@@ -259,10 +260,11 @@ class SimApp:
             raise ContractError(f"bundle was converted for {pipeline.size}px images, asked for {req.size}px"
                                 + ("" if req.size < pipeline.size else " (no upscale_tile signature to go above it)"))
         subjects = subject_mask = None
+        prompt = req.prompt
         if pipeline.kind == "diffusers" and req.subjects:
             raise ContractError("subjects need a banana bundle; this bundle is a converted diffusers pipeline")
         if req.subjects:  # subject files on the device, bound to the prompt's names like the app does
-            subjects, subject_mask = self._subjects(req, pipeline)
+            prompt, subjects, subject_mask = self._subjects(req, pipeline)
         if req.peels:  # runtime peels: set once, before the runs (the base stays loaded)
             peels = []
             for path, weight in parse_peels(req.peels):
@@ -290,13 +292,13 @@ class SimApp:
             backend.begin()
             marks.begin_generation()
             if runner is not None:
-                up = generate_upscaled(backend, runner, req.prompt, req.size, req.steps, req.seed,
+                up = generate_upscaled(backend, runner, prompt, req.size, req.steps, req.seed,
                                        subjects=subjects, subject_mask=subject_mask)
                 gen = dataclasses.replace(up.base, image=up.image, e2e_ms=up.e2e_ms)
             elif diffusers is not None:
                 gen = diffusers.run(req.prompt, req.steps, req.seed, callback=marks.step_done)
             else:
-                gen = generate_with(backend, req.prompt, req.steps, req.seed, None,
+                gen = generate_with(backend, prompt, req.steps, req.seed, None,
                                     subjects=subjects, subject_mask=subject_mask, callback=marks.step_done)
             marks.end_run()
             if first_image_ms is None:

@@ -171,9 +171,15 @@ class BananaModel private constructor(
         if (config.seed < 0) throw ConfigException("seed must be an integer in [0, ${Long.MAX_VALUE}], got ${config.seed}")
         val guidance = config.guidanceScale ?: manifest.sampler.guidanceScale
         if (!guidance.isFinite() || guidance < 0.0) throw ConfigException("guidance scale must be a finite number >= 0, got $guidance")
-        val encoded = tokenizer.encode(prompt)
+        val written = tokenizer.encode(prompt) // prompt errors first, as the prompt was written
         val slots = manifest.signature(DENOISE).input(SubjectInputs.SUBJECTS)!!.shape
-        val subjects = config.subjects.takeIf { it.isNotEmpty() }?.let { SubjectBinding.bind(prompt, it, slots[1], slots[2]) }
+        val subjects =
+            config.subjects.takeIf { it.isNotEmpty() }?.let {
+                SubjectBinding.bind(prompt, it, slots[1], slots[2], SubjectBinding.encoderModel(manifest))
+            }
+        // binding rule 5: a model with a learned reference encoder reads its subjects' names as "sbj1".."sbj5"
+        val bound = subjects?.let { SubjectBinding.boundPrompt(prompt, it.names, manifest.hasSubjectEncoder) } ?: prompt
+        val encoded = if (bound == prompt) written else tokenizer.encode(bound)
         val unconditional = if (guidance != 1.0) tokenizer.unconditional() else null
         return Job(encoded, unconditional, steps, config.seed, guidance, sampler, subjects, size, chain)
     }

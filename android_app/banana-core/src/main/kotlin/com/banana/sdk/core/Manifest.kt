@@ -4,6 +4,7 @@ import com.banana.sdk.core.diffusers.DiffusersManifestParser
 import com.banana.sdk.core.diffusers.DiffusersSpec
 import com.banana.sdk.core.json.Json
 import com.banana.sdk.core.json.JsonFields
+import com.banana.sdk.core.json.JsonNull
 import com.banana.sdk.core.json.JsonObject
 import com.banana.sdk.core.json.JsonSyntaxException
 
@@ -103,6 +104,16 @@ data class BundleManifest(
             "a ${kind.id} manifest carries exactly its own sections"
         }
     }
+
+    /**
+     * True when the model has a learned reference encoder (`model.config.subject_encoder` present and not null): it
+     * binds the subjects its own encoder made ([SubjectBinding.encoderModel]), not descriptor subjects.
+     */
+    val hasSubjectEncoder: Boolean
+        get() {
+            val config = (raw["model"] as? JsonObject)?.get("config") as? JsonObject ?: return false
+            return config["subject_encoder"].let { it != null && it != JsonNull }
+        }
 
     /** The banana sampler section; callers dispatch on [kind] first (a diffusers bundle has [diffusers] instead). */
     val sampler: SamplerSpec get() = bananaSpec().sampler

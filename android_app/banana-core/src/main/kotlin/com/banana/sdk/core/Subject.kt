@@ -8,6 +8,7 @@ enum class SubjectSource(
 ) {
     REFERENCES("references"), // the colour-silhouette descriptor of reference images (width 128)
     EMBEDDING("embedding"), // a learned vector, usable only at its own width
+    ENCODER("encoder"), // made by one model's own learned reference encoder: bound only to that model, at its own width
     ;
 
     companion object {
@@ -23,18 +24,21 @@ class Subject(
     val name: String, // one lower-case ASCII word; prompts refer to the subject by it
     val token: FloatArray, // (width,) float32 subject-slot input
     val source: SubjectSource,
+    val model: String? = null, // source ENCODER: weights sha256 of the model whose learned encoder made it; else null
 ) {
     val width: Int get() = token.size
 
     /**
      * This subject's token for a model whose subject slots are [width] wide (`Subject.token_for`): as is at its own
-     * width, projected ([project]) if it is a 128-wide reference descriptor, else [SubjectException].
+     * width, projected ([project]) if it is a 128-wide reference descriptor, else [SubjectException] (learned
+     * embeddings and model-encoded tokens are used only at their own width).
      */
     fun tokenFor(width: Int): FloatArray {
         if (width == this.width) return token
         if (source == SubjectSource.REFERENCES && this.width == DESCRIPTOR_DIM) return project(token, width)
+        val what = if (source == SubjectSource.ENCODER) "model-encoded" else "learned"
         throw SubjectException(
-            "subject '$name' is a learned ${this.width}-wide embedding; this model's subject slots are $width wide " +
+            "subject '$name' is a $what ${this.width}-wide embedding; this model's subject slots are $width wide " +
                 "(define it from reference images instead)",
         )
     }

@@ -1,8 +1,11 @@
 package com.banana.sdk.core
 
 import com.banana.sdk.core.json.Json
+import com.banana.sdk.core.json.JsonBool
 import com.banana.sdk.core.json.JsonNull
 import com.banana.sdk.core.json.JsonObject
+import com.banana.sdk.core.json.JsonString
+import com.banana.sdk.core.json.JsonValue
 import kotlinx.coroutines.flow.toList
 import kotlinx.coroutines.runBlocking
 import org.junit.Assert.assertArrayEquals
@@ -243,9 +246,31 @@ class BananaModelTest {
         }
     }
 
-    private val subjectFiles by lazy { Golden.load("subjects.json")["files"].obj() }
+    private val subjectGolden by lazy { Golden.load("subjects.json") }
 
-    private fun subject(name: String): Subject = SubjectFiles.parse(Json.write(subjectFiles[name]!!), name)
+    /** A golden subject file: descriptor and embedding subjects (`files`) or model-encoded ones (`encoder_files`). */
+    private fun subject(name: String): Subject =
+        SubjectFiles.parse(Json.write(subjectGolden["files"].obj()[name] ?: subjectGolden["encoder_files"].obj()[name]!!), name)
+
+    /** Python's refusal for the `encoder_bind` case of [prompt] with [encoderModel]. */
+    private fun encoderBindError(
+        prompt: String,
+        encoderModel: String?,
+    ): String {
+        val cases = subjectGolden["encoder_bind"].arr().map { it.obj() }
+        val case = cases.first { it["prompt"].str() == prompt && it["encoder_model"].strOrNull() == encoderModel }
+        return case["error"].obj()["message"].str()
+    }
+
+    private fun JsonValue?.strOrNull(): String? = takeUnless { it == JsonNull }?.str()
+
+    /** The fixture bundle as a model with a learned reference encoder and weights [weights]. */
+    private fun learnedEncoder(weights: String?) =
+        { m: JsonObject ->
+            val encoder = Json.parse("""{"crop": 32, "channels": 32}""")
+            val withEncoder = TestBundles.set(m, listOf("model", "config", "subject_encoder"), encoder)
+            TestBundles.set(withEncoder, listOf("model", "weights_sha256"), weights?.let { JsonString(it) } ?: JsonNull)
+        }
 
     @Test
     fun subjectsBindToTheDenoiseSlotsAndTheUnconditionalPassHasNone() {
@@ -271,6 +296,101 @@ class BananaModelTest {
             assertEquals("6 subjects given (pip, zed, lulu, momo, kiko, bob); the model has 5 subject slots: drop one", e.message)
             assertThrows(SubjectException::class.java) { model.generate("a cat", GenerationConfig(subjects = listOf(subject("pip")))) }
             assertEquals(emptyList<Pair<String, Delegate>>(), fresh.loads)
+        }
+    }
+
+    @Test
+    fun aModelWithALearnedEncoderBindsOnlyTheSubjectsItsOwnEncoderMade() {
+        val ena = subject("ena")
+        val own = ena.model!!
+        val engine = LinearEngine()
+        open(engine, edit = learnedEncoder(own)).use { model ->
+            assertTrue(model.manifest.hasSubjectEncoder)
+            assertEquals(own, SubjectBinding.encoderModel(model.manifest))
+            val prompt = "ghost left, ena right"
+            val expected = SubjectBinding.bind(prompt, listOf(ena, subject("ghost")), 5, 32, own)
+            generate(model, prompt, GenerationConfig(subjects = listOf(subject("ghost"), ena)))
+            assertBitsEqual("subjects", expected.subjects.data, denoiseInput(engine, "denoise", "subjects"))
+            assertBitsEqual("subject_mask", floatArrayOf(1f, 1f, 0f, 0f, 0f), denoiseInput(engine, "denoise", "subject_mask"))
+        }
+        val fresh = LinearEngine()
+        open(fresh, edit = learnedEncoder(own)).use { model ->
+            val descriptor =
+                assertThrows(SubjectException::class.java) {
+                    model.generate("pip top left", GenerationConfig(subjects = listOf(subject("pip"))))
+                }
+            assertEquals(encoderBindError("pip top left", own), descriptor.message)
+            val other =
+                assertThrows(SubjectException::class.java) {
+                    model.generate("enb top left", GenerationConfig(subjects = listOf(subject("enb"))))
+                }
+            assertEquals(encoderBindError("enb top left", own), other.message)
+            val wide =
+                assertThrows(SubjectException::class.java) {
+                    model.generate("enwide at the centre", GenerationConfig(subjects = listOf(subject("enwide"))))
+                }
+            assertEquals(encoderBindError("enwide at the centre", own), wide.message)
+            assertEquals(emptyList<Pair<String, Delegate>>(), fresh.loads)
+        }
+        open(fresh).use { model ->
+            assertTrue(!model.manifest.hasSubjectEncoder)
+            assertNull(SubjectBinding.encoderModel(model.manifest))
+            val e =
+                assertThrows(SubjectException::class.java) {
+                    model.generate("ena top left", GenerationConfig(subjects = listOf(ena)))
+                }
+            assertEquals(encoderBindError("ena top left", null), e.message)
+        }
+        val noIdentity =
+            subjectGolden["encoder_model"]
+                .arr()
+                .map { it.obj() }
+                .first { it["error"] != null }["error"]
+                .obj()
+        open(fresh, edit = learnedEncoder(null)).use { model ->
+            val e =
+                assertThrows(SubjectException::class.java) {
+                    model.generate("ena top left", GenerationConfig(subjects = listOf(ena)))
+                }
+            assertEquals(noIdentity["message"].str(), e.message) // the fixture is the tiny preset, as in the golden case
+            assertTrue(generate(model, "a cat").last() is GenerationEvent.Image) // no subjects: no identity needed
+        }
+        val nullEncoder = { m: JsonObject -> TestBundles.set(m, listOf("model", "config", "subject_encoder"), JsonNull) }
+        open(fresh, edit = nullEncoder).use { model -> assertTrue(!model.manifest.hasSubjectEncoder) }
+    }
+
+    @Test
+    fun aLearnedEncoderModelEncodesThePromptWithSlotPlaceholders() {
+        val cases = subjectGolden["bound_prompt"].arr().map { it.obj() }
+        val learned = { c: JsonObject -> c["subject_encoder"] == JsonBool(true) }
+        assertTrue(cases.any { learned(it) && it["ids"] != null } && cases.any { !learned(it) && it["ids"] != null })
+        assertTrue(cases.any { it["error"]?.obj()?.get("type")?.str() == "PromptError" })
+        for (c in cases) {
+            val prompt = c["prompt"].str()
+            val label = "<$prompt> learned encoder ${learned(c)}"
+            val engine = LinearEngine()
+            val edit = if (learned(c)) learnedEncoder(c["weights_sha256"].str()) else { m: JsonObject -> m }
+            open(engine, edit = edit).use { model ->
+                assertEquals(label, c["context_length"].int(), model.manifest.tokenizer.contextLength)
+                val config = GenerationConfig(subjects = c["subjects"].arr().map { subject(it.str()) }, guidanceScale = 1.0)
+                val error = c["error"]?.obj()
+                if (error != null) { // refused before any work: a subject for another model, or a prompt too long once rewritten
+                    val type = if (error["type"].str() == "PromptError") PromptException::class.java else SubjectException::class.java
+                    val e = assertThrows(label, type) { model.generate(prompt, config) }
+                    assertEquals(label, error["message"].str(), e.message)
+                    assertEquals(label, emptyList<Pair<String, Delegate>>(), engine.loads)
+                    return@use
+                }
+                generate(model, prompt, config)
+                val fed = engine.lastInputs.getValue("text_encoder") // guidance 1: the prompt's pass is the only one
+                val ids = (fed.getValue("tokens") as Tensor.I32).data
+                assertArrayEquals(label, c["ids"].ints(), ids)
+                val segments = (fed.getValue("segments") as Tensor.F32).data
+                assertArrayEquals(label, c["segments"].ints().map { it.toFloat() }.toFloatArray(), segments, 0f)
+                // the rewritten prompt's ids for a learned-encoder model, the prompt's own ids otherwise
+                assertEquals(label, !learned(c), ids.contentEquals(c["prompt_ids"].ints()))
+                assertEquals(label, learned(c), c["bound_prompt"].str() != prompt)
+            }
         }
     }
 
