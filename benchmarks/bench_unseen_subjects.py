@@ -105,6 +105,22 @@ def other_checks(image: np.ndarray, scene) -> list[bool]:  # noqa: ANN001
     return [v for key, values in checks.items() if key != "count" for v in values]
 
 
+def command_without_about() -> str:
+    """The reproduce command with `--about TEXT` left out (it is printed in the notes)."""
+    import shlex
+
+    argv, out = sys.argv[1:], []
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--about":
+            skip = True
+        elif not arg.startswith("--about="):
+            out.append(arg)
+    return shlex.join(["python", "benchmarks/bench_unseen_subjects.py", *out])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--model", required=True, help="Checkpoint with a learned reference encoder.")
@@ -115,6 +131,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help="Which held-out identities (the figure: 0).")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--save", default=None, help="Also write every image with a reference here (PNG).")
+    parser.add_argument("--about", default="", help="How the model was made (appended to the recorded notes).")
     parser.add_argument("--no-append", action="store_true")
     args = parser.parse_args()
 
@@ -210,7 +227,7 @@ def main() -> None:
     notes = (f"{source}; held-out identities {characters} (seed {args.seed}), one reference render each "
              f"(`subject add --model`); strict identity = every attribute passes (BENCHMARKS \"Strict identity\"); "
              f"targets: identity >= 90 %, all five in one scene >= 85 %, content within 3 points. "
-             f"{time.perf_counter() - start:.0f} s.")
+             f"{time.perf_counter() - start:.0f} s. {args.about}").strip()
     record("unseen_subjects", [
         Table("identity", ["steps", "row", "scenes", "appearances", "strict identity, no reference %",
                            "strict identity, reference %", "scenes with every character right %"], rows, key=2,
@@ -220,7 +237,7 @@ def main() -> None:
         Table("content", ["steps", "checks", "other objects, with subjects %", "same scenes without subjects %",
                           "difference, points"], content_rows,
               title="The rest of each scene: ShapeEval checks of the other objects"),
-    ], notes=notes, append=not args.no_append)
+    ], notes=notes, append=not args.no_append, command=command_without_about())
 
 
 if __name__ == "__main__":

@@ -78,7 +78,8 @@ def learned(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
                            extra={"stage": "qat", "trained": True, "recipe": [{"stage": "qat"}],
                                   "quantization_aware": {"recipe": "int4", "block_size": 0}})
     summary = train_subjects(SubjectStageConfig(init=init, latents=48, cache=None,
-                                                identities=SubjectSource.PROCEDURAL, subject_weight=4.0),
+                                                identities=SubjectSource.PROCEDURAL, subject_weight=4.0,
+                                                placeholder_prob=0.8),
                              LoopConfig(steps=3, batch_size=4, lr=1e-3, warmup=1, save_every=3, log_every=1),
                              root / "run", device="cpu", threads=1)
     assert summary["steps"] == 3 and np.isfinite(summary["loss"])
@@ -94,6 +95,7 @@ def test_procedural_stage_trains_the_encoder_and_the_denoiser_on_the_int4_grid(l
     assert after.extra["subjects"]["encoder"] == "learned" and after.extra["subjects"]["identities"] == "procedural"
     assert after.extra["quantization_aware"]["weights"] == "quantized"
     assert after.extra["recipe"][-1]["arguments"]["subject_weight"] == 4.0
+    assert after.extra["recipe"][-1]["arguments"]["placeholder_prob"] == 0.8
     old = before.model.state_dict()
     new = after.model.state_dict()
     assert any(k.startswith("subject_encoder.") for k in new) and "denoiser.subject_slot" in new
@@ -220,3 +222,16 @@ def test_procedural_scenes_know_which_latent_cells_their_characters_cover() -> N
         for obj in placed:  # the cell under the character's centre is covered; a far corner of the image is not
             assert data.covered[row, int(obj.cy * side), int(obj.cx * side)]
         assert data.covered[row].float().mean() <= len(placed) * 0.25
+
+
+@pytest.mark.parametrize(("field", "value", "fragment"), [("placeholder_prob", 0.0, "--placeholder-prob"),
+                                                          ("subject_weight", 0.5, "--subject-weight")])
+def test_procedural_stage_refuses_bad_settings(tmp_path: Path, field: str, value: float, fragment: str) -> None:
+    from banana_sdk.subjects.train import SubjectSource, SubjectStageConfig, train_subjects
+    from banana_sdk.training.common import LoopConfig, TrainingError
+
+    cfg = dataclasses.replace(SubjectStageConfig(init=tmp_path / "init", cache=None,
+                                                 identities=SubjectSource.PROCEDURAL), **{field: value})
+    with pytest.raises(TrainingError, match=fragment):
+        train_subjects(cfg, LoopConfig(steps=1, batch_size=1, lr=1e-3), tmp_path / "run", device="cpu", threads=1)
+    assert not (tmp_path / "run").exists()

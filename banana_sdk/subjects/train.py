@@ -89,6 +89,8 @@ class SubjectStageConfig:
     references: int = 3  # reference renders averaged into each token (drawn from a bank of `bank` per character)
     bank: int = 8  # reference renders per character
     identities: SubjectSource = SubjectSource.NAMED  # which characters teach the pathway (see SubjectSource)
+    placeholder_prob: float = 0.5  # procedural: chance a non-named object of a scene is a placeholder character
+    # ^ (`WorldConfig.procedural_character_prob`; higher: more scenes with several subjects to bind)
     subject_weight: float = 1.0  # procedural: loss weight of the latent cells a placeholder character covers (its
     # ^ box plus half a cell; the rest weigh 1): its colour and parts are a few percent of the latent
     encoder_lr_scale: float = 10.0  # procedural: learning-rate multiplier of the new parts (encoder, subject_proj,
@@ -118,6 +120,23 @@ def scene_slots(scene: Scene, slots: int) -> list[int]:
     return [CHARACTER_NAMES.index(o.character) for o in scene.objects if o.character][:slots]
 
 
+def encoded_scenes(model: BananaModel, cfg: SubjectStageConfig, info: DistInfo, scenes: WorldConfig,
+                   seed: int) -> tuple[ShapeWorld, LatentSet]:
+    """The world of `scenes` (fitted to the model's context) and this process's `cfg.latents` share of its
+    scenes encoded by the model's VAE (cached in `cfg.cache`)."""
+    config = model.config
+    tokenizer = Tokenizer(config.tokenizer.context_length, config.tokenizer.vocab_size)
+    world = ShapeWorld(fit_to_context(scenes, config.tokenizer.context_length), seed, config.image_size)
+    return world, LatentSet.cached(cfg.cache, model.vae, world, tokenizer, cfg.latents, info)
+
+
+def recorded(cfg: SubjectStageConfig, extra: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(the stage's arguments as the checkpoint records them, the init's facts the checkpoint keeps)."""
+    record = {k: (str(v) if isinstance(v, Path) else v.value if isinstance(v, Enum) else v)
+              for k, v in dataclasses.asdict(cfg).items()}
+    return record, {k: extra[k] for k in ("recipe", "distilled_guidance", "quantization_aware") if k in extra}
+
+
 class SubjectSet:
     """Encoded character scenes: latents, tokens, segments, and each row's characters in slot order."""
 
@@ -132,10 +151,7 @@ class SubjectSet:
     @classmethod
     def build(cls, model: BananaModel, cfg: SubjectStageConfig, info: DistInfo) -> SubjectSet:
         config = model.config
-        tokenizer = Tokenizer(config.tokenizer.context_length, config.tokenizer.vocab_size)
-        world = ShapeWorld(fit_to_context(SUBJECT_WORLD, config.tokenizer.context_length), SUBJECT_WORLD_SEED,
-                           config.image_size)
-        data = LatentSet.cached(cfg.cache, model.vae, world, tokenizer, cfg.latents, info)
+        world, data = encoded_scenes(model, cfg, info, SUBJECT_WORLD, SUBJECT_WORLD_SEED)
         slots = config.denoiser.max_subjects
         table = torch.full((len(data), slots), -1, dtype=torch.long)
         for row in range(len(data)):  # LatentSet row r of this rank is scene rank + r * world_size
@@ -242,10 +258,8 @@ class ProceduralSet:
     @classmethod
     def build(cls, model: BananaModel, cfg: SubjectStageConfig, info: DistInfo) -> ProceduralSet:
         config = model.config
-        tokenizer = Tokenizer(config.tokenizer.context_length, config.tokenizer.vocab_size)
-        world = ShapeWorld(fit_to_context(PROCEDURAL_WORLD, config.tokenizer.context_length), PROCEDURAL_WORLD_SEED,
-                           config.image_size)
-        data = LatentSet.cached(cfg.cache, model.vae, world, tokenizer, cfg.latents, info)
+        world, data = encoded_scenes(model, cfg, info, dataclasses.replace(
+            PROCEDURAL_WORLD, procedural_character_prob=cfg.placeholder_prob), PROCEDURAL_WORLD_SEED)
         slots = config.denoiser.max_subjects
         table = torch.full((len(data), slots), -1, dtype=torch.long)
         side = config.latent_size()
@@ -337,9 +351,7 @@ def build_procedural_stage(cfg: SubjectStageConfig, info: DistInfo, seed: int, m
     trained = nn.ModuleDict({"denoiser": model.denoiser, "subject_encoder": model.subject_encoder})
     trained.requires_grad_(True)
     data = ProceduralSet.build(model, cfg, info)
-    record = {k: (str(v) if isinstance(v, Path) else v.value if isinstance(v, Enum) else v)
-              for k, v in dataclasses.asdict(cfg).items()}
-    kept = {k: extra[k] for k in ("recipe", "distilled_guidance", "quantization_aware") if k in extra}
+    record, kept = recorded(cfg, extra)
     if spec is not None:  # DQAT of the whole denoiser: the checkpoint holds the fake-quantized weights
         kept["quantization_aware"] = {**kept.get("quantization_aware", {}), "recipe": "int4",
                                       "block_size": cfg.block_size, "weights": "quantized"}
@@ -361,6 +373,8 @@ def build_procedural_stage(cfg: SubjectStageConfig, info: DistInfo, seed: int, m
 
 def build_subject_stage(cfg: SubjectStageConfig, info: DistInfo, seed: int) -> Stage:
     """The `subject` stage for the shared training loop."""
+    if not 0.0 < cfg.placeholder_prob <= 1.0:
+        raise TrainingError(f"--placeholder-prob must be in (0, 1], got {cfg.placeholder_prob}")
     if cfg.subject_weight < 1.0 or cfg.encoder_lr_scale <= 0:
         raise TrainingError(f"--subject-weight must be >= 1 (got {cfg.subject_weight}) and the encoder's learning-rate "
                             f"scale positive (got {cfg.encoder_lr_scale})")
@@ -387,9 +401,7 @@ def build_subject_stage(cfg: SubjectStageConfig, info: DistInfo, seed: int) -> S
     for module in parts.values():
         module.requires_grad_(True)
     data = SubjectSet.build(model, cfg, info)
-    record = {k: (str(v) if isinstance(v, Path) else v.value if isinstance(v, Enum) else v)
-              for k, v in dataclasses.asdict(cfg).items()}
-    kept = {k: extra[k] for k in ("recipe", "distilled_guidance", "quantization_aware") if k in extra}
+    record, kept = recorded(cfg, extra)
     if cfg.quantized:  # the subject weights were trained through this recipe's fake-quant: the converter's default
         kept["quantization_aware"] = {**kept.get("quantization_aware", {}), "recipe": "int4",
                                       "block_size": cfg.block_size}
