@@ -190,6 +190,20 @@ def trained_modules(model: BananaModel, tune_cross: bool) -> dict[str, nn.Module
     return out
 
 
+def noised(x0: torch.Tensor, objective: Objective, grid: int,
+           generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(t (B,), eps, x_t = (1 - t) x0 + t eps) for latents x0 (B, C, h, w): t on the LCM grid j / grid (x0
+    objective) or logit-normal (flow)."""
+    b, device = x0.shape[0], x0.device
+    if objective is Objective.X0:
+        t = torch.randint(1, grid + 1, (b,), generator=generator, device=device).float() / grid
+    else:
+        t = sample_logit_normal(b, generator, device)
+    eps = torch.randn(x0.shape, generator=generator, device=device)
+    tt = t[:, None, None, None]
+    return t, eps, (1 - tt) * x0 + tt * eps
+
+
 class SubjectObjective(nn.Module):
     def __init__(self, model: BananaModel, cfg: SubjectStageConfig, objective: Objective) -> None:
         super().__init__()
@@ -218,16 +232,11 @@ class SubjectObjective(nn.Module):
 
     def forward(self, batch: dict[str, torch.Tensor], generator: torch.Generator):  # noqa: ANN201
         model = self.refs[0]
-        x0, b, device = batch["latents"], batch["latents"].shape[0], batch["latents"].device
+        x0 = batch["latents"]
         with torch.no_grad():
             context, mask = functional_call(model.text_encoder, self.text_params, (batch["tokens"], batch["segments"]))
-        if self.objective is Objective.X0:
-            t = torch.randint(1, self.cfg.grid + 1, (b,), generator=generator, device=device).float() / self.cfg.grid
-        else:
-            t = sample_logit_normal(b, generator, device)
-        eps = torch.randn(x0.shape, generator=generator, device=device)
+        t, eps, xt = noised(x0, self.objective, self.cfg.grid, generator)
         tt = t[:, None, None, None]
-        xt = (1 - tt) * x0 + tt * eps
         v = functional_call(self.denoiser, self._denoiser_params(),
                             (xt, t, context, mask, batch["subjects"], batch["subject_mask"])).float()
         error = v - (eps - x0)
@@ -316,18 +325,13 @@ class ProceduralObjective(nn.Module):
 
     def forward(self, batch: dict[str, torch.Tensor], generator: torch.Generator):  # noqa: ANN201
         model = self.refs[0]
-        x0, b, device = batch["latents"], batch["latents"].shape[0], batch["latents"].device
+        x0, b = batch["latents"], batch["latents"].shape[0]
         with torch.no_grad():
             context, mask = functional_call(model.text_encoder, self.text_params, (batch["tokens"], batch["segments"]))
         crops, subject_mask = batch["crops"], batch["subject_mask"]
         tokens = self.encoder(crops.flatten(0, 1)).reshape(b, crops.shape[1], -1) * subject_mask[..., None]
-        if self.objective is Objective.X0:
-            t = torch.randint(1, self.cfg.grid + 1, (b,), generator=generator, device=device).float() / self.cfg.grid
-        else:
-            t = sample_logit_normal(b, generator, device)
-        eps = torch.randn(x0.shape, generator=generator, device=device)
+        t, eps, xt = noised(x0, self.objective, self.cfg.grid, generator)
         tt = t[:, None, None, None]
-        xt = (1 - tt) * x0 + tt * eps
         params = (quantized_parameters(self.denoiser, self.spec) if self.spec is not None
                   else dict(self.denoiser.named_parameters()))
         v = functional_call(self.denoiser, params, (xt, t, context, mask, tokens, subject_mask)).float()
