@@ -105,7 +105,8 @@ def weights_hash(directory: str | Path) -> str:
 
 
 def load_component(directory: str | Path, name: str) -> torch.nn.Module:
-    """One component (`text_encoder`, `denoiser`, `vae`) with its weights, nothing else loaded."""
+    """One part (`text_encoder`, `denoiser`, `vae`, or a model's `subject_encoder`) with its weights, nothing else
+    loaded."""
     from safetensors import safe_open
 
     from banana_sdk.models.model import build_component

@@ -90,15 +90,13 @@ def named_prompt(scene, names: dict[int, str]) -> str:  # noqa: ANN001
 
 def other_checks(image: np.ndarray, scene) -> list[bool]:  # noqa: ANN001
     """ShapeEval's per-object checks of the scene's non-subject objects (shape, colour, position, identity)."""
-    from banana_sdk.data.world import parse_caption
+    from banana_sdk.data.world import Scene, parse_caption
     from banana_sdk.eval.detect import detect
     from banana_sdk.eval.score import score_detections
 
     others = [o for o in scene.objects if o.identity is None]
     if not others:
         return []
-    from banana_sdk.data.world import Scene
-
     specs = parse_caption(Scene(tuple(others)).caption)
     skip = {o.cell for o in scene.objects if o.identity is not None}
     checks = score_detections(specs, [d for d in detect(image) if d.cell not in skip]).checks
@@ -140,6 +138,7 @@ def main() -> None:
     from banana_sdk.checkpoint import weights_hash
     from banana_sdk.data.characters import describe, held_out_ids
     from banana_sdk.data.render import render_character
+    from banana_sdk.data.world import Scene
     from banana_sdk.eval.identity import ATTRIBUTES, identity_reference, score_character
     from banana_sdk.pipeline import generate_with
     from banana_sdk.subjects import SubjectStore
@@ -206,8 +205,6 @@ def main() -> None:
                     if key == "ref" and single:
                         content["ref"] += other_checks(image, scene)
                 if single and any(o.identity is None for o in scene.objects):
-                    from banana_sdk.data.world import Scene
-
                     rest = Scene(tuple(o for o in scene.objects if o.identity is None))
                     image = np.asarray(generate_with(backend, rest.caption, steps, seed, None).image.convert("RGB"))
                     content["without"] += other_checks(image, rest)

@@ -17,6 +17,7 @@ from banana_sdk.models.text_encoder import TextEncoder
 from banana_sdk.models.vae import VAE
 
 COMPONENTS = ("text_encoder", "denoiser", "vae")  # submodule names, in pipeline order
+PARTS = (*COMPONENTS, "subject_encoder")  # everything a checkpoint may hold (the last is host-only, optional)
 
 
 def _make(config: ModelConfig, name: str) -> nn.Module:
@@ -26,7 +27,11 @@ def _make(config: ModelConfig, name: str) -> nn.Module:
         return Denoiser(config.denoiser, config.vae.latent_channels, config.text.width)
     if name == "vae":
         return VAE(config.vae)
-    raise ValueError(f"unknown component {name!r}; choose from {COMPONENTS}")
+    if name == "subject_encoder":
+        if config.subject_encoder is None:
+            raise ValueError(f"model {config.name!r} has no subject encoder")
+        return SubjectEncoder(config.subject_encoder, config.text.width)
+    raise ValueError(f"unknown component {name!r}; choose from {PARTS}")
 
 
 def build_component(
@@ -37,7 +42,7 @@ def build_component(
         with torch.device("meta"):
             return _make(config, name).eval()
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed * 16 + COMPONENTS.index(name))
+        torch.manual_seed(seed * 16 + PARTS.index(name))
         return _make(config, name).to(device).eval()
 
 
@@ -50,16 +55,7 @@ class BananaModel(nn.Module):
         self.vae: VAE = build_component(config, "vae", device, seed)
         self.subject_encoder: SubjectEncoder | None = None  # host-side only: not a bundle signature
         if config.subject_encoder is not None:
-            self.subject_encoder = build_subject_encoder(config, device, seed)
-
-
-def build_subject_encoder(config: ModelConfig, device: str | torch.device = "cpu", seed: int = 0) -> SubjectEncoder:
-    """The learned reference encoder of a config that has one (seeded like the components, index 3)."""
-    if config.subject_encoder is None:
-        raise ValueError(f"model {config.name!r} has no subject encoder")
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed * 16 + len(COMPONENTS))
-        return SubjectEncoder(config.subject_encoder, config.text.width).to(device).eval()
+            self.subject_encoder = build_component(config, "subject_encoder", device, seed)
 
 
 def build_model(config: ModelConfig, device: str | torch.device = "cpu", seed: int = 0) -> BananaModel:

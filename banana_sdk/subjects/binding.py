@@ -92,15 +92,7 @@ def subject_inputs(prompt: str, names: Sequence[str], config: ModelConfig | None
                    store: str | Path | SubjectStore | None = None,
                    weights_sha256: str | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Load the named subjects from the store and bind them for `config`'s denoiser (for the CLI)."""
-    if config is None:
-        raise SubjectError("subjects need a Banana model or bundle (this one has no subject slots)")
-    slots = config.denoiser.max_subjects
-    if len(names) > slots:  # refuse before reading any file
-        raise TooManySubjects(f"{len(names)} subjects given ({', '.join(names)}); the model has {slots} "
-                              "subject slots: drop one")
-    store = store if isinstance(store, SubjectStore) else SubjectStore(store)
-    tokens, mask, _ = bind(prompt, [store.get(n) for n in names], slots, config.text.width,
-                           encoder_model(config, weights_sha256))
+    _, tokens, mask = bound_inputs(prompt, names, config, store, weights_sha256)
     return tokens, mask
 
 
@@ -108,10 +100,15 @@ def bound_inputs(prompt: str, names: Sequence[str], config: ModelConfig | None,
                  store: str | Path | SubjectStore | None = None,
                  weights_sha256: str | None = None) -> tuple[str, np.ndarray, np.ndarray]:
     """(prompt to encode, tokens, mask): `subject_inputs` plus rule 5's prompt rewrite."""
-    tokens, mask = subject_inputs(prompt, names, config, store, weights_sha256)
-    assert config is not None
-    words = prompt_words(prompt)
-    ordered = sorted(names, key=words.index)
+    if config is None:
+        raise SubjectError("subjects need a Banana model or bundle (this one has no subject slots)")
+    slots = config.denoiser.max_subjects
+    if len(names) > slots:  # refuse before reading any file
+        raise TooManySubjects(f"{len(names)} subjects given ({', '.join(names)}); the model has {slots} "
+                              "subject slots: drop one")
+    store = store if isinstance(store, SubjectStore) else SubjectStore(store)
+    tokens, mask, ordered = bind(prompt, [store.get(n) for n in names], slots, config.text.width,
+                                 encoder_model(config, weights_sha256))
     return bound_prompt(prompt, ordered, config), tokens, mask
 
 

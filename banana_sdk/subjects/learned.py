@@ -12,11 +12,8 @@ from banana_sdk.subjects.encoder import SubjectError, reference_crop, standardis
 
 def load_subject_encoder(model_dir: str | Path) -> torch.nn.Module:
     """The learned encoder of checkpoint `model_dir` with its weights (SubjectError if it has none)."""
-    from safetensors import safe_open
-
-    from banana_sdk.checkpoint import WEIGHTS_FILE, read_checkpoint_config
+    from banana_sdk.checkpoint import load_component, read_checkpoint_config
     from banana_sdk.errors import BananaError
-    from banana_sdk.models.model import build_subject_encoder
 
     try:
         config, _ = read_checkpoint_config(model_dir)
@@ -25,15 +22,10 @@ def load_subject_encoder(model_dir: str | Path) -> torch.nn.Module:
     if config.subject_encoder is None:
         raise SubjectError(f"model {model_dir} has no learned reference encoder (train one with `banana subject "
                            "train --identities procedural`); leave out --model to use the descriptor")
-    encoder = build_subject_encoder(config)
-    prefix = "subject_encoder."
     try:
-        with safe_open(str(Path(model_dir) / WEIGHTS_FILE), framework="pt") as handle:
-            state = {k[len(prefix):]: handle.get_tensor(k).float() for k in handle.keys() if k.startswith(prefix)}
-        encoder.load_state_dict(state)
-    except (OSError, RuntimeError, ValueError) as exc:
+        return load_component(model_dir, "subject_encoder")
+    except BananaError as exc:
         raise SubjectError(f"cannot read the subject encoder of {model_dir}: {exc}") from None
-    return encoder.eval()
 
 
 @torch.no_grad()

@@ -190,6 +190,12 @@ def trained_modules(model: BananaModel, tune_cross: bool) -> dict[str, nn.Module
     return out
 
 
+def computed_parameters(module: nn.Module, spec: QuantSpec | None) -> dict[str, torch.Tensor]:
+    """`module`'s parameters as the bundle computes with them (`quantized_parameters`, straight-through) when
+    training through the INT4 fake-quant, else its own."""
+    return quantized_parameters(module, spec) if spec is not None else dict(module.named_parameters())
+
+
 def noised(x0: torch.Tensor, objective: Objective, grid: int,
            generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(t (B,), eps, x_t = (1 - t) x0 + t eps) for latents x0 (B, C, h, w): t on the LCM grid j / grid (x0
@@ -219,14 +225,12 @@ class SubjectObjective(nn.Module):
             self.frozen = {k: v for k, v in self._params(model.denoiser).items() if not k.startswith(trained)}
 
     def _params(self, module: nn.Module) -> dict[str, torch.Tensor]:
-        if self.spec is None:
-            return {k: v.detach() for k, v in module.named_parameters()}
-        return {k: v.detach() for k, v in quantized_parameters(module, self.spec).items()}
+        return {k: v.detach() for k, v in computed_parameters(module, self.spec).items()}
 
     def _denoiser_params(self) -> dict[str, torch.Tensor]:
         params = dict(self.frozen)
         for prefix, module in zip(self.prefixes, self.parts.values(), strict=True):
-            own = quantized_parameters(module, self.spec) if self.spec is not None else dict(module.named_parameters())
+            own = computed_parameters(module, self.spec)
             params.update({f"{prefix}.{k}": v for k, v in own.items()})
         return params
 
@@ -320,8 +324,7 @@ class ProceduralObjective(nn.Module):
         self.refs = [model]
         self.cfg, self.objective, self.spec = cfg, objective, spec
         with torch.no_grad():
-            self.text_params = ({k: v.detach() for k, v in quantized_parameters(model.text_encoder, spec).items()}
-                                if spec is not None else dict(model.text_encoder.named_parameters()))
+            self.text_params = {k: v.detach() for k, v in computed_parameters(model.text_encoder, spec).items()}
 
     def forward(self, batch: dict[str, torch.Tensor], generator: torch.Generator):  # noqa: ANN201
         model = self.refs[0]
@@ -332,9 +335,8 @@ class ProceduralObjective(nn.Module):
         tokens = self.encoder(crops.flatten(0, 1)).reshape(b, crops.shape[1], -1) * subject_mask[..., None]
         t, eps, xt = noised(x0, self.objective, self.cfg.grid, generator)
         tt = t[:, None, None, None]
-        params = (quantized_parameters(self.denoiser, self.spec) if self.spec is not None
-                  else dict(self.denoiser.named_parameters()))
-        v = functional_call(self.denoiser, params, (xt, t, context, mask, tokens, subject_mask)).float()
+        v = functional_call(self.denoiser, computed_parameters(self.denoiser, self.spec),
+                            (xt, t, context, mask, tokens, subject_mask)).float()
         error = v - (eps - x0)
         squared = (tt * error).pow(2) if self.objective is Objective.X0 else error.pow(2)
         weight = 1.0 + (self.cfg.subject_weight - 1.0) * batch["covered"][:, None].float()  # (B, 1, h, w)
