@@ -107,12 +107,18 @@ def train_vae(preset: str, crop: int, character_prob: float, **common: Any) -> N
 @click.option("--crop", type=int, default=64, show_default=True, help="Random crop side (0 = whole image).")
 @click.option("--procedural-prob", type=float, default=0.0, show_default=True,
               help="Chance a non-named object is a procedural character (training identities only).")
+@click.option("--decoder-anchor-weight", type=float, default=0.0, show_default=True,
+              help="Weight of decoding the init's own generations as its decoder did (0 = off).")
+@click.option("--anchor-samples", type=int, default=512, show_default=True,
+              help="Generated latents in that anchor's bank (the init's LCM samples at 1, 2 and 4 steps).")
 @_loop_options("vae-refit")
 def train_vae_refit(init: Path, style_prob: float, anchor_weight: float, object_weight: float, crop: int,
-                    procedural_prob: float, **common: Any) -> None:
+                    procedural_prob: float, decoder_anchor_weight: float, anchor_samples: int,
+                    **common: Any) -> None:
     """Refit a trained model's VAE on plain and styled renders, keeping its latent space (and denoiser)."""
     _run("vae-refit", common, init=init, style_prob=style_prob, anchor_weight=anchor_weight,
-         object_weight=object_weight, crop=crop, procedural_prob=procedural_prob)
+         object_weight=object_weight, crop=crop, procedural_prob=procedural_prob,
+         decoder_anchor_weight=decoder_anchor_weight, anchor_samples=anchor_samples)
 
 
 @train.command("teacher")

@@ -109,3 +109,34 @@ def test_loader_workers_train_the_same_run(tmp_path: Path, runs) -> None:  # noq
     assert losses[0] == losses[1]
     assert_one_line_error(run_cli("train", "vae-refit", "--init", runs["qat"], "--out", tmp_path / "w",
                                   "--workers", "-1", "--steps", "1"), "--workers")
+
+
+def test_decoder_anchor_keeps_the_models_own_generations_decoding_as_before(tmp_path: Path, runs) -> None:  # noqa: F811
+    """`decoder_anchor_weight`: the init's generated latents decode closer to the init decoder's images than
+    without the anchor (a refit with a large learning rate on styled procedural scenes)."""
+    from banana_sdk.training.vae_refit import generated_bank
+
+    base, _ = load_checkpoint(runs["qat"])
+    base.eval()
+    bank = generated_bank(base, train_world(base.config), 16, 7, torch.device("cpu"))
+    assert bank.shape == (16, base.config.vae.latent_channels, base.config.latent_size(), base.config.latent_size())
+    with torch.no_grad():
+        before = base.vae.decoder(bank).clamp(-1, 1)
+
+    def moved(weight: float) -> float:
+        out = tmp_path / f"d{weight}"
+        train_stage("vae-refit", loop(4, lr=3e-3), out, init=runs["qat"], crop=32, style_prob=1.0,
+                    procedural_prob=0.5, decoder_anchor_weight=weight, anchor_samples=16)
+        refit, _ = load_checkpoint(out)
+        with torch.no_grad():
+            return (refit.vae.decoder(bank).clamp(-1, 1) - before).abs().mean().item()
+
+    assert moved(50.0) < moved(0.0)
+    log = [json.loads(line) for line in (tmp_path / "d50.0" / "log.jsonl").read_text().splitlines()]
+    assert all(r["decoder_anchor"] >= 0 for r in log)
+
+
+def test_decoder_anchor_rejects_bad_values(tmp_path: Path, runs) -> None:  # noqa: F811
+    with pytest.raises(TrainingError, match="decoder-anchor-weight"):
+        train_stage("vae-refit", loop(1), tmp_path / "bad", init=runs["qat"], decoder_anchor_weight=-1.0)
+    assert not (tmp_path / "bad").exists()
