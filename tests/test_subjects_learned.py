@@ -225,7 +225,8 @@ def test_procedural_scenes_know_which_latent_cells_their_characters_cover() -> N
 
 
 @pytest.mark.parametrize(("field", "value", "fragment"), [("placeholder_prob", 0.0, "--placeholder-prob"),
-                                                          ("subject_weight", 0.5, "--subject-weight")])
+                                                          ("subject_weight", 0.5, "--subject-weight"),
+                                                          ("keep_weight", -1.0, "--keep-weight")])
 def test_procedural_stage_refuses_bad_settings(tmp_path: Path, field: str, value: float, fragment: str) -> None:
     from banana_sdk.subjects.train import SubjectSource, SubjectStageConfig, train_subjects
     from banana_sdk.training.common import LoopConfig, TrainingError
@@ -235,3 +236,44 @@ def test_procedural_stage_refuses_bad_settings(tmp_path: Path, field: str, value
     with pytest.raises(TrainingError, match=fragment):
         train_subjects(cfg, LoopConfig(steps=1, batch_size=1, lr=1e-3), tmp_path / "run", device="cpu", threads=1)
     assert not (tmp_path / "run").exists()
+
+
+def test_keep_term_holds_the_init_on_ordinary_scenes(learned: tuple[Path, Path], tmp_path: Path) -> None:
+    """`keep_weight`: on ordinary prompts with no subject bound, the trained denoiser stays nearer the init's
+    predictions than it does without the term (same steps, same data, a large learning rate)."""
+    from banana_sdk.subjects.train import SubjectSource, SubjectStageConfig, train_subjects
+    from banana_sdk.tokenizer import Tokenizer
+    from banana_sdk.training.common import LoopConfig
+    from banana_sdk.training.teacher import zero_subjects
+
+    init, _ = learned
+    base = Pipeline.from_pretrained(init).model.eval()
+    cfg = base.config
+    tokenizer = Tokenizer(cfg.tokenizer.context_length, cfg.tokenizer.vocab_size)
+    enc = [tokenizer.encode(c) for c in ("a red circle top left", "pip center and a blue square bottom right")]
+    tokens = torch.from_numpy(np.stack([e.ids for e in enc]))
+    segments = torch.from_numpy(np.stack([e.segments for e in enc]).astype(np.float32))
+    lat = cfg.latent_size()
+    x = torch.randn(2, cfg.vae.latent_channels, lat, lat, generator=torch.Generator().manual_seed(3))
+    t = torch.tensor([0.5, 1.0])
+
+    def prediction(model: torch.nn.Module) -> torch.Tensor:
+        with torch.no_grad():
+            context, mask = model.text_encoder(tokens, segments)
+            return model.denoiser(x, t, context, mask, *zero_subjects(model, 2, x.device))
+
+    reference = prediction(base)
+
+    def moved(weight: float) -> float:
+        out = tmp_path / f"k{weight}"
+        train_subjects(SubjectStageConfig(init=init, latents=48, cache=None, identities=SubjectSource.PROCEDURAL,
+                                          placeholder_prob=0.8, keep_weight=weight, keep_latents=32),
+                       LoopConfig(steps=4, batch_size=4, lr=1e-2, warmup=1, save_every=4, log_every=1),
+                       out, device="cpu", threads=1)
+        after = Pipeline.from_pretrained(out)
+        assert after.extra["recipe"][-1]["arguments"]["keep_weight"] == weight
+        return (prediction(after.model.eval()) - reference).pow(2).mean().item()
+
+    assert moved(100.0) < moved(0.0)
+    log = [json.loads(line) for line in (tmp_path / "k100.0" / "log.jsonl").read_text().splitlines()]
+    assert all(r["keep_mse"] >= 0 for r in log)

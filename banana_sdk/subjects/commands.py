@@ -110,6 +110,9 @@ def remove(name: str, store: Path | None) -> None:
                    "scenes with several subjects).")
 @click.option("--subject-weight", type=float, default=1.0, show_default=True,
               help="--identities procedural: loss weight of the latent cells the characters cover (others 1).")
+@click.option("--keep-weight", type=float, default=0.0, show_default=True,
+              help="--identities procedural: weight of keeping the init's own predictions on ordinary scenes "
+                   "(no subjects; 0 = off).")
 @click.option("--float-weights", is_flag=True, help="Train on fp32 weights instead of the INT4-quantized ones.")
 @click.option("--block-size", type=int, default=None,
               help="INT4 block size of the bundle (0 = channelwise; default: the --init model's DQAT one, else 32).")
@@ -119,7 +122,7 @@ def remove(name: str, store: Path | None) -> None:
 @click.option("--resume", is_flag=True, help="Continue the run in --out.")
 @click.option("--force", is_flag=True, help="Replace a run in --out.")
 def train(init: Path, out: Path, steps: int, batch: int, lr: float, latents: int, tune_cross: bool,
-          identities: str, placeholder_prob: float, subject_weight: float, float_weights: bool,
+          identities: str, placeholder_prob: float, subject_weight: float, keep_weight: float, float_weights: bool,
           block_size: int | None, cache: Path, device: str, threads: int, resume: bool, force: bool) -> None:
     """Fine-tune a trained model's subject pathway on ShapeWorld characters (the `subject` stage)."""
     from banana_sdk.subjects.train import SubjectSource, SubjectStageConfig, train_subjects
@@ -128,7 +131,7 @@ def train(init: Path, out: Path, steps: int, batch: int, lr: float, latents: int
     cfg = SubjectStageConfig(init=init, latents=latents, cache=cache, tune_cross=tune_cross,
                              quantized=not float_weights, block_size=block_size,
                              identities=SubjectSource(identities), subject_weight=subject_weight,
-                             placeholder_prob=placeholder_prob)
+                             placeholder_prob=placeholder_prob, keep_weight=keep_weight)
     loop = LoopConfig(steps=steps, batch_size=batch, lr=lr, warmup=min(100, steps // 10),
                       save_every=max(1, min(500, steps)), log_every=max(1, min(50, steps)))
     summary = train_subjects(cfg, loop, out, device=device, threads=threads, resume=resume, force=force)

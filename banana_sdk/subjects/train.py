@@ -46,12 +46,12 @@ from banana_sdk.subjects.encoder import (
 )
 from banana_sdk.tokenizer import Tokenizer
 from banana_sdk.training.common import LoopConfig, TrainingError
-from banana_sdk.training.data import LatentSet
+from banana_sdk.training.data import TRAIN_SEED, LatentSet, train_world
 from banana_sdk.training.distributed import DistInfo
 from banana_sdk.training.fakequant import QuantSpec, check_block_size, project_, quantized_parameters
 from banana_sdk.training.loop import Stage
 from banana_sdk.training.stages import run_training
-from banana_sdk.training.teacher import load_stage_model, model_stage, sample_logit_normal
+from banana_sdk.training.teacher import load_stage_model, model_stage, sample_logit_normal, zero_subjects
 
 SUBJECT_WORLD = WorldConfig(min_objects=1, max_objects=5, character_prob=0.6, texture_prob=0.0)  # many characters
 SUBJECT_WORLD_SEED = 9  # ShapeWorld seed of the subject-stage scenes
@@ -97,6 +97,9 @@ class SubjectStageConfig:
     # ^ slot embeddings) over the fine-tuned denoiser's
     encoder: SubjectEncoderConfig = SubjectEncoderConfig()  # procedural: the learned encoder added to a model
     # ^ that has none (a model that has one keeps its own)
+    keep_weight: float = 0.0  # procedural: weight of keeping the init's own predictions on ordinary scenes (no
+    # ^ subjects): MSE of the trained denoiser's x0 (or velocity) against the frozen init's, both INT4; 0 = off
+    keep_latents: int = 3000  # procedural: ordinary training scenes encoded for that term
 
 
 def reference_scene(name: str, rng: np.random.Generator) -> Scene:
@@ -258,12 +261,14 @@ def reference_crops(side: int) -> torch.Tensor:
 
 
 class ProceduralSet:
-    """Encoded scenes with procedural training identities: latents, tokens, segments, slot identities."""
+    """Encoded scenes with procedural training identities: latents, tokens, segments, slot identities; and,
+    for the keep term, ordinary training scenes (`ordinary`, or None)."""
 
     def __init__(self, latents: LatentSet, identities: torch.Tensor, crops: torch.Tensor,
-                 covered: torch.Tensor) -> None:
+                 covered: torch.Tensor, ordinary: LatentSet | None = None) -> None:
         self.data, self.identities, self.crops = latents, identities, crops
         self.covered = covered  # (N, h, w) bool: latent cells a placeholder character covers
+        self.ordinary = ordinary
 
     def __len__(self) -> int:
         return len(self.data)
@@ -286,15 +291,25 @@ class ProceduralSet:
                     covered[row] |= (((centres - obj.cy).abs() <= reach)[:, None]
                                      & ((centres - obj.cx).abs() <= reach)[None, :])
         assert config.subject_encoder is not None
-        return cls(data, table, reference_crops(config.subject_encoder.crop), covered)
+        ordinary = None
+        if cfg.keep_weight > 0:  # the demo world the init was trained on (named characters, shapes; no subjects)
+            _, ordinary = encoded_scenes(model, dataclasses.replace(cfg, latents=cfg.keep_latents), info,
+                                         train_world(config).config, TRAIN_SEED)
+        return cls(data, table, reference_crops(config.subject_encoder.crop), covered, ordinary)
 
     def batch(self, step: int, local_batch: int, seed: int, device: torch.device) -> dict[str, torch.Tensor]:
         gen = torch.Generator().manual_seed(seed * 7919 + step)
         idx = torch.randint(0, len(self), (local_batch,), generator=gen)
         ids = self.identities[idx]
-        return {"latents": self.data.latents[idx].float().to(device), "tokens": self.data.tokens[idx].to(device),
-                "segments": self.data.segments[idx].to(device), "crops": self.crops[ids.clamp(min=0)].to(device),
-                "subject_mask": (ids >= 0).float().to(device), "covered": self.covered[idx].to(device)}
+        batch = {"latents": self.data.latents[idx].float().to(device), "tokens": self.data.tokens[idx].to(device),
+                 "segments": self.data.segments[idx].to(device), "crops": self.crops[ids.clamp(min=0)].to(device),
+                 "subject_mask": (ids >= 0).float().to(device), "covered": self.covered[idx].to(device)}
+        if self.ordinary is not None:  # half as many ordinary scenes for the keep term
+            keep = torch.randint(0, len(self.ordinary), (max(1, local_batch // 2),), generator=gen)
+            batch.update({"keep_latents": self.ordinary.latents[keep].float().to(device),
+                          "keep_tokens": self.ordinary.tokens[keep].to(device),
+                          "keep_segments": self.ordinary.segments[keep].to(device)})
+        return batch
 
 
 def with_learned_subjects(model: BananaModel, cfg: SubjectStageConfig) -> BananaModel:
@@ -325,6 +340,25 @@ class ProceduralObjective(nn.Module):
         self.cfg, self.objective, self.spec = cfg, objective, spec
         with torch.no_grad():
             self.text_params = {k: v.detach() for k, v in computed_parameters(model.text_encoder, spec).items()}
+            # the init's denoiser as its bundle computes (a frozen copy: the keep term's reference)
+            self.init_params = ({k: v.detach().clone() for k, v in computed_parameters(model.denoiser, spec).items()}
+                                if cfg.keep_weight > 0 else None)
+
+    def kept(self, batch: dict[str, torch.Tensor], generator: torch.Generator,
+             params: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The keep term (scalar): t-weighted MSE of the trained denoiser's prediction against the init's on
+        ordinary scenes, no subjects bound (their x_t and t drawn like the main term's)."""
+        model, x0 = self.refs[0], batch["keep_latents"]
+        with torch.no_grad():
+            context, mask = functional_call(model.text_encoder, self.text_params,
+                                            (batch["keep_tokens"], batch["keep_segments"]))
+        none = zero_subjects(model, x0.shape[0], x0.device)
+        t, _, xt = noised(x0, self.objective, self.cfg.grid, generator)
+        with torch.no_grad():
+            target = functional_call(self.denoiser, self.init_params, (xt, t, context, mask, *none)).float()
+        v = functional_call(self.denoiser, params, (xt, t, context, mask, *none)).float()
+        error = v - target
+        return (t[:, None, None, None] * error).pow(2).mean() if self.objective is Objective.X0 else error.pow(2).mean()
 
     def forward(self, batch: dict[str, torch.Tensor], generator: torch.Generator):  # noqa: ANN201
         model = self.refs[0]
@@ -335,13 +369,18 @@ class ProceduralObjective(nn.Module):
         tokens = self.encoder(crops.flatten(0, 1)).reshape(b, crops.shape[1], -1) * subject_mask[..., None]
         t, eps, xt = noised(x0, self.objective, self.cfg.grid, generator)
         tt = t[:, None, None, None]
-        v = functional_call(self.denoiser, computed_parameters(self.denoiser, self.spec),
-                            (xt, t, context, mask, tokens, subject_mask)).float()
+        params = computed_parameters(self.denoiser, self.spec)
+        v = functional_call(self.denoiser, params, (xt, t, context, mask, tokens, subject_mask)).float()
         error = v - (eps - x0)
         squared = (tt * error).pow(2) if self.objective is Objective.X0 else error.pow(2)
         weight = 1.0 + (self.cfg.subject_weight - 1.0) * batch["covered"][:, None].float()  # (B, 1, h, w)
         loss = (weight * squared).mean() / weight.mean()
-        return loss, {"mse": squared.mean().detach()}
+        metrics = {"mse": squared.mean().detach()}
+        if self.init_params is not None:
+            keep = self.kept(batch, generator, params)
+            loss = loss + self.cfg.keep_weight * keep
+            metrics["keep_mse"] = keep.detach()
+        return loss, metrics
 
 
 def build_procedural_stage(cfg: SubjectStageConfig, info: DistInfo, seed: int, model: BananaModel,
@@ -381,6 +420,9 @@ def build_subject_stage(cfg: SubjectStageConfig, info: DistInfo, seed: int) -> S
     """The `subject` stage for the shared training loop."""
     if not 0.0 < cfg.placeholder_prob <= 1.0:
         raise TrainingError(f"--placeholder-prob must be in (0, 1], got {cfg.placeholder_prob}")
+    if cfg.keep_weight < 0 or cfg.keep_latents < info.world_size:
+        raise TrainingError(f"--keep-weight must be >= 0 (got {cfg.keep_weight}) and --keep-latents >= the number "
+                            f"of processes (got {cfg.keep_latents})")
     if cfg.subject_weight < 1.0 or cfg.encoder_lr_scale <= 0:
         raise TrainingError(f"--subject-weight must be >= 1 (got {cfg.subject_weight}) and the encoder's learning-rate "
                             f"scale positive (got {cfg.encoder_lr_scale})")
