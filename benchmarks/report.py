@@ -139,8 +139,32 @@ def command_line() -> str:
     return " ".join(shlex.quote(a) for a in [Path(sys.executable).name, *sys.argv])
 
 
+# the widest SIMD feature a CPU reports, best first: the int8/int4 kernels XNNPACK and the peers pick depend on it
+SIMD_FLAGS = ("avx512_vnni", "avx_vnni", "avx512f", "avx2", "i8mm", "asimddp", "asimd")
+
+
+def cpu_note(cpuinfo: str | None = None) -> str:
+    """'<model name> (<widest SIMD flag>)' from /proc/cpuinfo, '' where it cannot be read."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return ""
+    model, flags = "", set()
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        key = key.strip().lower()
+        if key in ("model name", "cpu model") and not model:
+            model = value.strip()
+        elif key in ("flags", "features") and not flags:
+            flags = set(value.split())
+    simd = next((f for f in SIMD_FLAGS if f in flags), "")
+    return f"{model} ({simd.upper()})" if model and simd else model
+
+
 def machine_note() -> str:
-    return f"{platform.machine()}, {os.cpu_count()} cores"
+    cpu = cpu_note()
+    return f"{platform.machine()}, {os.cpu_count()} cores" + (f", {cpu}" if cpu else "")
 
 
 def now() -> str:

@@ -97,3 +97,16 @@ def test_unknown_area_and_ragged_rows_are_refused(docs: Docs) -> None:
         record("nope", [], docs=docs)
     with pytest.raises(ValueError, match="cells"):
         record("harness", [Table("push", ["a", "b"], [["only one"]])], append=False, docs=docs)
+
+
+def test_machine_note_names_the_cpu_and_its_widest_simd() -> None:
+    """INT8/INT4 kernel figures depend on the CPU's SIMD: the record says which one ran them."""
+    from benchmarks.report import cpu_note
+
+    xeon = "processor\t: 0\nmodel name\t: Intel(R) Xeon(R) Platinum\nflags\t\t: fpu sse2 avx2 avx512f avx512_vnni\n"
+    epyc = "processor\t: 0\nmodel name\t: AMD EPYC\nflags\t\t: fpu sse2 avx avx2 fma\n"
+    arm = "processor\t: 0\nFeatures\t: fp asimd asimddp i8mm\nCPU part\t: 0xd47\n"
+    assert cpu_note(xeon) == "Intel(R) Xeon(R) Platinum (AVX512_VNNI)"
+    assert cpu_note(epyc) == "AMD EPYC (AVX2)"
+    assert cpu_note(arm) == ""  # no model name: nothing rather than a guess
+    assert cpu_note("") == ""
