@@ -140,3 +140,19 @@ def test_decoder_anchor_rejects_bad_values(tmp_path: Path, runs) -> None:  # noq
     with pytest.raises(TrainingError, match="decoder-anchor-weight"):
         train_stage("vae-refit", loop(1), tmp_path / "bad", init=runs["qat"], decoder_anchor_weight=-1.0)
     assert not (tmp_path / "bad").exists()
+
+
+def test_encoder_anchor_leaves_procedural_characters_out(runs) -> None:  # noqa: F811
+    """The anchor's plain twin is the scene without its procedural characters (the init's encoder has no code
+    for them): where a crop holds one, plain differs from the drawn image; elsewhere they are the same."""
+    model, _ = load_checkpoint(runs["vae"])
+    info = DistInfo(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"))
+    cfg = VAERefitConfig(init=runs["vae"], crop=0, style_prob=0.0, procedural_prob=0.5)
+    world = dataclasses.replace(train_world(model.config), config=dataclasses.replace(
+        train_world(model.config).config, procedural_character_prob=cfg.procedural_prob))
+    styled, plain = refit_batch(world, 0, info, 16, cfg, 0)
+    first = cfg.scene_offset
+    has = [any(o.identity is not None for o in world.scene(first + j).objects) for j in range(16)]
+    assert any(has) and not all(has)
+    for j, procedural in enumerate(has):
+        assert (not torch.equal(styled[j], plain[j])) == procedural

@@ -9,7 +9,8 @@ The refit trains encoder and decoder on scenes drawn in a random render style (`
 outlined or both, else plain), under two constraints that keep the model's text encoder and denoiser valid
 without retraining them (like a decoder fine-tune shipped for an existing latent diffusion model):
 1. plain scenes' latent means stay where the base encoder put them: `anchor_weight` x
-   ||E(plain) - E0(plain)||^2 / ||E0(plain)||^2 (E0 = the init's encoder, frozen);
+   ||E(plain) - E0(plain)||^2 / ||E0(plain)||^2 (E0 = the init's encoder, frozen; procedural characters are
+   left out of `plain`: E0 has no code for them);
 2. the latent scale is the init's (not re-measured);
 3. optionally (`decoder_anchor_weight` > 0) the model's own generations decode as before: the weighted L1 of
    D(z) against D0(z) (D0 = the init's decoder, frozen) on a bank of `anchor_samples` latents of the init's LCM
@@ -34,7 +35,7 @@ from torch import nn
 
 from banana_sdk.data.dataset import image_to_tensor
 from banana_sdk.data.render import render_scene
-from banana_sdk.data.world import BACKGROUND, Style
+from banana_sdk.data.world import BACKGROUND, Scene, Style
 from banana_sdk.models.model import BananaModel
 from banana_sdk.models.vae import Encoder
 from banana_sdk.training.common import TrainingError
@@ -144,7 +145,9 @@ class RefitObjective(nn.Module):
 def refit_batch(world, step: int, info: DistInfo, local_batch: int, cfg: VAERefitConfig,  # noqa: ANN001
                 seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(styled, plain): (B, 3, S, S) crops of scenes `scene_offset + step*global + rank*B + j`, each drawn in
-    a random style with chance `style_prob` (else plain, then both tensors hold the same image)."""
+    a random style with chance `style_prob` (else plain, then both tensors hold the same image); `plain`, the
+    encoder anchor's input, leaves procedural characters out: the init's encoder has no code for them (it
+    maps their colours onto palette categories), and holding them there kept the decoder from drawing them."""
     rng = np.random.default_rng([seed, step, info.rank])
     first = cfg.scene_offset + (step * info.world_size + info.rank) * local_batch
     styled, plain = [], []
@@ -155,6 +158,9 @@ def refit_batch(world, step: int, info: DistInfo, local_batch: int, cfg: VAERefi
         side = cfg.crop or world.size
         base = render_scene(scene, world.size, ())[y:y + side, x:x + side]
         drawn = render_scene(scene, world.size, styles)[y:y + side, x:x + side] if styles else base
+        ordinary = Scene(tuple(o for o in scene.objects if o.identity is None))
+        if len(ordinary.objects) < len(scene.objects):
+            base = render_scene(ordinary, world.size, ())[y:y + side, x:x + side]
         styled.append(image_to_tensor(drawn))
         plain.append(image_to_tensor(base))
     return torch.stack(styled).to(info.device), torch.stack(plain).to(info.device)
