@@ -50,9 +50,8 @@ from banana_sdk.training.data import epoch_indices, train_world
 from banana_sdk.training.distributed import DistInfo
 from banana_sdk.training.loop import Stage
 from banana_sdk.training.teacher import load_stage_model, zero_subjects
-from banana_sdk.training.vae import _grad_l1
+from banana_sdk.training.vae import _grad_l1, object_weight
 
-OBJECT_DISTANCE = 0.2  # max |channel - background| in [-1, 1] units above which a target pixel is an object's
 CHUNK = 32  # latents encoded / sampled / decoded per batch while building the data
 
 
@@ -228,8 +227,7 @@ class PreviewObjective(nn.Module):
     def forward(self, batch: dict[str, torch.Tensor], generator: torch.Generator):  # noqa: ANN201
         z, x = batch["latent"], batch["target"]
         y = self.preview(z).float()
-        weight = 1.0 + (self.cfg.object_weight - 1.0) * (
-            (x - self.background).abs().amax(dim=1, keepdim=True) > OBJECT_DISTANCE).float()
+        weight = object_weight(x, self.background, self.cfg.object_weight)
         rec = ((y - x).abs() * weight).mean() / weight.mean()
         edge = _grad_l1(y, x)
         loss = rec + self.cfg.edge_weight * edge

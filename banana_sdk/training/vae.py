@@ -35,6 +35,15 @@ class VAEStageConfig:
     character_prob: float = 0.5  # characters are rarer in the demo world; the VAE sees more of them
 
 
+OBJECT_DISTANCE = 0.2  # max |channel - background| in [-1, 1] units above which a pixel is an object's
+
+
+def object_weight(image: torch.Tensor, background: torch.Tensor, weight: float) -> torch.Tensor:
+    """(B, 1, H, W): `weight` where `image` (B, 3, H, W) in [-1, 1] differs from `background` (1, 3, 1, 1) by
+    more than OBJECT_DISTANCE in some channel, else 1 (objects are a few percent of a scene)."""
+    return 1.0 + (weight - 1.0) * ((image - background).abs().amax(dim=1, keepdim=True) > OBJECT_DISTANCE).float()
+
+
 def _grad_l1(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     dx = (a[..., :, 1:] - a[..., :, :-1]) - (b[..., :, 1:] - b[..., :, :-1])
     dy = (a[..., 1:, :] - a[..., :-1, :]) - (b[..., 1:, :] - b[..., :-1, :])

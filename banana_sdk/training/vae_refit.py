@@ -44,10 +44,9 @@ from banana_sdk.training.distributed import DistInfo
 from banana_sdk.training.loop import Stage
 from banana_sdk.training.preview import sample_latents
 from banana_sdk.training.teacher import load_stage_model, model_stage
-from banana_sdk.training.vae import _grad_l1
+from banana_sdk.training.vae import _grad_l1, object_weight
 
 STYLE_CHOICES: tuple[tuple[Style, ...], ...] = ((Style.PASTEL,), (Style.OUTLINED,), (Style.PASTEL, Style.OUTLINED))
-OBJECT_DISTANCE = 0.2  # max |channel - background| in [-1, 1] units above which a pixel is an object's
 KEPT_EXTRA = ("recipe", "distilled_guidance", "quantization_aware")  # the init's facts the export keeps
 
 
@@ -76,12 +75,6 @@ ANCHOR_SCENES = 300_000  # first training-scene index whose caption the anchor b
 def latent_drift(mean: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
     """||mean - ref||^2 / ||ref||^2 (scalar): how far latent means moved from the reference encoder's."""
     return (mean.float() - ref.float()).pow(2).mean() / ref.float().pow(2).mean()
-
-
-def object_weight(image: torch.Tensor, background: torch.Tensor, weight: float) -> torch.Tensor:
-    """(B, 1, H, W): `weight` where `image` (B, 3, H, W) in [-1, 1] differs from the background by more than
-    OBJECT_DISTANCE in some channel, else 1."""
-    return 1.0 + (weight - 1.0) * ((image - background).abs().amax(dim=1, keepdim=True) > OBJECT_DISTANCE).float()
 
 
 def generated_bank(model: BananaModel, world, count: int, seed: int, device: torch.device) -> torch.Tensor:  # noqa: ANN001
@@ -183,10 +176,11 @@ def build_vae_refit_stage(cfg: VAERefitConfig, info: DistInfo, seed: int) -> Sta
         raise TrainingError(f"--crop must be 0 or in [8, {config.image_size}], got {cfg.crop}")
     model.to(info.device).requires_grad_(False)
     anchor = copy.deepcopy(model.vae.encoder).eval()
+    base_world = train_world(config, cfg.data_seed)
     decoder_anchor, bank = None, None
     if cfg.decoder_anchor_weight > 0:
         model.eval()
-        bank = generated_bank(model, train_world(config, cfg.data_seed), cfg.anchor_samples, seed, info.device)
+        bank = generated_bank(model, base_world, cfg.anchor_samples, seed, info.device)
         decoder_anchor = copy.deepcopy(model.vae.decoder).eval()
     model.vae.requires_grad_(True).train()
     channels_last = info.device.type == "cpu"
@@ -196,9 +190,8 @@ def build_vae_refit_stage(cfg: VAERefitConfig, info: DistInfo, seed: int) -> Sta
         anchor.to(memory_format=fmt)
         if decoder_anchor is not None:
             decoder_anchor.to(memory_format=fmt)
-    world = train_world(config, cfg.data_seed)
-    world = dataclasses.replace(world, config=dataclasses.replace(
-        world.config, character_prob=cfg.character_prob, procedural_character_prob=cfg.procedural_prob))
+    world = dataclasses.replace(base_world, config=dataclasses.replace(
+        base_world.config, character_prob=cfg.character_prob, procedural_character_prob=cfg.procedural_prob))
 
     def batches(step: int, local_batch: int, on: DistInfo = info) -> dict[str, torch.Tensor]:
         styled, plain = refit_batch(world, step, on, local_batch, cfg, seed)
