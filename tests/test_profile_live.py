@@ -20,7 +20,7 @@ from banana_sdk.runtime.governor import GovernorConfig
 from device_tests.contract import PACKAGE, Delegate, RunRequest, am_start_argv, check_live, parse_am_args
 from device_tests.errors import ContractError, DeviceError
 from device_tests.journal import journal_path, read_journal
-from device_tests.live_stats import fps_bins, time_to_first_frame
+from device_tests.live_stats import LIGHT, fps_bins, time_to_first_frame
 from device_tests.profile import ProfileSettings, profile
 from device_tests.run_file import load_run, run_from_journal
 
@@ -135,12 +135,17 @@ def test_live_run_summary_records_and_report(sims, tiny_bundle: Path, tmp_path: 
     assert s["fps"]["median"] > 5 and s["ttff_ms"]["p50"] > 0 and s["over_budget"]["of"] == s["shown"]
     assert {f["prompt"] for f in live["frames"]} <= set(range(len(PROMPTS)))
     assert all(f["frame_ms"] >= f["encode_ms"] + f["denoise_ms"] for f in live["frames"] if f["outcome"] == "shown")
-    # hot start (it cools while the bundle is pushed and loaded, 60x: from 48 °C still about SEVERE when the session
-    # starts, above down_at even on a loaded host): the governor steps down within a second
+    # hot start (48 °C; it cools while the bundle is pushed and loaded, by how much depends on the host's load, so the
+    # clock starts at the first tick the governor saw as hot): no step down before it, the first one within hold_ms
+    # (thermal time, 60x) plus half a second of it (a frame in flight on a loaded host delays a tick), for its reason
+    cfg = GovernorConfig()
+    hot = [t for t in live["thermal"] if t["forecast"] >= cfg.down_at or t["status"] >= cfg.severe_status]
     downs = [x for x in live["decisions"] if x["to"] > x["from"]]
-    assert downs and downs[0]["reason"] in ("hot", "severe") and downs[0]["t_s"] < 1.0, live["decisions"]
-    assert downs[0]["headroom"] >= GovernorConfig().down_at or downs[0]["status"] >= 3
-    assert s["throttle_onset"]["t_s"] < 1.0 and s["steps_down"] >= 1
+    assert hot and downs, (live["thermal"][:5], live["decisions"])
+    assert hot[0]["t_s"] <= downs[0]["t_s"] <= hot[0]["t_s"] + cfg.hold_ms / 1e3 / SPEEDUP + 0.5
+    assert downs[0]["reason"] in ("hot", "severe") and (downs[0]["headroom"] >= cfg.down_at or downs[0]["status"] >= 3)
+    onset = next(t for t in live["thermal"] if t["status"] >= LIGHT)  # the throttle onset is the first such tick
+    assert s["throttle_onset"]["t_s"] == onset["t_s"] and s["steps_down"] >= 1
     assert [lv["fps"] for lv in live["levels"]] == [30.0, 28.5]  # tiny: no preview decoder, already 1 step
     metrics = {r["metric"]: r for r in d["records"]}
     assert metrics["live_fps_median(fps)"]["targetValue"] == 30
