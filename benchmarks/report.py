@@ -143,13 +143,13 @@ def command_line() -> str:
 SIMD_FLAGS = ("avx512_vnni", "avx_vnni", "avx512f", "avx2", "i8mm", "asimddp", "asimd")
 
 
-def cpu_note(cpuinfo: str | None = None) -> str:
-    """'<model name> (<widest SIMD flag>)' from /proc/cpuinfo, '' where it cannot be read."""
+def _cpuinfo(cpuinfo: str | None) -> tuple[str, set[str]]:
+    """(model name, flags) from /proc/cpuinfo (or the given text); ('', set()) where it cannot be read."""
     if cpuinfo is None:
         try:
             cpuinfo = Path("/proc/cpuinfo").read_text()
         except OSError:
-            return ""
+            return "", set()
     model, flags = "", set()
     for line in cpuinfo.splitlines():
         key, _, value = line.partition(":")
@@ -158,8 +158,20 @@ def cpu_note(cpuinfo: str | None = None) -> str:
             model = value.strip()
         elif key in ("flags", "features") and not flags:
             flags = set(value.split())
+    return model, flags
+
+
+def cpu_note(cpuinfo: str | None = None) -> str:
+    """'<model name> (<widest SIMD flag>)' from /proc/cpuinfo, '' where it cannot be read."""
+    model, flags = _cpuinfo(cpuinfo)
     simd = next((f for f in SIMD_FLAGS if f in flags), "")
     return f"{model} ({simd.upper()})" if model and simd else model
+
+
+def x86_without_vnni(cpuinfo: str | None = None) -> bool:
+    """An x86 CPU (AVX2) without VNNI: int8 dot products there go through VPMADDUBSW's saturating 16-bit sums."""
+    _, flags = _cpuinfo(cpuinfo)
+    return "avx2" in flags and not flags & {"avx512_vnni", "avx_vnni"}
 
 
 def machine_note() -> str:

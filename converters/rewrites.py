@@ -4,12 +4,16 @@ A rewrite builds an export-only copy of a signature module whose constants are d
 the model, its state dict and its eager forward are untouched, and the conversion gate compares the converted
 file against the *unrewritten* module (`converters.convert` passes the original as the gate's reference).
 
-`subpixel_upsampling` (vae_decode at fp32/fp16): the decoder's `Upsample` (nearest x2, then a 3x3 conv) becomes
-two 2x2 convolutions on the low-resolution input whose outputs interleave into the upsampled image:
-16 multiply-adds per low-resolution pixel and channel pair instead of 36, no RESIZE_NEAREST_NEIGHBOR and no
-4x-larger intermediate. Measured on the demo decoder (128 px, 1 thread, CPU time): 37.0 -> 30.3 ms, ONNX Runtime's
-fp32 30.4 ms, gate 130.7 dB. The derived kernels are 16/9 the size of the 3x3 ones (demo fp32 vae_decode
-+0.67 MiB), so int8/int4 bundles, whose decoder is INT8 and already twice as fast as that, keep the resize form.
+`subpixel_upsampling` (vae_decode): the decoder's `Upsample` (nearest x2, then a 3x3 conv) becomes two 2x2
+convolutions on the low-resolution input whose outputs interleave into the upsampled image: 16 multiply-adds per
+low-resolution pixel and channel pair instead of 36, no RESIZE_NEAREST_NEIGHBOR and no 4x-larger intermediate. The
+derived kernels are 16/9 the size of the 3x3 ones, so the saving per added weight byte grows with the upsample's
+output pixels. fp32 rewrites every upsample (demo decoder, 128 px, 1 thread: 37.0 -> 30.3 ms, +0.67 MiB, gate
+130.7 dB). int8/int4 rewrite the upsamples whose output is at least half the image side (`HIRES_UPSAMPLES`, the
+last two: 83 % of the saved multiply-adds for a third of the added bytes, +0.06 MiB INT8). Measured on an AVX2 host
+without VNNI, where XNNPACK's dynamic-range INT8 convolution is no faster than fp32 (demo INT8 vae_decode, medians
+of 15 interleaved runs, 1 / 2 threads): resize form 52.0 / 30.9 ms, last two rewritten 43.5 / 26.0, all three
+41.6 / 25.0 (+0.18 MiB). fp16 keeps the resize form (its traffic estimates mirror it).
 The interleave is written channels-last (reshapes and one concatenation) so litert-torch emits no TRANSPOSE
 (`F.pixel_shuffle` lowers to four); every op is taken whole by the GPU, NNAPI and NPU pre-flight tables.
 """
@@ -61,18 +65,27 @@ class SubPixelUpsample(nn.Module):
         return F.pad(y, (0, 0, -1, -1, -1, -1)).permute(0, 3, 1, 2)
 
 
-def subpixel_upsampling(module: nn.Module) -> nn.Module:
-    """A copy of `module` with every `vae.Upsample` replaced by a `SubPixelUpsample` (`module` is not changed)."""
+HIRES_UPSAMPLES = 2  # quantized decoders: rewrite this many upsamples from the output end (output >= side / 2)
+
+
+def subpixel_upsampling(module: nn.Module, last: int | None = None) -> nn.Module:
+    """A copy of `module` with its `vae.Upsample`s replaced by `SubPixelUpsample`s (`module` is not changed): every
+    one, or with `last` only that many counted from the output end (module order is the decoder's order)."""
     out = copy.deepcopy(module)
-    for parent in list(out.modules()):
-        for name, child in list(parent.named_children()):
-            if isinstance(child, Upsample):
-                setattr(parent, name, SubPixelUpsample(child))
+    sites = [(parent, name, child) for parent in out.modules() for name, child in parent.named_children()
+             if isinstance(child, Upsample)]
+    for parent, name, child in sites[len(sites) - min(len(sites), last) if last is not None else 0:]:
+        setattr(parent, name, SubPixelUpsample(child))
     return out.eval()
+
+
+def subpixel_upsampling_hires(module: nn.Module) -> nn.Module:
+    """`subpixel_upsampling` of the last `HIRES_UPSAMPLES` upsamples (the quantized decoders' form)."""
+    return subpixel_upsampling(module, last=HIRES_UPSAMPLES)
 
 
 def export_rewrite(signature: str, quant: Quant) -> Callable[[nn.Module], nn.Module] | None:
     """The rewrite applied to `signature`'s wrapped module before export at `quant`, or None."""
-    if signature == "vae_decode" and quant is Quant.FP32:  # fp16: traffic estimates mirror the resize form
-        return subpixel_upsampling
-    return None
+    if signature != "vae_decode" or quant is Quant.FP16:  # fp16: traffic estimates mirror the resize form
+        return None
+    return subpixel_upsampling if quant is Quant.FP32 else subpixel_upsampling_hires

@@ -101,7 +101,7 @@ def test_unknown_area_and_ragged_rows_are_refused(docs: Docs) -> None:
 
 def test_machine_note_names_the_cpu_and_its_widest_simd() -> None:
     """INT8/INT4 kernel figures depend on the CPU's SIMD: the record says which one ran them."""
-    from benchmarks.report import cpu_note
+    from benchmarks.report import cpu_note, x86_without_vnni
 
     xeon = "processor\t: 0\nmodel name\t: Intel(R) Xeon(R) Platinum\nflags\t\t: fpu sse2 avx2 avx512f avx512_vnni\n"
     epyc = "processor\t: 0\nmodel name\t: AMD EPYC\nflags\t\t: fpu sse2 avx avx2 fma\n"
@@ -110,3 +110,5 @@ def test_machine_note_names_the_cpu_and_its_widest_simd() -> None:
     assert cpu_note(epyc) == "AMD EPYC (AVX2)"
     assert cpu_note(arm) == ""  # no model name: nothing rather than a guess
     assert cpu_note("") == ""
+    # which hosts get ORT int8's reduce_range in bench_peers: x86 without VNNI only
+    assert [x86_without_vnni(c) for c in (xeon, epyc, arm, "")] == [False, True, False, False]

@@ -15,7 +15,13 @@ from banana_sdk.presets import get_preset
 from converters.convert import convert
 from converters.errors import ConversionError
 from converters.recipes import Quant
-from converters.rewrites import SubPixelUpsample, export_rewrite, subpixel_upsampling
+from converters.rewrites import (
+    HIRES_UPSAMPLES,
+    SubPixelUpsample,
+    export_rewrite,
+    subpixel_upsampling,
+    subpixel_upsampling_hires,
+)
 from converters.signatures import VAEDecodeSignature
 
 
@@ -46,11 +52,22 @@ def test_rewrite_copies_and_leaves_the_model_alone() -> None:
         torch.testing.assert_close(rewritten(latent)["image"], module(latent)["image"], rtol=1e-4, atol=1e-5)
 
 
-def test_only_fp32_decoders_are_rewritten(bundle_factory) -> None:  # noqa: ANN001
-    assert {q: export_rewrite("vae_decode", q) is not None for q in Quant} == {
-        Quant.FP32: True, Quant.FP16: False, Quant.INT8: False, Quant.INT4: False}
+def test_fp32_rewrites_every_upsample_and_quantized_decoders_the_high_resolution_ones(bundle_factory) -> None:  # noqa: ANN001
+    assert {q: getattr(export_rewrite("vae_decode", q), "__name__", None) for q in Quant} == {
+        Quant.FP32: "subpixel_upsampling", Quant.FP16: None, Quant.INT8: "subpixel_upsampling_hires",
+        Quant.INT4: "subpixel_upsampling_hires"}
     assert export_rewrite("denoise", Quant.FP32) is None and export_rewrite("text_encoder", Quant.FP32) is None
-    for quant, resizes in (("fp32", 0), ("int8", 3)):
+    module = VAEDecodeSignature(build_model(get_preset("tiny"), seed=3).vae.eval()).eval()
+    kinds = [type(m).__name__ for m in subpixel_upsampling_hires(module).modules()
+             if isinstance(m, (Upsample, SubPixelUpsample))]
+    assert kinds == ["Upsample", "SubPixelUpsample", "SubPixelUpsample"]  # the two nearest the output
+    assert [type(m).__name__ for m in subpixel_upsampling(module, last=5).modules()
+            if isinstance(m, (Upsample, SubPixelUpsample))] == ["SubPixelUpsample"] * 3
+    latent = torch.randn(1, 4, 8, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(subpixel_upsampling_hires(module)(latent)["image"], module(latent)["image"],
+                                   rtol=1e-4, atol=1e-5)
+    for quant, resizes in (("fp32", 0), ("int8", 3 - HIRES_UPSAMPLES)):
         bundle = bundle_factory(quant)
         ops = read_graph(bundle / "vae_decode.tflite").signatures["vae_decode"].op_counts()
         assert ops.get("RESIZE_NEAREST_NEIGHBOR", 0) == resizes, (quant, ops)
