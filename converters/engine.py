@@ -53,19 +53,23 @@ GATE_SEED = 1234  # seed of the gate's example inputs
 
 
 def _expected_storage(quant: Quant, block_size: int) -> dict[str, set[str]]:
-    """What the recipe may have produced per weight-bearing op type (checked against the file): the rule's
-    storage, plus float32 where a scoped FLOAT32 rule excludes some ops of that type."""
+    """What the recipe may have produced per weight-bearing op type (checked against the file): the storage of
+    its rules for all ops of a type, plus the storage of scoped rules that override it for some ops of that type
+    (float32 for a FLOAT32 exclusion)."""
     labels = {Scheme.DYNAMIC_INT4_BLOCKWISE: f"int4_blockwise_{block_size}",
               Scheme.DYNAMIC_INT4_CHANNELWISE: "int4_channelwise",
-              Scheme.DYNAMIC_INT8_CHANNELWISE: "int8_channelwise", Scheme.FLOAT16: "float16"}
+              Scheme.DYNAMIC_INT8_CHANNELWISE: "int8_channelwise", Scheme.FLOAT16: "float16",
+              Scheme.FLOAT32: "float32"}
     rules = recipe_rules(quant, block_size)
-    stored = [r for r in rules if r.scheme is not Scheme.FLOAT32]
-    excluded = {r.op for r in rules if r.scheme is Scheme.FLOAT32}
-    if any(r.op == "*" for r in stored):
-        expected = {op: {labels[stored[0].scheme]} for op in ("FULLY_CONNECTED", "CONV_2D")}
+    general = [r for r in rules if r.scope == ".*" and r.scheme is not Scheme.FLOAT32]
+    if any(r.op == "*" for r in general):
+        expected = {op: {labels[general[0].scheme]} for op in ("FULLY_CONNECTED", "CONV_2D")}
     else:
-        expected = {r.op: {labels[r.scheme]} for r in stored}
-    return {op: allowed | ({"float32"} if op in excluded else set()) for op, allowed in expected.items()}
+        expected = {r.op: {labels[r.scheme]} for r in general}
+    for rule in rules:
+        if rule.scope != ".*" and rule.op in expected:
+            expected[rule.op].add(labels[rule.scheme])
+    return expected
 
 
 def _check_storage(name: str, storage: dict[str, dict[str, int]], quant: Quant, block_size: int,

@@ -10,10 +10,12 @@ Facts measured with litert-torch 0.10 / ai-edge-quantizer 0.10 (and re-checked f
   needs weights DQAT-trained for it (post-training it cost the demo model 2-14 ShapeEval points;
   `banana_sdk/weights/demo/RECIPE.md`, BENCHMARKS "Runtimes" and "INT4 kernels").
 - `int8` = dynamic-range INT8 channelwise on every op the quantizer supports.
-- `int4` and `int8` keep the VAE GroupNorm's group-average 1x1 convolutions (constants of the delegate-friendly
-  GroupNorm, `banana_sdk.models.vae.group_norm_by_channel_stats`) in fp32: they are exact averages, not
-  learned weights; INT8 costs accuracy there and bytes (a C x C matrix per norm). They are found by scope:
-  litert-torch names an op's output after the module path, and these convs are the last ops of a GroupNorm.
+- `int4` and `int8` store the VAE GroupNorm's group-average 1x1 convolutions (constants of the delegate-friendly
+  GroupNorm, `banana_sdk.models.vae.group_norm_by_channel_stats`) as fp16 weights with fp32 compute: they are
+  averages (1 / channels per group, exact in fp16 for power-of-two groups, 2.4e-4 relative off otherwise), not
+  learned weights; dynamic-range INT8 would quantize the statistics they average and costs accuracy there. fp16
+  halves their bytes against fp32 (demo vae_decode -43 KB). They are found by scope: litert-torch names an op's
+  output after the module path, and these convs are the last ops of a GroupNorm.
 - `fp16` = float16 weights (FLOAT_CASTING) on every supported op, fp32 compute.
 - ai-edge-quantizer 0.10 quantizes tensors over 32 MiB in chunks of a 2-D view and broadcasts the scales to that
   view, which fails for a channelwise 4-D weight (scales (O, 1, 1, 1)): every real-size UNet conv (e.g. SD 1.5's
@@ -68,7 +70,7 @@ class OpRule:
 
 
 GROUP_NORM_SCOPE = r"GroupNorm_norm[^/]*$"  # ops whose module path ends in a GroupNorm (the group averages)
-GROUP_NORM_FP32 = OpRule("CONV_2D", Scheme.FLOAT32, scope=GROUP_NORM_SCOPE)
+GROUP_NORM_FP16 = OpRule("CONV_2D", Scheme.FLOAT16, scope=GROUP_NORM_SCOPE)
 
 
 @dataclass(frozen=True)
@@ -110,13 +112,13 @@ def recipe_rules(quant: Quant, block_size: int = 32) -> list[OpRule]:
     if quant is Quant.FP16:
         return [OpRule("*", Scheme.FLOAT16)]
     if quant is Quant.INT8:
-        return [OpRule("*", Scheme.DYNAMIC_INT8_CHANNELWISE), GROUP_NORM_FP32]
+        return [OpRule("*", Scheme.DYNAMIC_INT8_CHANNELWISE), GROUP_NORM_FP16]
     int4 = Scheme.DYNAMIC_INT4_CHANNELWISE if block_size == CHANNELWISE else Scheme.DYNAMIC_INT4_BLOCKWISE
     return [
         OpRule("FULLY_CONNECTED", int4),
         OpRule("EMBEDDING_LOOKUP", int4),
         OpRule("CONV_2D", Scheme.DYNAMIC_INT8_CHANNELWISE),
-        GROUP_NORM_FP32,
+        GROUP_NORM_FP16,
     ]
 
 

@@ -9,11 +9,13 @@ convolutions on the low-resolution input whose outputs interleave into the upsam
 low-resolution pixel and channel pair instead of 36, no RESIZE_NEAREST_NEIGHBOR and no 4x-larger intermediate. The
 derived kernels are 16/9 the size of the 3x3 ones, so the saving per added weight byte grows with the upsample's
 output pixels. fp32 rewrites every upsample (demo decoder, 128 px, 1 thread: 37.0 -> 30.3 ms, +0.67 MiB, gate
-130.7 dB). int8/int4 rewrite the upsamples whose output is at least half the image side (`HIRES_UPSAMPLES`, the
-last two: 83 % of the saved multiply-adds for a third of the added bytes, +0.06 MiB INT8). Measured on an AVX2 host
-without VNNI, where XNNPACK's dynamic-range INT8 convolution is no faster than fp32 (demo INT8 vae_decode, medians
-of 15 interleaved runs, 1 / 2 threads): resize form 52.0 / 30.9 ms, last two rewritten 43.5 / 26.0, all three
-41.6 / 25.0 (+0.18 MiB). fp16 keeps the resize form (its traffic estimates mirror it).
+130.7 dB). int8/int4 rewrite the upsample whose output is the full image (`HIRES_UPSAMPLES`, the last one: 67 % of
+the saved multiply-adds for a sixth of the added bytes, +0.03 MiB INT8, which the fp16 GroupNorm averages of
+`converters.recipes` more than pay for). Measured on an AVX2 host without VNNI, where XNNPACK's dynamic-range INT8
+convolutions are slower than fp32 (demo INT8 vae_decode, medians of 30 interleaved runs, 1 / 2 threads): resize
+form 68.7 / 41.3 ms, the last upsample rewritten 58.8 / 35.7, the last two 58.1 / 34.4 (+0.06 MiB), all three
+55.7 / 32.6 (+0.18 MiB); the fp32 decoder 48.7 / 29.7. fp16 keeps the resize form (its traffic estimates mirror
+it).
 The interleave is written channels-last (reshapes and one concatenation) so litert-torch emits no TRANSPOSE
 (`F.pixel_shuffle` lowers to four); every op is taken whole by the GPU, NNAPI and NPU pre-flight tables.
 """
@@ -65,7 +67,7 @@ class SubPixelUpsample(nn.Module):
         return F.pad(y, (0, 0, -1, -1, -1, -1)).permute(0, 3, 1, 2)
 
 
-HIRES_UPSAMPLES = 2  # quantized decoders: rewrite this many upsamples from the output end (output >= side / 2)
+HIRES_UPSAMPLES = 1  # quantized decoders: rewrite this many upsamples from the output end (the full-size one)
 
 
 def subpixel_upsampling(module: nn.Module, last: int | None = None) -> nn.Module:

@@ -59,8 +59,9 @@ def test_int4_recipe_from_the_file(bundle_factory) -> None:  # noqa: ANN001
     decoder = build_model(get_preset("tiny")).vae.decoder
     norms = sum(isinstance(m, torch.nn.GroupNorm) for m in decoder.modules())
     convs = sum(isinstance(m, torch.nn.Conv2d) for m in decoder.modules())
-    # each GroupNorm's two group-average 1x1 convs stay fp32 (recipes.GROUP_NORM_FP32); real convs are INT8
-    assert storage["vae_decode"]["CONV_2D"] == {"int8_channelwise": convs, "float32": 2 * norms}
+    # each GroupNorm's two group-average 1x1 convs are fp16 (recipes.GROUP_NORM_FP16); real convs are INT8, the
+    # full-size upsample's 3x3 conv as two 2x2 ones (converters.rewrites.subpixel_upsampling_hires)
+    assert storage["vae_decode"]["CONV_2D"] == {"int8_channelwise": convs + 1, "float16": 2 * norms}
     int8 = load_manifest(bundle_factory("int8"))["quantization"]["per_signature"]
     assert int8["denoise"]["FULLY_CONNECTED"] == {"int8_channelwise": 25}
 

@@ -34,6 +34,7 @@ from banana_sdk.training.fakequant import (
     quantized_parameters,
 )
 from converters.convert import convert
+from converters.rewrites import SubPixelUpsample, subpixel_upsampling_hires
 
 
 def _weights(shape: tuple[int, ...], seed: int) -> np.ndarray:
@@ -180,20 +181,32 @@ def _assert_plan_matches(bundle: Path, ckpt: Path, block_size: int = 32) -> None
     """Every weight `quant_plan` names is, bit for bit, a quantized tensor of the bundle, and (text encoder
     and denoiser) every quantized tensor of the bundle is such a weight."""
     model, _ = load_checkpoint(ckpt)  # the weights as the converter read them
-    components = {"text_encoder": model.text_encoder, "denoise": model.denoiser, "vae_decode": model.vae.decoder}
+    # vae_decode is exported with its full-size upsample as two derived 2x2 convs (converters.rewrites), and the
+    # converter quantizes those kernels: the VAE is never DQAT-trained, so its plan is the rewritten module's
+    decoder = subpixel_upsampling_hires(model.vae.decoder)
+    components = {"text_encoder": model.text_encoder, "denoise": model.denoiser, "vae_decode": decoder}
     for signature, module in components.items():
         stored = _read_quantized(bundle / f"{signature}.tflite")
         params = dict(module.named_parameters())
-        matched = set()
+        expected = []
         for item in quant_plan(module):
             gamma = params[item.gamma].detach() if item.gamma else None
-            fq = graph_fake_quant(graph_weight(params[item.param].detach(), item, gamma), item, block_size).numpy()
+            expected.append((f"{item.param} ({item.scheme.value}, {item.layout.value})", graph_fake_quant(
+                graph_weight(params[item.param].detach(), item, gamma), item, block_size)))
+        for name, sub in module.named_modules():
+            if isinstance(sub, SubPixelUpsample):
+                expected += [(f"{name}.{k} (derived)", fake_quant(getattr(sub, k), WeightScheme.INT8_CHANNELWISE))
+                             for k in ("weight_odd", "weight_even")]
+        assert signature != "vae_decode" or len(expected) > len(quant_plan(module))  # the rewrite is modelled
+        matched = set()
+        for what, fq in expected:
+            fq = fq.numpy()
             if fq.ndim == 4:
                 fq = fq.transpose(0, 2, 3, 1)  # OIHW -> the graph's OHWI
             hits = [k for k, d in enumerate(stored) if d.shape == fq.shape and np.array_equal(d, fq)]
-            assert hits, f"{signature}: {item.param} ({item.scheme.value}, {item.layout.value}) has no bit-exact twin"
+            assert hits, f"{signature}: {what} has no bit-exact twin"
             matched.update(hits)
-        # the GroupNorm group averages stay fp32 (converters.recipes.GROUP_NORM_FP32), so nothing else is quantized
+        # the GroupNorm group averages are fp16 (converters.recipes.GROUP_NORM_FP16), so nothing else is quantized
         assert matched == set(range(len(stored))), f"{signature}: quantized tensors the plan does not model"
 
 

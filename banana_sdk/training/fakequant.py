@@ -3,8 +3,10 @@
 The converter (`converters/recipes.py`) stores, per op type:
     FULLY_CONNECTED (and the token embedding, exported as a one-hot FULLY_CONNECTED)
                                        dynamic INT4, blockwise along the input dim (block 32 by default)
-    CONV_2D                            dynamic INT8, per output channel
+    CONV_2D                            dynamic INT8, per output channel (the VAE GroupNorm averages: fp16)
     everything else                    fp32
+The VAE is never DQAT-trained: its decoder's full-size upsample is exported as two derived 2x2 convolutions
+(`converters/rewrites.py`), and the converter quantizes those kernels, which no 3x3 fake-quant can reproduce.
 ai-edge-quantizer computes (algorithms/uniform_quantize/uniform_quantize_tensor.py, all in float32):
     bound = max(|min(block)|, |max(block)|, 1e-9)        symmetric, zero point 0
     scale = bound / qmax                                  qmax = 7 (int4) or 127 (int8)
