@@ -108,7 +108,8 @@ def main() -> None:
              "thread, ai-edge-litert's XNNPACK, dynamic-range (activations quantized per row at run time). Rows "
              "M x input K -> output N. INT4 halves the weight bytes but its kernels unpack nibbles: they win where "
              "the product is bound by weight bytes (few rows) and lose where it is bound by arithmetic (the "
-             "denoiser's 53-64 token rows, where INT8 uses this CPU's AVX512-VNNI at full width).")
+             "denoiser's 53-64 token rows) on a CPU whose INT8 dot products are fast (VNNI); without VNNI "
+             "(AVX2) INT8 loses that edge. The run line names the CPU.")
     table = Table("int4_kernels", ["rows x in -> out", "in the demo denoiser", "int8 channelwise us",
                                    "int4 channelwise us", "int4 block 32 us", "int4 cw / int8", "int4 b32 / int8"],
                   rows, key=1, replace_all=True, title="INT4 vs INT8 FULLY_CONNECTED per shape (LiteRT XNNPACK)",

@@ -128,8 +128,19 @@ def main() -> None:
              "HTP Conv2d I/O set and fall back to the CPU (int8 vae_decode, the denoiser's patch-embedding conv). An "
              "NPU wants full-integer (static activation) quantization, which these recipes do not produce: use "
              "fp32 + `--npu SOC` (the plugin quantizes) or the GPU, which takes every signature whole.")
-    record("preflight", [Table("coverage", header, rows, key=3, about=about)],
-           notes=f"Presets {', '.join(args.presets)} × {', '.join(args.quants)}: total {time.time() - started:.0f} s.")
+    whole = all(str(row[4]).endswith("→ 100% /1") for row in rows)  # GPU mldrift, after
+    notes = (f"Presets {', '.join(args.presets)} × {', '.join(args.quants)}: total {time.time() - started:.0f} s "
+             "(one fp32 export per preset and rewrite setting, then each recipe from the file; the graphs are "
+             "exported without `converters/rewrites.py`'s sub-pixel upsampling, whose CONV_2D, RESHAPE, "
+             "CONCATENATION and SLICE every table takes: `banana preflight BUNDLE` reports a converted bundle). "
+             + ("Every signature is 100 % / 1 partition on the LiteRT GPU accelerator at every quant (the token "
+                "embedding is exported as a one-hot FULLY_CONNECTED, `Lookup.ONE_HOT`, so the int4 text encoder is "
+                "taken whole too). " if whole else "Not every signature is whole on the LiteRT GPU accelerator: "
+                "see the CPU ops left. ")
+             + "The TFLite GPU delegate (opencl) and NNAPI keep partial coverage (`banana preflight BUNDLE "
+             "--delegate nnapi --api-level 30` prints each CPU fallback with its reason), which is why the delegate "
+             "plan puts the GPU accelerator first and NNAPI only for API <= 34.")
+    record("preflight", [Table("coverage", header, rows, key=3, about=about)], notes=notes)
 
 
 if __name__ == "__main__":
