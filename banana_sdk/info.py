@@ -95,6 +95,11 @@ WEIGHT_RECIPES = {  # quant -> (fully-connected/embedding, conv2d) weight storag
 }
 
 
+# vae_decode upsamples the converter exports as sub-pixel convolutions, counted from the output end
+# (converters/rewrites.py: fp32 all, int8/int4 `HIRES_UPSAMPLES`, fp16 none)
+SUBPIXEL_UPSAMPLES = {"fp32": 99, "fp16": 0, "int8": 1, "int4": 1}
+
+
 class _Sym:
     """Symbolic graph: activation tensors (element counts, reads, a tag), weight bytes and FLOPs."""
 
@@ -102,6 +107,7 @@ class _Sym:
         if quant not in WEIGHT_RECIPES:
             raise ConfigError(f"unknown quant {quant!r}; choose from {sorted(WEIGHT_RECIPES)}")
         self.fc_type, self.conv_type = WEIGHT_RECIPES[quant]
+        self.subpixel = SUBPIXEL_UPSAMPLES[quant]  # vae_decode upsamples in sub-pixel form, from the output end
         self.block = block_size
         self.sizes: list[float] = []  # bytes of each activation tensor
         self.reads: list[int] = []
@@ -211,11 +217,12 @@ class _Sym:
 
     def group_norm(self, x: int, pixels: int, c: int) -> int:
         """GroupNorm as exported (`group_norm_by_channel_stats`, square images): per-channel means of x and x * x,
-        each a MEAN over W (H rows) then over H, averaged per group by fp32 1x1 convs; scale = RSQRT(E[x^2] -
-        mean^2 + eps) * weight, shift = bias - mean * scale; out = x * scale + shift."""
-        if c not in self._group_average:  # one (C, C) fp32 matrix and two biases, shared by every norm of C
-            self._group_average.add(c)
-            self.const(c * c + 2 * c)
+        each a MEAN over W (H rows) then over H, averaged per group by 1x1 convs (an fp16 matrix unless fp32);
+        scale = RSQRT(E[x^2] - mean^2 + eps) * weight, shift = bias - mean * scale; out = x * scale + shift."""
+        if c not in self._group_average:  # one (C, C) matrix and two biases, shared by every norm of C
+            self._group_average.add(c)  # the matrix is fp32 in fp32 bundles, else fp16 (recipes.GROUP_NORM_FP16)
+            self.const(c * c, "fp32" if self.conv_type == "fp32" else "fp16")
+            self.const(2 * c)
         rows = math.isqrt(pixels)
 
         def group_mean(t: int) -> int:
@@ -322,11 +329,20 @@ def _decode_traffic(config: ModelConfig, size: int, g: _Sym) -> None:
     x = g.conv(g.layout(x), side * side, cfg.latent_channels, chans[0], 3)
     x = g.res_block(x, side * side, chans[0], chans[0])
     cin = chans[0]
+    ups = len(chans) - 1
     for level, cout in enumerate(chans):
         for _ in range(cfg.num_res_blocks):
             x = g.res_block(x, side * side, cin, cout)
             cin = cout
-        if level < len(chans) - 1:
+        if level < ups and ups - level <= g.subpixel:  # two 2x2 convs on the padded low-res grid, interleaved
+            grid = (side + 1) * (side + 1)
+            halves = [g.conv(g.op([x], (side + 2) * (side + 2) * cin), grid, cin, 2 * cin, 2)  # PAD, conv
+                      for _ in range(2)]
+            side *= 2
+            halves = [g.op([h], 2 * grid * cin) for h in halves]  # the channels-last reshape of each half
+            joined = g.op([g.op(halves, 4 * grid * cin)], 4 * grid * cin)  # concatenation, reshape to 2x the grid
+            x = g.op([joined], side * side * cin)  # the border crop
+        elif level < ups:
             side *= 2
             x = g.conv(g.op([x], side * side * cin), side * side, cin, cin, 3)  # nearest x2, conv
     x = g.silu(g.group_norm(x, side * side, cin), side * side * cin)
