@@ -194,12 +194,14 @@ def sim() -> None:
               help="Thermal seconds per real second (heat up in seconds, not minutes).")
 @click.option("--start-temp", type=float, default=None, help="Initial temperature in C (default: ambient).")
 @click.option("--write-mbps", type=float, default=None, help="Limit push speed to this many MB/s (a slow link).")
+@click.option("--charging-w", type=float, default=0.0, show_default=True,
+              help="Heat of charging the battery in W (a phone on a fast charger stays warm: try 1.5).")
 @click.option("--quirk", "quirks", multiple=True, metavar="NAME",
               help="Behave like another device class (repeatable): no-shell-v2, old-benchmark-model, no-thermal-hal, "
                    "gnu-coreutils, no-getprop, failing-getprop, failing-pm, failing-am, no-perfetto.")
 def sim_start(profile_name: str, port: int | None, lifetime: str, no_app: bool, abi: str | None,
               storage_mb: float | None, thermal_speedup: float, start_temp: float | None,
-              write_mbps: float | None, quirks: tuple[str, ...]) -> None:
+              write_mbps: float | None, charging_w: float, quirks: tuple[str, ...]) -> None:
     """Run a simulated device in the foreground until Ctrl-C or its lifetime ends (as a child process)."""
     from device_tests.adb_server import server_port
     from device_tests.orphan_guard import guarded
@@ -210,8 +212,10 @@ def sim_start(profile_name: str, port: int | None, lifetime: str, no_app: bool, 
     from device_tests.sim.quirks import parse_quirks
 
     with_abi(get_profile(profile_name), abi)  # unknown names fail here, listing the choices
+    if charging_w < 0:
+        raise click.UsageError(f"--charging-w must be >= 0 W, got {charging_w}")
     options = SimOptions(profile_name, not no_app, abi, storage_mb, thermal_speedup, start_temp, write_mbps,
-                         parse_quirks(quirks))
+                         parse_quirks(quirks), charging_w)
     chosen = port if port is not None else free_port(emulator=True)
     cmd = sim_command(options, chosen, parse_duration(lifetime), server_port())
     # guarded: the simulator dies with us even on SIGKILL; SIGTERM to us stops it like Ctrl-C (it then removes

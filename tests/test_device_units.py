@@ -8,6 +8,7 @@ import json
 import random
 import shlex
 import struct
+from pathlib import Path
 
 import pytest
 
@@ -19,7 +20,7 @@ from device_tests.contract import (
     result_path,
     validate_result,
 )
-from device_tests.errors import ContractError
+from device_tests.errors import ContractError, SimulatorError
 from device_tests.parsers import (
     parse_battery_temp,
     parse_benchmark_model,
@@ -271,6 +272,27 @@ def test_thermal_speedup_compresses_time() -> None:
     assert slow.state().skin_c > 30.0
     assert fast.state().skin_c == pytest.approx(slow.state().skin_c, abs=0.05)
     assert fast.state().die_c == pytest.approx(slow.state().die_c, abs=0.05)
+
+
+def test_a_charging_phone_stays_warm_and_says_it_is_on_a_charger(tmp_path: Path) -> None:
+    options = SimOptions("midrange", start_temp_c=48.0, charging_w=1.5)
+    p = options.resolve().thermal
+    assert p.charging_w == 1.5 and get_profile("midrange").thermal.charging_w == 0.0  # the profile is not changed
+    clock = FakeClock()
+    model = ThermalModel(p, get_profile("midrange").clusters, speedup=60.0, start_c=48.0, clock=clock)
+    lowest = 48.0
+    for _ in range(600):  # 10 minutes of real time, 10 hours of thermal time: idle but charging
+        clock.now += 1.0
+        lowest = min(lowest, model.state().skin_c)
+    steady = p.ambient_c + (p.idle_power_w + 1.5) * p.body_to_air_k_per_w  # 42.1 C: hot (headroom 0.95)
+    assert model.state().skin_c == pytest.approx(steady, abs=0.01) and lowest >= steady - 0.01
+    assert model.state().headroom >= 0.9 and model.state().status == 2
+    device = SimDevice(options, tmp_path / "data", serial="BSIMCHG")
+    text = dumpsys.battery(device)
+    assert "AC powered: true" in text and "USB powered: false" in text
+    assert "AC powered: false" in dumpsys.battery(SimDevice(SimOptions("midrange"), tmp_path / "d2", serial="B2"))
+    with pytest.raises(SimulatorError, match="charging heat"):
+        SimOptions("midrange", charging_w=-1.0).resolve()
 
 
 # ---- parsers on the simulator's output and on real formats ---------------------------------------------

@@ -34,12 +34,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--thermal-speedup", type=float, default=1.0)
     ap.add_argument("--start-temp", type=float, default=None)
     ap.add_argument("--write-mbps", type=float, default=None)
+    ap.add_argument("--charging-w", type=float, default=0.0)
     ap.add_argument("--data-dir", default=None)
     ap.add_argument("--announce-adb-port", type=int, default=None)
     ap.add_argument("--quirk", action="append", default=[], choices=[q.value for q in Quirk])
     args = ap.parse_args(argv)
     options = SimOptions(args.profile, not args.no_app, args.abi, args.storage_mb, args.thermal_speedup,
-                         args.start_temp, args.write_mbps, parse_quirks(args.quirk))
+                         args.start_temp, args.write_mbps, parse_quirks(args.quirk),
+                         args.charging_w)
     for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
         signal.signal(signum, _stop)
 

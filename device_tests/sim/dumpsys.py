@@ -71,10 +71,13 @@ def thermalservice(device: SimDevice) -> str:
 
 def battery(device: SimDevice) -> str:
     tenths = int(round(device.thermal.state().battery_c * 10))
+    fast = device.profile.thermal.charging_w > 0  # on a wall charger, not the host's USB port
     return (
         "Current Battery Service state:\n"
-        "  AC powered: false\n  USB powered: true\n  Wireless powered: false\n  Dock powered: false\n"
-        "  Max charging current: 500000\n  Max charging voltage: 5000000\n  Charge counter: 3456789\n"
+        f"  AC powered: {str(fast).lower()}\n  USB powered: {str(not fast).lower()}\n"
+        "  Wireless powered: false\n  Dock powered: false\n"
+        f"  Max charging current: {3000000 if fast else 500000}\n  Max charging voltage: "
+        f"{9000000 if fast else 5000000}\n  Charge counter: 3456789\n"
         "  status: 2\n  health: 2\n  present: true\n  level: 87\n  scale: 100\n  voltage: 4213\n"
         f"  temperature: {tenths}\n  technology: Li-ion\n"
     )

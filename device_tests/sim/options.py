@@ -24,11 +24,17 @@ class SimOptions:
     start_temp_c: float | None = None  # initial temperature of every node (default: ambient)
     write_mb_per_s: float | None = None  # limit on how fast pushed files are written (a slow USB link)
     quirks: frozenset[Quirk] = frozenset()  # device-variety behaviours (device_tests.sim.quirks)
+    charging_w: float = 0.0  # heat of charging the battery in W (0: on USB, not charging fast); a phone on a
+    # ^ fast charger stays warm whatever the app does, so a hot start does not cool off while a bundle is pushed
 
     def resolve(self) -> DeviceProfile:
         profile = with_abi(get_profile(self.profile), self.abi)
         if self.storage_mb is not None:
             profile = replace(profile, storage_mb=self.storage_mb)
+        if self.charging_w < 0:
+            raise SimulatorError(f"charging heat must be >= 0 W, got {self.charging_w}")
+        if self.charging_w:
+            profile = replace(profile, thermal=replace(profile.thermal, charging_w=self.charging_w))
         return profile
 
 

@@ -19,6 +19,7 @@ class ThermalParams:
     die_to_body_k_per_w: float = 2.5  # thermal resistance die -> body
     body_to_air_k_per_w: float = 8.0  # thermal resistance body -> air
     idle_power_w: float = 0.4  # heat when nothing runs (display, radios)
+    charging_w: float = 0.0  # heat of charging the battery (a fast charger: 1.5-3 W), on top of idle_power_w
     # Heat of inference = busy-core power x CPU time + compute energy + memory-traffic energy (thermal.py). The
     # energy figures are per operation on the phone, from public figures (the comments say which); every byte a
     # graph moves is charged as DRAM traffic, an upper bound (caches absorb some), like its count (traffic.py).

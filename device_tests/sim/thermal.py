@@ -135,7 +135,7 @@ class ThermalModel:
         total = real_dt * self.speedup
         steps = max(1, int(total / MAX_SUBSTEP_S) + 1)
         dt = total / steps
-        heat_w = self.p.idle_power_w + self._energy_j / total
+        heat_w = self.p.idle_power_w + self.p.charging_w + self._energy_j / total
         self._energy_j = 0.0
         p = self.p
         for _ in range(steps):
