@@ -208,14 +208,11 @@ def sim_start(profile_name: str, port: int | None, lifetime: str, no_app: bool, 
     from device_tests.profile import parse_duration
     from device_tests.sim.launcher import ROOT, sim_command, sim_env
     from device_tests.sim.options import EMULATOR_PORTS, SimOptions, free_port
-    from device_tests.sim.profiles import get_profile, with_abi
     from device_tests.sim.quirks import parse_quirks
 
-    with_abi(get_profile(profile_name), abi)  # unknown names fail here, listing the choices
-    if charging_w < 0:
-        raise click.UsageError(f"--charging-w must be >= 0 W, got {charging_w}")
     options = SimOptions(profile_name, not no_app, abi, storage_mb, thermal_speedup, start_temp, write_mbps,
                          parse_quirks(quirks), charging_w)
+    options.resolve()  # an unknown profile or ABI (listing the choices) or a negative charging heat fails here
     chosen = port if port is not None else free_port(emulator=True)
     cmd = sim_command(options, chosen, parse_duration(lifetime), server_port())
     # guarded: the simulator dies with us even on SIGKILL; SIGTERM to us stops it like Ctrl-C (it then removes

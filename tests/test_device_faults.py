@@ -206,6 +206,8 @@ def test_app_missing_wrong_abi_bundle_missing_unknown_device(sims, tiny_bundle: 
     assert not (tmp_path / "r.html").exists()
     assert_one_line_error(run_cli("sim", "start", "--profile", "pocket", in_process=True),
                           "unknown simulator profile 'pocket'", "flagship", "midrange", alone=True)
+    assert_one_line_error(run_cli("sim", "start", "--charging-w", "-1", in_process=True),
+                          "charging heat must be >= 0 W", alone=True)
 
 
 def test_push_then_profile_after_a_failed_push_resumes(adb, sims, tiny_bundle: Path) -> None:  # noqa: ANN001, F811

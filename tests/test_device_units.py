@@ -34,6 +34,7 @@ from device_tests.quoting import command_line
 from device_tests.sim import dumpsys
 from device_tests.sim.device import SimDevice
 from device_tests.sim.fs import FsError, SimFS, normalize
+from device_tests.sim.launcher import sim_command
 from device_tests.sim.options import SimOptions
 from device_tests.sim.profiles import get_profile
 from device_tests.sim.protocol import A_CNXN, A_WRTE, HEADER, Message, ProtocolError, unpack_header
@@ -293,6 +294,8 @@ def test_a_charging_phone_stays_warm_and_says_it_is_on_a_charger(tmp_path: Path)
     assert "AC powered: false" in dumpsys.battery(SimDevice(SimOptions("midrange"), tmp_path / "d2", serial="B2"))
     with pytest.raises(SimulatorError, match="charging heat"):
         SimOptions("midrange", charging_w=-1.0).resolve()
+    cmd = sim_command(options)  # the simulator process gets it; a phone on USB gets no flag
+    assert cmd[cmd.index("--charging-w") + 1] == "1.5" and "--charging-w" not in sim_command(SimOptions())
 
 
 # ---- parsers on the simulator's output and on real formats ---------------------------------------------

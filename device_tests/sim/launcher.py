@@ -68,11 +68,9 @@ def sim_command(options: SimOptions, port: int = 0, lifetime_s: float = 900.0,
            "--lifetime", str(lifetime_s), "--thermal-speedup", str(options.thermal_speedup)]
     if not options.app_installed:
         cmd.append("--no-app")
-    if options.charging_w:
-        cmd += ["--charging-w", str(options.charging_w)]
     for flag, value in (("--abi", options.abi), ("--storage-mb", options.storage_mb),
                         ("--start-temp", options.start_temp_c), ("--write-mbps", options.write_mb_per_s),
-                        ("--announce-adb-port", announce_adb_port)):
+                        ("--charging-w", options.charging_w or None), ("--announce-adb-port", announce_adb_port)):
         if value is not None:
             cmd += [flag, str(value)]
     for quirk in sorted(q.value for q in options.quirks):
