@@ -11,16 +11,17 @@ import numpy as np
 import pytest
 import torch
 from cli_helpers import assert_one_line_error, run_cli
-from PIL import Image
+from PIL import Image, ImageFilter
 
 from banana_sdk.config import ModelConfig, SubjectEncoderConfig
 from banana_sdk.data.characters import held_out_ids, train_ids
-from banana_sdk.data.render import render_character
+from banana_sdk.data.render import render_character, render_scene
+from banana_sdk.data.world import Scene, SceneObject
 from banana_sdk.pipeline import Pipeline, generate_with
 from banana_sdk.presets import get_preset
 from banana_sdk.subjects import Subject, SubjectError, SubjectStore, bind
 from banana_sdk.subjects.binding import bound_inputs, placeholder_prompt
-from banana_sdk.subjects.encoder import reference_crop
+from banana_sdk.subjects.encoder import foreground, reference_crop
 
 
 def write_character(path: Path, identity: int, **where: float) -> Path:
@@ -46,6 +47,33 @@ def test_a_photo_or_a_blank_is_no_reference() -> None:
         reference_crop(noise, 32)
     with pytest.raises(SubjectError, match="plain background"):
         reference_crop(np.full((128, 128, 3), 200, np.uint8), 32)
+
+
+def test_a_landscape_a_textured_photo_or_a_scene_is_no_reference() -> None:
+    landscape = np.zeros((128, 128, 3), np.uint8)  # sky over grass with a grey rock: few pixels differ from the
+    landscape[:80], landscape[80:] = (120, 170, 230), (60, 140, 50)  # median border colour, but the border is
+    landscape[60:80, 30:60] = (90, 90, 90)  # two colours
+    with pytest.raises(SubjectError, match=r"only 56% of its border is one colour"):
+        foreground(landscape)
+    smooth = Image.fromarray(np.random.default_rng(1).integers(0, 256, (128, 128, 3), dtype=np.uint8))
+    smooth = np.asarray(smooth.filter(ImageFilter.GaussianBlur(6)), dtype=np.float32)
+    photo = np.clip((smooth - smooth.mean()) * 4 + 128, 0, 255).astype(np.uint8)  # low-frequency texture
+    with pytest.raises(SubjectError, match="border is one colour"):
+        foreground(photo)
+    scene = Scene((SceneObject(cell=0, cx=0.17, cy=0.17, character="pip"),
+                   SceneObject(cell=8, cx=0.83, cy=0.83, character="zed")))
+    with pytest.raises(SubjectError, match="shows 2 separate things, not one subject"):
+        foreground(render_scene(scene, 128))
+
+
+def test_every_clean_reference_is_accepted_even_cut_by_an_edge_or_as_jpeg(tmp_path: Path) -> None:
+    for name in ("pip", "zed", "lulu", "momo", "kiko"):
+        foreground(render_scene(Scene((SceneObject(cell=4, cx=0.5, cy=0.5, character=name),)), 128))
+    for identity in held_out_ids()[:40]:
+        foreground(render_character(identity))
+        foreground(render_character(identity, cx=0.9, cy=0.9))  # a quarter of it outside the image
+        Image.fromarray(render_character(identity, cx=0.2, cy=0.7)).save(tmp_path / "ref.jpg", quality=50)
+        foreground(np.asarray(Image.open(tmp_path / "ref.jpg").convert("RGB")))
 
 
 def test_configs_without_the_new_parts_are_written_as_before_and_round_trip() -> None:

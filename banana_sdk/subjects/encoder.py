@@ -34,6 +34,11 @@ REFERENCE_SIZE = 128  # reference images are exactly this square size, RGB
 FG_THRESHOLD = 48.0  # max |channel - background| (0-255) above which a pixel belongs to the subject
 MIN_FG_FRACTION = 0.002  # a reference whose subject covers less of the image shows nothing usable
 MAX_FG_FRACTION = 0.5  # one whose "subject" covers more is no subject on a plain background (a photo, a scene)
+BORDER_TOLERANCE = 24.0  # max |channel - background| (0-255) of a border pixel that counts as plain
+MIN_PLAIN_BORDER = 0.7  # share of border pixels that must be plain: photos and landscapes measured 0.01-0.56,
+#                         renders 1.0 (also as JPEG), 0.89 with a subject cut by one edge (one edge = 0.25)
+MAX_SECOND_PART = 0.1  # largest area ratio of the second foreground part to the first: a character's detached
+#                        bits reach 0.05, scenes of two or more objects 0.14-1 (median 0.69)
 HIST_BINS = 4  # colour histogram bins per channel
 SILHOUETTE = 8  # silhouette grid side
 
@@ -53,10 +58,9 @@ def check_reference(image: Image.Image, what: str = "reference image") -> np.nda
     return np.asarray(image, dtype=np.uint8)
 
 
-def _background(pixels: np.ndarray) -> np.ndarray:
-    """The plain background colour: the median of the image's border pixels."""
-    border = np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])
-    return np.median(border.astype(np.float32), axis=0)
+def _border(pixels: np.ndarray) -> np.ndarray:
+    """(4 * S, 3) float32: the image's outermost rows and columns (corners twice)."""
+    return np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]]).astype(np.float32)
 
 
 def _colour_histogram(colours: np.ndarray) -> np.ndarray:
@@ -84,8 +88,15 @@ def _silhouette(mask: np.ndarray) -> np.ndarray:
 
 def foreground(pixels: np.ndarray, what: str = "reference image") -> tuple[np.ndarray, np.ndarray]:
     """(mask (S, S) bool of the pixels that differ from the plain background, background RGB); SubjectError if
-    the reference is blank or is no subject on a plain background (most of it differs from its border)."""
-    background = _background(pixels)
+    the reference is blank or is no subject alone on a plain background (its border is not plain, most of it
+    differs from its border, or it shows several things of similar size: a scene)."""
+    border = _border(pixels)
+    background = np.median(border, axis=0)
+    plain = float((np.abs(border - background).max(axis=1) <= BORDER_TOLERANCE).mean())
+    if plain < MIN_PLAIN_BORDER:
+        raise SubjectError(f"{what} is no subject on a plain background: only {100 * plain:.0f}% of its border is one "
+                           f"colour (need {100 * MIN_PLAIN_BORDER:.0f}%; a photo or a scene is no reference: draw or "
+                           "crop the subject alone on a plain background)")
     mask = np.abs(pixels.astype(np.float32) - background).max(axis=2) > FG_THRESHOLD
     share = float(mask.mean())
     if share < MIN_FG_FRACTION:
@@ -93,6 +104,13 @@ def foreground(pixels: np.ndarray, what: str = "reference image") -> tuple[np.nd
     if share > MAX_FG_FRACTION:
         raise SubjectError(f"{what} is no subject on a plain background: {100 * share:.0f}% of it differs from its "
                            f"border colour (at most {100 * MAX_FG_FRACTION:.0f}%; crop a picture of the subject alone)")
+    labels, count = ndimage.label(mask, structure=np.ones((3, 3), bool))
+    if count > 1:
+        sizes = np.sort(ndimage.sum(mask, labels, index=range(1, count + 1)))[::-1]
+        if sizes[1] > MAX_SECOND_PART * sizes[0]:
+            big = int((sizes > MAX_SECOND_PART * sizes[0]).sum())
+            raise SubjectError(f"{what} shows {big} separate things, not one subject (a scene is no reference: crop "
+                               "one character alone on a plain background)")
     return mask, background
 
 
