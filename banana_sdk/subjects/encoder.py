@@ -90,6 +90,12 @@ def foreground(pixels: np.ndarray, what: str = "reference image") -> tuple[np.nd
     """(mask (S, S) bool of the pixels that differ from the plain background, background RGB); SubjectError if
     the reference is blank or is no subject alone on a plain background (its border is not plain, most of it
     differs from its border, or it shows several things of similar size: a scene)."""
+    mask, background, _ = _checked_foreground(pixels, what)
+    return mask, background
+
+
+def _checked_foreground(pixels: np.ndarray, what: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`foreground` plus the subject's largest 8-connected part (S, S) bool (its holes not yet filled)."""
     border = _border(pixels)
     background = np.median(border, axis=0)
     plain = float((np.abs(border - background).max(axis=1) <= BORDER_TOLERANCE).mean())
@@ -105,23 +111,21 @@ def foreground(pixels: np.ndarray, what: str = "reference image") -> tuple[np.nd
         raise SubjectError(f"{what} is no subject on a plain background: {100 * share:.0f}% of it differs from its "
                            f"border colour (at most {100 * MAX_FG_FRACTION:.0f}%; crop a picture of the subject alone)")
     labels, count = ndimage.label(mask, structure=np.ones((3, 3), bool))
-    if count > 1:
-        sizes = np.sort(ndimage.sum(mask, labels, index=range(1, count + 1)))[::-1]
-        if sizes[1] > MAX_SECOND_PART * sizes[0]:
-            big = int((sizes > MAX_SECOND_PART * sizes[0]).sum())
-            raise SubjectError(f"{what} shows {big} separate things, not one subject (a scene is no reference: crop "
-                               "one character alone on a plain background)")
-    return mask, background
+    if count == 1:
+        return mask, background, mask
+    sizes = ndimage.sum(mask, labels, index=range(1, count + 1))
+    largest = int(np.argmax(sizes))
+    big = int((sizes > MAX_SECOND_PART * sizes[largest]).sum())  # the largest part and any of similar size
+    if big > 1:
+        raise SubjectError(f"{what} shows {big} separate things, not one subject (a scene is no reference: crop "
+                           "one character alone on a plain background)")
+    return mask, background, labels == largest + 1  # specks such as a detached bit are not the subject
 
 
 def describe(pixels: np.ndarray, what: str = "reference image") -> np.ndarray:
     """(DESCRIPTOR_DIM,) float64 raw descriptor of one (S, S, 3) uint8 reference."""
-    mask, _ = foreground(pixels, what)
-    labels, count = ndimage.label(mask, structure=np.ones((3, 3), bool))
-    if count > 1:  # the subject is the largest component (holes such as eyes filled); specks are ignored
-        sizes = ndimage.sum(mask, labels, index=range(1, count + 1))
-        mask = labels == (int(np.argmax(sizes)) + 1)
-    mask = ndimage.binary_fill_holes(mask)
+    _, _, largest = _checked_foreground(pixels, what)
+    mask = ndimage.binary_fill_holes(largest)  # the subject's largest part, holes such as eyes filled
     hist = _colour_histogram(pixels[mask].astype(np.float64))
     return np.concatenate([hist * HIST_BINS**3 / 8.0, 2.0 * _silhouette(mask) - 1.0])  # similar scales
 
